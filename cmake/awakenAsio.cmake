@@ -1,0 +1,13 @@
+# Standalone Asio ships no CMake package of its own: wrap its headers in an imported INTERFACE
+# target, awaken::asio. Set AWAKEN_ASIO_INCLUDE_DIR to use another copy of Asio.
+if(NOT TARGET awaken::asio)
+  find_path(AWAKEN_ASIO_INCLUDE_DIR asio.hpp)
+  if(NOT AWAKEN_ASIO_INCLUDE_DIR)
+    message(FATAL_ERROR "standalone Asio not found (Debian: libasio-dev); set AWAKEN_ASIO_INCLUDE_DIR")
+  endif()
+  find_package(Threads REQUIRED)
+  add_library(awaken::asio INTERFACE IMPORTED GLOBAL)
+  target_include_directories(awaken::asio INTERFACE ${AWAKEN_ASIO_INCLUDE_DIR})
+  target_compile_definitions(awaken::asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+  target_link_libraries(awaken::asio INTERFACE Threads::Threads)
+endif()

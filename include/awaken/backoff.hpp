@@ -1,0 +1,130 @@
+// Bounded exponential backoff with jitter, as an Asio coroutine.
+#pragma once
+
+#include <chrono>
+#include <algorithm>
+#include <optional>
+#include <functional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <asio/awaitable.hpp>
+#include <asio/error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <awaken/clock.hpp>
+#include <awaken/error.hpp>
+
+namespace awaken {
+
+/// How often and how patiently to retry.
+///
+/// The delay after the n-th failure is `min(initial_delay * multiplier^(n-1), max_delay)`, then
+/// shortened by a random fraction of at most `jitter` (so it never exceeds `max_delay`). Out of
+/// range values are clamped: `max_attempts` of 0 means 1, a `multiplier` below 1 means 1,
+/// `jitter` is kept in [0, 1].
+struct BackoffPolicy {
+  unsigned max_attempts = 3;                          ///< attempts in all, the first included
+  std::chrono::milliseconds initial_delay{100};       ///< delay after the first failure
+  double multiplier = 2.0;                            ///< growth per further failure
+  std::chrono::milliseconds max_delay{1000};          ///< cap of any computed delay
+  double jitter = 0.2;                                ///< at most this fraction is taken off at random
+  std::chrono::milliseconds max_retry_after{30'000};  ///< a longer server hint ends the retries
+
+  /// One attempt, no retry.
+  static BackoffPolicy disabled() noexcept {
+    BackoffPolicy p;
+    p.max_attempts = 1;
+    return p;
+  }
+
+  /// The delay after `failures` failures (>= 1), before jitter.
+  std::chrono::milliseconds base_delay(unsigned failures) const noexcept;
+  /// The delay after `failures` failures with jitter drawn from `jitter_source`.
+  std::chrono::milliseconds delay(unsigned failures, JitterSource& jitter_source) const noexcept;
+};
+
+/// Where `with_backoff` takes its randomness and how it waits. Defaults: `default_jitter()` and
+/// an `asio::steady_timer` on the coroutine's executor. Tests pass a `sleep` that records the
+/// delays and returns at once.
+struct BackoffEnvironment {
+  JitterSource* jitter = nullptr;
+  std::function<asio::awaitable<void>(std::chrono::milliseconds)> sleep;
+};
+
+namespace detail {
+template <class T>
+struct awaitable_value;
+template <class T, class E>
+struct awaitable_value<asio::awaitable<T, E>> {
+  using type = T;
+};
+
+inline asio::awaitable<void> timer_sleep(std::chrono::milliseconds d) {
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  timer.expires_after(d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+// The server's retry hint carried by an awaken::Error, if any.
+inline std::optional<std::chrono::milliseconds> retry_hint(const std::system_error& e) noexcept {
+  if (const auto* ae = dynamic_cast<const Error*>(&e)) return ae->details().retry_after;
+  return std::nullopt;
+}
+}  // namespace detail
+
+/// Runs `op()` (a callable returning `asio::awaitable<T>`) until it succeeds, fails with an
+/// error that is not retryable, or `policy.max_attempts` attempts have failed; then returns its
+/// value or rethrows its last exception.
+///
+/// - Failures are exceptions derived from `std::system_error`; `is_retryable(std::error_code)`
+///   decides. Any other exception, and `operation_aborted`, is rethrown at once.
+/// - Before each wait, `on_retry(attempt, const std::system_error&, delay)` is called
+///   (attempt counts from 1), e.g. to log. It must not throw.
+/// - A retry hint carried by an `awaken::Error` (`details().retry_after`, from `Retry-After`)
+///   lengthens the wait to at least the hint; a hint over `policy.max_retry_after` ends the
+///   retries with that error rather than sleeping that long.
+///
+/// Per-operation cancellation: the wait honours the coroutine's cancellation state; a cancelled
+/// wait throws `asio::error::operation_aborted` and no further attempt is made.
+template <class Op, class IsRetryable, class OnRetry>
+auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op,
+                  BackoffEnvironment env = {})
+    -> asio::awaitable<typename detail::awaitable_value<std::invoke_result_t<Op&>>::type> {
+  using T = typename detail::awaitable_value<std::invoke_result_t<Op&>>::type;
+  const unsigned max_attempts = policy.max_attempts == 0 ? 1 : policy.max_attempts;
+  JitterSource& jitter = env.jitter != nullptr ? *env.jitter : default_jitter();
+  for (unsigned attempt = 1;; ++attempt) {
+    auto cs = co_await asio::this_coro::cancellation_state;
+    if (cs.cancelled() != asio::cancellation_type::none)
+      throw std::system_error(asio::error::operation_aborted);
+    std::chrono::milliseconds wait{0};
+    try {
+      if constexpr (std::is_void_v<T>) {
+        co_await op();
+        co_return;
+      } else {
+        co_return co_await op();
+      }
+    } catch (const std::system_error& e) {
+      if (e.code() == asio::error::operation_aborted || !is_retryable(e.code()) ||
+          attempt >= max_attempts)
+        throw;
+      wait = policy.delay(attempt, jitter);
+      if (auto hint = detail::retry_hint(e)) {
+        if (*hint > policy.max_retry_after) throw;
+        wait = std::max(wait, *hint);
+      }
+      on_retry(attempt, e, wait);
+    }
+    if (env.sleep)
+      co_await env.sleep(wait);
+    else
+      co_await detail::timer_sleep(wait);
+  }
+}
+
+}  // namespace awaken

@@ -1,0 +1,120 @@
+// Error codes and the exception type shared by every awaken layer.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+
+namespace awaken {
+
+/// Errors of the JOSE layer (base64url, JWK, JWS).
+enum class jose_errc {
+  malformed_base64url = 1,   ///< padding, a foreign character or non-canonical trailing bits
+  input_too_large,           ///< an encoded input is larger than the configured bound
+  malformed_json,            ///< a JOSE header, payload or JWK is not the JSON it must be
+  invalid_jwk,               ///< a JWK member is missing, of the wrong type or out of range
+  unsupported_key_type,      ///< `kty` or `crv` is not one awaken handles
+  weak_key,                  ///< an RSA modulus under 2048 bits
+  point_not_on_curve,        ///< EC coordinates that are not a point of the named curve
+  invalid_private_key,       ///< a PEM that is not a PKCS#8 or PKCS#1 private key
+  unsupported_algorithm,     ///< `alg` is not in RS/PS/ES 256/384/512
+  algorithm_key_mismatch,    ///< `alg` does not fit the key type or curve
+  malformed_jws,             ///< not three base64url segments of a compact JWS
+  invalid_signature,         ///< the signature does not verify
+  signing_failed,            ///< the crypto library failed to sign
+};
+
+/// Errors of the HTTP transport.
+enum class http_errc {
+  invalid_request = 1,  ///< a URL, header or option the transport refuses
+  resolve_failed,       ///< the host name did not resolve
+  connect_failed,       ///< the TCP or unix socket connection was refused or unreachable
+  timeout,              ///< the per-request timeout elapsed
+  tls_failed,           ///< TLS handshake or peer verification failed
+  response_too_large,   ///< the response exceeded the configured bound
+  transfer_failed,      ///< the connection broke during the transfer
+  protocol_error,       ///< the peer spoke malformed HTTP or HTTP/2 (including a stream reset)
+  shut_down,            ///< the client was destroyed while the request was pending
+};
+
+/// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and
+/// is never used as an error.
+enum class grpc_status {
+  ok = 0,
+  cancelled = 1,
+  unknown = 2,
+  invalid_argument = 3,
+  deadline_exceeded = 4,
+  not_found = 5,
+  already_exists = 6,
+  permission_denied = 7,
+  resource_exhausted = 8,
+  failed_precondition = 9,
+  aborted = 10,
+  out_of_range = 11,
+  unimplemented = 12,
+  internal = 13,
+  unavailable = 14,
+  data_loss = 15,
+  unauthenticated = 16,
+};
+
+const std::error_category& jose_category() noexcept;
+const std::error_category& http_category() noexcept;
+const std::error_category& grpc_category() noexcept;
+
+inline std::error_code make_error_code(jose_errc e) noexcept {
+  return {static_cast<int>(e), jose_category()};
+}
+inline std::error_code make_error_code(http_errc e) noexcept {
+  return {static_cast<int>(e), http_category()};
+}
+inline std::error_code make_error_code(grpc_status e) noexcept {
+  return {static_cast<int>(e), grpc_category()};
+}
+
+/// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
+/// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
+/// `deadline_exceeded`, `aborted` and `resource_exhausted`. Cancellation, bad input, TLS
+/// verification failures and every JOSE error are not retryable.
+bool is_retryable(std::error_code ec) noexcept;
+
+/// What a server said about a failure, kept apart from the code so that callers can branch on
+/// the code and still show the server's words. Texts are bounded and stripped of control bytes.
+struct ErrorDetails {
+  int http_status = 0;                                 ///< 0 when there was no HTTP response
+  std::string server_message;                          ///< bounded excerpt of body or grpc-message
+  std::optional<std::chrono::milliseconds> retry_after;  ///< a server's retry hint, if any
+};
+
+/// The exception awaken's coroutines throw: a `std::system_error` whose code is one of the
+/// categories above (or an Asio/system code such as `operation_aborted`), plus details.
+/// `what()` reads "<context>: <code message> (HTTP 503: <server text>)". Never carries secrets:
+/// callers build `context` from names and ids only.
+class Error : public std::system_error {
+ public:
+  Error(std::error_code ec, std::string_view context, ErrorDetails details = {});
+  const ErrorDetails& details() const noexcept { return details_; }
+
+ private:
+  ErrorDetails details_;
+};
+
+/// Throws `Error{ec, context, details}`.
+[[noreturn]] void throw_error(std::error_code ec, std::string_view context, ErrorDetails details = {});
+
+/// A printable excerpt of untrusted text: at most `max_bytes` bytes, control and non-ASCII
+/// bytes replaced by '?', an ellipsis and the full length appended when cut.
+std::string bounded_excerpt(std::string_view text, std::size_t max_bytes = 256);
+
+}  // namespace awaken
+
+template <>
+struct std::is_error_code_enum<awaken::jose_errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<awaken::http_errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<awaken::grpc_status> : std::true_type {};

@@ -1,0 +1,63 @@
+// JWS compact serialization: sign, parse, verify (RFC 7515, algorithms of RFC 7518).
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <nlohmann/json.hpp>
+
+#include <awaken/jose/keys.hpp>
+
+namespace awaken::jose {
+
+/// Default bound on a compact JWS: 64 KiB.
+inline constexpr std::size_t default_max_jws_bytes = 64 * 1024;
+
+/// Signs `payload` and returns `base64url(header).base64url(payload).base64url(signature)`.
+/// `header` must be a JSON object (or null); its `alg` member is set to `alg`. ECDSA signatures
+/// are written in the JOSE form `R || S`. Throws `awaken::Error`: `algorithm_key_mismatch` when
+/// `alg` does not fit the key, `signing_failed` when the crypto library fails.
+std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload,
+                         const PrivateKey& key);
+
+/// A compact JWS, parsed but not yet verified.
+///
+/// Parsing checks, in this order: the size bound, exactly three segments, strict base64url,
+/// a JSON-object header whose `alg` is one of `Algorithm` (so `none` and HMAC are refused before
+/// anything else is looked at), and no `crit` header. The payload is left as bytes.
+///
+/// Thread safety: immutable after parsing.
+class CompactJws {
+ public:
+  /// Throws `awaken::Error` with `jose_errc`.
+  static CompactJws parse(std::string_view token, std::size_t max_bytes = default_max_jws_bytes);
+
+  Algorithm algorithm() const noexcept { return alg_; }
+  const nlohmann::json& header() const noexcept { return header_; }
+  /// The decoded payload bytes.
+  const std::string& payload() const noexcept { return payload_; }
+  /// `base64url(header) "." base64url(payload)`, the bytes the signature covers.
+  std::string_view signing_input() const noexcept { return signing_input_; }
+  /// The decoded signature bytes (for ECDSA, `R || S`).
+  const std::string& signature() const noexcept { return signature_; }
+
+  /// Verifies the signature with `key`. Fails with `algorithm_key_mismatch` when the header's
+  /// `alg` does not fit the key type or curve, and with `invalid_signature` when the signature
+  /// does not verify (an ECDSA signature of any length other than exactly twice the field size
+  /// is invalid).
+  void verify(const PublicKey& key) const;
+  /// As above, without throwing; returns true when the signature verifies.
+  bool verify(const PublicKey& key, std::error_code& ec) const noexcept;
+
+ private:
+  CompactJws() = default;
+  Algorithm alg_{};
+  nlohmann::json header_;
+  std::string payload_;
+  std::string signing_input_;
+  std::string signature_;
+};
+
+}  // namespace awaken::jose

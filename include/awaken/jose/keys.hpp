@@ -1,0 +1,85 @@
+// Public and private keys for JWS, built once from JWK or PEM and shared.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <awaken/redacted_string.hpp>
+
+namespace awaken::jose {
+
+/// JWS algorithms awaken signs and verifies (RFC 7518 section 3.1).
+enum class Algorithm { rs256, rs384, rs512, ps256, ps384, ps512, es256, es384, es512 };
+
+/// "RS256" and so on.
+std::string_view to_string(Algorithm alg) noexcept;
+/// The algorithm named `name` (case-sensitive), or nullopt; "none" and HMAC are never accepted.
+std::optional<Algorithm> parse_algorithm(std::string_view name) noexcept;
+
+enum class KeyType { rsa, ec };
+enum class Curve { none, p256, p384, p521 };
+
+namespace detail {
+struct KeyHolder;  // owns the EVP_PKEY; defined in the compiled part
+}
+
+/// An immutable public key. Copies share one underlying key, so copying is cheap and
+/// verification never re-parses the key.
+///
+/// Thread safety: immutable after construction; safe to use from any number of threads.
+class PublicKey {
+ public:
+  /// From a JWK object: `kty` "RSA" (`n`, `e`; modulus of at least 2048 bits) or "EC" (`crv`
+  /// P-256/P-384/P-521, `x`, `y` of exactly the field size, the point checked to be on the
+  /// curve). A JWK that carries private members (`d`, `p`, ...) is refused. Throws
+  /// `awaken::Error` with `jose_errc`.
+  static PublicKey from_jwk(const nlohmann::json& jwk);
+  /// From the JSON text of a JWK.
+  static PublicKey from_jwk_json(std::string_view json);
+  /// From a PEM "PUBLIC KEY" (SubjectPublicKeyInfo), with the same checks as `from_jwk`.
+  static PublicKey from_pem(std::string_view pem);
+
+  KeyType type() const noexcept;
+  Curve curve() const noexcept;  ///< Curve::none for RSA
+  int bits() const noexcept;     ///< modulus or field size in bits
+  /// Whether `alg` fits this key: RS and PS for RSA, ES256/384/512 for P-256/384/521.
+  bool supports(Algorithm alg) const noexcept;
+
+  const std::shared_ptr<const detail::KeyHolder>& holder() const noexcept { return key_; }
+
+ private:
+  explicit PublicKey(std::shared_ptr<const detail::KeyHolder> key) noexcept : key_(std::move(key)) {}
+  friend class PrivateKey;
+  std::shared_ptr<const detail::KeyHolder> key_;
+};
+
+/// An immutable private key for signing: RSA (at least 2048 bits) or EC P-256/384/521, read from
+/// a PEM "PRIVATE KEY" (PKCS#8), "RSA PRIVATE KEY" (PKCS#1) or "EC PRIVATE KEY" (SEC 1).
+/// Encrypted PEMs are refused. The key material stays inside the crypto library; nothing here
+/// prints it.
+///
+/// Thread safety: immutable after construction; safe to use from any number of threads.
+class PrivateKey {
+ public:
+  /// Throws `awaken::Error` with `jose_errc::invalid_private_key` or `weak_key`; the message
+  /// never contains the PEM.
+  static PrivateKey from_pem(const RedactedString& pem);
+
+  KeyType type() const noexcept;
+  Curve curve() const noexcept;
+  int bits() const noexcept;
+  bool supports(Algorithm alg) const noexcept;
+  /// The matching public key.
+  PublicKey public_key() const;
+
+  const std::shared_ptr<const detail::KeyHolder>& holder() const noexcept { return key_; }
+
+ private:
+  explicit PrivateKey(std::shared_ptr<const detail::KeyHolder> key) noexcept : key_(std::move(key)) {}
+  std::shared_ptr<const detail::KeyHolder> key_;
+};
+
+}  // namespace awaken::jose

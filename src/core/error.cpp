@@ -1,0 +1,139 @@
+#include <awaken/error.hpp>
+
+#include <asio/error.hpp>
+
+namespace awaken {
+namespace {
+
+class JoseCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.jose"; }
+  std::string message(int ev) const override {
+    switch (static_cast<jose_errc>(ev)) {
+      case jose_errc::malformed_base64url: return "malformed base64url";
+      case jose_errc::input_too_large: return "input larger than allowed";
+      case jose_errc::malformed_json: return "malformed JSON";
+      case jose_errc::invalid_jwk: return "invalid JWK";
+      case jose_errc::unsupported_key_type: return "unsupported key type or curve";
+      case jose_errc::weak_key: return "RSA key shorter than 2048 bits";
+      case jose_errc::point_not_on_curve: return "EC point not on the curve";
+      case jose_errc::invalid_private_key: return "invalid private key";
+      case jose_errc::unsupported_algorithm: return "unsupported JWS algorithm";
+      case jose_errc::algorithm_key_mismatch: return "JWS algorithm does not match the key";
+      case jose_errc::malformed_jws: return "malformed compact JWS";
+      case jose_errc::invalid_signature: return "invalid signature";
+      case jose_errc::signing_failed: return "signing failed";
+    }
+    return "unknown JOSE error";
+  }
+};
+
+class HttpCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.http"; }
+  std::string message(int ev) const override {
+    switch (static_cast<http_errc>(ev)) {
+      case http_errc::invalid_request: return "invalid request";
+      case http_errc::resolve_failed: return "could not resolve host";
+      case http_errc::connect_failed: return "could not connect";
+      case http_errc::timeout: return "request timed out";
+      case http_errc::tls_failed: return "TLS handshake or peer verification failed";
+      case http_errc::response_too_large: return "response larger than allowed";
+      case http_errc::transfer_failed: return "connection broken during transfer";
+      case http_errc::protocol_error: return "HTTP protocol error";
+      case http_errc::shut_down: return "HTTP client shut down";
+    }
+    return "unknown HTTP error";
+  }
+};
+
+class GrpcCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.grpc"; }
+  std::string message(int ev) const override {
+    static constexpr const char* names[] = {
+        "ok", "cancelled", "unknown", "invalid argument", "deadline exceeded", "not found",
+        "already exists", "permission denied", "resource exhausted", "failed precondition",
+        "aborted", "out of range", "unimplemented", "internal", "unavailable", "data loss",
+        "unauthenticated"};
+    if (ev >= 0 && ev < static_cast<int>(std::size(names))) return std::string{"gRPC "} + names[ev];
+    return "gRPC status " + std::to_string(ev);
+  }
+};
+
+}  // namespace
+
+const std::error_category& jose_category() noexcept {
+  static const JoseCategory c;
+  return c;
+}
+const std::error_category& http_category() noexcept {
+  static const HttpCategory c;
+  return c;
+}
+const std::error_category& grpc_category() noexcept {
+  static const GrpcCategory c;
+  return c;
+}
+
+bool is_retryable(std::error_code ec) noexcept {
+  if (ec.category() == http_category()) {
+    switch (static_cast<http_errc>(ec.value())) {
+      case http_errc::resolve_failed:
+      case http_errc::connect_failed:
+      case http_errc::timeout:
+      case http_errc::transfer_failed:
+      case http_errc::protocol_error: return true;
+      default: return false;
+    }
+  }
+  if (ec.category() == grpc_category()) {
+    switch (static_cast<grpc_status>(ec.value())) {
+      case grpc_status::unavailable:
+      case grpc_status::deadline_exceeded:
+      case grpc_status::aborted:
+      case grpc_status::resource_exhausted: return true;
+      default: return false;
+    }
+  }
+  return false;
+}
+
+namespace {
+std::string describe(std::error_code ec, std::string_view context, const ErrorDetails& d) {
+  std::string out{context};
+  if (!out.empty()) out += ": ";
+  out += ec.message();
+  if (d.http_status != 0 || !d.server_message.empty()) {
+    out += " (";
+    if (d.http_status != 0) {
+      out += "HTTP " + std::to_string(d.http_status);
+      if (!d.server_message.empty()) out += ": ";
+    }
+    out += d.server_message;
+    out += ')';
+  }
+  return out;
+}
+}  // namespace
+
+Error::Error(std::error_code ec, std::string_view context, ErrorDetails details)
+    : std::system_error(ec, describe(ec, context, details)), details_(std::move(details)) {}
+
+void throw_error(std::error_code ec, std::string_view context, ErrorDetails details) {
+  throw Error(ec, context, std::move(details));
+}
+
+std::string bounded_excerpt(std::string_view text, std::size_t max_bytes) {
+  const bool cut = text.size() > max_bytes;
+  std::string out;
+  out.reserve(std::min(text.size(), max_bytes) + 32);
+  for (char c : text.substr(0, max_bytes)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += (u >= 0x20 && u < 0x7f) ? c : '?';
+  }
+  if (cut) out += "... (" + std::to_string(text.size()) + " bytes)";
+  return out;
+}
+
+}  // namespace awaken

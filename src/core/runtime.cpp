@@ -1,0 +1,93 @@
+// Process-wide defaults: the real clock, the default jitter, the logger, backoff arithmetic.
+#include <awaken/backoff.hpp>
+#include <awaken/clock.hpp>
+#include <awaken/log.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <random>
+
+#include <spdlog/logger.h>
+#include <spdlog/sinks/stdout_sinks.h>
+
+namespace awaken {
+namespace {
+
+class RealClock final : public Clock {
+ public:
+  std::chrono::steady_clock::time_point steady_now() const noexcept override {
+    return std::chrono::steady_clock::now();
+  }
+  std::chrono::system_clock::time_point system_now() const noexcept override {
+    return std::chrono::system_clock::now();
+  }
+};
+
+class ThreadLocalJitter final : public JitterSource {
+ public:
+  double next_unit() noexcept override {
+    thread_local std::mt19937_64 engine{std::random_device{}()};
+    return std::uniform_real_distribution<double>{0.0, 1.0}(engine);
+  }
+};
+
+std::shared_ptr<spdlog::logger> make_default_logger() {
+  auto l = std::make_shared<spdlog::logger>("awaken", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  l->set_level(spdlog::level::warn);
+  return l;
+}
+
+struct LoggerSlot {
+  std::mutex mutex;
+  std::shared_ptr<spdlog::logger> current = make_default_logger();
+};
+
+LoggerSlot& logger_slot() {
+  static LoggerSlot slot;
+  return slot;
+}
+
+}  // namespace
+
+const Clock& system_clock() noexcept {
+  static const RealClock clock;
+  return clock;
+}
+
+JitterSource& default_jitter() noexcept {
+  static ThreadLocalJitter jitter;
+  return jitter;
+}
+
+std::shared_ptr<spdlog::logger> logger() noexcept {
+  auto& slot = logger_slot();
+  std::lock_guard lock{slot.mutex};
+  return slot.current;
+}
+
+void set_logger(std::shared_ptr<spdlog::logger> replacement) noexcept {
+  auto& slot = logger_slot();
+  auto fresh = replacement ? std::move(replacement) : make_default_logger();
+  std::lock_guard lock{slot.mutex};
+  slot.current.swap(fresh);
+}
+
+std::chrono::milliseconds BackoffPolicy::base_delay(unsigned failures) const noexcept {
+  const double cap = static_cast<double>(std::max<std::int64_t>(max_delay.count(), 0));
+  const double growth = (multiplier >= 1.0 && std::isfinite(multiplier)) ? multiplier : 1.0;
+  double d = static_cast<double>(std::max<std::int64_t>(initial_delay.count(), 0));
+  for (unsigned i = 1; i < failures && d < cap; ++i) d *= growth;
+  return std::chrono::milliseconds{static_cast<std::int64_t>(std::min(d, cap))};
+}
+
+std::chrono::milliseconds BackoffPolicy::delay(unsigned failures, JitterSource& jitter_source) const noexcept {
+  const auto base = base_delay(failures);
+  const double j = std::clamp(std::isfinite(jitter) ? jitter : 0.0, 0.0, 1.0);
+  if (j == 0.0) return base;
+  const double u = std::clamp(jitter_source.next_unit(), 0.0, 1.0);
+  return std::chrono::milliseconds{
+      static_cast<std::int64_t>(static_cast<double>(base.count()) * (1.0 - j * u))};
+}
+
+}  // namespace awaken

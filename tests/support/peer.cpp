@@ -1,0 +1,143 @@
+#include "support/peer.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+extern char** environ;
+
+namespace awaken::test {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int spawn(const std::vector<std::string>& argv, int* out_fd) {
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = ::posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  ::close(pipefd[1]);
+  if (rc != 0) {
+    ::close(pipefd[0]);
+    throw std::runtime_error("spawn " + argv[0] + " failed: " + std::strerror(rc));
+  }
+  *out_fd = pipefd[0];
+  return pid;
+}
+
+// Reads from fd into buffer until a newline or the deadline; returns the line without it.
+std::optional<std::string> read_line_until(int fd, std::string& buffer, Clock::time_point deadline) {
+  for (;;) {
+    if (auto nl = buffer.find('\n'); nl != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return line;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0 || fd < 0) return std::nullopt;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) return std::nullopt;
+    buffer.append(chunk, static_cast<std::size_t>(n));
+  }
+}
+
+}  // namespace
+
+std::string peers_dir() { return AWAKEN_PEERS_DIR; }
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "awaken-test-XXXXXX").string();
+  if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+PeerProcess::PeerProcess(const std::string& script, const std::vector<std::string>& args,
+                         std::chrono::milliseconds startup) {
+  std::vector<std::string> argv{"node", peers_dir() + "/" + script};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_ = spawn(argv, &out_fd_);
+  auto line = read_line_until(out_fd_, buffer_, Clock::now() + startup);
+  if (!line) {
+    kill(SIGKILL);
+    throw std::runtime_error("peer " + script + " did not report ready");
+  }
+  info_ = nlohmann::json::parse(*line);
+}
+
+PeerProcess::~PeerProcess() {
+  kill(SIGKILL);
+  if (out_fd_ >= 0) ::close(out_fd_);
+}
+
+void PeerProcess::kill(int sig) {
+  if (pid_ <= 0) return;
+  ::kill(pid_, sig);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+bool PeerProcess::running() {
+  if (pid_ <= 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+std::optional<std::string> PeerProcess::read_line(std::chrono::milliseconds timeout) {
+  return read_line_until(out_fd_, buffer_, Clock::now() + timeout);
+}
+
+int run_command(const std::vector<std::string>& argv, std::string* output, std::chrono::milliseconds timeout) {
+  int fd = -1;
+  const int pid = spawn(argv, &fd);
+  std::string all;
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      ::kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n <= 0) break;
+    all.append(chunk, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (output != nullptr) *output = std::move(all);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace awaken::test

@@ -1,0 +1,83 @@
+// Test support: real peers in child processes, and coroutines run under a deadline.
+#pragma once
+
+#include <chrono>
+#include <exception>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+namespace awaken::test {
+
+/// The directory holding the npm test peers.
+std::string peers_dir();
+
+/// A scratch directory, removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+/// A child process (a Node peer) that prints one JSON line on stdout when it is ready. Killed
+/// (SIGKILL) and reaped on destruction.
+class PeerProcess {
+ public:
+  /// Runs `node <peers_dir>/<script> args...` and waits up to `startup` for its ready line.
+  PeerProcess(const std::string& script, const std::vector<std::string>& args,
+              std::chrono::milliseconds startup = std::chrono::seconds{20});
+  ~PeerProcess();
+  PeerProcess(const PeerProcess&) = delete;
+  PeerProcess& operator=(const PeerProcess&) = delete;
+
+  /// The ready line.
+  const nlohmann::json& info() const { return info_; }
+  /// Sends `sig` and reaps the process.
+  void kill(int sig);
+  bool running();
+  /// Reads further stdout lines (after the ready line) until one arrives or `timeout` passes.
+  std::optional<std::string> read_line(std::chrono::milliseconds timeout);
+
+ private:
+  int pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffer_;
+  nlohmann::json info_;
+};
+
+/// Runs a command to completion and returns its exit status; stdout goes to `output`.
+int run_command(const std::vector<std::string>& argv, std::string* output = nullptr,
+                std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
+/// Runs `aw` on a fresh loop of `io` until it finishes or `deadline` passes; rethrows its
+/// exception; fails the test (throws) on the deadline, so no test can hang.
+template <class T>
+T run(asio::io_context& io, asio::awaitable<T> aw, std::chrono::milliseconds deadline = std::chrono::seconds{20}) {
+  std::optional<std::conditional_t<std::is_void_v<T>, int, T>> result;
+  std::exception_ptr error;
+  bool done = false;
+  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e, auto... value) {
+    done = true;
+    error = e;
+    if constexpr (sizeof...(value) > 0) {
+      if (!e) result.emplace(std::move(value)...);
+    }
+  });
+  io.restart();
+  io.run_for(deadline);
+  if (!done) throw std::runtime_error("test deadline passed");
+  if (error) std::rethrow_exception(error);
+  if constexpr (!std::is_void_v<T>) return std::move(*result);
+}
+
+}  // namespace awaken::test
