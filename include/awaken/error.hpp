@@ -106,8 +106,8 @@ class Error : public std::system_error {
 /// Throws `Error{ec, context, details}`.
 [[noreturn]] void throw_error(std::error_code ec, std::string_view context, ErrorDetails details = {});
 
-/// A printable excerpt of untrusted text: at most `max_bytes` bytes, control and non-ASCII
-/// bytes replaced by '?', an ellipsis and the full length appended when cut.
+/// A printable excerpt of untrusted text: at most `max_bytes` bytes (never half a UTF-8
+/// sequence), control bytes replaced by '?', an ellipsis and the full length appended when cut.
 std::string bounded_excerpt(std::string_view text, std::size_t max_bytes = 256);
 
 }  // namespace awaken

@@ -126,11 +126,14 @@ void throw_error(std::error_code ec, std::string_view context, ErrorDetails deta
 
 std::string bounded_excerpt(std::string_view text, std::size_t max_bytes) {
   const bool cut = text.size() > max_bytes;
+  std::size_t keep = std::min(text.size(), max_bytes);
+  // Never cut a UTF-8 sequence in two.
+  while (cut && keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
   std::string out;
-  out.reserve(std::min(text.size(), max_bytes) + 32);
-  for (char c : text.substr(0, max_bytes)) {
+  out.reserve(keep + 32);
+  for (char c : text.substr(0, keep)) {
     const auto u = static_cast<unsigned char>(c);
-    out += (u >= 0x20 && u < 0x7f) ? c : '?';
+    out += (u < 0x20 || u == 0x7f) ? '?' : c;
   }
   if (cut) out += "... (" + std::to_string(text.size()) + " bytes)";
   return out;
