@@ -652,9 +652,15 @@ TEST_CASE("PEM: public keys from SubjectPublicKeyInfo", "[jose]") {
         code(jose_errc::unsupported_key_type));
   CHECK(error_of([] { PublicKey::from_pem(material("ed25519").spki); }) ==
         code(jose_errc::unsupported_key_type));
-  // A private key is not a public key PEM, and garbage is neither.
+  // A private key is not a public key PEM, nor is PKCS#1 "RSA PUBLIC KEY"; garbage is neither.
   CHECK(error_of([] { PublicKey::from_pem(material("P-256").pkcs8); }) ==
         code(jose_errc::invalid_jwk));
+  CHECK(error_of([] { PublicKey::from_pem(material("rsa2048").traditional); }) ==
+        code(jose_errc::invalid_jwk));
+  const std::string pkcs1_public =
+      encode_pem(material("rsa2048").pkey.get(), EVP_PKEY_PUBLIC_KEY, "type-specific");
+  REQUIRE(pkcs1_public.rfind("-----BEGIN RSA PUBLIC KEY-----", 0) == 0);
+  CHECK(error_of([&] { PublicKey::from_pem(pkcs1_public); }) == code(jose_errc::invalid_jwk));
   CHECK(error_of([] { PublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC "
                                           "KEY-----\n"); }) == code(jose_errc::invalid_jwk));
 }
@@ -700,6 +706,8 @@ TEST_CASE("PEM: weak, foreign and garbage private keys are refused", "[jose]") {
       good.substr(0, good.size() / 2),
       corrupted,
       material("P-256").spki,
+      material("rsa2048").spki,
+      encode_pem(material("rsa2048").pkey.get(), EVP_PKEY_PUBLIC_KEY, "type-specific"),
   };
   for (const std::string& text : garbage) {
     INFO(text.size() << " bytes");

@@ -11,6 +11,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
+#include <openssl/pem.h>
 
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
@@ -292,21 +293,44 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
 // Refuses every passphrase request, so encrypted PEMs fail instead of prompting on a terminal.
 int refuse_passphrase(char*, std::size_t, std::size_t*, const OSSL_PARAM[], void*) { return 0; }
 
-EvpPkeyPtr decode_pem(std::string_view pem, const char* structure, int selection) {
+EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_type,
+                  const char* structure, int selection) {
   EVP_PKEY* pkey = nullptr;
   const std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx{OSSL_DECODER_CTX_new_for_pkey(
-      &pkey, "PEM", structure, nullptr, selection, nullptr, nullptr)};
+      &pkey, input_type, structure, nullptr, selection, nullptr, nullptr)};
   if (!dctx) return nullptr;
   if (OSSL_DECODER_CTX_set_passphrase_cb(dctx.get(), refuse_passphrase, nullptr) != 1) {
     return nullptr;
   }
-  const auto* data = reinterpret_cast<const unsigned char*>(pem.data());
-  std::size_t len = pem.size();
   if (OSSL_DECODER_from_data(dctx.get(), &data, &len) != 1) {
     EVP_PKEY_free(pkey);
     return nullptr;
   }
   return EvpPkeyPtr{pkey};
+}
+
+// The decoders take PKCS#1 "RSA PUBLIC KEY" even when asked for SubjectPublicKeyInfo, so the
+// PEM label is checked here before the DER is decoded.
+EvpPkeyPtr decode_public_pem(std::string_view pem) {
+  struct BioDeleter {
+    void operator()(BIO* p) const noexcept { BIO_free(p); }
+  };
+  const std::unique_ptr<BIO, BioDeleter> bio{
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* der = nullptr;
+  long der_len = 0;
+  EvpPkeyPtr pkey;
+  if (bio && PEM_read_bio(bio.get(), &name, &header, &der, &der_len) == 1 &&
+      std::strcmp(name, PEM_STRING_PUBLIC) == 0 && header[0] == '\0' && der_len > 0) {
+    pkey = decode(der, static_cast<std::size_t>(der_len), "DER", "SubjectPublicKeyInfo",
+                  EVP_PKEY_PUBLIC_KEY);
+  }
+  OPENSSL_free(name);
+  OPENSSL_free(header);
+  OPENSSL_free(der);
+  return pkey;
 }
 
 }  // namespace
@@ -368,7 +392,7 @@ PublicKey PublicKey::from_pem(std::string_view pem) {
   const OpensslErrorScope errors;
   const std::string ctx = "PublicKey::from_pem (" + std::to_string(pem.size()) + " bytes)";
   if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
-  EvpPkeyPtr pkey = decode_pem(pem, "SubjectPublicKeyInfo", EVP_PKEY_PUBLIC_KEY);
+  EvpPkeyPtr pkey = decode_public_pem(pem);
   if (!pkey) fail(jose_errc::invalid_jwk, ctx + ": not a PEM public key");
   return PublicKey{make_holder(std::move(pkey), {"PublicKey::from_pem", jose_errc::invalid_jwk,
                                                  false})};
@@ -387,7 +411,8 @@ PrivateKey PrivateKey::from_pem(const RedactedString& pem) {
   const OpensslErrorScope errors;
   const std::string ctx = "PrivateKey::from_pem (" + std::to_string(pem.size()) + " bytes)";
   if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
-  EvpPkeyPtr pkey = decode_pem(pem.reveal(), nullptr, EVP_PKEY_KEYPAIR);
+  EvpPkeyPtr pkey = decode(reinterpret_cast<const unsigned char*>(pem.reveal().data()),
+                           pem.size(), "PEM", nullptr, EVP_PKEY_KEYPAIR);
   if (!pkey) fail(jose_errc::invalid_private_key, ctx + ": not an unencrypted PEM private key");
   return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::from_pem",
                                                   jose_errc::invalid_private_key, true})};
