@@ -98,13 +98,14 @@ Pkey generate(const std::string& name) {
 }
 
 std::string encode_pem(EVP_PKEY* k, int selection, const char* structure,
-                       const char* cipher = nullptr) {
+                       const char* cipher = nullptr,
+                       std::string_view passphrase = "correct horse") {
   OSSL_ENCODER_CTX* ctx = OSSL_ENCODER_CTX_new_for_pkey(k, selection, "PEM", structure, nullptr);
   REQUIRE(ctx != nullptr);
   if (cipher != nullptr) {
     REQUIRE(OSSL_ENCODER_CTX_set_cipher(ctx, cipher, nullptr) == 1);
-    REQUIRE(OSSL_ENCODER_CTX_set_passphrase(
-                ctx, reinterpret_cast<const unsigned char*>("correct horse"), 13) == 1);
+    const auto* pass = reinterpret_cast<const unsigned char*>(passphrase.data());
+    REQUIRE(OSSL_ENCODER_CTX_set_passphrase(ctx, pass, passphrase.size()) == 1);
   }
   unsigned char* data = nullptr;
   std::size_t len = 0;
@@ -673,10 +674,15 @@ TEST_CASE("PEM: encrypted private keys are refused without prompting", "[jose]")
       encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "type-specific", "AES-128-CBC");
   const std::string encrypted_sec1 =
       encode_pem(material("P-256").pkey.get(), EVP_PKEY_KEYPAIR, "type-specific", "AES-128-CBC");
+  // An empty passphrase must not be tried either.
+  const std::string empty_passphrase =
+      encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "PrivateKeyInfo", "AES-256-CBC", "");
   REQUIRE(encrypted_pkcs8.rfind("-----BEGIN ENCRYPTED PRIVATE KEY-----", 0) == 0);
+  REQUIRE(empty_passphrase.rfind("-----BEGIN ENCRYPTED PRIVATE KEY-----", 0) == 0);
   REQUIRE(encrypted_pkcs1.find("Proc-Type: 4,ENCRYPTED") != std::string::npos);
   REQUIRE(encrypted_sec1.find("Proc-Type: 4,ENCRYPTED") != std::string::npos);
-  for (const std::string* pem : {&encrypted_pkcs8, &encrypted_pkcs1, &encrypted_sec1}) {
+  for (const std::string* pem :
+       {&encrypted_pkcs8, &encrypted_pkcs1, &encrypted_sec1, &empty_passphrase}) {
     const RedactedString secret{*pem};
     CHECK(error_of([&] { PrivateKey::from_pem(secret); }) ==
           code(jose_errc::invalid_private_key));
