@@ -2,6 +2,8 @@
 // EVP_PKEY, in the same run. Prints awaken/openssl ratios of the median CPU times at the end.
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -152,6 +154,8 @@ void openssl_decode_verify(benchmark::State& state, const Case& c, bool ecdsa) {
 // Passes everything to the console and keeps each benchmark's median CPU time.
 class MedianCapture : public benchmark::ConsoleReporter {
  public:
+  MedianCapture() : ConsoleReporter(isatty(STDOUT_FILENO) != 0 ? OO_ColorTabular : OO_Tabular) {}
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
       if (run.error_occurred) continue;
