@@ -1,1 +1,447 @@
-// placeholder
+#include <awaken/jose/keys.hpp>
+
+#include <array>
+#include <cstring>
+#include <string>
+
+#include <nlohmann/json.hpp>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/decoder.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+
+#include <awaken/error.hpp>
+#include <awaken/jose/base64url.hpp>
+
+#include "jose/key_holder.hpp"
+
+namespace awaken::jose {
+namespace detail {
+
+OpensslErrorScope::OpensslErrorScope() noexcept { ERR_set_mark(); }
+OpensslErrorScope::~OpensslErrorScope() { ERR_pop_to_mark(); }
+
+bool key_supports(const KeyHolder* key, Algorithm alg) noexcept {
+  if (key == nullptr) return false;
+  switch (alg) {
+    case Algorithm::rs256:
+    case Algorithm::rs384:
+    case Algorithm::rs512:
+    case Algorithm::ps256:
+    case Algorithm::ps384:
+    case Algorithm::ps512: return key->type == KeyType::rsa;
+    case Algorithm::es256: return key->type == KeyType::ec && key->curve == Curve::p256;
+    case Algorithm::es384: return key->type == KeyType::ec && key->curve == Curve::p384;
+    case Algorithm::es512: return key->type == KeyType::ec && key->curve == Curve::p521;
+  }
+  return false;
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::EvpPkeyPtr;
+using detail::KeyHolder;
+using detail::OpensslErrorScope;
+
+constexpr int min_rsa_bits = 2048;
+// OpenSSL refuses larger moduli for public-key operations (OPENSSL_RSA_MAX_MODULUS_BITS).
+constexpr int max_rsa_bits = 16384;
+constexpr std::size_t max_pem_bytes = std::size_t{1} << 20;
+
+struct BnDeleter {
+  void operator()(BIGNUM* p) const noexcept { BN_free(p); }
+};
+using BnPtr = std::unique_ptr<BIGNUM, BnDeleter>;
+
+struct ParamBldDeleter {
+  void operator()(OSSL_PARAM_BLD* p) const noexcept { OSSL_PARAM_BLD_free(p); }
+};
+struct ParamDeleter {
+  void operator()(OSSL_PARAM* p) const noexcept { OSSL_PARAM_free(p); }
+};
+struct PkeyCtxDeleter {
+  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
+};
+using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
+struct DecoderCtxDeleter {
+  void operator()(OSSL_DECODER_CTX* p) const noexcept { OSSL_DECODER_CTX_free(p); }
+};
+
+[[noreturn]] void fail(jose_errc code, std::string_view context) {
+  throw_error(make_error_code(code), context);
+}
+
+std::shared_ptr<const KeyHolder> share(EvpPkeyPtr pkey, KeyType type, Curve curve, int bits) {
+  auto* holder = new KeyHolder(pkey.get(), type, curve, bits);
+  pkey.release();
+  // On a failed control-block allocation, shared_ptr deletes the holder, which frees the key.
+  return std::shared_ptr<const KeyHolder>(holder);
+}
+
+/// What to blame when a decoded key turns out unusable.
+struct Origin {
+  const char* context;  // e.g. "PublicKey::from_pem"
+  jose_errc invalid;    // invalid_jwk or invalid_private_key
+  bool is_private;
+};
+
+Curve curve_from_group_name(std::string_view name) noexcept {
+  if (name == "prime256v1" || name == "P-256" || name == "secp256r1") return Curve::p256;
+  if (name == "secp384r1" || name == "P-384") return Curve::p384;
+  if (name == "secp521r1" || name == "P-521") return Curve::p521;
+  return Curve::none;
+}
+
+bool has_bn_param(const EVP_PKEY* pkey, const char* name) {
+  BIGNUM* bn = nullptr;
+  const bool ok = EVP_PKEY_get_bn_param(pkey, name, &bn) == 1 && bn != nullptr;
+  BN_clear_free(bn);
+  return ok;
+}
+
+// Classifies a decoded key and enforces the policy every key source shares.
+std::shared_ptr<const KeyHolder> make_holder(EvpPkeyPtr pkey, const Origin& origin) {
+  const std::string ctx = origin.context;
+  if (EVP_PKEY_is_a(pkey.get(), "RSA")) {
+    const int bits = EVP_PKEY_get_bits(pkey.get());
+    if (bits < min_rsa_bits) {
+      fail(jose_errc::weak_key, ctx + ": RSA modulus of " + std::to_string(bits) + " bits");
+    }
+    if (bits > max_rsa_bits) {
+      fail(jose_errc::unsupported_key_type,
+           ctx + ": RSA modulus of " + std::to_string(bits) + " bits");
+    }
+    BIGNUM* raw_e = nullptr;
+    if (EVP_PKEY_get_bn_param(pkey.get(), OSSL_PKEY_PARAM_RSA_E, &raw_e) != 1) {
+      fail(origin.invalid, ctx + ": RSA key without public exponent");
+    }
+    const BnPtr e{raw_e};
+    if (!BN_is_odd(e.get()) || BN_num_bits(e.get()) < 2) {
+      fail(origin.invalid, ctx + ": RSA public exponent is even or below 3");
+    }
+    if (origin.is_private && !has_bn_param(pkey.get(), OSSL_PKEY_PARAM_RSA_D)) {
+      fail(origin.invalid, ctx + ": not a private key");
+    }
+    return share(std::move(pkey), KeyType::rsa, Curve::none, bits);
+  }
+  if (EVP_PKEY_is_a(pkey.get(), "EC")) {
+    std::array<char, 64> name{};
+    std::size_t len = 0;
+    Curve curve = Curve::none;
+    if (EVP_PKEY_get_group_name(pkey.get(), name.data(), name.size(), &len) == 1) {
+      curve = curve_from_group_name(std::string_view{name.data(), len});
+    }
+    if (curve == Curve::none) fail(jose_errc::unsupported_key_type, ctx + ": EC curve");
+    if (origin.is_private) {
+      if (!has_bn_param(pkey.get(), OSSL_PKEY_PARAM_PRIV_KEY)) {
+        fail(origin.invalid, ctx + ": not a private key");
+      }
+    } else {
+      const PkeyCtxPtr check{EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr)};
+      if (!check || EVP_PKEY_public_check(check.get()) != 1) {
+        fail(jose_errc::point_not_on_curve, ctx + ": EC public key check");
+      }
+    }
+    const int bits = EVP_PKEY_get_bits(pkey.get());
+    return share(std::move(pkey), KeyType::ec, curve, bits);
+  }
+  fail(jose_errc::unsupported_key_type, ctx + ": key type");
+}
+
+// --- JWK ---------------------------------------------------------------------------------------
+
+constexpr const char* private_members[] = {"d", "p", "q", "dp", "dq", "qi", "oth"};
+
+const std::string& string_member(const nlohmann::json& jwk, const char* name) {
+  const auto it = jwk.find(name);
+  if (it == jwk.end() || !it->is_string()) {
+    fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: member '"} + name +
+                                     "' missing or not a string");
+  }
+  return it->get_ref<const std::string&>();
+}
+
+std::string bytes_member(const nlohmann::json& jwk, const char* name) {
+  std::error_code ec;
+  std::string bytes = base64url_decode(string_member(jwk, name), ec);
+  if (ec) {
+    fail(jose_errc::invalid_jwk,
+         std::string{"PublicKey::from_jwk: member '"} + name + "' is not base64url");
+  }
+  return bytes;
+}
+
+// A JWK integer: big-endian, non-empty, without leading zero bytes (RFC 7518 section 6.3.1).
+std::string unsigned_member(const nlohmann::json& jwk, const char* name) {
+  std::string bytes = bytes_member(jwk, name);
+  if (bytes.empty() || bytes.front() == '\0') {
+    fail(jose_errc::invalid_jwk,
+         std::string{"PublicKey::from_jwk: member '"} + name + "' empty or zero-padded");
+  }
+  return bytes;
+}
+
+int bit_length(std::string_view big_endian) noexcept {
+  auto top = static_cast<unsigned char>(big_endian.front());
+  int top_bits = 0;
+  for (; top != 0; top >>= 1) ++top_bits;
+  return static_cast<int>((big_endian.size() - 1) * 8) + top_bits;
+}
+
+BnPtr to_bn(std::string_view big_endian) {
+  BnPtr bn{BN_bin2bn(reinterpret_cast<const unsigned char*>(big_endian.data()),
+                     static_cast<int>(big_endian.size()), nullptr)};
+  if (!bn) throw std::bad_alloc{};
+  return bn;
+}
+
+EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
+  const std::unique_ptr<OSSL_PARAM, ParamDeleter> params{OSSL_PARAM_BLD_to_param(bld)};
+  if (!params) throw std::bad_alloc{};
+  const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr)};
+  EVP_PKEY* pkey = nullptr;
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    return nullptr;
+  }
+  return EvpPkeyPtr{pkey};
+}
+
+std::shared_ptr<const KeyHolder> rsa_from_jwk(const nlohmann::json& jwk) {
+  const std::string n = unsigned_member(jwk, "n");
+  const std::string e = unsigned_member(jwk, "e");
+  const int bits = bit_length(n);
+  if (bits < min_rsa_bits) {
+    fail(jose_errc::weak_key,
+         "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
+  }
+  if (bits > max_rsa_bits) {
+    fail(jose_errc::unsupported_key_type,
+         "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
+  }
+  if ((static_cast<unsigned char>(n.back()) & 1) == 0) {
+    fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: RSA modulus is even");
+  }
+  if ((static_cast<unsigned char>(e.back()) & 1) == 0 || (e.size() == 1 && e[0] < 3)) {
+    fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: RSA exponent is even or below 3");
+  }
+  if (e.size() > n.size()) fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: RSA exponent");
+
+  const BnPtr bn_n = to_bn(n);
+  const BnPtr bn_e = to_bn(e);
+  const std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
+  if (!bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()) != 1) {
+    throw std::bad_alloc{};
+  }
+  EvpPkeyPtr pkey = pkey_from_params("RSA", bld.get());
+  if (!pkey) fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: RSA key refused");
+  return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
+}
+
+std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
+  const std::string& crv = string_member(jwk, "crv");
+  const char* group = nullptr;
+  Curve curve = Curve::none;
+  if (crv == "P-256") {
+    group = "prime256v1";
+    curve = Curve::p256;
+  } else if (crv == "P-384") {
+    group = "secp384r1";
+    curve = Curve::p384;
+  } else if (crv == "P-521") {
+    group = "secp521r1";
+    curve = Curve::p521;
+  } else {
+    fail(jose_errc::unsupported_key_type, "PublicKey::from_jwk: crv");
+  }
+  const std::string x = bytes_member(jwk, "x");
+  const std::string y = bytes_member(jwk, "y");
+  const auto size = static_cast<std::size_t>(detail::field_bytes(curve));
+  if (x.size() != size || y.size() != size) {
+    fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: EC coordinate of " +
+                                     std::to_string(x.size()) + "/" + std::to_string(y.size()) +
+                                     " bytes for " + crv);
+  }
+  std::string point;
+  point.reserve(1 + 2 * size);
+  point += '\x04';  // SEC 1 uncompressed point
+  point += x;
+  point += y;
+
+  const std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
+  if (!bld ||
+      OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                       point.size()) != 1) {
+    throw std::bad_alloc{};
+  }
+  // With well-sized coordinates, the import only fails on a point outside the curve (or a
+  // coordinate not below the field prime).
+  EvpPkeyPtr pkey = pkey_from_params("EC", bld.get());
+  if (!pkey) fail(jose_errc::point_not_on_curve, "PublicKey::from_jwk: EC point");
+  return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
+}
+
+// --- PEM ---------------------------------------------------------------------------------------
+
+// Refuses every passphrase request, so encrypted PEMs fail instead of prompting on a terminal.
+int refuse_passphrase(char*, std::size_t, std::size_t*, const OSSL_PARAM[], void*) { return 0; }
+
+EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_type,
+                  const char* structure, int selection) {
+  EVP_PKEY* pkey = nullptr;
+  const std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx{OSSL_DECODER_CTX_new_for_pkey(
+      &pkey, input_type, structure, nullptr, selection, nullptr, nullptr)};
+  if (!dctx) return nullptr;
+  if (OSSL_DECODER_CTX_set_passphrase_cb(dctx.get(), refuse_passphrase, nullptr) != 1) {
+    return nullptr;
+  }
+  if (OSSL_DECODER_from_data(dctx.get(), &data, &len) != 1) {
+    EVP_PKEY_free(pkey);
+    return nullptr;
+  }
+  return EvpPkeyPtr{pkey};
+}
+
+// The decoders take PKCS#1 "RSA PUBLIC KEY" even when asked for SubjectPublicKeyInfo, so the
+// PEM label is checked here before the DER is decoded.
+EvpPkeyPtr decode_public_pem(std::string_view pem) {
+  struct BioDeleter {
+    void operator()(BIO* p) const noexcept { BIO_free(p); }
+  };
+  const std::unique_ptr<BIO, BioDeleter> bio{
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
+  char* name = nullptr;
+  char* header = nullptr;
+  unsigned char* der = nullptr;
+  long der_len = 0;
+  EvpPkeyPtr pkey;
+  if (bio && PEM_read_bio(bio.get(), &name, &header, &der, &der_len) == 1 &&
+      std::strcmp(name, PEM_STRING_PUBLIC) == 0 && header[0] == '\0' && der_len > 0) {
+    pkey = decode(der, static_cast<std::size_t>(der_len), "DER", "SubjectPublicKeyInfo",
+                  EVP_PKEY_PUBLIC_KEY);
+  }
+  OPENSSL_free(name);
+  OPENSSL_free(header);
+  OPENSSL_free(der);
+  return pkey;
+}
+
+}  // namespace
+
+// --- Algorithm ---------------------------------------------------------------------------------
+
+std::string_view to_string(Algorithm alg) noexcept {
+  switch (alg) {
+    case Algorithm::rs256: return "RS256";
+    case Algorithm::rs384: return "RS384";
+    case Algorithm::rs512: return "RS512";
+    case Algorithm::ps256: return "PS256";
+    case Algorithm::ps384: return "PS384";
+    case Algorithm::ps512: return "PS512";
+    case Algorithm::es256: return "ES256";
+    case Algorithm::es384: return "ES384";
+    case Algorithm::es512: return "ES512";
+  }
+  return "unknown";
+}
+
+std::optional<Algorithm> parse_algorithm(std::string_view name) noexcept {
+  static constexpr Algorithm all[] = {Algorithm::rs256, Algorithm::rs384, Algorithm::rs512,
+                                      Algorithm::ps256, Algorithm::ps384, Algorithm::ps512,
+                                      Algorithm::es256, Algorithm::es384, Algorithm::es512};
+  for (const Algorithm alg : all) {
+    if (to_string(alg) == name) return alg;
+  }
+  return std::nullopt;
+}
+
+// --- PublicKey ---------------------------------------------------------------------------------
+
+PublicKey PublicKey::from_jwk(const nlohmann::json& jwk) {
+  const OpensslErrorScope errors;
+  if (!jwk.is_object()) fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: not a JSON object");
+  for (const char* name : private_members) {
+    if (jwk.contains(name)) {
+      fail(jose_errc::invalid_jwk,
+           std::string{"PublicKey::from_jwk: private member '"} + name + "' present");
+    }
+  }
+  const std::string& kty = string_member(jwk, "kty");
+  if (kty == "RSA") return PublicKey{rsa_from_jwk(jwk)};
+  if (kty == "EC") return PublicKey{ec_from_jwk(jwk)};
+  fail(jose_errc::unsupported_key_type, "PublicKey::from_jwk: kty");
+}
+
+PublicKey PublicKey::from_jwk_json(std::string_view json) {
+  nlohmann::json jwk = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (jwk.is_discarded()) {
+    fail(jose_errc::malformed_json,
+         "PublicKey::from_jwk_json (" + std::to_string(json.size()) + " bytes)");
+  }
+  return from_jwk(jwk);
+}
+
+PublicKey PublicKey::from_pem(std::string_view pem) {
+  const OpensslErrorScope errors;
+  const std::string ctx = "PublicKey::from_pem (" + std::to_string(pem.size()) + " bytes)";
+  if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
+  EvpPkeyPtr pkey = decode_public_pem(pem);
+  if (!pkey) fail(jose_errc::invalid_jwk, ctx + ": not a PEM public key");
+  return PublicKey{make_holder(std::move(pkey), {"PublicKey::from_pem", jose_errc::invalid_jwk,
+                                                 false})};
+}
+
+KeyType PublicKey::type() const noexcept { return key_ ? key_->type : KeyType::rsa; }
+Curve PublicKey::curve() const noexcept { return key_ ? key_->curve : Curve::none; }
+int PublicKey::bits() const noexcept { return key_ ? key_->bits : 0; }
+bool PublicKey::supports(Algorithm alg) const noexcept {
+  return detail::key_supports(key_.get(), alg);
+}
+
+// --- PrivateKey --------------------------------------------------------------------------------
+
+PrivateKey PrivateKey::from_pem(const RedactedString& pem) {
+  const OpensslErrorScope errors;
+  const std::string ctx = "PrivateKey::from_pem (" + std::to_string(pem.size()) + " bytes)";
+  if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
+  EvpPkeyPtr pkey = decode(reinterpret_cast<const unsigned char*>(pem.reveal().data()),
+                           pem.size(), "PEM", nullptr, EVP_PKEY_KEYPAIR);
+  if (!pkey) fail(jose_errc::invalid_private_key, ctx + ": not an unencrypted PEM private key");
+  return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::from_pem",
+                                                  jose_errc::invalid_private_key, true})};
+}
+
+KeyType PrivateKey::type() const noexcept { return key_ ? key_->type : KeyType::rsa; }
+Curve PrivateKey::curve() const noexcept { return key_ ? key_->curve : Curve::none; }
+int PrivateKey::bits() const noexcept { return key_ ? key_->bits : 0; }
+bool PrivateKey::supports(Algorithm alg) const noexcept {
+  return detail::key_supports(key_.get(), alg);
+}
+
+PublicKey PrivateKey::public_key() const {
+  const OpensslErrorScope errors;
+  if (!key_) fail(jose_errc::invalid_private_key, "PrivateKey::public_key: empty key");
+  // Export only the public half, so the PublicKey never carries the private numbers.
+  OSSL_PARAM* raw = nullptr;
+  if (EVP_PKEY_todata(key_->pkey, EVP_PKEY_PUBLIC_KEY, &raw) != 1) {
+    fail(jose_errc::invalid_private_key, "PrivateKey::public_key: export");
+  }
+  const std::unique_ptr<OSSL_PARAM, ParamDeleter> params{raw};
+  const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(
+      nullptr, key_->type == KeyType::rsa ? "RSA" : "EC", nullptr)};
+  EVP_PKEY* pkey = nullptr;
+  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    fail(jose_errc::invalid_private_key, "PrivateKey::public_key: import");
+  }
+  return PublicKey{share(EvpPkeyPtr{pkey}, key_->type, key_->curve, key_->bits)};
+}
+
+}  // namespace awaken::jose

@@ -18,15 +18,18 @@ inline constexpr std::size_t default_max_jws_bytes = 64 * 1024;
 /// Signs `payload` and returns `base64url(header).base64url(payload).base64url(signature)`.
 /// `header` must be a JSON object (or null); its `alg` member is set to `alg`. ECDSA signatures
 /// are written in the JOSE form `R || S`. Throws `awaken::Error`: `algorithm_key_mismatch` when
-/// `alg` does not fit the key, `signing_failed` when the crypto library fails.
+/// `alg` does not fit the key, `malformed_json` when `header` is neither an object nor null (or
+/// holds invalid UTF-8), `signing_failed` when the crypto library fails.
 std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload,
                          const PrivateKey& key);
 
 /// A compact JWS, parsed but not yet verified.
 ///
-/// Parsing checks, in this order: the size bound, exactly three segments, strict base64url,
-/// a JSON-object header whose `alg` is one of `Algorithm` (so `none` and HMAC are refused before
-/// anything else is looked at), and no `crit` header. The payload is left as bytes.
+/// Parsing checks, in this order: the size bound (`input_too_large`), exactly three segments
+/// with non-empty header and signature (`malformed_jws`), strict base64url
+/// (`malformed_base64url`), a JSON-object header (`malformed_json`) whose `alg` is one of
+/// `Algorithm` (`unsupported_algorithm`, so `none` and HMAC are refused before anything else is
+/// looked at), and no `crit` header (`malformed_jws`). The payload is left as bytes.
 ///
 /// Thread safety: immutable after parsing.
 class CompactJws {

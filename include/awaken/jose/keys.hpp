@@ -35,11 +35,16 @@ class PublicKey {
   /// From a JWK object: `kty` "RSA" (`n`, `e`; modulus of at least 2048 bits) or "EC" (`crv`
   /// P-256/P-384/P-521, `x`, `y` of exactly the field size, the point checked to be on the
   /// curve). A JWK that carries private members (`d`, `p`, ...) is refused. Throws
-  /// `awaken::Error` with `jose_errc`.
+  /// `awaken::Error` with `jose_errc`: `invalid_jwk` (not an object; a member missing, of the
+  /// wrong type, not base64url, zero-padded; an even or < 3 exponent; private members),
+  /// `unsupported_key_type` (`kty`, `crv`, a modulus over 16384 bits), `weak_key`,
+  /// `point_not_on_curve`.
   static PublicKey from_jwk(const nlohmann::json& jwk);
-  /// From the JSON text of a JWK.
+  /// From the JSON text of a JWK; `malformed_json` when the text is not JSON.
   static PublicKey from_jwk_json(std::string_view json);
-  /// From a PEM "PUBLIC KEY" (SubjectPublicKeyInfo), with the same checks as `from_jwk`.
+  /// From a PEM "PUBLIC KEY" (SubjectPublicKeyInfo), with the same checks as `from_jwk`. Text
+  /// that is not such a PEM (including a private key or PKCS#1 "RSA PUBLIC KEY") fails with
+  /// `invalid_jwk`; other key types and curves with `unsupported_key_type`.
   static PublicKey from_pem(std::string_view pem);
 
   KeyType type() const noexcept;
@@ -64,15 +69,16 @@ class PublicKey {
 /// Thread safety: immutable after construction; safe to use from any number of threads.
 class PrivateKey {
  public:
-  /// Throws `awaken::Error` with `jose_errc::invalid_private_key` or `weak_key`; the message
-  /// never contains the PEM.
+  /// Throws `awaken::Error` with `jose_errc::invalid_private_key` (not an unencrypted private
+  /// key PEM), `weak_key`, `unsupported_key_type` (another key type or curve) or
+  /// `input_too_large` (over 1 MiB); the message never contains the PEM.
   static PrivateKey from_pem(const RedactedString& pem);
 
   KeyType type() const noexcept;
   Curve curve() const noexcept;
   int bits() const noexcept;
   bool supports(Algorithm alg) const noexcept;
-  /// The matching public key.
+  /// The matching public key, holding only the public half.
   PublicKey public_key() const;
 
   const std::shared_ptr<const detail::KeyHolder>& holder() const noexcept { return key_; }
