@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -97,10 +98,15 @@ struct ErrorDetails {
 class Error : public std::system_error {
  public:
   Error(std::error_code ec, std::string_view context, ErrorDetails details = {});
-  const ErrorDetails& details() const noexcept { return details_; }
+  const ErrorDetails& details() const noexcept { return state_->details; }
+  const char* what() const noexcept override { return state_->what.c_str(); }
 
  private:
-  ErrorDetails details_;
+  struct State {
+    ErrorDetails details;
+    std::string what;
+  };
+  std::shared_ptr<const State> state_;  // shared, so that copying an exception cannot throw
 };
 
 /// Throws `Error{ec, context, details}`.

@@ -118,7 +118,7 @@ std::string describe(std::error_code ec, std::string_view context, const ErrorDe
 }  // namespace
 
 Error::Error(std::error_code ec, std::string_view context, ErrorDetails details)
-    : std::system_error(ec, describe(ec, context, details)), details_(std::move(details)) {}
+    : std::system_error(ec), state_(std::make_shared<const State>(State{details, describe(ec, context, details)})) {}
 
 void throw_error(std::error_code ec, std::string_view context, ErrorDetails details) {
   throw Error(ec, context, std::move(details));

@@ -1,10 +1,17 @@
 #include "http/curl_engine.hpp"
 
 #include <poll.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <mutex>
+#include <vector>
+
+#include <asio/execution/context.hpp>
+#include <asio/execution_context.hpp>
+#include <asio/query.hpp>
 
 #include <asio/error.hpp>
 #include <asio/posix/stream_descriptor.hpp>
@@ -55,14 +62,53 @@ std::string_view trim(std::string_view s) {
 
 std::size_t header_callback(char* data, std::size_t size, std::size_t count, void* user) {
   const std::size_t n = size * count;
-  std::string_view line{data, n};
-  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
-  return static_cast<Transfer*>(user)->on_header(line) ? n : 0;
+  // One line per call, except after a pause: curl then hands over what it held back, which may
+  // be several lines at once.
+  std::string_view rest{data, n};
+  while (!rest.empty()) {
+    const auto nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
+    while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!static_cast<Transfer*>(user)->on_header(line)) return 0;
+  }
+  return n;
 }
 
 std::size_t write_callback(char* data, std::size_t size, std::size_t count, void* user) {
   return static_cast<Transfer*>(user)->on_body(data, size * count);
 }
+
+// Drops what engines hold when their execution context shuts down, as Asio does with its own
+// pending operations: handlers are destroyed, not invoked. Without this, a transfer whose handler
+// owns a client (and so the engine) would keep itself alive after the context is gone.
+class EngineRegistry final : public asio::execution_context::service {
+ public:
+  using key_type = EngineRegistry;
+  static inline asio::execution_context::id id;
+
+  explicit EngineRegistry(asio::execution_context& context) : service(context) {}
+
+  void add(const std::shared_ptr<Engine>& engine) {
+    std::lock_guard lock{mutex_};
+    std::erase_if(engines_, [](const auto& w) { return w.expired(); });
+    engines_.push_back(engine);
+  }
+
+  void shutdown() override {
+    std::vector<std::weak_ptr<Engine>> engines;
+    {
+      std::lock_guard lock{mutex_};
+      engines.swap(engines_);
+    }
+    for (auto& weak : engines)
+      if (auto engine = weak.lock()) engine->drop_everything();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::weak_ptr<Engine>> engines_;
+};
 
 }  // namespace
 
@@ -233,7 +279,7 @@ struct Engine::Watch {
 };
 
 Engine::Engine(const asio::any_io_executor& executor)
-    : strand_(asio::make_strand(executor)), timer_(strand_) {
+    : strand_(asio::make_strand(executor)), timer_(strand_), kick_timer_(strand_) {
   ensure_curl_initialised();
   multi_ = curl_multi_init();
   curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Engine::on_socket);
@@ -242,15 +288,29 @@ Engine::Engine(const asio::any_io_executor& executor)
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
 }
 
+std::shared_ptr<Engine> Engine::create(const asio::any_io_executor& executor) {
+  auto engine = std::make_shared<Engine>(executor);
+  asio::use_service<EngineRegistry>(asio::query(executor, asio::execution::context)).add(engine);
+  return engine;
+}
+
 Engine::~Engine() {
-  // Reached when the last handler holding the engine is gone, possibly while the execution
-  // context shuts down: release curl's descriptors without completing anything.
+  drop_everything();
+  if (multi_ != nullptr) curl_multi_cleanup(multi_);
+}
+
+void Engine::drop_everything() noexcept {
+  // No completion runs: the context is going away (or already has).
   closed_ = true;
-  for (auto& [easy, transfer] : active_) curl_multi_remove_handle(multi_, easy);
+  auto active = std::move(active_);
   active_.clear();
+  for (auto& [easy, transfer] : active) {
+    curl_multi_remove_handle(multi_, easy);
+    transfer->drop_handlers();
+  }
+  active.clear();
   for (auto& [fd, watch] : watches_) stop_watching(*watch);
   watches_.clear();
-  if (multi_ != nullptr) curl_multi_cleanup(multi_);
 }
 
 void Engine::start(std::shared_ptr<Transfer> transfer) {
@@ -260,6 +320,10 @@ void Engine::start(std::shared_ptr<Transfer> transfer) {
       t->on_done(CURLE_OK, t->abandoned_ ? t->abandoned_ : make_error_code(http_errc::shut_down));
       return;
     }
+    // curl does not always report CURL_POLL_REMOVE before closing a socket (an aborted HTTP/2
+    // transfer, for one); a descriptor number it then reuses must not meet a stale watch.
+    curl_easy_setopt(t->easy(), CURLOPT_CLOSESOCKETFUNCTION, &Engine::on_close_socket);
+    curl_easy_setopt(t->easy(), CURLOPT_CLOSESOCKETDATA, self.get());
     if (curl_multi_add_handle(self->multi_, t->easy()) != CURLM_OK) {
       t->finished_ = true;
       t->on_done(CURLE_FAILED_INIT, {});
@@ -267,6 +331,8 @@ void Engine::start(std::shared_ptr<Transfer> transfer) {
     }
     CURL* easy = t->easy();
     self->active_.emplace(easy, std::move(t));
+    self->saw_activity_ = true;
+    self->schedule_kick();
   });
 }
 
@@ -307,6 +373,7 @@ void Engine::shutdown() {
     for (auto& [fd, watch] : self->watches_) self->stop_watching(*watch);
     self->watches_.clear();
     self->timer_.cancel();
+    self->kick_timer_.cancel();
   });
 }
 
@@ -352,6 +419,15 @@ int Engine::on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
   return 0;
 }
 
+int Engine::on_close_socket(void* clientp, curl_socket_t fd) {
+  auto* self = static_cast<Engine*>(clientp);
+  if (auto it = self->watches_.find(fd); it != self->watches_.end()) {
+    self->stop_watching(*it->second);
+    self->watches_.erase(it);
+  }
+  return ::close(fd);
+}
+
 int Engine::on_timer(CURLM*, long timeout_ms, void* userp) {
   auto* self = static_cast<Engine*>(userp);
   if (self->closed_) return 0;
@@ -386,6 +462,7 @@ void Engine::arm(const std::shared_ptr<Watch>& watch) {
       asio::post(strand_, [self = shared_from_this(), watch, flags] {
         watch->action_posted = false;
         if (watch->removed || self->closed_) return;
+        self->saw_activity_ = true;
         self->socket_action(watch->fd, flags);
         self->arm(watch);
       });
@@ -397,6 +474,7 @@ void Engine::arm(const std::shared_ptr<Watch>& watch) {
     if (flag == CURL_CSELECT_IN) watch->reading = false;
     else watch->writing = false;
     if (watch->removed || self->closed_ || ec == asio::error::operation_aborted) return;
+    self->saw_activity_ = true;
     self->socket_action(watch->fd, ec ? CURL_CSELECT_ERR : flag);
     self->arm(watch);
   };
@@ -416,6 +494,29 @@ void Engine::socket_action(curl_socket_t fd, int flags) {
   int running = 0;
   curl_multi_socket_action(multi_, fd, flags, &running);
   finish_done_transfers();
+}
+
+void Engine::schedule_kick() {
+  if (kick_armed_ || closed_ || active_.empty()) return;
+  kick_armed_ = true;
+  kick_timer_.expires_after(kick_interval_);
+  kick_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    self->kick_armed_ = false;
+    if (ec || self->closed_ || self->active_.empty()) return;
+    // libcurl 7.x can miss the end of an HTTP/2 stream that arrives while it is still sending
+    // (a response before the request is fully written, such as a trailers-only gRPC error):
+    // it has read the bytes but waits for more that never come. Offer every socket it reads
+    // from a read attempt: cheap, and such a transfer then completes. Often at first, rarely
+    // once the engine has been quiet.
+    self->kick_interval_ = self->saw_activity_ ? kick_min : std::min(self->kick_interval_ * 2, kick_max);
+    self->saw_activity_ = false;
+    std::vector<curl_socket_t> readers;
+    for (auto& [fd, watch] : self->watches_)
+      if ((watch->interest & CURL_POLL_IN) != 0) readers.push_back(fd);
+    for (auto fd : readers)
+      if (!self->closed_) self->socket_action(fd, CURL_CSELECT_IN);
+    self->schedule_kick();
+  });
 }
 
 void Engine::finish_done_transfers() {
@@ -439,15 +540,17 @@ void Engine::finish_done_transfers() {
 // ---------------------------------------------------------------------------------------------
 
 ClientState::ClientState(asio::any_io_executor executor, HttpClientOptions options)
-    : executor_(std::move(executor)), options_(std::move(options)), engine_(std::make_shared<Engine>(executor_)) {}
+    : executor_(std::move(executor)), options_(std::move(options)), engine_(Engine::create(executor_)) {}
 
 ClientState::~ClientState() { engine_->shutdown(); }
 
 void abandon_on_cancel(asio::cancellation_slot slot, const std::shared_ptr<Engine>& engine,
                        const std::shared_ptr<Transfer>& transfer) {
   if (!slot.is_connected()) return;
-  slot.assign([engine, weak = std::weak_ptr<Transfer>(transfer)](asio::cancellation_type) {
-    engine->abandon(weak, asio::error::operation_aborted);
+  // Weak references only: the slot belongs to the caller, who may be owned by the transfer.
+  slot.assign([weak_engine = std::weak_ptr<Engine>(engine), weak = std::weak_ptr<Transfer>(transfer)](
+                  asio::cancellation_type) {
+    if (auto e = weak_engine.lock()) e->abandon(weak, asio::error::operation_aborted);
   });
 }
 

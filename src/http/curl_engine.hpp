@@ -45,6 +45,8 @@ class Transfer : public std::enable_shared_from_this<Transfer> {
   /// The transfer ended (`result` is CURLE_OK on success) or was abandoned (`aborted` holds the
   /// reason: operation_aborted or shut_down). Called exactly once.
   virtual void on_done(CURLcode result, std::error_code aborted) = 0;
+  /// The execution context is shutting down: destroy any completion handler held, uninvoked.
+  virtual void drop_handlers() noexcept {}
 
  protected:
   int status_ = 0;
@@ -72,6 +74,8 @@ std::error_code to_error_code(CURLcode result) noexcept;
 /// public functions may be called from any thread.
 class Engine : public std::enable_shared_from_this<Engine> {
  public:
+  /// Creates an engine and registers it with the executor's execution context.
+  static std::shared_ptr<Engine> create(const asio::any_io_executor& executor);
   explicit Engine(const asio::any_io_executor& executor);
   ~Engine();
   Engine(const Engine&) = delete;
@@ -85,6 +89,9 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void resume(const std::weak_ptr<Transfer>& transfer);
   /// Abandons every transfer with `http_errc::shut_down` and releases curl's sockets.
   void shutdown();
+  /// Forgets every transfer without completing it and releases curl's sockets; for when the
+  /// execution context shuts down.
+  void drop_everything() noexcept;
 
   const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
 
@@ -93,15 +100,24 @@ class Engine : public std::enable_shared_from_this<Engine> {
 
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
   static int on_timer(CURLM* multi, long timeout_ms, void* userp);
+  static int on_close_socket(void* clientp, curl_socket_t fd);
 
   void arm(const std::shared_ptr<Watch>& watch);
   void socket_action(curl_socket_t fd, int flags);
   void finish_done_transfers();
   void remove(Transfer& transfer);
   void stop_watching(Watch& watch);
+  void schedule_kick();
+
+  static constexpr std::chrono::milliseconds kick_min{50};
+  static constexpr std::chrono::milliseconds kick_max{2000};
 
   asio::strand<asio::any_io_executor> strand_;
   asio::steady_timer timer_;
+  asio::steady_timer kick_timer_;
+  std::chrono::milliseconds kick_interval_{kick_min};
+  bool kick_armed_ = false;
+  bool saw_activity_ = false;
   CURLM* multi_ = nullptr;
   bool closed_ = false;
   std::unordered_map<CURL*, std::shared_ptr<Transfer>> active_;

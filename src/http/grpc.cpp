@@ -150,7 +150,8 @@ class GrpcCall final : public Transfer {
   GrpcCall(std::shared_ptr<Engine> engine, std::string path, std::size_t max_message)
       : engine_(std::move(engine)), path_(std::move(path)), parser_(max_message) {}
 
-  const std::shared_ptr<Engine>& engine() const noexcept { return engine_; }
+  // The engine, or null once the client that ran the call is gone.
+  std::shared_ptr<Engine> engine() const noexcept { return engine_.lock(); }
   const std::string& path() const noexcept { return path_; }
 
   // Ends the call before it starts (the request was refused locally).
@@ -175,8 +176,13 @@ class GrpcCall final : public Transfer {
     deliver();
   }
 
+  void drop_handlers() noexcept override { reader_.reset(); }
+
   std::size_t on_body(const char* data, std::size_t size) override {
     if (ended_) return 0;
+    // Not a gRPC response (a proxy's error page, say): its body is not frames; the status is
+    // decided from the headers when the transfer ends.
+    if (!is_grpc_response()) return size;
     if (messages_.size() >= high_water) {
       paused_ = true;
       return CURL_WRITEFUNC_PAUSE;  // curl keeps the bytes and offers them again on resume
@@ -220,6 +226,13 @@ class GrpcCall final : public Transfer {
   }
 
  private:
+  bool is_grpc_response() const {
+    if (status_ != 200) return false;
+    for (const auto& h : headers_)
+      if (h.name == "content-type") return h.value.rfind("application/grpc", 0) == 0;
+    return false;
+  }
+
   static constexpr std::size_t high_water = 16;
   static constexpr std::size_t low_water = 4;
 
@@ -236,14 +249,14 @@ class GrpcCall final : public Transfer {
       std::exchange(reader_, nullptr)->complete({}, std::move(message));
       if (paused_ && messages_.size() <= low_water && !ended_) {
         paused_ = false;
-        engine_->resume(std::static_pointer_cast<Transfer>(shared_from_this()));
+        if (auto engine = engine_.lock()) engine->resume(shared_from_this());
       }
       return;
     }
     if (ended_) std::exchange(reader_, nullptr)->complete(final_, std::nullopt);
   }
 
-  std::shared_ptr<Engine> engine_;
+  std::weak_ptr<Engine> engine_;  // weak: the engine owns running calls
   std::string path_;
   GrpcFrameParser parser_;
   std::deque<std::string> messages_;
@@ -258,8 +271,13 @@ class GrpcCall final : public Transfer {
 
 void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
                      std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion) {
-  abandon_on_cancel(completion->cancellation_slot(), call->engine(), call);
-  asio::post(call->engine()->strand(), [call, c = std::move(completion)]() mutable { call->add_reader(std::move(c)); });
+  auto engine = call->engine();
+  if (!engine) {  // the client is gone, and with it every call it ran
+    completion->complete(make_error_code(grpc_status::cancelled), std::nullopt);
+    return;
+  }
+  abandon_on_cancel(completion->cancellation_slot(), engine, call);
+  asio::post(engine->strand(), [call, c = std::move(completion)]() mutable { call->add_reader(std::move(c)); });
 }
 
 namespace {
@@ -316,7 +334,8 @@ GrpcStream& GrpcStream::operator=(GrpcStream&& other) noexcept {
 GrpcStream::~GrpcStream() { cancel(); }
 
 void GrpcStream::cancel() noexcept {
-  if (call_) call_->engine()->abandon(call_, asio::error::operation_aborted);
+  if (!call_) return;
+  if (auto engine = call_->engine()) engine->abandon(call_, asio::error::operation_aborted);
 }
 
 std::string GrpcStream::status_message() const { return call_ ? call_->status_message() : std::string{}; }

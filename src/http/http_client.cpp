@@ -38,8 +38,10 @@ class BufferedTransfer final : public Transfer {
       response.trailers = std::move(trailers_);
       response.body = std::move(body_);
     }
-    completion_->complete(ec, std::move(response));
+    if (completion_) completion_->complete(ec, std::move(response));
   }
+
+  void drop_handlers() noexcept override { completion_.reset(); }
 
   awaken::detail::Completion<std::error_code, HttpResponse>& completion() { return *completion_; }
 
