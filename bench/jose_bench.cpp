@@ -2,6 +2,8 @@
 // EVP_PKEY, in the same run. Prints awaken/openssl ratios of the median CPU times at the end.
 #include <benchmark/benchmark.h>
 
+#include "bench_report.hpp"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -149,49 +151,6 @@ void openssl_decode_verify(benchmark::State& state, const Case& c, bool ecdsa) {
   EVP_MD_free(md);
 }
 
-// --- Reporting ---------------------------------------------------------------------------------
-
-// Passes everything to the console and keeps each benchmark's median CPU time.
-class MedianCapture : public benchmark::ConsoleReporter {
- public:
-  MedianCapture() : ConsoleReporter(isatty(STDOUT_FILENO) != 0 ? OO_ColorTabular : OO_Tabular) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& run : runs) {
-      if (run.error_occurred) continue;
-      const std::string& name = run.run_name.function_name;
-      if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
-        medians_[name] = run.GetAdjustedCPUTime();
-      } else if (run.run_type == Run::RT_Iteration) {
-        singles_[name].push_back(run.GetAdjustedCPUTime());
-      }
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
-
-  // The median when repetitions were run, else the single measurement; negative if missing.
-  double time(const std::string& name) const {
-    if (auto it = medians_.find(name); it != medians_.end()) return it->second;
-    if (auto it = singles_.find(name); it != singles_.end() && !it->second.empty()) {
-      return it->second.back();
-    }
-    return -1;
-  }
-
- private:
-  std::map<std::string, double> medians_;
-  std::map<std::string, std::vector<double>> singles_;
-};
-
-void print_ratio(const MedianCapture& r, const char* label, const std::string& ours,
-                 const std::string& theirs) {
-  const double a = r.time(ours);
-  const double b = r.time(theirs);
-  if (a <= 0 || b <= 0) return;
-  std::printf("%-26s awaken/openssl = %.2fx   (%.2f us vs %.2f us CPU, median)\n", label, a / b,
-              a, b);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -218,20 +177,23 @@ int main(int argc, char** argv) {
 
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  MedianCapture reporter;
+  awaken::bench::MedianCapture reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
   std::printf("\n");
-  print_ratio(reporter, "ES256 verify:", "ES256/awaken_verify", "ES256/openssl_verify");
-  print_ratio(reporter, "ES256 parse+verify:", "ES256/awaken_parse_verify",
+  awaken::bench::print_ratio(reporter, "ES256 verify:", "ES256/awaken_verify", "ES256/openssl_verify");
+  awaken::bench::print_ratio(reporter, "ES256 parse+verify:", "ES256/awaken_parse_verify",
               "ES256/openssl_decode_verify");
-  print_ratio(reporter, "ES256 parse+verify vs raw:", "ES256/awaken_parse_verify",
+  awaken::bench::print_ratio(reporter, "ES256 parse+verify vs raw:", "ES256/awaken_parse_verify",
               "ES256/openssl_verify");
-  print_ratio(reporter, "RS256 verify:", "RS256/awaken_verify", "RS256/openssl_verify");
-  print_ratio(reporter, "RS256 parse+verify:", "RS256/awaken_parse_verify",
+  awaken::bench::print_ratio(reporter, "RS256 verify:", "RS256/awaken_verify", "RS256/openssl_verify");
+  awaken::bench::print_ratio(reporter, "RS256 parse+verify:", "RS256/awaken_parse_verify",
               "RS256/openssl_decode_verify");
-  print_ratio(reporter, "RS256 parse+verify vs raw:", "RS256/awaken_parse_verify",
+  awaken::bench::print_ratio(reporter, "RS256 parse+verify vs raw:", "RS256/awaken_parse_verify",
               "RS256/openssl_verify");
+  // bench/http_bench.cpp
+  awaken::bench::print_ratio(reporter, "HTTP GET round trip:", "HTTP/awaken_get", "HTTP/curl_easy_get",
+                             "curl_easy", true);
   return 0;
 }

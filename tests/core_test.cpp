@@ -102,7 +102,7 @@ TEST_CASE("is_retryable classifies every domain", "[core][error]") {
   CHECK(is_retryable(grpc_status::unavailable));
   CHECK(is_retryable(grpc_status::deadline_exceeded));
   CHECK(is_retryable(grpc_status::aborted));
-  CHECK(is_retryable(grpc_status::resource_exhausted));
+  CHECK_FALSE(is_retryable(grpc_status::resource_exhausted));
   CHECK_FALSE(is_retryable(grpc_status::invalid_argument));
   CHECK_FALSE(is_retryable(grpc_status::permission_denied));
   CHECK_FALSE(is_retryable(grpc_status::unimplemented));

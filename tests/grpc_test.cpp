@@ -155,6 +155,13 @@ TEST_CASE("status comes from trailers or a trailers-only response, and must be t
   CHECK(grpc_final_status(503, {}, {}).code == grpc_status::unavailable);
   CHECK(grpc_final_status(401, {}, {}).code == grpc_status::unauthenticated);
   CHECK(grpc_final_status(404, {}, {}).code == grpc_status::unimplemented);
+  using awaken::http::detail::grpc_timeout_value;
+  CHECK(grpc_timeout_value(std::chrono::milliseconds{250}) == "250m");
+  CHECK(grpc_timeout_value(std::chrono::milliseconds{0}) == "1m");
+  CHECK(grpc_timeout_value(std::chrono::hours{30}) == "108000S");
+  CHECK(grpc_timeout_value(std::chrono::hours{24 * 100}) == "8640000S");
+  CHECK(grpc_timeout_value(std::chrono::hours{24 * 365 * 5}) == "2628000M");
+  CHECK(grpc_timeout_value(std::chrono::hours{24 * 365 * 5000}) == "43800000H");
   CHECK(awaken::http::detail::percent_decode("a%20b%zz%e2%9c%93%") == "a b%zz\xe2\x9c\x93%");
 }
 
@@ -197,6 +204,8 @@ TEST_CASE("a server status ends a unary call with that code and its message", "[
   CHECK(std::string{e.what()}.find("/awaken.test.Test/Unary") != std::string::npos);
   CHECK(expect_error(io, channel.unary("/awaken.test.Test/Nope", "")).code() == grpc_status::unimplemented);
   CHECK(expect_error(io, channel.unary("no slash", "")).code() == grpc_status::invalid_argument);
+  CHECK(expect_error(io, channel.unary("/awaken.test.Test/../Other/Unary", "")).code() == grpc_status::invalid_argument);
+  CHECK_THROWS_AS(GrpcTarget::tcp("evil.example/x?", 1), awaken::Error);
 }
 
 TEST_CASE("a unary deadline ends a slow call with deadline_exceeded", "[grpc]") {
@@ -303,6 +312,23 @@ TEST_CASE("cancelling a read resets the stream; destroying a stream does too", "
   {
     auto doomed = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 0}}));
   }
+
+  // Partial cancellation ends the read only; the stream goes on.
+  auto patient = channel.server_stream(stream_method, knobs({{"count", 2}, {"interval_ms", 400}}));
+  CHECK(run(io, patient.read()) == std::optional<std::string>{"m0"});
+  asio::cancellation_signal partial;
+  done = false;
+  patient.async_read(asio::bind_cancellation_slot(partial.slot(), [&](std::error_code ec, std::optional<std::string>) {
+    result = ec;
+    done = true;
+  }));
+  asio::post(io, [&] { partial.emit(asio::cancellation_type::partial); });
+  io.restart();
+  io.run_for(5s);
+  REQUIRE(done);
+  CHECK(result == asio::error::operation_aborted);
+  CHECK(run(io, patient.read()) == std::optional<std::string>{"m1"});
+  CHECK(run(io, patient.read()) == std::nullopt);
   // The channel still works after both.
   CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "still here"}}))) == "still here");
 }

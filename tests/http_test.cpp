@@ -120,6 +120,15 @@ TEST_CASE("POST sends body and headers; statuses are responses, not errors", "[h
   CHECK(echo["headers"]["content-type"] == "application/x-www-form-urlencoded");
   CHECK_FALSE(echo["headers"].contains("expect"));
 
+  // A body on a GET stays a GET; an empty header value is sent, not dropped.
+  HttpRequest get_with_body = get(peer.https("/echo"));
+  get_with_body.body = "query";
+  get_with_body.headers = {{"x-empty", ""}};
+  auto echoed = nlohmann::json::parse(run(io, client.send(get_with_body)).body);
+  CHECK(echoed["method"] == "GET");
+  CHECK(echoed["body"] == "query");
+  CHECK(echoed["headers"]["x-empty"] == "");
+
   auto busy = run(io, client.send(get(peer.https("/status/503?retry_after=7"))));
   CHECK(busy.status == 503);
   CHECK(busy.body == "status 503");

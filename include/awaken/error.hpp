@@ -79,7 +79,8 @@ inline std::error_code make_error_code(grpc_status e) noexcept {
 
 /// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
 /// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
-/// `deadline_exceeded`, `aborted` and `resource_exhausted`. Cancellation, bad input, TLS
+/// `deadline_exceeded` and `aborted`. `resource_exhausted` is not: awaken reports it for its own
+/// size bounds, which a retry would meet again. Cancellation, bad input, TLS
 /// verification failures and every JOSE error are not retryable.
 bool is_retryable(std::error_code ec) noexcept;
 

@@ -91,8 +91,7 @@ bool is_retryable(std::error_code ec) noexcept {
     switch (static_cast<grpc_status>(ec.value())) {
       case grpc_status::unavailable:
       case grpc_status::deadline_exceeded:
-      case grpc_status::aborted:
-      case grpc_status::resource_exhausted: return true;
+      case grpc_status::aborted: return true;
       default: return false;
     }
   }

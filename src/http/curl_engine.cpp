@@ -14,6 +14,7 @@
 #include <asio/query.hpp>
 
 #include <asio/error.hpp>
+#include <openssl/crypto.h>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <spdlog/logger.h>
@@ -28,10 +29,12 @@ void ensure_curl_initialised() {
   (void)rc;
 }
 
-// HTTP/2 prior-knowledge connections cannot be reused before curl 8.0 (curl issue 10634).
-bool h2_reuse_broken() {
-  static const bool broken = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
-  return broken;
+// libcurl before 8.0: HTTP/2 prior-knowledge connections cannot be reused (curl issue 10634),
+// and the end of an HTTP/2 stream that arrives while the request is still being sent can be
+// missed (see Engine::schedule_kick).
+bool curl_before_8() {
+  static const bool old = curl_version_info(CURLVERSION_NOW)->version_num < 0x080000;
+  return old;
 }
 
 bool is_token_char(char c) {
@@ -70,13 +73,28 @@ std::size_t header_callback(char* data, std::size_t size, std::size_t count, voi
     std::string_view line = rest.substr(0, nl);
     rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
     while (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!static_cast<Transfer*>(user)->on_header(line)) return 0;
+    try {
+      if (!static_cast<Transfer*>(user)->on_header(line)) return 0;
+    } catch (...) {  // never unwind through curl
+      return 0;
+    }
   }
   return n;
 }
 
 std::size_t write_callback(char* data, std::size_t size, std::size_t count, void* user) {
-  return static_cast<Transfer*>(user)->on_body(data, size * count);
+  try {
+    return static_cast<Transfer*>(user)->on_body(data, size * count);
+  } catch (...) {  // never unwind through curl
+    return 0;
+  }
+}
+
+// Header lines may carry secrets (authorization): wipe them before curl frees them.
+void free_header_list(curl_slist* list) {
+  for (curl_slist* item = list; item != nullptr; item = item->next)
+    OPENSSL_cleanse(item->data, std::strlen(item->data));
+  curl_slist_free_all(list);
 }
 
 // Drops what engines hold when their execution context shuts down, as Asio does with its own
@@ -148,7 +166,7 @@ Transfer::Transfer() {
 
 Transfer::~Transfer() {
   if (easy_ != nullptr) curl_easy_cleanup(easy_);
-  if (header_list_ != nullptr) curl_slist_free_all(header_list_);
+  if (header_list_ != nullptr) free_header_list(header_list_);
 }
 
 bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& options, std::error_code& ec) {
@@ -167,18 +185,27 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
       ec = http_errc::invalid_request;
       return false;
     }
-    header_list_ = curl_slist_append(header_list_, (h.name + ": " + h.value).c_str());
+    // "Name;" is curl's spelling of a header with an empty value ("Name:" would remove it).
+    std::string line = h.value.empty() ? h.name + ";" : h.name + ": " + h.value;
+    header_list_ = curl_slist_append(header_list_, line.c_str());
+    OPENSSL_cleanse(line.data(), line.size());
   }
   // No "Expect: 100-continue" round trip.
   header_list_ = curl_slist_append(header_list_, "Expect:");
   max_header_bytes_ = options.max_header_bytes;
   body_ = request.body;
 
+  // Options whose silent refusal would weaken security fail the request instead.
+  auto must = [&ec](CURLcode rc) {
+    if (rc != CURLE_OK && !ec) ec = http_errc::invalid_request;
+  };
   curl_easy_setopt(easy_, CURLOPT_PRIVATE, this);
   curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, error_buffer_);
   curl_easy_setopt(easy_, CURLOPT_URL, request.url.c_str());
-  curl_easy_setopt(easy_, CURLOPT_PROTOCOLS_STR, "http,https");
+  must(curl_easy_setopt(easy_, CURLOPT_PROTOCOLS_STR, "http,https"));
+  // Proxies only when asked for: never from http_proxy and friends in the environment.
+  must(curl_easy_setopt(easy_, CURLOPT_PROXY, options.proxy.c_str()));
   curl_easy_setopt(easy_, CURLOPT_FOLLOWLOCATION, 0L);
   curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, header_list_);
   curl_easy_setopt(easy_, CURLOPT_HEADERFUNCTION, header_callback);
@@ -186,45 +213,55 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
   curl_easy_setopt(easy_, CURLOPT_WRITEFUNCTION, write_callback);
   curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this);
   curl_easy_setopt(easy_, CURLOPT_USERAGENT, options.user_agent.c_str());
-  const auto timeout = request.timeout.value_or(options.timeout);
+  // curl reads 0 as "no limit": a zero or negative timeout means "expire at once" here.
+  const auto timeout = std::max(request.timeout.value_or(options.timeout), std::chrono::milliseconds{1});
   curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
   curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout.count()));
-  curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_response_bytes));
-  curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYPEER, 1L);
-  curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYHOST, 2L);
-  if (!options.ca_file.empty()) curl_easy_setopt(easy_, CURLOPT_CAINFO, options.ca_file.c_str());
-  if (!options.ca_pem.empty()) {
-    curl_blob blob{const_cast<char*>(options.ca_pem.data()), options.ca_pem.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(easy_, CURLOPT_CAINFO_BLOB, &blob);
+  if (request.method != "HEAD")
+    curl_easy_setopt(easy_, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(options.max_response_bytes));
+  must(curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYPEER, 1L));
+  must(curl_easy_setopt(easy_, CURLOPT_SSL_VERIFYHOST, 2L));
+  if (!options.ca_file.empty() || !options.ca_pem.empty()) {
+    // Only these CAs: without this, curl would add the distribution's CA directory.
+    must(curl_easy_setopt(easy_, CURLOPT_CAPATH, nullptr));
+    if (!options.ca_file.empty()) must(curl_easy_setopt(easy_, CURLOPT_CAINFO, options.ca_file.c_str()));
+    else must(curl_easy_setopt(easy_, CURLOPT_CAINFO, nullptr));
+    if (!options.ca_pem.empty()) {
+      curl_blob blob{const_cast<char*>(options.ca_pem.data()), options.ca_pem.size(), CURL_BLOB_COPY};
+      must(curl_easy_setopt(easy_, CURLOPT_CAINFO_BLOB, &blob));
+    }
   }
   if (!request.unix_socket_path.empty())
     curl_easy_setopt(easy_, CURLOPT_UNIX_SOCKET_PATH, request.unix_socket_path.c_str());
   switch (request.version) {
     case HttpVersion::automatic: break;
-    case HttpVersion::http1_1: curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_1); break;
+    case HttpVersion::http1_1:
+      curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_1_1));
+      break;
     case HttpVersion::http2_prior_knowledge:
-      curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-      if (h2_reuse_broken()) {
+      must(curl_easy_setopt(easy_, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE)));
+      if (curl_before_8()) {
         curl_easy_setopt(easy_, CURLOPT_FRESH_CONNECT, 1L);
         curl_easy_setopt(easy_, CURLOPT_FORBID_REUSE, 1L);
       }
       break;
   }
 
-  if (request.method == "HEAD") {
+  const bool sends_body = !body_.empty() || request.method == "POST" || request.method == "PUT" ||
+                          request.method == "PATCH";
+  if (request.method == "HEAD" && !sends_body) {
     curl_easy_setopt(easy_, CURLOPT_NOBODY, 1L);
   } else if (request.method == "POST") {
     curl_easy_setopt(easy_, CURLOPT_POST, 1L);
-  } else if (request.method != "GET") {
+  } else if (request.method != "GET" || sends_body) {
+    // POSTFIELDS alone would turn a GET with a body into a POST.
     curl_easy_setopt(easy_, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
-  const bool sends_body = !body_.empty() || request.method == "POST" || request.method == "PUT" ||
-                          request.method == "PATCH";
   if (sends_body) {
     curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, body_.data());
     curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body_.size()));
   }
-  return true;
+  return !ec;
 }
 
 std::string Transfer::diagnostic() const {
@@ -332,7 +369,7 @@ void Engine::start(std::shared_ptr<Transfer> transfer) {
     CURL* easy = t->easy();
     self->active_.emplace(easy, std::move(t));
     self->saw_activity_ = true;
-    self->schedule_kick();
+    self->schedule_kick(true);
   });
 }
 
@@ -354,7 +391,14 @@ void Engine::resume(const std::weak_ptr<Transfer>& transfer) {
   asio::post(strand_, [self = shared_from_this(), transfer] {
     auto t = transfer.lock();
     if (!t || t->finished_ || self->active_.count(t->easy()) == 0) return;
-    curl_easy_pause(t->easy(), CURLPAUSE_CONT);
+    // Unpausing replays held-back data through the callbacks; if that fails, curl 7.88 leaves
+    // the transfer with neither socket nor timer, so end it here.
+    if (const CURLcode rc = curl_easy_pause(t->easy(), CURLPAUSE_CONT); rc != CURLE_OK) {
+      self->remove(*t);
+      t->finished_ = true;
+      t->on_done(rc, {});
+      return;
+    }
     self->finish_done_transfers();
   });
 }
@@ -374,12 +418,18 @@ void Engine::shutdown() {
     self->watches_.clear();
     self->timer_.cancel();
     self->kick_timer_.cancel();
+    self->kick_armed_ = false;
   });
 }
 
 void Engine::remove(Transfer& transfer) {
   active_.erase(transfer.easy());
   curl_multi_remove_handle(multi_, transfer.easy());
+  // An idle engine holds no pending work, so io_context::run() returns once requests are done.
+  if (active_.empty()) {
+    kick_timer_.cancel();
+    kick_armed_ = false;
+  }
 }
 
 void Engine::stop_watching(Watch& watch) {
@@ -390,7 +440,7 @@ void Engine::stop_watching(Watch& watch) {
   (void)watch.descriptor.release();
 }
 
-int Engine::on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
+int Engine::on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void*) {
   auto* self = static_cast<Engine*>(userp);
   auto it = self->watches_.find(fd);
   if (what == CURL_POLL_REMOVE) {
@@ -409,8 +459,11 @@ int Engine::on_socket(CURL*, curl_socket_t fd, int what, void* userp, void*) {
     std::error_code ec;
     watch->descriptor.assign(fd, ec);
     if (ec) {
+      // Returning -1 would fail every transfer of the multi handle: fail only this one.
       logger()->warn("awaken.http: cannot watch socket {}: {}", fd, ec.message());
-      return -1;
+      if (auto t = self->active_.find(easy); t != self->active_.end())
+        self->abandon(t->second, http_errc::transfer_failed);
+      return 0;
     }
     self->watches_.emplace(fd, watch);
   }
@@ -453,10 +506,11 @@ void Engine::arm(const std::shared_ptr<Watch>& watch) {
   // bytes curl left unread, would never be reported again. Look at the descriptor first.
   pollfd p{watch->fd, static_cast<short>((want_in ? POLLIN : 0) | (want_out ? POLLOUT : 0)), 0};
   if (p.events != 0 && ::poll(&p, 1, 0) == 1 && p.revents != 0) {
+    // (Asio 1.22 re-arms EPOLLOUT when a write wait is queued, but nothing does so for reads.)
     int flags = 0;
     if (want_in && (p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) flags |= CURL_CSELECT_IN;
     if (want_out && (p.revents & (POLLOUT | POLLERR)) != 0) flags |= CURL_CSELECT_OUT;
-    if ((p.revents & POLLERR) != 0) flags |= CURL_CSELECT_ERR;
+    if ((p.revents & (POLLERR | POLLNVAL)) != 0) flags |= CURL_CSELECT_ERR;
     if (!watch->action_posted) {
       watch->action_posted = true;
       asio::post(strand_, [self = shared_from_this(), watch, flags] {
@@ -496,11 +550,14 @@ void Engine::socket_action(curl_socket_t fd, int flags) {
   finish_done_transfers();
 }
 
-void Engine::schedule_kick() {
-  if (kick_armed_ || closed_ || active_.empty()) return;
+void Engine::schedule_kick(bool restart) {
+  if (!curl_before_8() || closed_ || active_.empty()) return;
+  if (restart) kick_interval_ = kick_min;
+  if (kick_armed_ && !restart) return;
   kick_armed_ = true;
-  kick_timer_.expires_after(kick_interval_);
+  kick_timer_.expires_after(kick_interval_);  // cancels a pending wait, whose handler then ignores it
   kick_timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (ec == asio::error::operation_aborted) return;
     self->kick_armed_ = false;
     if (ec || self->closed_ || self->active_.empty()) return;
     // libcurl 7.x can miss the end of an HTTP/2 stream that arrives while it is still sending
@@ -515,7 +572,7 @@ void Engine::schedule_kick() {
       if ((watch->interest & CURL_POLL_IN) != 0) readers.push_back(fd);
     for (auto fd : readers)
       if (!self->closed_) self->socket_action(fd, CURL_CSELECT_IN);
-    self->schedule_kick();
+    self->schedule_kick(false);
   });
 }
 
@@ -542,14 +599,21 @@ void Engine::finish_done_transfers() {
 ClientState::ClientState(asio::any_io_executor executor, HttpClientOptions options)
     : executor_(std::move(executor)), options_(std::move(options)), engine_(Engine::create(executor_)) {}
 
-ClientState::~ClientState() { engine_->shutdown(); }
+ClientState::~ClientState() {
+  try {
+    engine_->shutdown();
+  } catch (...) {  // posting can only fail when memory is gone; the registry then cleans up
+  }
+}
 
 void abandon_on_cancel(asio::cancellation_slot slot, const std::shared_ptr<Engine>& engine,
                        const std::shared_ptr<Transfer>& transfer) {
   if (!slot.is_connected()) return;
   // Weak references only: the slot belongs to the caller, who may be owned by the transfer.
   slot.assign([weak_engine = std::weak_ptr<Engine>(engine), weak = std::weak_ptr<Transfer>(transfer)](
-                  asio::cancellation_type) {
+                  asio::cancellation_type type) {
+    if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) == asio::cancellation_type::none)
+      return;
     if (auto e = weak_engine.lock()) e->abandon(weak, asio::error::operation_aborted);
   });
 }

@@ -107,7 +107,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void finish_done_transfers();
   void remove(Transfer& transfer);
   void stop_watching(Watch& watch);
-  void schedule_kick();
+  void schedule_kick(bool restart);
 
   static constexpr std::chrono::milliseconds kick_min{50};
   static constexpr std::chrono::milliseconds kick_max{2000};

@@ -1,6 +1,7 @@
 #include <awaken/http/grpc.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -34,7 +35,7 @@ std::error_code GrpcFrameParser::feed(std::string_view bytes, std::deque<std::st
       if (length > max_) return failed_ = grpc_status::resource_exhausted;
       expected_ = length;
       payload_.clear();
-      payload_.reserve(length);
+      payload_.reserve(std::min<std::size_t>(length, 64 * 1024));  // grows with the data, not the claim
       in_payload_ = true;
     }
     const std::size_t take = std::min(expected_ - payload_.size(), bytes.size());
@@ -58,6 +59,15 @@ std::string grpc_frame(std::string_view message) {
   out[4] = static_cast<char>(n);
   out.append(message);
   return out;
+}
+
+std::string grpc_timeout_value(std::chrono::milliseconds deadline) {
+  // At most eight digits (gRPC's rule): the largest unit that keeps the value that short.
+  const long long ms = std::max<long long>(deadline.count(), 1);
+  if (ms < 100'000'000) return std::to_string(ms) + "m";
+  if (ms / 1000 < 100'000'000) return std::to_string(ms / 1000) + "S";
+  if (ms / 60'000 < 100'000'000) return std::to_string(ms / 60'000) + "M";
+  return std::to_string(std::min<long long>(ms / 3'600'000, 99'999'999)) + "H";
 }
 
 std::string percent_decode(std::string_view text) {
@@ -148,7 +158,11 @@ class GrpcCall final : public Transfer {
   using ReadCompletion = awaken::detail::Completion<std::error_code, std::optional<std::string>>;
 
   GrpcCall(std::shared_ptr<Engine> engine, std::string path, std::size_t max_message)
-      : engine_(std::move(engine)), path_(std::move(path)), parser_(max_message) {}
+      : engine_(engine), strand_(engine->strand()), path_(std::move(path)), parser_(max_message),
+        high_water_bytes_(std::max<std::size_t>(max_message, 64 * 1024)) {}
+
+  // The strand outlives the engine, so reads can always be queued on it.
+  const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
 
   // The engine, or null once the client that ran the call is gone.
   std::shared_ptr<Engine> engine() const noexcept { return engine_.lock(); }
@@ -166,14 +180,22 @@ class GrpcCall final : public Transfer {
     return status_message_;
   }
 
-  // On the strand.
-  void add_reader(std::unique_ptr<ReadCompletion> reader) {
+  // On the strand. Returns the reader's ticket, for detach_reader.
+  std::uint64_t add_reader(std::unique_ptr<ReadCompletion> reader) {
     if (reader_) {
       reader->complete(asio::error::already_started, std::nullopt);
-      return;
+      return 0;
     }
     reader_ = std::move(reader);
+    const std::uint64_t ticket = ++reader_ticket_;
     deliver();
+    return ticket;
+  }
+
+  // On the strand: a read cancelled without ending the stream (nothing was consumed).
+  void detach_reader(std::uint64_t ticket) {
+    if (reader_ && ticket == reader_ticket_)
+      std::exchange(reader_, nullptr)->complete(asio::error::operation_aborted, std::nullopt);
   }
 
   void drop_handlers() noexcept override { reader_.reset(); }
@@ -183,11 +205,14 @@ class GrpcCall final : public Transfer {
     // Not a gRPC response (a proxy's error page, say): its body is not frames; the status is
     // decided from the headers when the transfer ends.
     if (!is_grpc_response()) return size;
-    if (messages_.size() >= high_water) {
+    if (queued_bytes_ >= high_water_bytes_ || messages_.size() >= high_water_messages) {
       paused_ = true;
       return CURL_WRITEFUNC_PAUSE;  // curl keeps the bytes and offers them again on resume
     }
-    if (auto ec = parser_.feed({data, size}, messages_)) {
+    const std::size_t before = messages_.size();
+    const auto ec = parser_.feed({data, size}, messages_);
+    for (std::size_t i = before; i < messages_.size(); ++i) queued_bytes_ += messages_[i].size();
+    if (ec) {
       framing_error_ = ec;
       return 0;
     }
@@ -204,7 +229,9 @@ class GrpcCall final : public Transfer {
       final_ = framing_error_;
       message = framing_error_ == grpc_status::resource_exhausted ? "message larger than allowed"
                                                                   : "malformed or compressed message frame";
-    } else if (result != CURLE_OK) {
+    } else if (result != CURLE_OK && !has_grpc_status()) {
+      // A transport failure after the server's status was received (a reset after trailers, a
+      // send error after an early reply) keeps the server's word below.
       const std::error_code ec = too_large_ ? make_error_code(http_errc::response_too_large) : to_error_code(result);
       final_ = ec == http_errc::timeout              ? grpc_status::deadline_exceeded
                : ec == http_errc::response_too_large ? grpc_status::resource_exhausted
@@ -226,6 +253,13 @@ class GrpcCall final : public Transfer {
   }
 
  private:
+  bool has_grpc_status() const {
+    for (const auto* block : {&trailers_, &headers_})
+      for (const auto& h : *block)
+        if (h.name == "grpc-status") return true;
+    return false;
+  }
+
   bool is_grpc_response() const {
     if (status_ != 200) return false;
     for (const auto& h : headers_)
@@ -233,8 +267,7 @@ class GrpcCall final : public Transfer {
     return false;
   }
 
-  static constexpr std::size_t high_water = 16;
-  static constexpr std::size_t low_water = 4;
+  static constexpr std::size_t high_water_messages = 64;
 
   void set_status_message(std::string message) {
     std::lock_guard lock{message_mutex_};
@@ -246,8 +279,9 @@ class GrpcCall final : public Transfer {
     if (!messages_.empty()) {
       std::string message = std::move(messages_.front());
       messages_.pop_front();
+      queued_bytes_ -= message.size();
       std::exchange(reader_, nullptr)->complete({}, std::move(message));
-      if (paused_ && messages_.size() <= low_water && !ended_) {
+      if (paused_ && !ended_ && queued_bytes_ <= high_water_bytes_ / 4 && messages_.size() <= high_water_messages / 4) {
         paused_ = false;
         if (auto engine = engine_.lock()) engine->resume(shared_from_this());
       }
@@ -257,10 +291,14 @@ class GrpcCall final : public Transfer {
   }
 
   std::weak_ptr<Engine> engine_;  // weak: the engine owns running calls
+  asio::strand<asio::any_io_executor> strand_;
   std::string path_;
   GrpcFrameParser parser_;
+  std::size_t high_water_bytes_;
+  std::size_t queued_bytes_ = 0;
   std::deque<std::string> messages_;
   std::unique_ptr<ReadCompletion> reader_;
+  std::uint64_t reader_ticket_ = 0;
   bool paused_ = false;
   bool ended_ = false;
   std::error_code final_;
@@ -271,19 +309,30 @@ class GrpcCall final : public Transfer {
 
 void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
                      std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion) {
-  auto engine = call->engine();
-  if (!engine) {  // the client is gone, and with it every call it ran
-    completion->complete(make_error_code(grpc_status::cancelled), std::nullopt);
-    return;
+  auto slot = completion->cancellation_slot();
+  auto ticket = std::make_shared<std::atomic<std::uint64_t>>(0);
+  if (slot.is_connected()) {
+    slot.assign([weak = std::weak_ptr<GrpcCall>(call), ticket](asio::cancellation_type type) {
+      auto c = weak.lock();
+      if (!c) return;
+      if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none) {
+        if (auto engine = c->engine()) engine->abandon(c, asio::error::operation_aborted);  // resets the stream
+      } else if (type != asio::cancellation_type::none) {
+        // Partial or total: only this read ends; the stream and its queued messages stay.
+        asio::post(c->strand(), [c, ticket] { c->detach_reader(ticket->load()); });
+      }
+    });
   }
-  abandon_on_cancel(completion->cancellation_slot(), engine, call);
-  asio::post(engine->strand(), [call, c = std::move(completion)]() mutable { call->add_reader(std::move(c)); });
+  asio::post(call->strand(), [call, ticket, c = std::move(completion)]() mutable {
+    ticket->store(call->add_reader(std::move(c)));
+  });
 }
 
 namespace {
 
 bool valid_method_path(std::string_view path) {
-  return path.size() > 1 && path.front() == '/' &&
+  // No "." or ".." segments: curl would normalise them into another method's path.
+  return path.size() > 1 && path.front() == '/' && path.find("/.") == std::string_view::npos &&
          std::all_of(path.begin(), path.end(), [](char c) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                   c == '/' || c == '.' || c == '_' || c == '-';
@@ -314,6 +363,12 @@ asio::awaitable<std::optional<std::string>> read_from(std::shared_ptr<GrpcCall> 
 GrpcTarget GrpcTarget::unix_socket(std::string path) { return GrpcTarget{std::move(path), "localhost"}; }
 
 GrpcTarget GrpcTarget::tcp(std::string host, std::uint16_t port) {
+  // Host names, IPv4 and bracketed IPv6 only: nothing that would change the URL around it.
+  const bool valid = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == ':' || c == '[' || c == ']';
+  });
+  if (!valid) throw_error(grpc_status::invalid_argument, "gRPC target", {0, "invalid host", {}});
   return GrpcTarget{{}, std::move(host) + ":" + std::to_string(port)};
 }
 
@@ -335,7 +390,10 @@ GrpcStream::~GrpcStream() { cancel(); }
 
 void GrpcStream::cancel() noexcept {
   if (!call_) return;
-  if (auto engine = call_->engine()) engine->abandon(call_, asio::error::operation_aborted);
+  try {
+    if (auto engine = call_->engine()) engine->abandon(call_, asio::error::operation_aborted);
+  } catch (...) {  // posting fails only without memory; the call then ends with its context
+  }
 }
 
 std::string GrpcStream::status_message() const { return call_ ? call_->status_message() : std::string{}; }
@@ -352,6 +410,10 @@ GrpcStream GrpcChannel::server_stream(std::string method_path, std::string reque
     call->fail_now(grpc_status::invalid_argument, "invalid method path");
     return GrpcStream{std::move(call), client_.get_executor()};
   }
+  if (request.size() > options_.max_message_bytes) {
+    call->fail_now(grpc_status::resource_exhausted, "request message larger than allowed");
+    return GrpcStream{std::move(call), client_.get_executor()};
+  }
   HttpRequest req;
   req.method = "POST";
   req.url = "http://" + target_.authority + method_path;
@@ -359,10 +421,8 @@ GrpcStream GrpcChannel::server_stream(std::string method_path, std::string reque
   req.version = HttpVersion::http2_prior_knowledge;
   req.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
   if (options.deadline) {
-    req.headers.push_back({"grpc-timeout", std::to_string(std::max<long long>(options.deadline->count(), 1)) + "m"});
-    req.timeout = *options.deadline;
-  } else {
-    req.timeout = std::chrono::milliseconds{0};  // no limit: streams may live for days
+    req.headers.push_back({"grpc-timeout", detail::grpc_timeout_value(*options.deadline)});
+    req.timeout = std::max(*options.deadline, std::chrono::milliseconds{1});
   }
   req.headers.insert(req.headers.end(), options_.metadata.begin(), options_.metadata.end());
   req.headers.insert(req.headers.end(), options.metadata.begin(), options.metadata.end());
@@ -371,6 +431,10 @@ GrpcStream GrpcChannel::server_stream(std::string method_path, std::string reque
   if (!call->configure(req, state->options(), ec)) {
     call->fail_now(grpc_status::invalid_argument, "invalid request: " + ec.message());
   } else {
+    // Streams may live for days: no total time unless a deadline was given, and no total size
+    // (each message is bounded instead).
+    if (!options.deadline) curl_easy_setopt(call->easy(), CURLOPT_TIMEOUT_MS, 0L);
+    curl_easy_setopt(call->easy(), CURLOPT_MAXFILESIZE_LARGE, curl_off_t{0});
     state->engine().start(call);
   }
   return GrpcStream{std::move(call), client_.get_executor()};

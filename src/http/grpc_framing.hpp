@@ -2,6 +2,7 @@
 // library (tests and fuzzers include it directly).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -43,6 +44,9 @@ class GrpcFrameParser {
 
 /// Encodes one uncompressed message.
 std::string grpc_frame(std::string_view message);
+
+/// The `grpc-timeout` header value for `deadline`: at most eight digits and a unit.
+std::string grpc_timeout_value(std::chrono::milliseconds deadline);
 
 /// Decodes `%XX` escapes as grpc-message uses them; malformed escapes are kept verbatim.
 std::string percent_decode(std::string_view text);

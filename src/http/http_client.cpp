@@ -54,14 +54,13 @@ class BufferedTransfer final : public Transfer {
 // "POST https://host:port", with no user info, path or query: those may hold secrets.
 std::string describe(const HttpRequest& request) {
   std::string_view url = request.url;
-  std::string_view origin = url;
   if (auto scheme = url.find("://"); scheme != std::string_view::npos) {
     const auto rest = url.substr(scheme + 3);
     auto authority = rest.substr(0, rest.find_first_of("/?#"));
     if (auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
     return request.method + " " + std::string{url.substr(0, scheme + 3)} + std::string{authority};
   }
-  return request.method + " " + bounded_excerpt(origin, 32);
+  return request.method + " <invalid URL>";
 }
 
 }  // namespace

@@ -59,8 +59,8 @@ class PeerProcess {
 int run_command(const std::vector<std::string>& argv, std::string* output = nullptr,
                 std::chrono::milliseconds timeout = std::chrono::seconds{60});
 
-/// Runs `aw` on a fresh loop of `io` until it finishes or `deadline` passes; rethrows its
-/// exception; fails the test (throws) on the deadline, so no test can hang.
+/// Runs `io` until `aw` finishes (then stops it, leaving other work for later runs) or
+/// `deadline` passes; rethrows its exception; throws on the deadline, so no test can hang.
 template <class T>
 T run(asio::io_context& io, asio::awaitable<T> aw, std::chrono::milliseconds deadline = std::chrono::seconds{20}) {
   std::optional<std::conditional_t<std::is_void_v<T>, int, T>> result;
@@ -68,6 +68,7 @@ T run(asio::io_context& io, asio::awaitable<T> aw, std::chrono::milliseconds dea
   bool done = false;
   asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e, auto... value) {
     done = true;
+    io.stop();  // other work (a stream still open) waits for the next run
     error = e;
     if constexpr (sizeof...(value) > 0) {
       if (!e) result.emplace(std::move(value)...);

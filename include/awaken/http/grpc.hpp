@@ -25,7 +25,10 @@ namespace awaken::http {
 struct GrpcTarget {
   /// A unix domain socket at `path`.
   static GrpcTarget unix_socket(std::string path);
-  /// TCP to `host` (a name, an IPv4 address or a bracketed IPv6 address) and `port`.
+  /// TCP to `host` (a name, an IPv4 address or a bracketed IPv6 address) and `port`. The
+  /// connection is cleartext HTTP/2: meant for loopback and for agents on the same host, never
+  /// for metadata that carries secrets across a network. Throws `awaken::Error`
+  /// (`invalid_argument`) for a host with characters outside those forms.
   static GrpcTarget tcp(std::string host, std::uint16_t port);
 
   std::string unix_path;  ///< empty for TCP
@@ -53,7 +56,9 @@ void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
 }  // namespace detail
 
 /// A server-streaming call in progress. Move-only; destroying it (or `cancel()`) resets the
-/// stream.
+/// stream. A moved-from stream may only be assigned to or destroyed. When the client that
+/// carries the call is destroyed, the call ends with `cancelled` after the messages already
+/// received.
 ///
 /// Thread safety: one read at a time; `cancel` may be called from any thread.
 class GrpcStream {
@@ -68,7 +73,9 @@ class GrpcStream {
   /// `resource_exhausted` for an oversized message, `internal` for framing faults or a missing
   /// status) or `operation_aborted`. Messages received before an error are all delivered first.
   ///
-  /// Per-operation cancellation: any cancellation type resets the whole stream.
+  /// Per-operation cancellation: terminal cancellation resets the whole stream (later reads
+  /// report `operation_aborted`); partial and total cancellation end only this read, with
+  /// `operation_aborted`, and the stream goes on: nothing is consumed while a read waits.
   template <class CompletionToken = asio::use_awaitable_t<>>
   auto async_read(CompletionToken&& token = {}) {
     return asio::async_initiate<CompletionToken, void(std::error_code, std::optional<std::string>)>(
@@ -88,6 +95,9 @@ class GrpcStream {
 
   /// The decoded `grpc-message` of the ended call; valid once a read has reported the end.
   std::string status_message() const;
+
+  /// The executor that reads complete on when the handler has none of its own.
+  const asio::any_io_executor& get_executor() const noexcept { return executor_; }
 
  private:
   friend class GrpcChannel;

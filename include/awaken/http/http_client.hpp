@@ -64,10 +64,14 @@ struct HttpClientOptions {
   std::size_t max_response_bytes = 4u << 20;         ///< larger bodies fail with response_too_large
   std::size_t max_header_bytes = 64u << 10;          ///< larger header blocks fail likewise
   /// Trusted CAs for HTTPS: a PEM file, PEM text in memory, or (both empty) the system store.
-  /// Peer and host name verification are always on.
+  /// When either is given, it replaces the system store. Peer and host name verification are
+  /// always on.
   std::string ca_file;
   std::string ca_pem;
   std::string user_agent = "awaken/0.1";
+  /// Proxy URL for every request; empty means none. Proxy environment variables
+  /// (`http_proxy`, `https_proxy`, ...) are never consulted.
+  std::string proxy;
 };
 
 namespace detail {
@@ -82,9 +86,12 @@ class ClientState;
 /// Lifetime: in-flight requests keep the transport alive; when the last copy of the client is
 /// destroyed, requests still pending complete with `http_errc::shut_down`.
 ///
-/// Per-operation cancellation: `async_send` honours terminal, partial and total cancellation by
-/// abandoning the request (a server may still have received it) and completing with
-/// `asio::error::operation_aborted`.
+/// Per-operation cancellation: `async_send` honours terminal and partial cancellation by
+/// abandoning the request and completing with `asio::error::operation_aborted`; the client stays
+/// usable, but the server may already have received the request, so total cancellation (no side
+/// effects) is not offered.
+///
+/// A moved-from client may only be assigned to or destroyed.
 class HttpClient {
  public:
   using executor_type = asio::any_io_executor;
@@ -112,8 +119,8 @@ class HttpClient {
         token, std::move(request));
   }
 
-  /// `co_await client.send(request)`: as `async_send`, throwing `awaken::Error` (with curl's
-  /// diagnostic as details) on failure.
+  /// `co_await client.send(request)`: as `async_send`, throwing `awaken::Error` on failure; its
+  /// text names the method and origin of the request, never its path, query or user info.
   asio::awaitable<HttpResponse> send(HttpRequest request) const;
 
   const std::shared_ptr<detail::ClientState>& state() const noexcept { return state_; }
