@@ -284,7 +284,7 @@ TEST_CASE("no server at the socket: unavailable", "[grpc]") {
   CHECK(e.details().server_message.find("transport") != std::string::npos);
 }
 
-TEST_CASE("cancelling a read resets the stream; destroying a stream does too", "[grpc]") {
+TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the read", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};

@@ -232,13 +232,14 @@ TEST_CASE("per-operation cancellation abandons the request at once", "[http]") {
 
 TEST_CASE("a coroutine resumes on its own executor, with use_future and from many threads", "[http]") {
   HttpsPeer peer;
+  // Declared first: it must outlive the transport thread, which may still hold its executor.
+  asio::io_context caller_io;
   asio::io_context transport_io;
   auto transport_work = asio::make_work_guard(transport_io);
   std::thread transport_thread{[&] { transport_io.run(); }};
   HttpClient client{transport_io.get_executor(), peer.trusting()};
 
   SECTION("coroutine on another context") {
-    asio::io_context caller_io;
     auto same_executor = run(caller_io, [&]() -> asio::awaitable<bool> {
       auto response = co_await client.send(get(peer.https("/hello")));
       co_return response.status == 200 && caller_io.get_executor().running_in_this_thread();
