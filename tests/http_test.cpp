@@ -104,7 +104,7 @@ TEST_CASE("https refuses a certificate issued for another host name", "[http]") 
   CHECK(ec == awaken::http_errc::tls_failed);
 }
 
-TEST_CASE("POST sends body and headers; statuses are responses, not errors", "[http]") {
+TEST_CASE("POST sends body and headers, and statuses are responses rather than errors", "[http]") {
   HttpsPeer peer;
   asio::io_context io;
   HttpClient client{io.get_executor(), peer.trusting()};

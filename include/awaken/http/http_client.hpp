@@ -91,7 +91,8 @@ class ClientState;
 /// usable, but the server may already have received the request, so total cancellation (no side
 /// effects) is not offered.
 ///
-/// A moved-from client may only be assigned to or destroyed.
+/// A moved-from client may only be assigned to or destroyed. As with any Asio I/O object, a
+/// client must not outlive the execution context of its executor.
 class HttpClient {
  public:
   using executor_type = asio::any_io_executor;
