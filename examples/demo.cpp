@@ -78,7 +78,8 @@ void jose_part(const std::string& key_file) {
   const auto key = PrivateKey::from_pem(pem);
   const nlohmann::json claims = {{"iss", "awaken-demo"}, {"sub", "spiffe://example.org/demo"}, {"aud", "demo"}};
   const std::string token = sign_compact(Algorithm::es256, {{"typ", "JWT"}, {"kid", "demo-1"}}, claims.dump(), key);
-  std::cout << "token: " << token.substr(0, 48) << "... (" << token.size() << " bytes)\n";
+  // A signed token is a bearer credential: show its size, never its text.
+  std::cout << "token signed: " << token.size() << " bytes\n";
 
   const auto jws = CompactJws::parse(token);
   jws.verify(key.public_key());

@@ -68,6 +68,21 @@ asio::awaitable<Drained> drain(awaken::http::GrpcStream stream) {
   co_return out;
 }
 
+// Starts a read, cancels it at once with `type`, and returns how the read ended.
+std::error_code cancelled_read(asio::io_context& io, awaken::http::GrpcStream& stream, asio::cancellation_type type) {
+  asio::cancellation_signal signal;
+  std::optional<std::error_code> result;
+  stream.async_read(asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, std::optional<std::string>) {
+    result = ec;
+    io.stop();
+  }));
+  asio::post(io, [&] { signal.emit(type); });  // runs after the read is queued on the stream
+  io.restart();
+  io.run_for(5s);
+  if (!result) throw std::runtime_error("test deadline passed");
+  return *result;
+}
+
 template <class Awaitable>
 awaken::Error expect_error(asio::io_context& io, Awaitable aw) {
   try {
@@ -291,19 +306,7 @@ TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the 
   auto stream = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 1}}));
   CHECK(run(io, stream.read()) == std::optional<std::string>{"m0"});
 
-  asio::cancellation_signal signal;
-  std::error_code result;
-  bool done = false;
-  stream.async_read(asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, std::optional<std::string>) {
-    result = ec;
-    done = true;
-  }));
-  asio::steady_timer timer{io, 100ms};
-  timer.async_wait([&](std::error_code) { signal.emit(asio::cancellation_type::terminal); });
-  io.restart();
-  io.run_for(5s);
-  REQUIRE(done);
-  CHECK(result == asio::error::operation_aborted);
+  CHECK(cancelled_read(io, stream, asio::cancellation_type::terminal) == asio::error::operation_aborted);
   // Later reads see the same end.
   auto [ec, message] = run(io, stream.async_read(asio::experimental::as_tuple(asio::use_awaitable)));
   CHECK(ec == asio::error::operation_aborted);
@@ -316,17 +319,7 @@ TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the 
   // Partial cancellation ends the read only; the stream goes on.
   auto patient = channel.server_stream(stream_method, knobs({{"count", 2}, {"interval_ms", 400}}));
   CHECK(run(io, patient.read()) == std::optional<std::string>{"m0"});
-  asio::cancellation_signal partial;
-  done = false;
-  patient.async_read(asio::bind_cancellation_slot(partial.slot(), [&](std::error_code ec, std::optional<std::string>) {
-    result = ec;
-    done = true;
-  }));
-  asio::post(io, [&] { partial.emit(asio::cancellation_type::partial); });
-  io.restart();
-  io.run_for(5s);
-  REQUIRE(done);
-  CHECK(result == asio::error::operation_aborted);
+  CHECK(cancelled_read(io, patient, asio::cancellation_type::partial) == asio::error::operation_aborted);
   CHECK(run(io, patient.read()) == std::optional<std::string>{"m1"});
   CHECK(run(io, patient.read()) == std::nullopt);
   // The channel still works after both.

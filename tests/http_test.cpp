@@ -1,5 +1,6 @@
 // HttpClient against a real Node HTTPS/HTTP peer with a CA made at test time.
 #include <atomic>
+#include <future>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -255,6 +256,7 @@ TEST_CASE("a coroutine resumes on its own executor, with use_future and from man
     asio::thread_pool pool{2};
     std::atomic<int> ok{0};
     std::atomic<int> finished{0};
+    std::promise<void> all_done;
     for (int i = 0; i < 50; ++i) {
       asio::post(pool, [&, i] {
         HttpRequest r;
@@ -263,12 +265,11 @@ TEST_CASE("a coroutine resumes on its own executor, with use_future and from man
         r.body = std::to_string(i);
         client.async_send(r, [&, i](std::error_code ec, HttpResponse response) {
           if (!ec && nlohmann::json::parse(response.body)["body"] == std::to_string(i)) ++ok;
-          ++finished;
+          if (++finished == 50) all_done.set_value();
         });
       });
     }
-    const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (finished < 50 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(10ms);
+    REQUIRE(all_done.get_future().wait_for(20s) == std::future_status::ready);
     pool.join();
     CHECK(ok == 50);
   }

@@ -254,17 +254,12 @@ class GrpcCall final : public Transfer {
 
  private:
   bool has_grpc_status() const {
-    for (const auto* block : {&trailers_, &headers_})
-      for (const auto& h : *block)
-        if (h.name == "grpc-status") return true;
-    return false;
+    return find_header(trailers_, "grpc-status") != nullptr || find_header(headers_, "grpc-status") != nullptr;
   }
 
   bool is_grpc_response() const {
-    if (status_ != 200) return false;
-    for (const auto& h : headers_)
-      if (h.name == "content-type") return h.value.rfind("application/grpc", 0) == 0;
-    return false;
+    const Header* content_type = find_header(headers_, "content-type");
+    return status_ == 200 && content_type != nullptr && content_type->value.rfind("application/grpc", 0) == 0;
   }
 
   static constexpr std::size_t high_water_messages = 64;
