@@ -15,9 +15,14 @@ class Clock {
   virtual ~Clock() = default;
   virtual std::chrono::steady_clock::time_point steady_now() const noexcept = 0;
   virtual std::chrono::system_clock::time_point system_now() const noexcept = 0;
+  /// Steady time that may lag `steady_now()` by a few milliseconds, for hot paths whose
+  /// decisions have coarser margins (cache expiry). Defaults to `steady_now()`.
+  virtual std::chrono::steady_clock::time_point coarse_steady_now() const noexcept { return steady_now(); }
 };
 
-/// The real clocks. Lives for the whole program.
+/// The real clocks; `coarse_steady_now` reads `CLOCK_MONOTONIC_COARSE` (a few ns instead of
+/// about 20, lagging by at most one kernel tick) where the platform has it. Lives for the whole
+/// program.
 const Clock& system_clock() noexcept;
 
 /// A clock that moves only when told to; both times advance together. For tests.

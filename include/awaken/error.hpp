@@ -41,6 +41,17 @@ enum class http_errc {
   shut_down,            ///< the client was destroyed while the request was pending
 };
 
+/// Errors of the credential broker and its minters. Messages name the provider, never a secret.
+enum class credential_errc {
+  not_configured = 1,   ///< no material registered for the provider (or it was deregistered)
+  invalid_material,     ///< the material is unusable as given (bad key, disallowed URL, bad config)
+  signing_failed,       ///< an assertion could not be signed
+  permanent_upstream,   ///< the token endpoint refused the request (4xx other than 408 and 429)
+  transient_upstream,   ///< the token endpoint failed in a way that may pass (5xx, 408, 429, bad 2xx)
+  network,              ///< the token endpoint could not be reached or the connection broke
+  shut_down,            ///< the broker was destroyed while the request was pending
+};
+
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and
 /// is never used as an error.
 enum class grpc_status {
@@ -66,6 +77,7 @@ enum class grpc_status {
 const std::error_category& jose_category() noexcept;
 const std::error_category& http_category() noexcept;
 const std::error_category& grpc_category() noexcept;
+const std::error_category& credential_category() noexcept;
 
 inline std::error_code make_error_code(jose_errc e) noexcept {
   return {static_cast<int>(e), jose_category()};
@@ -76,11 +88,15 @@ inline std::error_code make_error_code(http_errc e) noexcept {
 inline std::error_code make_error_code(grpc_status e) noexcept {
   return {static_cast<int>(e), grpc_category()};
 }
+inline std::error_code make_error_code(credential_errc e) noexcept {
+  return {static_cast<int>(e), credential_category()};
+}
 
 /// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
 /// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
-/// `deadline_exceeded` and `aborted`. `resource_exhausted` is not: awaken reports it for its own
-/// size bounds, which a retry would meet again. Cancellation, bad input, TLS
+/// `deadline_exceeded` and `aborted`, and `credential_errc::transient_upstream` and `network`.
+/// `resource_exhausted` is not: awaken reports it for its own size bounds, which a retry would
+/// meet again. Cancellation, bad input, TLS
 /// verification failures and every JOSE error are not retryable.
 bool is_retryable(std::error_code ec) noexcept;
 
@@ -125,3 +141,5 @@ template <>
 struct std::is_error_code_enum<awaken::http_errc> : std::true_type {};
 template <>
 struct std::is_error_code_enum<awaken::grpc_status> : std::true_type {};
+template <>
+struct std::is_error_code_enum<awaken::credential_errc> : std::true_type {};

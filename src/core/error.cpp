@@ -61,6 +61,23 @@ class GrpcCategory final : public std::error_category {
   }
 };
 
+class CredentialCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.credentials"; }
+  std::string message(int ev) const override {
+    switch (static_cast<credential_errc>(ev)) {
+      case credential_errc::not_configured: return "no credentials registered";
+      case credential_errc::invalid_material: return "invalid credential material";
+      case credential_errc::signing_failed: return "signing failed";
+      case credential_errc::permanent_upstream: return "token endpoint rejected the request";
+      case credential_errc::transient_upstream: return "token endpoint failed transiently";
+      case credential_errc::network: return "token endpoint unreachable";
+      case credential_errc::shut_down: return "credential broker shut down";
+    }
+    return "unknown credential error";
+  }
+};
+
 }  // namespace
 
 const std::error_category& jose_category() noexcept {
@@ -75,6 +92,10 @@ const std::error_category& grpc_category() noexcept {
   static const GrpcCategory c;
   return c;
 }
+const std::error_category& credential_category() noexcept {
+  static const CredentialCategory c;
+  return c;
+}
 
 bool is_retryable(std::error_code ec) noexcept {
   if (ec.category() == http_category()) {
@@ -86,6 +107,10 @@ bool is_retryable(std::error_code ec) noexcept {
       case http_errc::protocol_error: return true;
       default: return false;
     }
+  }
+  if (ec.category() == credential_category()) {
+    const auto e = static_cast<credential_errc>(ec.value());
+    return e == credential_errc::transient_upstream || e == credential_errc::network;
   }
   if (ec.category() == grpc_category()) {
     switch (static_cast<grpc_status>(ec.value())) {

@@ -3,6 +3,8 @@
 #include <awaken/clock.hpp>
 #include <awaken/log.hpp>
 
+#include <time.h>
+
 #include <algorithm>
 #include <cmath>
 #include <mutex>
@@ -21,6 +23,16 @@ class RealClock final : public Clock {
   }
   std::chrono::system_clock::time_point system_now() const noexcept override {
     return std::chrono::system_clock::now();
+  }
+  std::chrono::steady_clock::time_point coarse_steady_now() const noexcept override {
+#if defined(CLOCK_MONOTONIC_COARSE)
+    // libstdc++'s steady_clock is CLOCK_MONOTONIC; the coarse clock counts on the same base.
+    timespec ts{};
+    if (::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+      return std::chrono::steady_clock::time_point{std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::seconds{ts.tv_sec} + std::chrono::nanoseconds{ts.tv_nsec})};
+#endif
+    return std::chrono::steady_clock::now();
   }
 };
 

@@ -1,0 +1,117 @@
+// Access tokens as minted (`Token`) and as handed to callers (`IssuedToken`).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <utility>
+
+#include <spdlog/fmt/fmt.h>
+
+#include <awaken/clock.hpp>
+#include <awaken/redacted_string.hpp>
+
+namespace awaken {
+
+/// A bearer credential and when it stops being valid.
+///
+/// The expiry is kept on both clocks: `steady_expires_at` for every decision (immune to
+/// wall-clock jumps) and `expires_at` for display and logs. Build one with `expiring_in`, which
+/// reads both clocks at the same moment.
+///
+/// Thread safety: immutable after construction.
+class Token {
+ public:
+  Token(RedactedString bearer, std::chrono::system_clock::time_point expires_at,
+        std::chrono::steady_clock::time_point steady_expires_at, std::string token_type = "Bearer")
+      : bearer_(std::move(bearer)),
+        token_type_(std::move(token_type)),
+        expires_at_(expires_at),
+        steady_expires_at_(steady_expires_at) {}
+
+  /// A token that expires `lifetime` after the present moment of `clock`.
+  static Token expiring_in(RedactedString bearer, std::chrono::seconds lifetime,
+                           const Clock& clock = system_clock(), std::string token_type = "Bearer") {
+    return Token(std::move(bearer), clock.system_now() + lifetime, clock.steady_now() + lifetime,
+                 std::move(token_type));
+  }
+
+  /// The secret. Use `bearer().reveal()` where the plaintext is needed.
+  const RedactedString& bearer() const noexcept { return bearer_; }
+  /// The scheme to send it with, as the issuer named it (`Bearer` unless it said otherwise).
+  const std::string& token_type() const noexcept { return token_type_; }
+  std::chrono::system_clock::time_point expires_at() const noexcept { return expires_at_; }
+  std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return steady_expires_at_; }
+
+  /// True when at most `window` of validity is left, or none.
+  bool is_near_expiry(std::chrono::steady_clock::duration window, const Clock& clock = system_clock()) const noexcept {
+    return steady_expires_at_ - clock.steady_now() <= window;
+  }
+
+ private:
+  RedactedString bearer_;
+  std::string token_type_;
+  std::chrono::system_clock::time_point expires_at_;
+  std::chrono::steady_clock::time_point steady_expires_at_;
+};
+
+/// "Token{type=Bearer, expires_at=2026-11-22T10:00:00Z, bearer=[redacted]}": never the bearer.
+std::string to_string(const Token& token);
+inline std::ostream& operator<<(std::ostream& os, const Token& token) { return os << to_string(token); }
+
+/// A token as the broker hands it out: a shared reference to the immutable `Token` it caches,
+/// so that handing it out copies no secret and allocates nothing.
+///
+/// A default-constructed `IssuedToken` is empty (`!token`); every other one holds a token.
+///
+/// Thread safety: copies may be used and destroyed on any thread; the token is immutable.
+class IssuedToken {
+ public:
+  IssuedToken() noexcept = default;
+  explicit IssuedToken(std::shared_ptr<const Token> token) noexcept : token_(std::move(token)) {}
+
+  /// The secret; `bearer().reveal()` is the plaintext. Precondition: not empty.
+  const RedactedString& bearer() const noexcept { return token_->bearer(); }
+  /// Precondition: not empty.
+  const std::string& token_type() const noexcept { return token_->token_type(); }
+  /// Precondition: not empty.
+  std::chrono::system_clock::time_point expires_at() const noexcept { return token_->expires_at(); }
+  /// Precondition: not empty.
+  std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return token_->steady_expires_at(); }
+
+  bool empty() const noexcept { return token_ == nullptr; }
+  explicit operator bool() const noexcept { return token_ != nullptr; }
+
+  /// Whether both hand out the very same minted token (not merely equal text). This is what
+  /// `AwakenBroker::invalidate` compares.
+  bool same_token(const IssuedToken& other) const noexcept { return token_ == other.token_; }
+
+  /// The shared token itself.
+  const std::shared_ptr<const Token>& token() const noexcept { return token_; }
+
+ private:
+  std::shared_ptr<const Token> token_;
+};
+
+/// As `to_string(const Token&)`, or "IssuedToken{empty}".
+std::string to_string(const IssuedToken& token);
+inline std::ostream& operator<<(std::ostream& os, const IssuedToken& token) { return os << to_string(token); }
+
+}  // namespace awaken
+
+template <>
+struct fmt::formatter<awaken::Token> : fmt::formatter<std::string_view> {
+  template <class FormatContext>
+  auto format(const awaken::Token& t, FormatContext& ctx) const {
+    return fmt::formatter<std::string_view>::format(awaken::to_string(t), ctx);
+  }
+};
+
+template <>
+struct fmt::formatter<awaken::IssuedToken> : fmt::formatter<std::string_view> {
+  template <class FormatContext>
+  auto format(const awaken::IssuedToken& t, FormatContext& ctx) const {
+    return fmt::formatter<std::string_view>::format(awaken::to_string(t), ctx);
+  }
+};

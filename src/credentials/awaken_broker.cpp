@@ -1,0 +1,658 @@
+// The broker's state machine: material generations, the token cache, flights (one mint per key
+// at a time, shared by every caller who asks meanwhile) and the per-thread hit cache.
+#include <awaken/credentials/awaken_broker.hpp>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <limits>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/post.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <spdlog/logger.h>
+
+#include <awaken/error.hpp>
+#include <awaken/log.hpp>
+
+namespace awaken::detail {
+namespace {
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+using namespace std::chrono_literals;
+
+// Entry::refresh_not_before while a background refresh runs.
+constexpr std::int64_t refresh_running = std::numeric_limits<std::int64_t>::max();
+
+std::int64_t ticks(SteadyTime t) noexcept { return t.time_since_epoch().count(); }
+
+struct KeyView {
+  std::string_view provider;
+  std::string_view scope;
+};
+
+struct CacheKey {
+  std::string provider;
+  std::string scope;
+  operator KeyView() const noexcept { return {provider, scope}; }  // NOLINT: used by lookups
+};
+
+struct KeyHash {
+  using is_transparent = void;
+  std::size_t operator()(KeyView k) const noexcept {
+    const std::size_t a = std::hash<std::string_view>{}(k.provider);
+    const std::size_t b = std::hash<std::string_view>{}(k.scope);
+    return a ^ (b + 0x9e3779b97f4a7c15ULL + (a << 6) + (a >> 2));
+  }
+};
+
+struct KeyEq {
+  using is_transparent = void;
+  bool operator()(KeyView a, KeyView b) const noexcept { return a.provider == b.provider && a.scope == b.scope; }
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+// A cached token. Immutable but for the two atomics; shared with the thread caches.
+struct Entry {
+  Entry(CacheKey k, Token t, SteadyTime hard, SteadyTime soft)
+      : key(std::move(k)), token(std::move(t)), hard_deadline(hard), soft_deadline(soft) {}
+  const CacheKey key;
+  const Token token;
+  const SteadyTime hard_deadline;  // handed out strictly before this
+  const SteadyTime soft_deadline;  // from this on, a hand-out starts a background refresh
+  std::atomic<bool> dead{false};   // set once, when the entry leaves the cache
+  std::atomic<std::int64_t> refresh_not_before{std::numeric_limits<std::int64_t>::min()};
+};
+
+struct Material {
+  std::uint64_t generation = 0;
+  std::optional<CredentialMaterial> material;  // empty: deregistered (a tombstone)
+};
+
+using WaiterCompletion = Completion<std::exception_ptr, std::shared_ptr<Entry>>;
+using Waiters = std::list<std::unique_ptr<WaiterCompletion>>;
+
+// One mint in progress for one key, and the callers waiting for it.
+struct Flight {
+  Flight(CacheKey k, const asio::any_io_executor& ex, bool is_background)
+      : key(std::move(k)), strand(asio::make_strand(ex)), background(is_background) {}
+
+  // Marks the flight done with its outcome and hands back the waiters to complete, which the
+  // caller does after releasing its locks. A flight closes once; later calls return nothing.
+  Waiters close(std::exception_ptr err, std::shared_ptr<Entry> result) {
+    std::lock_guard lk(mutex);
+    if (done) return {};
+    done = true;
+    error = std::move(err);
+    entry = std::move(result);
+    return std::move(waiters);
+  }
+
+  bool is_done() {
+    std::lock_guard lk(mutex);
+    return done;
+  }
+
+  const CacheKey key;
+  const asio::strand<asio::any_io_executor> strand;
+  const bool background;
+  asio::cancellation_signal cancel;  // on the strand only
+  bool running = true;               // on the strand only: the coroutine has not ended
+
+  std::mutex mutex;  // after BrokerState::mutex when both are held
+  Waiters waiters;
+  bool done = false;
+  std::exception_ptr error;
+  std::shared_ptr<Entry> entry;
+};
+
+void deliver(Waiters& waiters, const std::exception_ptr& err, const std::shared_ptr<Entry>& entry) {
+  for (auto& w : waiters) w->complete(err, entry);
+  waiters.clear();
+}
+
+void cancel_flight(const std::shared_ptr<Flight>& f) {
+  asio::post(f->strand, [f] {
+    if (f->running) f->cancel.emit(asio::cancellation_type::terminal);
+  });
+}
+
+std::atomic<std::uint64_t> next_broker_id{1};
+
+// Per-thread references to recently handed-out entries: the lock-free hit path. Each slot holds
+// its entry through a holder of its own, so that the reference counts a hit touches belong to
+// this thread alone and two threads reading one key never share a written cache line.
+struct ThreadSlot {
+  std::uint64_t owner = 0;  // broker id; 0 when empty
+  std::string provider;
+  std::string scope;
+  std::shared_ptr<Entry> entry;
+
+  void clear() noexcept {
+    owner = 0;
+    entry.reset();
+  }
+};
+
+struct ThreadCache {
+  std::array<ThreadSlot, 16> slots;
+  unsigned next = 0;
+
+  ThreadSlot* find(std::uint64_t owner, KeyView k) noexcept {
+    for (ThreadSlot& s : slots)
+      if (s.owner == owner && s.provider == k.provider && s.scope == k.scope) return &s;
+    return nullptr;
+  }
+
+  void fill(std::uint64_t owner, KeyView k, const std::shared_ptr<Entry>& global) {
+    ThreadSlot* victim = nullptr;
+    for (ThreadSlot& s : slots) {
+      if (s.entry != nullptr && !s.entry->dead.load(std::memory_order_relaxed)) continue;
+      s.clear();  // also lets go of dropped tokens early
+      if (victim == nullptr) victim = &s;
+    }
+    if (victim == nullptr) {
+      victim = &slots[next++ % slots.size()];
+      victim->clear();
+    }
+    auto holder = std::make_shared<std::shared_ptr<Entry>>(global);
+    victim->provider.assign(k.provider);
+    victim->scope.assign(k.scope);
+    victim->entry = std::shared_ptr<Entry>(holder, holder->get());
+    victim->owner = owner;
+  }
+
+  void forget(std::uint64_t owner) noexcept {
+    for (ThreadSlot& s : slots)
+      if (s.owner == owner) s.clear();
+  }
+};
+
+ThreadCache& thread_cache() noexcept {
+  thread_local ThreadCache cache;
+  return cache;
+}
+
+IssuedToken issue(const std::shared_ptr<Entry>& e) noexcept {
+  return IssuedToken{std::shared_ptr<const Token>(e, &e->token)};
+}
+
+std::string provider_context(std::string_view provider) {
+  return "provider '" + bounded_excerpt(provider, 128) + "'";
+}
+
+std::exception_ptr not_configured(std::string_view provider) {
+  return std::make_exception_ptr(Error(credential_errc::not_configured, provider_context(provider)));
+}
+
+}  // namespace
+
+class BrokerState : public std::enable_shared_from_this<BrokerState> {
+ public:
+  BrokerState(asio::any_io_executor ex, BrokerOptions opts)
+      : id(next_broker_id.fetch_add(1, std::memory_order_relaxed)),
+        executor(std::move(ex)),
+        clock(opts.clock != nullptr ? *opts.clock : system_clock()),
+        http_(std::move(opts.http)),
+        options(std::move(opts)) {
+    options.http.reset();
+  }
+
+  const std::uint64_t id;
+  const asio::any_io_executor executor;
+  const Clock& clock;
+
+ private:
+  std::optional<http::HttpClient> http_;  // under mutex
+
+ public:
+  BrokerOptions options;  // `http` moved out above
+
+  std::mutex mutex;
+  std::unordered_map<std::string, Material, StringHash, std::equal_to<>> materials;
+  std::unordered_map<CacheKey, std::shared_ptr<Entry>, KeyHash, KeyEq> cache;
+  std::unordered_map<CacheKey, std::shared_ptr<Flight>, KeyHash, KeyEq> flights;
+  bool shut = false;
+  std::uint64_t failed_flights = 0;
+  std::uint64_t background_refreshes = 0;
+  std::uint64_t stale_discards = 0;
+  std::atomic<std::uint64_t> mint_attempts{0};
+
+  // Locked. The shared HTTP client, made on first need.
+  http::HttpClient http_locked() {
+    if (!http_) http_.emplace(executor);
+    return *http_;
+  }
+
+  // Locked.
+  const Material* material_locked(std::string_view provider) const {
+    auto it = materials.find(provider);
+    return it == materials.end() ? nullptr : &it->second;
+  }
+
+  // Locked. Removes every cached token of `provider` (`scope` too, when given).
+  void drop_cache_locked(std::string_view provider) {
+    for (auto it = cache.begin(); it != cache.end();) {
+      if (it->first.provider == provider) {
+        it->second->dead.store(true, std::memory_order_release);
+        it = cache.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Locked. Starts a flight for `key`; the caller has checked that none runs.
+  std::shared_ptr<Flight> start_flight_locked(KeyView key, bool background);
+
+  // Locked. Removes `f` from the flight table if it is still there.
+  void unlist_locked(const std::shared_ptr<Flight>& f) {
+    auto it = flights.find(KeyView(f->key));
+    if (it != flights.end() && it->second == f) flights.erase(it);
+  }
+
+  // The hand-out rule shared by every path. `now` may be coarse.
+  std::optional<IssuedToken> hand_out(const std::shared_ptr<Entry>& e, SteadyTime now) noexcept {
+    if (now >= e->hard_deadline) return std::nullopt;
+    if (now >= e->soft_deadline) maybe_refresh(e, now);
+    return issue(e);
+  }
+
+  // Starts one background refresh of `e` unless one runs or failed too recently.
+  void maybe_refresh(const std::shared_ptr<Entry>& e, SteadyTime now) noexcept {
+    std::int64_t not_before = e->refresh_not_before.load(std::memory_order_relaxed);
+    if (ticks(now) < not_before) return;
+    if (!e->refresh_not_before.compare_exchange_strong(not_before, refresh_running)) return;
+    try {
+      std::lock_guard lk(mutex);
+      if (shut || e->dead.load(std::memory_order_relaxed)) return;
+      if (flights.find(KeyView(e->key)) != flights.end()) return;  // its end rearms the entry
+      start_flight_locked(e->key, true);
+      ++background_refreshes;
+    } catch (...) {
+      e->refresh_not_before.store(ticks(now + options.refresh_retry_interval), std::memory_order_relaxed);
+    }
+  }
+
+  // Builds the cache entry for a freshly minted token.
+  std::shared_ptr<Entry> make_entry(const CacheKey& key, Token token) const {
+    const SteadyTime now = clock.steady_now();
+    const SteadyTime expiry = token.steady_expires_at();
+    const auto lifetime = expiry - now;
+    auto soft = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        lifetime * std::clamp(options.soft_window_fraction, 0.0, 1.0));
+    soft = std::min<std::chrono::steady_clock::duration>(soft, options.max_soft_window);
+    return std::make_shared<Entry>(key, std::move(token), expiry - options.hard_window, expiry - soft);
+  }
+};
+
+namespace {
+
+asio::awaitable<Token> checked_mint(const Minter& minter, std::string_view scope, const MintContext& ctx) {
+  Token t = co_await minter.mint(scope, ctx);
+  if (t.bearer().empty() || t.steady_expires_at() <= ctx.clock.steady_now())
+    throw_error(credential_errc::transient_upstream,
+                provider_context(ctx.provider_id) + ": the minter returned an empty or expired token");
+  co_return t;
+}
+
+// One flight: mint (with retries) from the current material until a mint completes under the
+// generation it started from, then publish the outcome.
+asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Flight> f) {
+  const CacheKey& key = f->key;
+  for (;;) {
+    std::optional<CredentialMaterial> material;
+    std::uint64_t generation = 0;
+    std::optional<http::HttpClient> http;
+    {
+      Waiters orphans;
+      std::exception_ptr gone;
+      {
+        std::lock_guard lk(st->mutex);
+        if (f->is_done()) co_return;
+        const Material* m = st->material_locked(key.provider);
+        if (m == nullptr || !m->material) {
+          st->unlist_locked(f);
+          gone = not_configured(key.provider);
+          orphans = f->close(gone, nullptr);
+        } else {
+          material = m->material;
+          generation = m->generation;
+          http = st->http_locked();
+        }
+      }
+      if (!material) {
+        deliver(orphans, gone, nullptr);
+        co_return;
+      }
+    }
+
+    std::exception_ptr err;
+    std::optional<Token> token;
+    try {
+      const MintContext ctx{key.provider, *http, st->clock};
+      const Minter& minter = material->minter();
+      token.emplace(co_await with_backoff(
+          st->options.retry, [](std::error_code ec) { return is_retryable(ec); },
+          [&](unsigned attempt, const std::system_error& e, std::chrono::milliseconds delay) {
+            logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}",
+                            provider_context(key.provider), attempt, delay.count(), e.what());
+          },
+          [&] {
+            st->mint_attempts.fetch_add(1, std::memory_order_relaxed);
+            return checked_mint(minter, key.scope, ctx);
+          },
+          BackoffEnvironment{st->options.jitter, {}}));
+    } catch (...) {
+      err = std::current_exception();
+    }
+
+    Waiters waiters;
+    std::shared_ptr<Entry> entry;
+    {
+      std::lock_guard lk(st->mutex);
+      if (f->is_done()) co_return;  // deregistered or shut down meanwhile; waiters were told
+      const Material* m = st->material_locked(key.provider);
+      if (m == nullptr || !m->material || m->generation != generation) {
+        ++st->stale_discards;
+        logger()->debug("awaken: discarded a mint for {} made from replaced material", provider_context(key.provider));
+        continue;
+      }
+      st->unlist_locked(f);
+      auto cached = st->cache.find(KeyView(key));
+      if (err) {
+        ++st->failed_flights;
+        // The cached token (if any) stays until its hard window; try again later.
+        if (cached != st->cache.end())
+          cached->second->refresh_not_before.store(ticks(st->clock.steady_now() + st->options.refresh_retry_interval),
+                                                   std::memory_order_relaxed);
+      } else {
+        entry = st->make_entry(key, std::move(*token));
+        if (cached != st->cache.end()) {
+          cached->second->dead.store(true, std::memory_order_release);
+          cached->second = entry;
+        } else {
+          st->cache.emplace(key, entry);
+        }
+      }
+      waiters = f->close(err, entry);
+    }
+    if (err && f->background) {
+      try {
+        std::rethrow_exception(err);
+      } catch (const std::exception& e) {
+        logger()->warn("awaken: background refresh for {} failed: {}", provider_context(key.provider), e.what());
+      } catch (...) {
+        logger()->warn("awaken: background refresh for {} failed", provider_context(key.provider));
+      }
+    }
+    deliver(waiters, err, entry);
+    co_return;
+  }
+}
+
+asio::awaitable<void> run_flight(std::shared_ptr<BrokerState> st, std::shared_ptr<Flight> f) {
+  std::exception_ptr unexpected;
+  try {
+    co_await fly(st, f);
+  } catch (...) {
+    unexpected = std::current_exception();
+  }
+  if (unexpected) {  // never leave waiters hanging, whatever went wrong
+    Waiters waiters;
+    {
+      std::lock_guard lk(st->mutex);
+      st->unlist_locked(f);
+      waiters = f->close(unexpected, nullptr);
+    }
+    deliver(waiters, unexpected, nullptr);
+  }
+  f->running = false;
+}
+
+// Waits for `f`'s outcome: completes with it at once when the flight is already done.
+// Cancellation removes only this waiter.
+template <class CompletionToken>
+auto async_join(std::shared_ptr<Flight> f, asio::any_io_executor fallback, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(std::exception_ptr, std::shared_ptr<Entry>)>(
+      [f = std::move(f), fallback](auto handler) {
+        auto c = make_completion<std::exception_ptr, std::shared_ptr<Entry>>(std::move(handler), fallback);
+        std::unique_lock lk(f->mutex);
+        if (f->done) {
+          auto err = f->error;
+          auto entry = f->entry;
+          lk.unlock();
+          c->complete(std::move(err), std::move(entry));
+          return;
+        }
+        auto slot = c->cancellation_slot();
+        f->waiters.push_back(std::move(c));
+        if (slot.is_connected()) {
+          slot.assign([weak = std::weak_ptr<Flight>(f), it = std::prev(f->waiters.end()),
+                       gone = false](asio::cancellation_type type) mutable {
+            if (type == asio::cancellation_type::none) return;
+            auto flight = weak.lock();
+            if (!flight) return;
+            std::unique_lock lock(flight->mutex);
+            if (flight->done || gone) return;  // the outcome is already on its way
+            gone = true;
+            auto mine = std::move(*it);
+            flight->waiters.erase(it);
+            lock.unlock();
+            mine->complete(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)), nullptr);
+          });
+        }
+      },
+      token);
+}
+
+asio::awaitable<IssuedToken> ready(IssuedToken token) { co_return token; }
+
+asio::awaitable<IssuedToken> token_for_slow(std::shared_ptr<BrokerState> st, std::string provider, std::string scope) {
+  const KeyView key{provider, scope};
+  const SteadyTime now = st->clock.steady_now();
+  std::shared_ptr<Flight> flight;
+  std::shared_ptr<Entry> cached;
+  {
+    std::lock_guard lk(st->mutex);
+    if (st->shut) throw_error(credential_errc::shut_down, provider_context(provider));
+    const Material* m = st->material_locked(provider);
+    if (m == nullptr || !m->material) std::rethrow_exception(not_configured(provider));
+    if (auto it = st->cache.find(key); it != st->cache.end() && now < it->second->hard_deadline) {
+      cached = it->second;
+    } else {
+      auto f = st->flights.find(key);
+      flight = f != st->flights.end() ? f->second : st->start_flight_locked(key, false);
+    }
+  }
+  if (cached) {
+    thread_cache().fill(st->id, key, cached);
+    if (auto hit = st->hand_out(cached, now)) co_return std::move(*hit);
+  }
+  auto entry = co_await async_join(std::move(flight), st->executor, asio::use_awaitable);
+  co_return issue(entry);
+}
+
+// The hit path: this thread's slots first, then the shared cache under the lock.
+std::optional<IssuedToken> cached_token(BrokerState& st, KeyView key) noexcept {
+  const SteadyTime now = st.clock.coarse_steady_now();
+  ThreadCache& tc = thread_cache();
+  if (ThreadSlot* slot = tc.find(st.id, key)) {
+    if (!slot->entry->dead.load(std::memory_order_acquire)) return st.hand_out(slot->entry, now);
+    slot->clear();
+  }
+  std::shared_ptr<Entry> entry;
+  try {
+    std::lock_guard lk(st.mutex);
+    if (auto it = st.cache.find(key); it != st.cache.end()) entry = it->second;
+  } catch (...) {
+    return std::nullopt;
+  }
+  if (!entry || now >= entry->hard_deadline) return std::nullopt;
+  try {
+    tc.fill(st.id, key, entry);
+  } catch (...) {  // the next hit takes this path again
+  }
+  return st.hand_out(entry, now);
+}
+
+}  // namespace
+
+std::shared_ptr<Flight> BrokerState::start_flight_locked(KeyView key, bool background) {
+  auto f = std::make_shared<Flight>(CacheKey{std::string{key.provider}, std::string{key.scope}}, executor, background);
+  flights.emplace(f->key, f);
+  try {
+    // Posted, never dispatched: a dispatch could run the flight inline, under the caller's lock.
+    asio::post(f->strand, [st = shared_from_this(), f] {
+      asio::co_spawn(f->strand, run_flight(st, f),
+                     asio::bind_cancellation_slot(f->cancel.slot(), [](const std::exception_ptr&) {}));
+    });
+  } catch (...) {
+    unlist_locked(f);
+    throw;
+  }
+  return f;
+}
+
+}  // namespace awaken::detail
+
+namespace awaken {
+
+using detail::BrokerState;
+using detail::KeyView;
+
+AwakenBroker::AwakenBroker(executor_type executor, BrokerOptions options)
+    : state_(std::make_shared<BrokerState>(std::move(executor), std::move(options))) {}
+
+AwakenBroker::~AwakenBroker() {
+  std::vector<std::pair<std::shared_ptr<detail::Flight>, detail::Waiters>> closed;
+  std::exception_ptr err;
+  try {
+    err = std::make_exception_ptr(Error(credential_errc::shut_down, "credential broker destroyed"));
+    std::lock_guard lk(state_->mutex);
+    state_->shut = true;
+    for (auto& [key, entry] : state_->cache) entry->dead.store(true, std::memory_order_release);
+    state_->cache.clear();
+    state_->materials.clear();
+    for (auto& [key, f] : state_->flights) closed.emplace_back(f, f->close(err, nullptr));
+    state_->flights.clear();
+  } catch (...) {  // only allocation can fail here; the flights then end on their own
+  }
+  detail::thread_cache().forget(state_->id);
+  for (auto& [f, waiters] : closed) {
+    try {
+      detail::deliver(waiters, err, nullptr);
+      detail::cancel_flight(f);
+    } catch (...) {
+    }
+  }
+}
+
+void AwakenBroker::register_material(std::string provider_id, CredentialMaterial material) {
+  std::lock_guard lk(state_->mutex);
+  auto it = state_->materials.find(std::string_view{provider_id});
+  if (it == state_->materials.end()) it = state_->materials.emplace(std::move(provider_id), detail::Material{}).first;
+  auto& m = it->second;
+  if (m.generation != std::numeric_limits<std::uint64_t>::max()) ++m.generation;
+  m.material = std::move(material);
+  state_->drop_cache_locked(it->first);
+}
+
+void AwakenBroker::deregister(std::string_view provider_id) {
+  std::vector<std::pair<std::shared_ptr<detail::Flight>, detail::Waiters>> closed;
+  const std::exception_ptr err = detail::not_configured(provider_id);
+  {
+    std::lock_guard lk(state_->mutex);
+    if (auto it = state_->materials.find(provider_id); it != state_->materials.end()) {
+      auto& m = it->second;
+      if (m.generation != std::numeric_limits<std::uint64_t>::max()) ++m.generation;
+      m.material.reset();
+    }
+    state_->drop_cache_locked(provider_id);
+    for (auto it = state_->flights.begin(); it != state_->flights.end();) {
+      if (it->first.provider == provider_id) {
+        closed.emplace_back(it->second, it->second->close(err, nullptr));
+        it = state_->flights.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [f, waiters] : closed) {
+    detail::deliver(waiters, err, nullptr);
+    detail::cancel_flight(f);
+  }
+}
+
+asio::awaitable<IssuedToken> AwakenBroker::token_for(std::string_view provider_id, std::string_view scope) {
+  if (auto hit = try_cached(provider_id, scope)) return detail::ready(std::move(*hit));
+  return detail::token_for_slow(state_, std::string{provider_id}, std::string{scope});
+}
+
+bool AwakenBroker::invalidate(std::string_view provider_id, std::string_view scope, const IssuedToken& rejected) {
+  if (rejected.empty()) return false;
+  std::lock_guard lk(state_->mutex);
+  auto it = state_->cache.find(KeyView{provider_id, scope});
+  if (it == state_->cache.end() || &it->second->token != rejected.token().get()) return false;
+  it->second->dead.store(true, std::memory_order_release);
+  state_->cache.erase(it);
+  return true;
+}
+
+bool AwakenBroker::is_registered(std::string_view provider_id) const {
+  std::lock_guard lk(state_->mutex);
+  const auto* m = state_->material_locked(provider_id);
+  return m != nullptr && m->material.has_value();
+}
+
+std::optional<IssuedToken> AwakenBroker::try_cached(std::string_view provider_id, std::string_view scope) const noexcept {
+  return detail::cached_token(*state_, KeyView{provider_id, scope});
+}
+
+void AwakenBroker::start_async(const std::shared_ptr<BrokerState>& state, std::string provider, std::string scope,
+                               std::unique_ptr<awaken::detail::Completion<std::exception_ptr, IssuedToken>> completion) {
+  if (auto hit = detail::cached_token(*state, KeyView{provider, scope})) {
+    completion->complete(nullptr, std::move(*hit));
+    return;
+  }
+  auto slot = completion->cancellation_slot();
+  asio::co_spawn(state->executor, detail::token_for_slow(state, std::move(provider), std::move(scope)),
+                 asio::bind_cancellation_slot(slot, [c = std::move(completion)](std::exception_ptr e, IssuedToken t) {
+                   c->complete(std::move(e), std::move(t));
+                 }));
+}
+
+AwakenBroker::executor_type AwakenBroker::executor_of(const std::shared_ptr<BrokerState>& state) noexcept {
+  return state->executor;
+}
+
+BrokerStats AwakenBroker::stats() const {
+  std::lock_guard lk(state_->mutex);
+  BrokerStats s;
+  for (const auto& [id, m] : state_->materials)
+    if (m.material) ++s.providers;
+  s.cached_tokens = state_->cache.size();
+  s.flights = state_->flights.size();
+  s.mint_attempts = state_->mint_attempts.load(std::memory_order_relaxed);
+  s.failed_flights = state_->failed_flights;
+  s.background_refreshes = state_->background_refreshes;
+  s.stale_discards = state_->stale_discards;
+  return s;
+}
+
+AwakenBroker::executor_type AwakenBroker::get_executor() const noexcept { return state_->executor; }
+
+}  // namespace awaken

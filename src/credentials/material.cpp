@@ -1,0 +1,62 @@
+// Token printing and the built-in static bearer material.
+#include <awaken/credentials/material.hpp>
+#include <awaken/credentials/token.hpp>
+#include <awaken/error.hpp>
+
+#include <time.h>
+
+#include <array>
+
+namespace awaken {
+namespace {
+
+std::string utc_text(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  std::array<char, 32> buf{};
+  if (::gmtime_r(&secs, &tm) == nullptr || std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return "?";
+  return buf.data();
+}
+
+class StaticBearerMinter final : public Minter {
+ public:
+  StaticBearerMinter(RedactedString bearer, std::chrono::seconds lifetime)
+      : bearer_(std::move(bearer)), lifetime_(lifetime) {}
+
+  std::string_view kind_label() const noexcept override { return "bearer"; }
+
+  asio::awaitable<Token> mint(std::string_view, const MintContext& context) const override {
+    co_return Token::expiring_in(bearer_, lifetime_, context.clock);
+  }
+
+ private:
+  RedactedString bearer_;
+  std::chrono::seconds lifetime_;
+};
+
+}  // namespace
+
+std::string to_string(const Token& token) {
+  return "Token{type=" + bounded_excerpt(token.token_type(), 32) + ", expires_at=" + utc_text(token.expires_at()) +
+         ", bearer=[redacted]}";
+}
+
+std::string to_string(const IssuedToken& token) {
+  if (token.empty()) return "IssuedToken{empty}";
+  return "Issued" + to_string(*token.token());
+}
+
+CredentialMaterial CredentialMaterial::static_bearer(RedactedString bearer, std::chrono::seconds lifetime) {
+  if (bearer.empty()) throw_error(credential_errc::invalid_material, "static bearer: the bearer is empty");
+  if (lifetime <= std::chrono::seconds::zero())
+    throw_error(credential_errc::invalid_material, "static bearer: the lifetime must be positive");
+  return CredentialMaterial{std::make_shared<const StaticBearerMinter>(std::move(bearer), lifetime)};
+}
+
+CredentialMaterial CredentialMaterial::from_minter(std::shared_ptr<const Minter> minter) {
+  if (minter == nullptr) throw_error(credential_errc::invalid_material, "from_minter: the minter is null");
+  return CredentialMaterial{std::move(minter)};
+}
+
+}  // namespace awaken
