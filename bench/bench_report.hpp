@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -22,16 +23,28 @@ class MedianCapture : public benchmark::ConsoleReporter {
     for (const Run& run : runs) {
       if (run.error_occurred) continue;
       const std::string& name = run.run_name.function_name;
+      const std::string full = run.run_name.str();  // with "/threads:2", "/real_time", arguments
       if (run.run_type == Run::RT_Aggregate && run.aggregate_name == "median") {
         medians_[name] = {run.GetAdjustedCPUTime(), run.GetAdjustedRealTime()};
+        medians_[full] = medians_[name];
+        for (const auto& [key, counter] : run.counters) counters_[full + ":" + key] = counter.value;
       } else if (run.run_type == Run::RT_Iteration) {
         singles_[name] = {run.GetAdjustedCPUTime(), run.GetAdjustedRealTime()};
+        singles_[full] = singles_[name];
+        for (const auto& [key, counter] : run.counters) counters_[full + ":" + key] = counter.value;
       }
     }
     ConsoleReporter::ReportRuns(runs);
   }
 
+  // A user counter of a run (full name), the median's when repetitions were run; NaN if missing.
+  double counter(const std::string& full_name, const std::string& key) const {
+    auto it = counters_.find(full_name + ":" + key);
+    return it == counters_.end() ? std::nan("") : it->second;
+  }
+
   // The median when repetitions were run, else the last measurement; negative if missing.
+  // `name` is a function name or a full run name ("x/threads:2").
   double time(const std::string& name, bool real = false) const {
     const Times* t = nullptr;
     if (auto it = medians_.find(name); it != medians_.end()) t = &it->second;
@@ -47,6 +60,7 @@ class MedianCapture : public benchmark::ConsoleReporter {
   };
   std::map<std::string, Times> medians_;
   std::map<std::string, Times> singles_;
+  std::map<std::string, double> counters_;
 };
 
 // "label  awaken/<baseline> = 1.02x  (a us vs b us, median)"; CPU time unless `real`.

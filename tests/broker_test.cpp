@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/bind_executor.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -809,4 +810,73 @@ TEST_CASE("Concurrent register and deregister and token_for on many threads stay
     broker.register_material(provider, bearer("final"));
     for (int s = 0; s < scopes; ++s) CHECK(text(run(io, broker.token_for(provider, "s" + std::to_string(s)))) == "final");
   }
+}
+
+TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broker][generation]") {
+  // The broker runs on io1, the callers on io2: between the flight's end and the callers'
+  // resumption the test rejects the token; the callers must get the next one.
+  asio::io_context io1, io2;
+  AwakenBroker broker{io1.get_executor()};
+  auto minter = std::make_shared<ScriptedMinter>("t");
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+
+  std::future<IssuedToken> coroutine_caller = asio::co_spawn(io2, broker.token_for("p", "s"), asio::use_future);
+  std::string callback_result;
+  broker.async_token_for("p", "s", asio::bind_executor(io2, [&](std::exception_ptr e, IssuedToken t) {
+                           callback_result = e ? "error" : text(t);
+                         }));
+  io2.poll();  // the coroutine joins the flight
+  io1.run();   // the flight mints t-1 and hands it to io2's callers, who have not run yet
+  const auto first = broker.try_cached("p", "s");
+  REQUIRE(first);
+  CHECK(text(*first) == "t-1");
+  CHECK(broker.invalidate("p", "s", *first));
+  io2.restart();
+  io2.poll();  // both see the token was dropped and ask again: one new flight
+  CHECK(coroutine_caller.wait_for(0s) == std::future_status::timeout);
+  CHECK(callback_result.empty());
+  io1.restart();
+  io1.run();
+  io2.restart();
+  io2.poll();
+  REQUIRE(coroutine_caller.wait_for(0s) == std::future_status::ready);
+  CHECK(text(coroutine_caller.get()) == "t-2");
+  CHECK(callback_result == "t-2");
+  CHECK(minter->calls == 2);
+}
+
+TEST_CASE("Waiters on different executors each resume on their own", "[broker][flight]") {
+  asio::io_context io1, io2;
+  AwakenBroker broker{io1.get_executor()};
+  auto minter = std::make_shared<ScriptedMinter>("t");
+  minter->delay = 5ms;
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  std::vector<std::string> on_io1, on_io2;
+  for (int i = 0; i < 3; ++i) {
+    broker.async_token_for("p", "s", [&](std::exception_ptr, IssuedToken t) { on_io1.push_back(text(t)); });
+    broker.async_token_for("p", "s", asio::bind_executor(io2, [&](std::exception_ptr, IssuedToken t) {
+                             on_io2.push_back(text(t));
+                           }));
+  }
+  io1.run();
+  CHECK(on_io1.size() == 3);
+  CHECK(on_io2.empty());  // their handlers wait for io2
+  io2.poll();
+  CHECK(on_io2 == std::vector<std::string>(3, "t-1"));
+  CHECK(minter->calls == 1);
+}
+
+TEST_CASE("Expired tokens leave the cache when a new one is stored", "[broker][cache]") {
+  asio::io_context io;
+  awaken::ManualClock clock;
+  BrokerOptions options;
+  options.clock = &clock;
+  AwakenBroker broker{io.get_executor(), options};
+  auto minter = std::make_shared<ScriptedMinter>("t", 600s);
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  for (int i = 0; i < 5; ++i) run(io, broker.token_for("p", "audience-" + std::to_string(i)));
+  CHECK(broker.stats().cached_tokens == 5);
+  clock.advance(601s);
+  run(io, broker.token_for("p", "audience-new"));
+  CHECK(broker.stats().cached_tokens == 1);
 }

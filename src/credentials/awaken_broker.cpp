@@ -6,10 +6,10 @@
 #include <array>
 #include <atomic>
 #include <limits>
-#include <list>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
+#include <typeinfo>
 #include <vector>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -83,7 +83,8 @@ struct Material {
 };
 
 using WaiterCompletion = Completion<std::exception_ptr, std::shared_ptr<Entry>>;
-using Waiters = std::list<std::unique_ptr<WaiterCompletion>>;
+// Cancelled waiters leave a null behind, so that the others keep their positions.
+using Waiters = std::vector<std::unique_ptr<WaiterCompletion>>;
 
 // One mint in progress for one key, and the callers waiting for it.
 struct Flight {
@@ -119,8 +120,46 @@ struct Flight {
   std::shared_ptr<Entry> entry;
 };
 
+// Runs a batch of completions that share an executor, from a function posted to it. Should a
+// handler throw, the rest are posted again before the exception leaves, so none is lost.
+struct Batch {
+  Waiters waiters;
+  std::exception_ptr err;
+  std::shared_ptr<Entry> entry;
+
+  void operator()() {
+    for (std::size_t i = 0; i < waiters.size(); ++i) {
+      try {
+        waiters[i]->invoke(err, entry);
+      } catch (...) {
+        auto rest = std::make_shared<Batch>(
+            Batch{Waiters(std::make_move_iterator(waiters.begin() + static_cast<std::ptrdiff_t>(i) + 1),
+                          std::make_move_iterator(waiters.end())),
+                  err, entry});
+        if (!rest->waiters.empty()) rest->waiters.front()->post([rest] { (*rest)(); });
+        throw;
+      }
+    }
+  }
+};
+
+// Completes `waiters` with one posted function per run of waiters sharing an executor (usually
+// one for all): ten thousand waiters cost one queue entry, not ten thousand.
 void deliver(Waiters& waiters, const std::exception_ptr& err, const std::shared_ptr<Entry>& entry) {
-  for (auto& w : waiters) w->complete(err, entry);
+  auto batch = std::make_shared<Batch>(Batch{{}, err, entry});
+  auto flush = [&] {
+    if (batch->waiters.empty()) return;
+    auto& first = *batch->waiters.front();
+    first.post([b = std::move(batch)] { (*b)(); });
+    batch = std::make_shared<Batch>(Batch{{}, err, entry});
+  };
+  batch->waiters.reserve(waiters.size());
+  for (auto& w : waiters) {
+    if (!w) continue;
+    if (!batch->waiters.empty() && !batch->waiters.front()->same_executor(*w)) flush();
+    batch->waiters.push_back(std::move(w));
+  }
+  flush();
   waiters.clear();
 }
 
@@ -194,6 +233,15 @@ std::string provider_context(std::string_view provider) {
   return "provider '" + bounded_excerpt(provider, 128) + "'";
 }
 
+// What a failure may say in a log: awaken's own texts (bounded, secret-free by contract), else
+// only the code or the type, since a foreign exception may quote a response body.
+std::string loggable(const std::exception& e) {
+  if (dynamic_cast<const Error*>(&e) != nullptr) return e.what();
+  if (const auto* se = dynamic_cast<const std::system_error*>(&e))
+    return std::string{se->code().category().name()} + ":" + std::to_string(se->code().value());
+  return std::string{"an exception of type "} + typeid(e).name();
+}
+
 std::exception_ptr not_configured(std::string_view provider) {
   return std::make_exception_ptr(Error(credential_errc::not_configured, provider_context(provider)));
 }
@@ -255,6 +303,26 @@ class BrokerState : public std::enable_shared_from_this<BrokerState> {
     }
   }
 
+  // Locked. Lets the cached token of `key`, if any, start a background refresh again later.
+  void rearm_locked(KeyView key) {
+    if (auto it = cache.find(key); it != cache.end())
+      it->second->refresh_not_before.store(ticks(clock.steady_now() + options.refresh_retry_interval),
+                                           std::memory_order_relaxed);
+  }
+
+  // Locked. Drops tokens past their expiry, so that keys no longer asked for do not pile up.
+  void sweep_expired_locked() {
+    const SteadyTime now = clock.steady_now();
+    for (auto it = cache.begin(); it != cache.end();) {
+      if (it->second->token.steady_expires_at() <= now) {
+        it->second->dead.store(true, std::memory_order_release);
+        it = cache.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
   // Locked. Starts a flight for `key`; the caller has checked that none runs.
   std::shared_ptr<Flight> start_flight_locked(KeyView key, bool background);
 
@@ -300,6 +368,18 @@ class BrokerState : public std::enable_shared_from_this<BrokerState> {
 };
 
 namespace {
+
+// Ends `f` with `err` outside the normal path (a failure of the flight machinery itself).
+void abort_flight(BrokerState& st, const std::shared_ptr<Flight>& f, const std::exception_ptr& err) {
+  Waiters waiters;
+  {
+    std::lock_guard lk(st.mutex);
+    st.unlist_locked(f);
+    st.rearm_locked(f->key);
+    waiters = f->close(err, nullptr);
+  }
+  deliver(waiters, err, nullptr);
+}
 
 asio::awaitable<Token> checked_mint(const Minter& minter, std::string_view scope, const MintContext& ctx) {
   Token t = co_await minter.mint(scope, ctx);
@@ -349,7 +429,7 @@ asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Fligh
           st->options.retry, [](std::error_code ec) { return is_retryable(ec); },
           [&](unsigned attempt, const std::system_error& e, std::chrono::milliseconds delay) {
             logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}",
-                            provider_context(key.provider), attempt, delay.count(), e.what());
+                            provider_context(key.provider), attempt, delay.count(), loggable(e));
           },
           [&] {
             st->mint_attempts.fetch_add(1, std::memory_order_relaxed);
@@ -362,39 +442,40 @@ asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Fligh
 
     Waiters waiters;
     std::shared_ptr<Entry> entry;
+    bool stale = false;
     {
       std::lock_guard lk(st->mutex);
       if (f->is_done()) co_return;  // deregistered or shut down meanwhile; waiters were told
       const Material* m = st->material_locked(key.provider);
       if (m == nullptr || !m->material || m->generation != generation) {
         ++st->stale_discards;
-        logger()->debug("awaken: discarded a mint for {} made from replaced material", provider_context(key.provider));
-        continue;
-      }
-      st->unlist_locked(f);
-      auto cached = st->cache.find(KeyView(key));
-      if (err) {
-        ++st->failed_flights;
-        // The cached token (if any) stays until its hard window; try again later.
-        if (cached != st->cache.end())
-          cached->second->refresh_not_before.store(ticks(st->clock.steady_now() + st->options.refresh_retry_interval),
-                                                   std::memory_order_relaxed);
+        stale = true;
       } else {
-        entry = st->make_entry(key, std::move(*token));
-        if (cached != st->cache.end()) {
-          cached->second->dead.store(true, std::memory_order_release);
-          cached->second = entry;
+        st->unlist_locked(f);
+        if (err) {
+          ++st->failed_flights;
+          st->rearm_locked(key);  // a cached token stays until its hard window; refresh later
         } else {
-          st->cache.emplace(key, entry);
+          entry = st->make_entry(key, std::move(*token));
+          st->sweep_expired_locked();
+          auto [it, fresh] = st->cache.try_emplace(key, entry);
+          if (!fresh) {
+            it->second->dead.store(true, std::memory_order_release);
+            it->second = entry;
+          }
         }
+        waiters = f->close(err, entry);
       }
-      waiters = f->close(err, entry);
+    }
+    if (stale) {
+      logger()->debug("awaken: discarded a mint for {} made from replaced material", provider_context(key.provider));
+      continue;
     }
     if (err && f->background) {
       try {
         std::rethrow_exception(err);
       } catch (const std::exception& e) {
-        logger()->warn("awaken: background refresh for {} failed: {}", provider_context(key.provider), e.what());
+        logger()->warn("awaken: background refresh for {} failed: {}", provider_context(key.provider), loggable(e));
       } catch (...) {
         logger()->warn("awaken: background refresh for {} failed", provider_context(key.provider));
       }
@@ -411,80 +492,146 @@ asio::awaitable<void> run_flight(std::shared_ptr<BrokerState> st, std::shared_pt
   } catch (...) {
     unexpected = std::current_exception();
   }
-  if (unexpected) {  // never leave waiters hanging, whatever went wrong
-    Waiters waiters;
-    {
-      std::lock_guard lk(st->mutex);
-      st->unlist_locked(f);
-      waiters = f->close(unexpected, nullptr);
-    }
-    deliver(waiters, unexpected, nullptr);
-  }
+  if (unexpected) abort_flight(*st, f, unexpected);  // never leave waiters hanging, whatever went wrong
   f->running = false;
 }
 
-// Waits for `f`'s outcome: completes with it at once when the flight is already done.
-// Cancellation removes only this waiter.
+// Adds a waiter to `f`, or completes it at once with the outcome when `f` is already done.
+// Cancellation through the completion's slot removes only this waiter.
+void join(const std::shared_ptr<Flight>& f, std::unique_ptr<WaiterCompletion> c) {
+  std::unique_lock lk(f->mutex);
+  if (f->done) {
+    auto err = f->error;
+    auto entry = f->entry;
+    lk.unlock();
+    c->complete(std::move(err), std::move(entry));
+    return;
+  }
+  f->waiters.reserve(f->waiters.size() + 1);  // so that nothing throws once the slot is set
+  if (auto slot = c->cancellation_slot(); slot.is_connected()) {
+    slot.assign([weak = std::weak_ptr<Flight>(f), index = f->waiters.size()](asio::cancellation_type type) {
+      if (type == asio::cancellation_type::none) return;
+      auto flight = weak.lock();
+      if (!flight) return;
+      std::unique_lock lock(flight->mutex);
+      if (flight->done || index >= flight->waiters.size() || !flight->waiters[index]) return;  // already answered
+      auto mine = std::move(flight->waiters[index]);
+      lock.unlock();
+      mine->complete(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)), nullptr);
+    });
+  }
+  f->waiters.push_back(std::move(c));
+}
+
 template <class CompletionToken>
 auto async_join(std::shared_ptr<Flight> f, asio::any_io_executor fallback, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(std::exception_ptr, std::shared_ptr<Entry>)>(
       [f = std::move(f), fallback](auto handler) {
-        auto c = make_completion<std::exception_ptr, std::shared_ptr<Entry>>(std::move(handler), fallback);
-        std::unique_lock lk(f->mutex);
-        if (f->done) {
-          auto err = f->error;
-          auto entry = f->entry;
-          lk.unlock();
-          c->complete(std::move(err), std::move(entry));
-          return;
-        }
-        auto slot = c->cancellation_slot();
-        f->waiters.push_back(std::move(c));
-        if (slot.is_connected()) {
-          slot.assign([weak = std::weak_ptr<Flight>(f), it = std::prev(f->waiters.end()),
-                       gone = false](asio::cancellation_type type) mutable {
-            if (type == asio::cancellation_type::none) return;
-            auto flight = weak.lock();
-            if (!flight) return;
-            std::unique_lock lock(flight->mutex);
-            if (flight->done || gone) return;  // the outcome is already on its way
-            gone = true;
-            auto mine = std::move(*it);
-            flight->waiters.erase(it);
-            lock.unlock();
-            mine->complete(std::make_exception_ptr(std::system_error(asio::error::operation_aborted)), nullptr);
-          });
-        }
+        join(f, make_completion<std::exception_ptr, std::shared_ptr<Entry>>(std::move(handler), fallback));
       },
       token);
 }
 
-asio::awaitable<IssuedToken> ready(IssuedToken token) { co_return token; }
-
-asio::awaitable<IssuedToken> token_for_slow(std::shared_ptr<BrokerState> st, std::string provider, std::string scope) {
-  const KeyView key{provider, scope};
-  const SteadyTime now = st->clock.steady_now();
-  std::shared_ptr<Flight> flight;
+// What a miss comes to, decided under the lock: an error, a usable cached entry, or the key's
+// flight (started here if none runs).
+struct Decision {
+  std::exception_ptr error;
   std::shared_ptr<Entry> cached;
+  std::shared_ptr<Flight> flight;
+};
+
+Decision decide(BrokerState& st, KeyView key) {
+  const SteadyTime now = st.clock.coarse_steady_now();
+  Decision d;
   {
-    std::lock_guard lk(st->mutex);
-    if (st->shut) throw_error(credential_errc::shut_down, provider_context(provider));
-    const Material* m = st->material_locked(provider);
-    if (m == nullptr || !m->material) std::rethrow_exception(not_configured(provider));
-    if (auto it = st->cache.find(key); it != st->cache.end() && now < it->second->hard_deadline) {
-      cached = it->second;
+    std::lock_guard lk(st.mutex);
+    if (st.shut) {
+      d.error = std::make_exception_ptr(Error(credential_errc::shut_down, provider_context(key.provider)));
+      return d;
+    }
+    const Material* m = st.material_locked(key.provider);
+    if (m == nullptr || !m->material) {
+      d.error = not_configured(key.provider);
+      return d;
+    }
+    if (auto it = st.cache.find(key); it != st.cache.end() && now < it->second->hard_deadline) {
+      d.cached = it->second;
+    } else if (auto f = st.flights.find(key); f != st.flights.end()) {
+      d.flight = f->second;
     } else {
-      auto f = st->flights.find(key);
-      flight = f != st->flights.end() ? f->second : st->start_flight_locked(key, false);
+      d.flight = st.start_flight_locked(key, false);
     }
   }
-  if (cached) {
-    thread_cache().fill(st->id, key, cached);
-    if (auto hit = st->hand_out(cached, now)) co_return std::move(*hit);
+  if (d.cached) {
+    try {
+      thread_cache().fill(st.id, key, d.cached);
+    } catch (...) {  // the next hit takes the locked path again
+    }
+    if (now >= d.cached->soft_deadline) st.maybe_refresh(d.cached, now);
   }
-  auto entry = co_await async_join(std::move(flight), st->executor, asio::use_awaitable);
-  co_return issue(entry);
+  return d;
 }
+
+asio::awaitable<IssuedToken> ready(IssuedToken token) { co_return token; }
+
+asio::awaitable<IssuedToken> failed(std::exception_ptr e) {
+  std::rethrow_exception(e);
+  co_return IssuedToken{};  // never reached; makes this a coroutine
+}
+
+// Waits for a flight. A token dropped between the flight's end and this caller's resumption
+// (its material replaced, its token rejected) is not handed out: the caller asks again.
+asio::awaitable<IssuedToken> wait_for(std::shared_ptr<BrokerState> st, std::shared_ptr<Flight> flight) {
+  for (;;) {
+    auto entry = co_await async_join(std::move(flight), st->executor, asio::use_awaitable);
+    if (!entry->dead.load(std::memory_order_acquire)) co_return issue(entry);
+    Decision d = decide(*st, entry->key);
+    if (d.error) std::rethrow_exception(d.error);
+    if (d.cached) co_return issue(d.cached);
+    flight = std::move(d.flight);
+  }
+}
+
+// `async_token_for`'s waiter: turns a flight's entry into an `IssuedToken` for the caller's
+// completion, asking again (as `wait_for` does) when the entry was dropped meanwhile.
+class IssueCompletion final : public WaiterCompletion {
+ public:
+  IssueCompletion(std::shared_ptr<BrokerState> st, std::unique_ptr<Completion<std::exception_ptr, IssuedToken>> c)
+      : st_(std::move(st)), c_(std::move(c)) {}
+
+  void complete(std::exception_ptr err, std::shared_ptr<Entry> entry) override {
+    if (retry(err, entry)) return;
+    c_->complete(std::move(err), entry ? issue(entry) : IssuedToken{});
+  }
+  void invoke(std::exception_ptr err, std::shared_ptr<Entry> entry) override {
+    if (retry(err, entry)) return;
+    c_->invoke(std::move(err), entry ? issue(entry) : IssuedToken{});
+  }
+  void post(std::function<void()> fn) override { c_->post(std::move(fn)); }
+  asio::cancellation_slot cancellation_slot() const noexcept override { return c_->cancellation_slot(); }
+  const std::type_info& executor_type() const noexcept override { return c_->executor_type(); }
+  const void* executor_address() const noexcept override { return c_->executor_address(); }
+  bool executor_equals(const void* other) const noexcept override { return c_->executor_equals(other); }
+
+  // Starts (or finishes) a request for `key` on behalf of `c`.
+  static void start(const std::shared_ptr<BrokerState>& st, KeyView key,
+                    std::unique_ptr<Completion<std::exception_ptr, IssuedToken>> c) {
+    Decision d = decide(*st, key);
+    if (d.error) return c->complete(d.error, IssuedToken{});
+    if (d.cached) return c->complete(nullptr, issue(d.cached));
+    join(d.flight, std::make_unique<IssueCompletion>(st, std::move(c)));
+  }
+
+ private:
+  bool retry(const std::exception_ptr& err, const std::shared_ptr<Entry>& entry) {
+    if (err || !entry || !entry->dead.load(std::memory_order_acquire)) return false;
+    start(st_, entry->key, std::move(c_));
+    return true;
+  }
+
+  std::shared_ptr<BrokerState> st_;
+  std::unique_ptr<Completion<std::exception_ptr, IssuedToken>> c_;
+};
 
 // The hit path: this thread's slots first, then the shared cache under the lock.
 std::optional<IssuedToken> cached_token(BrokerState& st, KeyView key) noexcept {
@@ -517,8 +664,13 @@ std::shared_ptr<Flight> BrokerState::start_flight_locked(KeyView key, bool backg
   try {
     // Posted, never dispatched: a dispatch could run the flight inline, under the caller's lock.
     asio::post(f->strand, [st = shared_from_this(), f] {
-      asio::co_spawn(f->strand, run_flight(st, f),
-                     asio::bind_cancellation_slot(f->cancel.slot(), [](const std::exception_ptr&) {}));
+      try {
+        asio::co_spawn(f->strand, run_flight(st, f),
+                       asio::bind_cancellation_slot(f->cancel.slot(), [](const std::exception_ptr&) {}));
+      } catch (...) {
+        f->running = false;
+        abort_flight(*st, f, std::current_exception());
+      }
     });
   } catch (...) {
     unlist_locked(f);
@@ -540,16 +692,18 @@ AwakenBroker::AwakenBroker(executor_type executor, BrokerOptions options)
 AwakenBroker::~AwakenBroker() {
   std::vector<std::pair<std::shared_ptr<detail::Flight>, detail::Waiters>> closed;
   std::exception_ptr err;
+  decltype(state_->materials) materials;  // minters die after the lock, not under it
   try {
     err = std::make_exception_ptr(Error(credential_errc::shut_down, "credential broker destroyed"));
     std::lock_guard lk(state_->mutex);
+    closed.reserve(state_->flights.size());
     state_->shut = true;
     for (auto& [key, entry] : state_->cache) entry->dead.store(true, std::memory_order_release);
     state_->cache.clear();
-    state_->materials.clear();
+    materials.swap(state_->materials);
     for (auto& [key, f] : state_->flights) closed.emplace_back(f, f->close(err, nullptr));
     state_->flights.clear();
-  } catch (...) {  // only allocation can fail here; the flights then end on their own
+  } catch (...) {  // only allocation can fail, before anything changed; flights then end on their own
   }
   detail::thread_cache().forget(state_->id);
   for (auto& [f, waiters] : closed) {
@@ -562,24 +716,27 @@ AwakenBroker::~AwakenBroker() {
 }
 
 void AwakenBroker::register_material(std::string provider_id, CredentialMaterial material) {
+  std::optional<CredentialMaterial> previous;  // its minter may die here: after the lock, not under it
   std::lock_guard lk(state_->mutex);
   auto it = state_->materials.find(std::string_view{provider_id});
   if (it == state_->materials.end()) it = state_->materials.emplace(std::move(provider_id), detail::Material{}).first;
   auto& m = it->second;
   if (m.generation != std::numeric_limits<std::uint64_t>::max()) ++m.generation;
-  m.material = std::move(material);
+  previous = std::exchange(m.material, std::move(material));
   state_->drop_cache_locked(it->first);
 }
 
 void AwakenBroker::deregister(std::string_view provider_id) {
   std::vector<std::pair<std::shared_ptr<detail::Flight>, detail::Waiters>> closed;
   const std::exception_ptr err = detail::not_configured(provider_id);
+  std::optional<CredentialMaterial> previous;  // its minter may die here: after the lock, not under it
   {
     std::lock_guard lk(state_->mutex);
+    closed.reserve(state_->flights.size());
     if (auto it = state_->materials.find(provider_id); it != state_->materials.end()) {
       auto& m = it->second;
       if (m.generation != std::numeric_limits<std::uint64_t>::max()) ++m.generation;
-      m.material.reset();
+      previous = std::exchange(m.material, std::nullopt);
     }
     state_->drop_cache_locked(provider_id);
     for (auto it = state_->flights.begin(); it != state_->flights.end();) {
@@ -599,7 +756,10 @@ void AwakenBroker::deregister(std::string_view provider_id) {
 
 asio::awaitable<IssuedToken> AwakenBroker::token_for(std::string_view provider_id, std::string_view scope) {
   if (auto hit = try_cached(provider_id, scope)) return detail::ready(std::move(*hit));
-  return detail::token_for_slow(state_, std::string{provider_id}, std::string{scope});
+  detail::Decision d = detail::decide(*state_, KeyView{provider_id, scope});
+  if (d.error) return detail::failed(std::move(d.error));
+  if (d.cached) return detail::ready(detail::issue(d.cached));
+  return detail::wait_for(state_, std::move(d.flight));
 }
 
 bool AwakenBroker::invalidate(std::string_view provider_id, std::string_view scope, const IssuedToken& rejected) {
@@ -628,11 +788,7 @@ void AwakenBroker::start_async(const std::shared_ptr<BrokerState>& state, std::s
     completion->complete(nullptr, std::move(*hit));
     return;
   }
-  auto slot = completion->cancellation_slot();
-  asio::co_spawn(state->executor, detail::token_for_slow(state, std::move(provider), std::move(scope)),
-                 asio::bind_cancellation_slot(slot, [c = std::move(completion)](std::exception_ptr e, IssuedToken t) {
-                   c->complete(std::move(e), std::move(t));
-                 }));
+  detail::IssueCompletion::start(state, KeyView{provider, scope}, std::move(completion));
 }
 
 AwakenBroker::executor_type AwakenBroker::executor_of(const std::shared_ptr<BrokerState>& state) noexcept {

@@ -25,7 +25,9 @@ namespace awaken {
 
 /// How an `AwakenBroker` caches, refreshes and retries.
 struct BrokerOptions {
-  /// A token with this little validity left is never handed out; callers wait for a new one.
+  /// A token with this little validity left is never handed out from the cache; callers wait
+  /// for a new one. A token minted with no more than this left goes to the callers of its
+  /// flight only, so every later call mints again.
   std::chrono::seconds hard_window{60};
   /// A token inside its soft window is still handed out, and one refresh starts in the
   /// background. The window is this fraction of the token's lifetime, at most `max_soft_window`.
@@ -39,9 +41,10 @@ struct BrokerOptions {
   /// An HTTP client to share (its connection pool, CA and proxy settings); when empty the
   /// broker makes one with default options on first need.
   std::optional<http::HttpClient> http;
-  /// Time source; must outlive the broker. `system_clock()` when null.
+  /// Time source. `system_clock()` when null. Must outlive the broker's work: mints cancelled
+  /// by the broker's destruction may still read it until they have ended on the executor.
   const Clock* clock = nullptr;
-  /// Retry jitter; must outlive the broker. `default_jitter()` when null.
+  /// Retry jitter. `default_jitter()` when null. Same lifetime rule as `clock`.
   JitterSource* jitter = nullptr;
 };
 
@@ -71,16 +74,21 @@ class BrokerState;
 ///   that arrives meanwhile waits for it and receives its outcome, token or error. A mint that
 ///   completes after the provider's material changed is discarded and the flight mints again
 ///   from the new material.
-/// - **Hot path.** A cache hit (`try_cached`, or `token_for` on a hit) takes no lock, writes no
-///   shared memory and allocates nothing: each thread keeps references to the 16 tokens it
-///   used last. A dropped token's memory is wiped when its last reference goes, which for an
-///   idle thread may be when that thread next asks an `AwakenBroker` for a token, or exits.
+/// - **Hot path.** A cache hit through `try_cached` takes no lock, writes no memory shared with
+///   other threads and allocates nothing: each thread keeps references to the 16 tokens it used
+///   last. `co_await token_for` on a hit adds one coroutine frame, which Asio recycles (no
+///   allocation) on threads running an `io_context`. Expired tokens leave the cache when the
+///   next token is stored. A dropped token's memory is wiped when its last reference goes,
+///   which for an idle thread may be when that thread next asks an `AwakenBroker` for a token,
+///   or exits.
 ///
 /// Thread safety: every member may be called from any thread at once.
 ///
-/// Cancellation: a caller of `token_for` or `async_token_for` that is cancelled (terminal or
-/// partial) stops waiting and gets `asio::error::operation_aborted`; the mint goes on for the
-/// others. Mints run on a strand of the broker's executor.
+/// Cancellation: a waiting caller whose cancellation slot is emitted stops waiting and gets
+/// `asio::error::operation_aborted`; the mint goes on for the others. Coroutines pass on only
+/// terminal cancellation by default; `async_token_for` with a slot bound by
+/// `asio::bind_cancellation_slot` honours any type. As with any Asio operation, emit the
+/// signal from the caller's own executor. Mints run on a strand of the broker's executor.
 ///
 /// Lifetime: the broker must not outlive its executor's execution context. Destroying it
 /// completes every waiting caller with `credential_errc::shut_down` and cancels its mints.
@@ -103,7 +111,9 @@ class AwakenBroker final : public CredentialBroker {
   void deregister(std::string_view provider_id) override;
 
   /// A token for `scope` of `provider_id`, from the cache or from a mint (see the class notes).
-  /// The strings are copied before this returns, so temporaries may be passed.
+  /// The cache is consulted, and a mint started if needed, when this is called; the returned
+  /// awaitable delivers the outcome. It keeps no reference to the strings, so temporaries may
+  /// be passed.
   asio::awaitable<IssuedToken> token_for(std::string_view provider_id, std::string_view scope) override;
 
   /// Drops the cached token of (provider, scope) if it is still `rejected` (the same minted
@@ -122,8 +132,8 @@ class AwakenBroker final : public CredentialBroker {
   /// the exception being what `token_for` would throw. Works with callbacks,
   /// `asio::use_future` and `asio::use_awaitable`. The handler runs on its associated
   /// executor, never inside this call. The strings are copied.
-  template <class CompletionToken = asio::default_completion_token_t<executor_type>>
-  auto async_token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token = {}) {
+  template <class CompletionToken>
+  auto async_token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::exception_ptr, IssuedToken)>(
         [state = state_](auto handler, std::string provider, std::string scope_copy) {
           const auto ex = executor_of(state);

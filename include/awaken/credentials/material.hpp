@@ -26,8 +26,9 @@ struct MintContext {
 /// Makes tokens for one provider: a strategy such as a static bearer, an OAuth grant or a
 /// SPIFFE-backed exchange.
 ///
-/// Thread safety: `mint` may be called concurrently for different scopes (never for the same
-/// scope of one broker at once), so implementations must be safe for concurrent const use.
+/// Thread safety: `mint` may be called concurrently, for different scopes and, briefly, for the
+/// same one (a mint cancelled by `deregister` may still be ending when a new one starts), so
+/// implementations must be safe for concurrent const use.
 ///
 /// Failures are exceptions derived from `std::system_error`, preferably `awaken::Error` with a
 /// `credential_errc` code: the broker retries those for which `is_retryable(code)` holds and

@@ -2,10 +2,12 @@
 // this thin adapter is a template.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <type_traits>
 #include <tuple>
+#include <typeinfo>
 #include <utility>
 
 #include <asio/any_io_executor.hpp>
@@ -18,16 +20,36 @@
 
 namespace awaken::detail {
 
+/// What every erased completion tells about its handler, whatever its signature.
+class CompletionBase {
+ public:
+  virtual ~CompletionBase() = default;
+  /// Posts `fn` to the handler's associated executor.
+  virtual void post(std::function<void()> fn) = 0;
+  /// The handler's cancellation slot; not connected when it has none.
+  virtual asio::cancellation_slot cancellation_slot() const noexcept = 0;
+  /// The associated executor's type and address, and equality with another of that type.
+  virtual const std::type_info& executor_type() const noexcept = 0;
+  virtual const void* executor_address() const noexcept = 0;
+  virtual bool executor_equals(const void* other_of_same_type) const noexcept = 0;
+
+  /// Whether `other`'s handler has an equal associated executor.
+  bool same_executor(const CompletionBase& other) const noexcept {
+    return executor_type() == other.executor_type() && executor_equals(other.executor_address());
+  }
+};
+
 /// A completion handler for `void(Args...)` whose type has been erased. `complete` may be called
 /// from any thread, once; it posts the handler to the handler's associated executor (so the
 /// caller resumes on its own executor, never inside the transport).
 template <class... Args>
-class Completion {
+class Completion : public CompletionBase {
  public:
-  virtual ~Completion() = default;
   virtual void complete(Args... args) = 0;
-  /// The handler's cancellation slot; not connected when it has none.
-  virtual asio::cancellation_slot cancellation_slot() const noexcept = 0;
+  /// Runs the handler here and now. Only from code already running on the handler's executor,
+  /// once, and instead of `complete`: it lets one posted function finish many completions that
+  /// share an executor.
+  virtual void invoke(Args... args) = 0;
 };
 
 template <class Handler, class... Args>
@@ -36,6 +58,7 @@ class CompletionImpl final : public Completion<Args...> {
   CompletionImpl(Handler handler, const asio::any_io_executor& fallback)
       : handler_(std::move(handler)),
         slot_(asio::get_associated_cancellation_slot(handler_)),
+        executor_(asio::get_associated_executor(handler_, fallback)),
         work_(asio::prefer(asio::get_associated_executor(handler_, fallback),
                            asio::execution::outstanding_work.tracked)) {}
 
@@ -49,6 +72,22 @@ class CompletionImpl final : public Completion<Args...> {
     work_.reset();
   }
 
+  void invoke(Args... args) override {
+    if (slot_.is_connected()) slot_.clear();
+    Handler h = std::move(handler_);
+    auto work = std::move(work_);  // released when the handler has run
+    work_.reset();
+    std::move(h)(std::move(args)...);
+  }
+
+  void post(std::function<void()> fn) override { asio::post(executor_, std::move(fn)); }
+
+  const std::type_info& executor_type() const noexcept override { return typeid(Executor); }
+  const void* executor_address() const noexcept override { return &executor_; }
+  bool executor_equals(const void* other) const noexcept override {
+    return *static_cast<const Executor*>(other) == executor_;
+  }
+
   asio::cancellation_slot cancellation_slot() const noexcept override { return slot_; }
 
  private:
@@ -58,6 +97,7 @@ class CompletionImpl final : public Completion<Args...> {
                                                           asio::execution::outstanding_work.tracked))>;
 
   asio::cancellation_slot slot_;
+  Executor executor_;
   std::optional<WorkExecutor> work_;  // keeps the handler's context running until completion
 };
 
