@@ -264,11 +264,11 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   const auto ns = [&](const std::string& name) { return reporter.time(name, true); };
-  const std::string base1 = "hit/baseline_shared_mutex_map/real_time/threads:1";
-  const std::string base2 = "hit/baseline_shared_mutex_map/real_time/threads:2";
-  const std::string try1 = "hit/try_cached/real_time/threads:1";
-  const std::string try2 = "hit/try_cached/real_time/threads:2";
-  const std::string aw = "hit/co_await_token_for/real_time";
+  const std::string base1 = "hit/baseline_shared_mutex_map/repeats:5/real_time/threads:1";
+  const std::string base2 = "hit/baseline_shared_mutex_map/repeats:5/real_time/threads:2";
+  const std::string try1 = "hit/try_cached/repeats:5/real_time/threads:1";
+  const std::string try2 = "hit/try_cached/repeats:5/real_time/threads:2";
+  const std::string aw = "hit/co_await_token_for/repeats:5/real_time";
   std::printf("\n");
   if (ns(base1) > 0 && ns(try1) > 0 && ns(aw) > 0) {
     std::printf("hit, 1 thread:   try_cached %.1f ns (%.2f allocs), co_await token_for %.1f ns (%.2f allocs), "
@@ -288,13 +288,16 @@ int main(int argc, char** argv) {
     std::printf("                 try_cached/baseline at 2 threads = %.2fx the throughput\n", ns(base2) / ns(try2));
   }
   for (const char* n : {"1000", "10000"}) {
-    const std::string name = std::string{"cold/20ms_mint/"} + n + "/iterations:5/real_time";
-    if (reporter.time(name, true) > 0)
-      std::printf("cold key, %5s callers: %.1f ms wall (%.2fx the 20 ms mint), %.0f mint(s), %.0f answered\n", n,
-                  reporter.time(name, true), reporter.time(name, true) / 20.0, reporter.counter(name, "mints"),
-                  reporter.counter(name, "answered"));
+    const std::string name = std::string{"cold/20ms_mint/"} + n + "/iterations:5/repeats:3/real_time";
+    const std::string base = std::string{"cold/baseline_timer_wait/"} + n + "/iterations:5/repeats:3/real_time";
+    if (reporter.time(name, true) > 0 && reporter.time(base, true) > 0)
+      std::printf("cold key, %5s callers: %.1f ms wall, %.0f mint(s), %.0f answered; "
+                  "awaken/timer_wait = %.2fx (%.1f ms), %.1f vs %.1f allocs per caller\n",
+                  n, reporter.time(name, true), reporter.counter(name, "mints"), reporter.counter(name, "answered"),
+                  reporter.time(name, true) / reporter.time(base, true), reporter.time(base, true),
+                  reporter.counter(name, "allocs_per_caller"), reporter.counter(base, "allocs_per_caller"));
   }
-  const std::string failing = "cold/20ms_permanent_failure/100/iterations:5/real_time";
+  const std::string failing = "cold/20ms_permanent_failure/100/iterations:5/repeats:3/real_time";
   if (reporter.time(failing, true) > 0)
     std::printf("permanent failure, 100 callers: %.1f ms wall (%.2fx the 20 ms mint), %.0f mint(s), %.0f answered\n",
                 reporter.time(failing, true), reporter.time(failing, true) / 20.0, reporter.counter(failing, "mints"),

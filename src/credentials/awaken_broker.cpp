@@ -507,7 +507,8 @@ void join(const std::shared_ptr<Flight>& f, std::unique_ptr<WaiterCompletion> c)
     c->complete(std::move(err), std::move(entry));
     return;
   }
-  f->waiters.reserve(f->waiters.size() + 1);  // so that nothing throws once the slot is set
+  if (f->waiters.size() == f->waiters.capacity())  // so that nothing throws once the slot is set
+    f->waiters.reserve(std::max<std::size_t>(8, 2 * f->waiters.capacity()));
   if (auto slot = c->cancellation_slot(); slot.is_connected()) {
     slot.assign([weak = std::weak_ptr<Flight>(f), index = f->waiters.size()](asio::cancellation_type type) {
       if (type == asio::cancellation_type::none) return;
@@ -633,14 +634,20 @@ class IssueCompletion final : public WaiterCompletion {
   std::unique_ptr<Completion<std::exception_ptr, IssuedToken>> c_;
 };
 
-// The hit path: this thread's slots first, then the shared cache under the lock.
-std::optional<IssuedToken> cached_token(BrokerState& st, KeyView key) noexcept {
-  const SteadyTime now = st.clock.coarse_steady_now();
-  ThreadCache& tc = thread_cache();
-  if (ThreadSlot* slot = tc.find(st.id, key)) {
+// The hit path: this thread's slots, no lock.
+std::optional<IssuedToken> thread_hit(BrokerState& st, KeyView key, SteadyTime now) noexcept {
+  if (ThreadSlot* slot = thread_cache().find(st.id, key)) {
     if (!slot->entry->dead.load(std::memory_order_acquire)) return st.hand_out(slot->entry, now);
     slot->clear();
   }
+  return std::nullopt;
+}
+
+// This thread's slots first, then the shared cache under the lock.
+std::optional<IssuedToken> cached_token(BrokerState& st, KeyView key) noexcept {
+  const SteadyTime now = st.clock.coarse_steady_now();
+  if (auto hit = thread_hit(st, key, now)) return hit;
+  ThreadCache& tc = thread_cache();
   std::shared_ptr<Entry> entry;
   try {
     std::lock_guard lk(st.mutex);
@@ -755,8 +762,9 @@ void AwakenBroker::deregister(std::string_view provider_id) {
 }
 
 asio::awaitable<IssuedToken> AwakenBroker::token_for(std::string_view provider_id, std::string_view scope) {
-  if (auto hit = try_cached(provider_id, scope)) return detail::ready(std::move(*hit));
-  detail::Decision d = detail::decide(*state_, KeyView{provider_id, scope});
+  const KeyView key{provider_id, scope};
+  if (auto hit = detail::thread_hit(*state_, key, state_->clock.coarse_steady_now())) return detail::ready(std::move(*hit));
+  detail::Decision d = detail::decide(*state_, key);
   if (d.error) return detail::failed(std::move(d.error));
   if (d.cached) return detail::ready(detail::issue(d.cached));
   return detail::wait_for(state_, std::move(d.flight));
@@ -784,7 +792,7 @@ std::optional<IssuedToken> AwakenBroker::try_cached(std::string_view provider_id
 
 void AwakenBroker::start_async(const std::shared_ptr<BrokerState>& state, std::string provider, std::string scope,
                                std::unique_ptr<awaken::detail::Completion<std::exception_ptr, IssuedToken>> completion) {
-  if (auto hit = detail::cached_token(*state, KeyView{provider, scope})) {
+  if (auto hit = detail::thread_hit(*state, KeyView{provider, scope}, state->clock.coarse_steady_now())) {
     completion->complete(nullptr, std::move(*hit));
     return;
   }
