@@ -635,7 +635,7 @@ class IssueCompletion final : public WaiterCompletion {
 };
 
 // The hit path: this thread's slots, no lock.
-std::optional<IssuedToken> thread_hit(BrokerState& st, KeyView key, SteadyTime now) noexcept {
+[[gnu::always_inline]] inline std::optional<IssuedToken> thread_hit(BrokerState& st, KeyView key, SteadyTime now) noexcept {
   if (ThreadSlot* slot = thread_cache().find(st.id, key)) {
     if (!slot->entry->dead.load(std::memory_order_acquire)) return st.hand_out(slot->entry, now);
     slot->clear();

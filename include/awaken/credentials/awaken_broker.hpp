@@ -74,9 +74,9 @@ class BrokerState;
 ///   that arrives meanwhile waits for it and receives its outcome, token or error. A mint that
 ///   completes after the provider's material changed is discarded and the flight mints again
 ///   from the new material.
-/// - **Hot path.** A cache hit through `try_cached` takes no lock, writes no memory shared with
-///   other threads and allocates nothing: each thread keeps references to the 16 tokens it used
-///   last. `co_await token_for` on a hit adds one coroutine frame, which Asio recycles (no
+/// - **Hot path.** Each thread keeps references to the 16 tokens it was handed last. A hit on
+///   one of them through `try_cached` takes no lock, writes no memory shared with other threads
+///   and allocates nothing; a thread's first hit on a key takes the lock once. `co_await token_for` on a hit adds one coroutine frame, which Asio recycles (no
 ///   allocation) on threads running an `io_context`. Expired tokens leave the cache when the
 ///   next token is stored. A dropped token's memory is wiped when its last reference goes,
 ///   which for an idle thread may be when that thread next asks an `AwakenBroker` for a token,

@@ -58,7 +58,6 @@ class CompletionImpl final : public Completion<Args...> {
   CompletionImpl(Handler handler, const asio::any_io_executor& fallback)
       : handler_(std::move(handler)),
         slot_(asio::get_associated_cancellation_slot(handler_)),
-        executor_(asio::get_associated_executor(handler_, fallback)),
         work_(asio::prefer(asio::get_associated_executor(handler_, fallback),
                            asio::execution::outstanding_work.tracked)) {}
 
@@ -80,12 +79,12 @@ class CompletionImpl final : public Completion<Args...> {
     std::move(h)(std::move(args)...);
   }
 
-  void post(std::function<void()> fn) override { asio::post(executor_, std::move(fn)); }
-
-  const std::type_info& executor_type() const noexcept override { return typeid(Executor); }
-  const void* executor_address() const noexcept override { return &executor_; }
+  // These three only before the completion: they use the work-tracking executor.
+  void post(std::function<void()> fn) override { asio::post(*work_, std::move(fn)); }
+  const std::type_info& executor_type() const noexcept override { return typeid(WorkExecutor); }
+  const void* executor_address() const noexcept override { return &*work_; }
   bool executor_equals(const void* other) const noexcept override {
-    return *static_cast<const Executor*>(other) == executor_;
+    return *static_cast<const WorkExecutor*>(other) == *work_;
   }
 
   asio::cancellation_slot cancellation_slot() const noexcept override { return slot_; }
@@ -97,7 +96,6 @@ class CompletionImpl final : public Completion<Args...> {
                                                           asio::execution::outstanding_work.tracked))>;
 
   asio::cancellation_slot slot_;
-  Executor executor_;
   std::optional<WorkExecutor> work_;  // keeps the handler's context running until completion
 };
 
