@@ -880,3 +880,35 @@ TEST_CASE("Expired tokens leave the cache when a new one is stored", "[broker][c
   run(io, broker.token_for("p", "audience-new"));
   CHECK(broker.stats().cached_tokens == 1);
 }
+
+TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel][async]") {
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor()};
+  auto minter = std::make_shared<ScriptedMinter>("kept");
+  minter->started = std::make_shared<Gate>(io.get_executor());
+  minter->release = std::make_shared<Gate>(io.get_executor());
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  asio::cancellation_signal cancel;
+  std::error_code cancelled;
+  broker.async_token_for("p", "s", asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, IssuedToken t) {
+                           CHECK_FALSE(t);
+                           try {
+                             if (e) std::rethrow_exception(e);
+                           } catch (const std::system_error& se) {
+                             cancelled = se.code();
+                           }
+                         }));
+  std::string kept;
+  broker.async_token_for("p", "s", [&](std::exception_ptr e, IssuedToken t) { kept = e ? "error" : text(t); });
+  run(io, minter->started->wait());
+  cancel.emit(asio::cancellation_type::partial);  // any type reaches a bound slot
+  io.restart();
+  io.poll();
+  CHECK(cancelled == asio::error::operation_aborted);
+  CHECK(kept.empty());
+  minter->release->open();
+  io.restart();
+  io.run_for(1s);
+  CHECK(kept == "kept-1");
+  CHECK(minter->calls == 1);
+}
