@@ -1,0 +1,176 @@
+#include "credentials/token_endpoint.hpp"
+
+#include <time.h>
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+#include <openssl/evp.h>
+
+#include <awaken/error.hpp>
+
+namespace awaken::detail {
+namespace {
+
+std::string context(const MintContext& ctx, std::string_view origin) {
+  return "provider '" + bounded_excerpt(ctx.provider_id, 128) + "': token endpoint " + std::string{origin};
+}
+
+bool is_loopback(std::string_view host) {
+  return host == "127.0.0.1" || host == "[::1]" || host == "localhost" || host.rfind("127.", 0) == 0;
+}
+
+// Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
+std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r, const Clock& clock) {
+  auto value = r.header("retry-after");
+  if (!value) return std::nullopt;
+  std::string_view v = *value;
+  unsigned long long seconds = 0;
+  if (auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds); ec == std::errc{} && end == v.data() + v.size())
+    return std::chrono::milliseconds{std::min<unsigned long long>(seconds, 86'400) * 1000};
+  std::tm tm{};
+  const std::string text{v};
+  if (const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm); end != nullptr && *end == '\0') {
+    const auto at = std::chrono::system_clock::from_time_t(::timegm(&tm));
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(at - clock.system_now());
+    return std::max(wait, std::chrono::milliseconds{0});
+  }
+  return std::nullopt;
+}
+
+// The RFC 6749 section 5.2 error of a body, "error: description", bounded; else a body excerpt.
+std::string server_words(std::string_view body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+    std::string out = j["error"].get<std::string>();
+    if (j.contains("error_description") && j["error_description"].is_string())
+      out += ": " + j["error_description"].get<std::string>();
+    return bounded_excerpt(out, 256);
+  }
+  return bounded_excerpt(body, 256);
+}
+
+}  // namespace
+
+std::string check_endpoint(std::string_view url, std::string_view what, bool allow_plain_http) {
+  auto refuse = [&](const char* why) -> std::string {
+    throw_error(credential_errc::invalid_material, std::string{what} + " '" + bounded_excerpt(url, 200) + "' " + why);
+  };
+  for (char c : url)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) refuse("contains a space or control byte");
+  std::string_view scheme;
+  if (url.rfind("https://", 0) == 0) scheme = "https";
+  else if (url.rfind("http://", 0) == 0) scheme = "http";
+  else refuse("is not an http(s) URL");
+  const std::string_view rest = url.substr(scheme.size() + 3);
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (authority.empty()) refuse("has no host");
+  if (authority.find('@') != std::string_view::npos) refuse("must not carry user info");
+  if (url.find('#') != std::string_view::npos) refuse("must not carry a fragment");
+  std::string_view host = authority;
+  if (host.front() == '[') {
+    host = host.substr(0, host.find(']') + 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  std::string lower{host};
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme == "http" && !allow_plain_http && !is_loopback(lower)) refuse("must use https (plain http only for loopback hosts)");
+  return std::string{scheme} + "://" + std::string{authority};
+}
+
+std::string form_encode(std::string_view text) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size() * 3);
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += ch;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0xF];
+    }
+  }
+  return out;
+}
+
+std::string basic_authorization(std::string_view client_id, std::string_view client_secret) {
+  std::string pair = form_encode(client_id) + ":" + form_encode(client_secret);
+  std::string encoded(4 * ((pair.size() + 2) / 3) + 1, '\0');
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(encoded.data()),
+                                reinterpret_cast<const unsigned char*>(pair.data()), static_cast<int>(pair.size()));
+  OPENSSL_cleanse(pair.data(), pair.size());
+  encoded.resize(static_cast<std::size_t>(n));
+  std::string out = "Basic " + encoded;
+  OPENSSL_cleanse(encoded.data(), encoded.size());
+  return out;
+}
+
+Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin) {
+  auto fail = [&](const std::string& why) -> Token {
+    throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": " + why);
+  };
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (!j.is_object()) return fail("the token response is not a JSON object");
+  auto at = j.find("access_token");
+  if (at == j.end() || !at->is_string() || at->get_ref<const std::string&>().empty())
+    return fail("the token response has no access_token");
+  if (at->get_ref<const std::string&>().size() > max_access_token_bytes)
+    return fail("the access_token is longer than " + std::to_string(max_access_token_bytes) + " bytes");
+  std::string type = "Bearer";
+  if (auto t = j.find("token_type"); t != j.end()) {
+    if (!t->is_string()) return fail("token_type is not a string");
+    type = bounded_excerpt(t->get<std::string>(), 32);
+  }
+  auto exp = j.find("expires_in");
+  if (exp == j.end()) return fail("the token response has no expires_in");
+  double seconds = 0;
+  if (exp->is_number()) {
+    seconds = exp->get<double>();
+  } else if (exp->is_string()) {  // some servers quote it
+    const auto& s = exp->get_ref<const std::string&>();
+    long long v = 0;
+    if (auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v); ec != std::errc{} || end != s.data() + s.size())
+      return fail("expires_in is not a number");
+    seconds = static_cast<double>(v);
+  } else {
+    return fail("expires_in is not a number");
+  }
+  if (!std::isfinite(seconds) || seconds < 1) return fail("expires_in is zero or negative");
+  const auto lifetime = std::min(std::chrono::seconds{static_cast<long long>(std::min(seconds, 1e12))}, max_token_lifetime);
+  RedactedString bearer{std::move(at->get_ref<std::string&>())};
+  return Token::expiring_in(std::move(bearer), lifetime, ctx.clock, std::move(type));
+}
+
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin) {
+  http::HttpResponse response;
+  try {
+    response = co_await ctx.http.send(std::move(request));
+  } catch (const Error& e) {
+    if (e.code() == http_errc::response_too_large)
+      throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": the response is larger than allowed");
+    if (is_retryable(e.code()))
+      throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
+    throw_error(e.code(), context(ctx, origin));
+  }
+  struct Wipe {  // the body may hold a token: wipe it whatever happens next
+    std::string& body;
+    ~Wipe() { OPENSSL_cleanse(body.data(), body.size()); }
+  } wipe{response.body};
+  const int status = response.status;
+  if (status >= 200 && status < 300) co_return parse_token_response(response.body, ctx, origin);
+  ErrorDetails details{status, server_words(response.body), std::nullopt};
+  if (status >= 500 || status == 408 || status == 429) {
+    details.retry_after = retry_after(response, ctx.clock);
+    throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(details));
+  }
+  throw_error(credential_errc::permanent_upstream, context(ctx, origin), std::move(details));
+}
+
+}  // namespace awaken::detail

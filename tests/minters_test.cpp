@@ -1,0 +1,233 @@
+// HTTP minters against a real token endpoint and metadata server (tests/peers/token_server.mjs):
+// client credentials (basic and post), the GCE metadata flavour, and the error classification
+// every HTTP minter shares.
+#include <asio/io_context.hpp>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <awaken/credentials/awaken_broker.hpp>
+#include <awaken/credentials/gce_metadata.hpp>
+#include <awaken/credentials/oauth_client_credentials.hpp>
+#include <awaken/error.hpp>
+
+#include "credentials/token_endpoint.hpp"
+#include "support/peer.hpp"
+
+using namespace std::chrono_literals;
+using awaken::AwakenBroker;
+using awaken::BrokerOptions;
+using awaken::ClientAuthentication;
+using awaken::credential_errc;
+using awaken::IssuedToken;
+using awaken::OAuthClientCredentials;
+using awaken::RedactedString;
+using awaken::test::run;
+
+namespace {
+
+struct TokenPeer {
+  awaken::test::PeerProcess process{"token_server.mjs", {}};
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(process.info()["port"].get<int>()) + path;
+  }
+  // The last request the peer saw.
+  nlohmann::json last(asio::io_context& io) const {
+    awaken::http::HttpClient client{io.get_executor()};
+    awaken::http::HttpRequest request;
+    request.url = url("/last");
+    auto response = run(io, client.send(request));
+    return nlohmann::json::parse(response.body);
+  }
+};
+
+OAuthClientCredentials client(const TokenPeer& peer, const std::string& path = "/token",
+                              ClientAuthentication auth = ClientAuthentication::client_secret_basic) {
+  OAuthClientCredentials c;
+  c.token_endpoint = peer.url(path);
+  c.client_id = "awaken-client";
+  c.client_secret = RedactedString{"s3cret-value"};
+  c.authentication = auth;
+  return c;
+}
+
+BrokerOptions quick(unsigned attempts = 3) {
+  BrokerOptions o;
+  o.retry.max_attempts = attempts;
+  o.retry.initial_delay = 5ms;
+  o.retry.max_delay = 20ms;
+  o.retry.max_retry_after = 2s;
+  return o;
+}
+
+// The awaken::Error a token request ends with.
+awaken::Error failure(asio::io_context& io, AwakenBroker& broker, const std::string& provider,
+                      const std::string& scope = "s") {
+  try {
+    run(io, broker.token_for(provider, scope), 30s);
+  } catch (const awaken::Error& e) {
+    return e;
+  }
+  FAIL("no error");
+  throw std::logic_error("unreachable");
+}
+
+}  // namespace
+
+TEST_CASE("Client credentials mint through the broker with basic and post authentication", "[minters][oauth]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor()};
+  broker.register_material("basic", awaken::oauth_client_credentials(client(peer)));
+  broker.register_material("post", awaken::oauth_client_credentials(
+                                       client(peer, "/token", ClientAuthentication::client_secret_post)));
+
+  const IssuedToken a = run(io, broker.token_for("basic", "read write"));
+  CHECK(a.bearer().reveal().rfind("at-", 0) == 0);
+  CHECK(a.bearer().reveal().find("read+write") != std::string_view::npos);
+  CHECK(a.token_type() == "Bearer");
+  CHECK(a.expires_at() > std::chrono::system_clock::now() + 3500s);
+  auto seen = peer.last(io);
+  CHECK(seen["headers"]["authorization"].get<std::string>().rfind("Basic ", 0) == 0);
+  CHECK(seen["headers"]["content-type"] == "application/x-www-form-urlencoded");
+  CHECK(seen["body"] == "grant_type=client_credentials&scope=read+write");
+
+  const IssuedToken b = run(io, broker.token_for("post", ""));
+  CHECK_FALSE(b.same_token(a));
+  seen = peer.last(io);
+  CHECK_FALSE(seen["headers"].contains("authorization"));
+  CHECK(seen["body"] == "grant_type=client_credentials&client_id=awaken-client&client_secret=s3cret-value");
+
+  CHECK(run(io, broker.token_for("basic", "read write")).same_token(a));  // cached
+}
+
+TEST_CASE("A refused client gets a permanent error with the RFC 6749 error and no secret", "[minters][oauth]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor(), quick()};
+  auto wrong = client(peer);
+  wrong.client_secret = RedactedString{"not-the-secret"};
+  broker.register_material("p", awaken::oauth_client_credentials(wrong));
+  const auto e = failure(io, broker, "p");
+  CHECK(e.code() == credential_errc::permanent_upstream);
+  CHECK(e.details().http_status == 401);
+  CHECK(e.details().server_message == "invalid_client: client authentication failed");
+  const std::string what = e.what();
+  CHECK(what.find("provider 'p'") != std::string::npos);
+  CHECK(what.find(peer.url("")) != std::string::npos);  // the origin, not the path
+  CHECK(what.find("not-the-secret") == std::string::npos);
+  CHECK(broker.stats().mint_attempts == 1);  // not retried
+}
+
+TEST_CASE("Transient token endpoint failures are retried and honour Retry-After", "[minters][faults]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor(), quick()};
+  broker.register_material("flaky", awaken::oauth_client_credentials(client(peer, "/fault/503-then-ok/token?key=a")));
+  CHECK(run(io, broker.token_for("flaky", "s")).bearer().reveal().rfind("at-", 0) == 0);
+  CHECK(broker.stats().mint_attempts == 2);  // a 503, then the token
+
+  broker.register_material("busy", awaken::oauth_client_credentials(client(peer, "/fault/429/token")));
+  const auto started = std::chrono::steady_clock::now();
+  const auto e = failure(io, broker, "busy");
+  CHECK(e.code() == credential_errc::transient_upstream);
+  CHECK(e.details().http_status == 429);
+  REQUIRE(e.details().retry_after);
+  CHECK(*e.details().retry_after == 1s);
+  CHECK(std::chrono::steady_clock::now() - started >= 2s);  // two waits of the server's 1 s
+  CHECK(awaken::is_retryable(e.code()));
+}
+
+TEST_CASE("Token endpoint faults are classified", "[minters][faults]") {
+  TokenPeer peer;
+  asio::io_context io;
+  BrokerOptions options = quick(1);
+  options.http.emplace(io.get_executor(), [] {
+    awaken::http::HttpClientOptions h;
+    h.timeout = 1s;
+    h.max_response_bytes = 1 << 20;
+    return h;
+  }());
+  AwakenBroker broker{io.get_executor(), options};
+  auto code_of = [&](const std::string& fault) {
+    broker.register_material(fault, awaken::oauth_client_credentials(client(peer, "/fault/" + fault + "/token")));
+    return failure(io, broker, fault);
+  };
+  const auto grant = code_of("invalid-grant");
+  CHECK(grant.code() == credential_errc::permanent_upstream);
+  CHECK(grant.details().server_message == "invalid_grant: Invalid JWT Signature.");
+  CHECK(code_of("slow").code() == credential_errc::network);  // past the 1 s timeout
+  CHECK(code_of("malformed").code() == credential_errc::transient_upstream);
+  CHECK(code_of("html-200").code() == credential_errc::transient_upstream);
+  CHECK(code_of("no-expires").code() == credential_errc::transient_upstream);
+  CHECK(code_of("zero-expires").code() == credential_errc::transient_upstream);
+  CHECK(code_of("empty-token").code() == credential_errc::transient_upstream);
+  const auto huge = code_of("huge");
+  CHECK(huge.code() == credential_errc::transient_upstream);
+  CHECK(std::string{huge.what()}.find("larger than allowed") != std::string::npos);
+
+  // A lifetime over a day is cut to a day.
+  broker.register_material("long", awaken::oauth_client_credentials(client(peer, "/fault/long-expires/token")));
+  const auto t = run(io, broker.token_for("long", "s"));
+  CHECK(t.expires_at() < std::chrono::system_clock::now() + 24h + 1min);
+  CHECK(t.expires_at() > std::chrono::system_clock::now() + 23h);
+
+  // Nothing listening: network, retryable.
+  broker.register_material("refused", awaken::oauth_client_credentials([&] {
+                             auto c = client(peer);
+                             c.token_endpoint = "http://127.0.0.1:1/token";
+                             return c;
+                           }()));
+  const auto refused = failure(io, broker, "refused");
+  CHECK(refused.code() == credential_errc::network);
+  CHECK(awaken::is_retryable(refused.code()));
+}
+
+TEST_CASE("The metadata server flavour sends its header and scopes", "[minters][gce]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor()};
+  awaken::GceMetadataOptions options;
+  options.base_url = peer.url("/");
+  broker.register_material("gce", awaken::gce_metadata(options));
+  const auto t = run(io, broker.token_for("gce", "https://www.googleapis.com/auth/cloud-platform email"));
+  CHECK(t.bearer().reveal().rfind("at-", 0) == 0);
+  const auto seen = peer.last(io);
+  CHECK(seen["method"] == "GET");
+  CHECK(seen["headers"]["metadata-flavor"] == "Google");
+  CHECK(seen["path"].get<std::string>().find("?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform%2Cemail") !=
+        std::string::npos);
+
+  options.account = "../other";
+  CHECK_THROWS_AS(awaken::gce_metadata(options), awaken::Error);
+}
+
+TEST_CASE("Endpoints and client fields are validated before any request", "[minters][oauth]") {
+  using Catch::Matchers::Contains;
+  auto make = [](std::string endpoint, std::string id = "id", std::string secret = "secret") {
+    OAuthClientCredentials c;
+    c.token_endpoint = std::move(endpoint);
+    c.client_id = std::move(id);
+    c.client_secret = RedactedString{secret};
+    return awaken::oauth_client_credentials(std::move(c));
+  };
+  CHECK_NOTHROW(make("https://auth.example.com/oauth2/token"));
+  CHECK_NOTHROW(make("http://127.0.0.1:8080/token"));
+  CHECK_NOTHROW(make("http://[::1]:8080/token"));
+  CHECK_THROWS_WITH(make("http://auth.example.com/token"), Contains("must use https"));
+  CHECK_THROWS_WITH(make("https://user:pw@auth.example.com/token"), Contains("user info"));
+  CHECK_THROWS_WITH(make("ftp://auth.example.com/token"), Contains("not an http(s) URL"));
+  CHECK_THROWS_WITH(make("https:///token"), Contains("no host"));
+  CHECK_THROWS_WITH(make("https://auth.example.com/token#x"), Contains("fragment"));
+  CHECK_THROWS_WITH(make("https://auth.example.com/to ken"), Contains("control byte"));
+  CHECK_THROWS_WITH(make("https://auth.example.com/token", ""), Contains("client_id is empty"));
+  try {
+    make("https://auth.example.com/token", "id", "");
+    FAIL("no error");
+  } catch (const awaken::Error& e) {
+    CHECK(e.code() == credential_errc::invalid_material);
+    CHECK(std::string{e.what()}.find("client_secret is empty") != std::string::npos);
+  }
+  CHECK(awaken::detail::form_encode("a b&c=d/é~") == "a+b%26c%3Dd%2F%C3%A9~");
+  CHECK(awaken::detail::basic_authorization("awaken-client", "s3cret-value") ==
+        "Basic YXdha2VuLWNsaWVudDpzM2NyZXQtdmFsdWU=");
+}

@@ -1,0 +1,111 @@
+// An OAuth 2.0 token endpoint (client credentials), a GCE-style metadata server and scripted
+// faults, on plain HTTP at 127.0.0.1. Prints one JSON line when ready: {"port":N}
+//   POST /token                 grant_type=client_credentials; client "awaken-client" with
+//                               secret "s3cret-value", by HTTP Basic or in the form
+//   GET  /computeMetadata/v1/instance/service-accounts/default/token[?scopes=a,b]
+//                               needs Metadata-Flavor: Google
+//   POST /fault/NAME/token      503-then-ok (per ?key=), 429 (Retry-After: 1), invalid-grant,
+//                               slow (3 s), malformed, huge (8 MiB), no-expires, zero-expires,
+//                               long-expires, empty-token, html-200
+//   GET  /last                  the last token request seen: {method, path, headers, body}
+import http from 'node:http';
+
+const clientId = 'awaken-client';
+const clientSecret = 's3cret-value';
+let minted = 0;
+let last = null;
+const failuresLeft = new Map();
+
+function json(res, status, body, headers = {}) {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function token(scope) {
+  minted += 1;
+  return { access_token: `at-${minted}${scope ? '-' + scope.replace(/\s+/g, '+') : ''}`, token_type: 'Bearer',
+    expires_in: 3600 };
+}
+
+function clientCredentials(req, form) {
+  const auth = req.headers.authorization || '';
+  if (auth.startsWith('Basic ')) {
+    const decoded = Buffer.from(auth.slice(6), 'base64').toString('utf8');
+    const colon = decoded.indexOf(':');
+    return { id: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)),
+      both: form.has('client_secret') };
+  }
+  return { id: form.get('client_id'), secret: form.get('client_secret'), both: false };
+}
+
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const url = new URL(req.url, 'http://peer');
+    const body = Buffer.concat(chunks).toString('utf8');
+    const parts = url.pathname.split('/').filter(Boolean);
+    if (url.pathname === '/last') return json(res, 200, last);
+    last = { method: req.method, path: req.url, headers: req.headers, body };
+    const form = new URLSearchParams(body);
+
+    if (url.pathname === '/token' && req.method === 'POST') {
+      if ((req.headers['content-type'] || '') !== 'application/x-www-form-urlencoded')
+        return json(res, 400, { error: 'invalid_request', error_description: 'form body expected' });
+      if (form.get('grant_type') !== 'client_credentials')
+        return json(res, 400, { error: 'unsupported_grant_type' });
+      const c = clientCredentials(req, form);
+      if (c.both) return json(res, 400, { error: 'invalid_request', error_description: 'two client authentications' });
+      if (c.id !== clientId || c.secret !== clientSecret)
+        return json(res, 401, { error: 'invalid_client', error_description: 'client authentication failed' },
+          { 'www-authenticate': 'Basic realm="token"' });
+      return json(res, 200, token(form.get('scope') || ''));
+    }
+
+    if (url.pathname === '/computeMetadata/v1/instance/service-accounts/default/token' && req.method === 'GET') {
+      if (req.headers['metadata-flavor'] !== 'Google') {
+        res.writeHead(403, { 'content-type': 'text/html' });
+        return res.end('Missing Metadata-Flavor:Google header.');
+      }
+      return json(res, 200, token((url.searchParams.get('scopes') || '').replace(/,/g, ' ')));
+    }
+
+    if (parts[0] === 'fault' && parts[2] === 'token') {
+      switch (parts[1]) {
+        case '503-then-ok': {
+          const key = url.searchParams.get('key') || '';
+          const left = failuresLeft.has(key) ? failuresLeft.get(key) : 1;
+          if (left > 0) {
+            failuresLeft.set(key, left - 1);
+            return json(res, 503, { error: 'temporarily_unavailable' });
+          }
+          return json(res, 200, token(form.get('scope') || ''));
+        }
+        case '429': return json(res, 429, { error: 'slow_down' }, { 'retry-after': '1' });
+        case 'invalid-grant':
+          return json(res, 400, { error: 'invalid_grant', error_description: 'Invalid JWT Signature.' });
+        case 'slow': return setTimeout(() => json(res, 200, token('')), 3000);
+        case 'malformed':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end('{"access_token": "at-1", "expires_in": ');
+        case 'huge':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end('{"access_token":"' + 'x'.repeat(8 << 20) + '","expires_in":3600}');
+        case 'no-expires': return json(res, 200, { access_token: 'at-x', token_type: 'Bearer' });
+        case 'zero-expires': return json(res, 200, { access_token: 'at-x', token_type: 'Bearer', expires_in: 0 });
+        case 'long-expires':
+          return json(res, 200, { access_token: 'at-long', token_type: 'Bearer', expires_in: 1e9 });
+        case 'empty-token': return json(res, 200, { access_token: '', token_type: 'Bearer', expires_in: 3600 });
+        case 'html-200':
+          res.writeHead(200, { 'content-type': 'text/html' });
+          return res.end('<html>captive portal</html>');
+        default: break;
+      }
+    }
+    json(res, 404, { error: 'not_found' });
+  });
+});
+
+server.listen(0, '127.0.0.1', () => {
+  console.log(JSON.stringify({ port: server.address().port }));
+});
