@@ -7,6 +7,7 @@
 
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/gce_metadata.hpp>
+#include <awaken/credentials/google_service_account.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
 #include <awaken/error.hpp>
 
@@ -230,4 +231,112 @@ TEST_CASE("Endpoints and client fields are validated before any request", "[mint
   CHECK(awaken::detail::form_encode("a b&c=d/é~") == "a+b%26c%3Dd%2F%C3%A9~");
   CHECK(awaken::detail::basic_authorization("awaken-client", "s3cret-value") ==
         "Basic YXdha2VuLWNsaWVudDpzM2NyZXQtdmFsdWU=");
+}
+
+namespace {
+
+std::string key_file(const TokenPeer& peer, const std::string& key_field, const std::string& token_uri) {
+  return nlohmann::json{{"type", "service_account"},
+                        {"project_id", "awaken-test"},
+                        {"private_key_id", "test-key-1"},
+                        {"private_key", peer.process.info()[key_field].get<std::string>()},
+                        {"client_email", peer.process.info()["sa_email"]},
+                        {"client_id", "1234"},
+                        {"token_uri", token_uri}}
+      .dump();
+}
+
+awaken::CredentialMaterial google(const TokenPeer& peer, const std::string& key_field = "sa_key",
+                                  const std::string& path = "/google/token") {
+  awaken::GoogleServiceAccountOptions options;
+  options.allowed_token_uris = {peer.url(path)};
+  return awaken::google_service_account(
+      awaken::GoogleServiceAccount::from_json(RedactedString{key_file(peer, key_field, peer.url(path))}), options);
+}
+
+}  // namespace
+
+TEST_CASE("A Google service account mints with an assertion the token endpoint verifies", "[minters][google]") {
+  TokenPeer peer;
+  asio::io_context io;
+  awaken::ManualClock clock{std::chrono::system_clock::now()};
+  BrokerOptions options = quick();
+  options.clock = &clock;
+  AwakenBroker broker{io.get_executor(), options};
+  broker.register_material("vertex", google(peer));
+  const std::string scope = "https://www.googleapis.com/auth/cloud-platform";
+  const auto first = run(io, broker.token_for("vertex", scope));
+  CHECK(first.bearer().reveal().find("cloud-platform") != std::string_view::npos);
+  const auto seen = peer.last(io);
+  CHECK(seen["body"].get<std::string>().rfind("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=", 0) == 0);
+  CHECK(run(io, broker.token_for("vertex", scope)).same_token(first));  // cached
+
+  // Into the soft window: the cached token at once, and one refresh through the peer.
+  clock.advance(3600s - 200s);
+  CHECK(run(io, broker.token_for("vertex", scope)).same_token(first));
+  io.restart();
+  for (int i = 0; i < 200 && broker.stats().flights != 0; ++i) io.run_for(20ms);
+  const auto refreshed = run(io, broker.token_for("vertex", scope));
+  CHECK_FALSE(refreshed.same_token(first));
+  CHECK(broker.stats().background_refreshes == 1);
+}
+
+TEST_CASE("A wrong key or a wrong audience is refused by the token endpoint", "[minters][google]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor(), quick()};
+  broker.register_material("wrong-key", google(peer, "other_key"));
+  const auto bad_key = failure(io, broker, "wrong-key");
+  CHECK(bad_key.code() == credential_errc::permanent_upstream);
+  CHECK(bad_key.details().server_message.find("invalid_grant: assertion refused") == 0);
+  broker.register_material("wrong-aud", google(peer, "sa_key", "/google/token?tenant=other"));
+  const auto bad_aud = failure(io, broker, "wrong-aud");
+  CHECK(bad_aud.code() == credential_errc::permanent_upstream);
+  INFO(bad_aud.details().server_message);
+  CHECK(bad_aud.details().server_message.find("ERR_JWT_CLAIM_VALIDATION_FAILED") != std::string::npos);
+  const std::string texts = std::string{bad_key.what()} + bad_aud.what();
+  CHECK(texts.find("PRIVATE KEY") == std::string::npos);
+}
+
+TEST_CASE("Service account key files are validated and never echoed", "[minters][google]") {
+  TokenPeer peer;
+  const auto valid = nlohmann::json::parse(key_file(peer, "sa_key", awaken::GoogleServiceAccount::google_token_uri));
+  auto error_of = [](const nlohmann::json& j) -> std::string {
+    try {
+      awaken::google_service_account(awaken::GoogleServiceAccount::from_json(RedactedString{j.dump()}));
+    } catch (const awaken::Error& e) {
+      CHECK(e.code() == credential_errc::invalid_material);
+      CHECK(std::string{e.what()}.find("BEGIN") == std::string::npos);
+      CHECK(std::string{e.what()}.find("MII") == std::string::npos);
+      return e.what();
+    }
+    return "accepted";
+  };
+  CHECK(error_of(valid) == "accepted");
+  auto with = [&](const char* name, nlohmann::json value) {
+    auto j = valid;
+    if (value.is_null()) j.erase(name);
+    else j[name] = std::move(value);
+    return error_of(j);
+  };
+  CHECK_THAT(with("type", "authorized_user"), Catch::Contains("'type' is not service_account"));
+  CHECK_THAT(with("client_email", nullptr), Catch::Contains("'client_email' is missing"));
+  CHECK_THAT(with("private_key_id", 7), Catch::Contains("'private_key_id' is not a string"));
+  CHECK_THAT(with("token_uri", ""), Catch::Contains("'token_uri' is empty"));
+  CHECK_THAT(with("private_key", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), Catch::Contains("does not look like a PEM block"));
+  CHECK_THAT(with("private_key", "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n"),
+             Catch::Contains("private_key: invalid private key"));
+  CHECK_THAT(error_of(nlohmann::json::array()), Catch::Contains("not a JSON object"));
+
+  // The seed's corpus of token URIs that must never receive a signed assertion.
+  for (const char* uri : {"http://127.0.0.1/token", "http://localhost:8080/token", "http://10.0.0.5/token",
+                          "http://192.168.1.1/token", "http://169.254.169.254/computeMetadata/v1/token",
+                          "https://oauth2.googleapis.com.evil.example/token",
+                          "https://oauth2.googleapis.com@evil.example/token", "https://oauth2.googleapis.com./token",
+                          "https://oauth2.googleapis.com/token?redirect=https://evil.example",
+                          "HTTPS://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/token/",
+                          "https://evil.example/token"}) {
+    INFO(uri);
+    CHECK_THAT(with("token_uri", uri), Catch::Contains("is not https://oauth2.googleapis.com/token nor an allowed"));
+  }
 }

@@ -7,8 +7,19 @@
 //   POST /fault/NAME/token      503-then-ok (per ?key=), 429 (Retry-After: 1), invalid-grant,
 //                               slow (3 s), malformed, huge (8 MiB), no-expires, zero-expires,
 //                               long-expires, empty-token, html-200
+//   POST /google/token          the JWT-bearer grant (RFC 7523): the assertion must be RS256
+//                               with kid "test-key-1", signed by the service-account key this
+//                               peer prints, iss = SA_EMAIL, aud = this URL, a scope, exp = iat + 3600
 //   GET  /last                  the last token request seen: {method, path, headers, body}
+// The ready line also carries that key and another one: {"port":N,"sa_key":PEM,"other_key":PEM}
+import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
+import { decodeProtectedHeader, jwtVerify } from 'jose';
+
+const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
+const saKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const otherKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const pem = (k) => k.privateKey.export({ type: 'pkcs8', format: 'pem' });
 
 const clientId = 'awaken-client';
 const clientSecret = 's3cret-value';
@@ -62,6 +73,26 @@ const server = http.createServer((req, res) => {
       return json(res, 200, token(form.get('scope') || ''));
     }
 
+    if (url.pathname === '/google/token' && req.method === 'POST') {
+      if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+        return json(res, 400, { error: 'unsupported_grant_type' });
+      const assertion = form.get('assertion') || '';
+      const audience = `http://127.0.0.1:${server.address().port}/google/token`;
+      return (async () => {
+        try {
+          const header = decodeProtectedHeader(assertion);
+          if (header.kid !== 'test-key-1') throw new Error('unknown kid');
+          const { payload } = await jwtVerify(assertion, saKey.publicKey,
+            { algorithms: ['RS256'], issuer: saEmail, audience, typ: 'JWT' });
+          if (typeof payload.scope !== 'string' || payload.scope === '') throw new Error('no scope');
+          if (payload.exp - payload.iat !== 3600) throw new Error('lifetime is not 3600 s');
+          json(res, 200, token(payload.scope));
+        } catch (e) {
+          json(res, 400, { error: 'invalid_grant', error_description: `assertion refused: ${e.code || e.message}` });
+        }
+      })();
+    }
+
     if (url.pathname === '/computeMetadata/v1/instance/service-accounts/default/token' && req.method === 'GET') {
       if (req.headers['metadata-flavor'] !== 'Google') {
         res.writeHead(403, { 'content-type': 'text/html' });
@@ -107,5 +138,6 @@ const server = http.createServer((req, res) => {
 });
 
 server.listen(0, '127.0.0.1', () => {
-  console.log(JSON.stringify({ port: server.address().port }));
+  console.log(JSON.stringify({ port: server.address().port, sa_email: saEmail, sa_key: pem(saKey),
+    other_key: pem(otherKey) }));
 });
