@@ -24,6 +24,8 @@
 #include <awaken/error.hpp>
 #include <awaken/log.hpp>
 
+#include "credentials/provider_context.hpp"
+
 namespace awaken::detail {
 namespace {
 
@@ -227,10 +229,6 @@ ThreadCache& thread_cache() noexcept {
 
 IssuedToken issue(const std::shared_ptr<Entry>& e) noexcept {
   return IssuedToken{std::shared_ptr<const Token>(e, &e->token)};
-}
-
-std::string provider_context(std::string_view provider) {
-  return "provider '" + bounded_excerpt(provider, 128) + "'";
 }
 
 // What a failure may say in a log: awaken's own texts (bounded, secret-free by contract), else

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 
+#include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
 
 namespace awaken {
@@ -68,8 +69,8 @@ class GoogleServiceAccountMinter final : public Minter {
     try {
       assertion = jose::sign_compact(jose::Algorithm::rs256, header, claims.dump(), key_);
     } catch (const Error& e) {
-      throw_error(credential_errc::signing_failed, "provider '" + bounded_excerpt(ctx.provider_id, 128) +
-                                                       "': RS256 assertion: " + e.code().message());
+      throw_error(credential_errc::signing_failed,
+                  detail::provider_context(ctx.provider_id) + ": RS256 assertion: " + e.code().message());
     }
     http::HttpRequest request;
     request.method = "POST";

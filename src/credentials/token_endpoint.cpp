@@ -1,4 +1,5 @@
 #include "credentials/token_endpoint.hpp"
+#include "credentials/provider_context.hpp"
 
 #include <time.h>
 
@@ -15,7 +16,7 @@ namespace awaken::detail {
 namespace {
 
 std::string context(const MintContext& ctx, std::string_view origin) {
-  return "provider '" + bounded_excerpt(ctx.provider_id, 128) + "': token endpoint " + std::string{origin};
+  return provider_context(ctx.provider_id) + ": token endpoint " + std::string{origin};
 }
 
 bool is_loopback(std::string_view host) {
