@@ -117,6 +117,18 @@ std::error_code error_of(asio::io_context& io, asio::awaitable<IssuedToken> aw) 
   return {};
 }
 
+// The code of the std::system_error `e` holds; empty when `e` is null.
+std::error_code code_of(const std::exception_ptr& e) {
+  if (!e) return {};
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::system_error& se) {
+    return se.code();
+  } catch (...) {
+    return std::make_error_code(std::errc::state_not_recoverable);  // anything else is a bug
+  }
+}
+
 BrokerOptions fast_retries() {
   BrokerOptions o;
   o.retry.initial_delay = 1ms;
@@ -235,11 +247,7 @@ TEST_CASE("Flights end with their mint and deregister ends them at once", "[brok
   bool waiter_done = false;
   asio::co_spawn(io, broker.token_for("q", "scope"), [&](std::exception_ptr e, IssuedToken) {
     waiter_done = true;
-    try {
-      if (e) std::rethrow_exception(e);
-    } catch (const std::system_error& se) {
-      waiter_error = se.code();
-    }
+    waiter_error = code_of(e);
   });
   run(io, minter->started->wait());
   CHECK(broker.stats().flights == 1);
@@ -418,11 +426,7 @@ TEST_CASE("A permanent failure reaches every waiter of its flight from one mint"
   int permanent = 0;
   for (int i = 0; i < 100; ++i)
     asio::co_spawn(io, broker.token_for("p", "s"), [&](std::exception_ptr e, IssuedToken) {
-      try {
-        if (e) std::rethrow_exception(e);
-      } catch (const awaken::Error& err) {
-        if (err.code() == credential_errc::permanent_upstream && err.details().http_status == 403) ++permanent;
-      }
+      if (code_of(e) == credential_errc::permanent_upstream) ++permanent;
     });
   io.run_for(10s);
   CHECK(permanent == 100);
@@ -504,11 +508,7 @@ TEST_CASE("A cancelled waiter leaves and the mint goes on for the others", "[bro
   asio::co_spawn(io, broker.token_for("p", "s"),
                  asio::bind_cancellation_slot(cancel_first.slot(), [&](std::exception_ptr e, IssuedToken) {
                    first_done = true;
-                   try {
-                     if (e) std::rethrow_exception(e);
-                   } catch (const std::system_error& se) {
-                     first_error = se.code();
-                   }
+                   first_error = code_of(e);
                  }));
   std::vector<IssuedToken> others;
   for (int i = 0; i < 3; ++i)
@@ -674,7 +674,7 @@ TEST_CASE("try_cached never mints and async_token_for serves every completion to
   // use_future, with the io_context on another thread.
   io.restart();
   auto guard = asio::make_work_guard(io);
-  std::thread runner{[&] { io.run(); }};
+  std::thread runner{[&] { io.run_for(20s); }};
   auto fut = broker.async_token_for("p", "s", asio::use_future);
   auto missing = broker.async_token_for("nobody", "s", asio::use_future);
   const auto via_future = fut.get();
@@ -704,11 +704,7 @@ TEST_CASE("Destroying the broker completes its waiters and cancels its mints", "
     for (int i = 0; i < 3; ++i)
       asio::co_spawn(io, broker.token_for("p", "s"), [&](std::exception_ptr e, IssuedToken) {
         ++completed;
-        try {
-          if (e) std::rethrow_exception(e);
-        } catch (const std::system_error& se) {
-          code = se.code();
-        }
+        code = code_of(e);
       });
     run(io, minter->started->wait());
   }
@@ -826,7 +822,7 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
                            callback_result = e ? "error" : text(t);
                          }));
   io2.poll();  // the coroutine joins the flight
-  io1.run();   // the flight mints t-1 and hands it to io2's callers, who have not run yet
+  io1.run_for(5s);  // the flight mints t-1 and hands it to io2's callers, who have not run yet
   const auto first = broker.try_cached("p", "s");
   REQUIRE(first);
   CHECK(text(*first) == "t-1");
@@ -836,7 +832,7 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
   CHECK(coroutine_caller.wait_for(0s) == std::future_status::timeout);
   CHECK(callback_result.empty());
   io1.restart();
-  io1.run();
+  io1.run_for(5s);
   io2.restart();
   io2.poll();
   REQUIRE(coroutine_caller.wait_for(0s) == std::future_status::ready);
@@ -858,7 +854,7 @@ TEST_CASE("Waiters on different executors each resume on their own", "[broker][f
                              on_io2.push_back(text(t));
                            }));
   }
-  io1.run();
+  io1.run_for(5s);
   CHECK(on_io1.size() == 3);
   CHECK(on_io2.empty());  // their handlers wait for io2
   io2.poll();
@@ -892,11 +888,7 @@ TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel]
   std::error_code cancelled;
   broker.async_token_for("p", "s", asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, IssuedToken t) {
                            CHECK_FALSE(t);
-                           try {
-                             if (e) std::rethrow_exception(e);
-                           } catch (const std::system_error& se) {
-                             cancelled = se.code();
-                           }
+                           cancelled = code_of(e);
                          }));
   std::string kept;
   broker.async_token_for("p", "s", [&](std::exception_ptr e, IssuedToken t) { kept = e ? "error" : text(t); });

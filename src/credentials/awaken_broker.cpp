@@ -433,7 +433,7 @@ asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Fligh
             st->mint_attempts.fetch_add(1, std::memory_order_relaxed);
             return checked_mint(minter, key.scope, ctx);
           },
-          BackoffEnvironment{st->options.jitter, {}}));
+          BackoffEnvironment{st->options.jitter, st->options.retry_sleep}));
     } catch (...) {
       err = std::current_exception();
     }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,9 @@ struct BrokerOptions {
   const Clock* clock = nullptr;
   /// Retry jitter. `default_jitter()` when null. Same lifetime rule as `clock`.
   JitterSource* jitter = nullptr;
+  /// How a retry waits; a timer on the mint's executor when empty. Tests record the delays here
+  /// instead of waiting them out.
+  std::function<asio::awaitable<void>(std::chrono::milliseconds)> retry_sleep;
 };
 
 /// Counters of an `AwakenBroker`, for metrics and tests. Cache hits are not counted: counting
