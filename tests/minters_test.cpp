@@ -12,7 +12,7 @@
 #include <awaken/error.hpp>
 
 #include "credentials/token_endpoint.hpp"
-#include "support/peer.hpp"
+#include "support/minting.hpp"
 
 using namespace std::chrono_literals;
 using awaken::AwakenBroker;
@@ -23,6 +23,8 @@ using awaken::IssuedToken;
 using awaken::OAuthClientCredentials;
 using awaken::RedactedString;
 using awaken::test::run;
+using awaken::test::mint_failure;
+using awaken::test::quick_retries;
 
 namespace {
 
@@ -49,27 +51,6 @@ OAuthClientCredentials client(const TokenPeer& peer, const std::string& path = "
   c.client_secret = RedactedString{"s3cret-value"};
   c.authentication = auth;
   return c;
-}
-
-BrokerOptions quick(unsigned attempts = 3) {
-  BrokerOptions o;
-  o.retry.max_attempts = attempts;
-  o.retry.initial_delay = 5ms;
-  o.retry.max_delay = 20ms;
-  o.retry.max_retry_after = 2s;
-  return o;
-}
-
-// The awaken::Error a token request ends with.
-awaken::Error failure(asio::io_context& io, AwakenBroker& broker, const std::string& provider,
-                      const std::string& scope = "s") {
-  try {
-    run(io, broker.token_for(provider, scope), 30s);
-  } catch (const awaken::Error& e) {
-    return e;
-  }
-  FAIL("no error");
-  throw std::logic_error("unreachable");
 }
 
 }  // namespace
@@ -104,11 +85,11 @@ TEST_CASE("Client credentials mint through the broker with basic and post authen
 TEST_CASE("A refused client gets a permanent error with the RFC 6749 error and no secret", "[minters][oauth]") {
   TokenPeer peer;
   asio::io_context io;
-  AwakenBroker broker{io.get_executor(), quick()};
+  AwakenBroker broker{io.get_executor(), quick_retries()};
   auto wrong = client(peer);
   wrong.client_secret = RedactedString{"not-the-secret"};
   broker.register_material("p", awaken::oauth_client_credentials(wrong));
-  const auto e = failure(io, broker, "p");
+  const auto e = mint_failure(io, broker, "p");
   CHECK(e.code() == credential_errc::permanent_upstream);
   CHECK(e.details().http_status == 401);
   CHECK(e.details().server_message == "invalid_client: client authentication failed");
@@ -122,21 +103,21 @@ TEST_CASE("A refused client gets a permanent error with the RFC 6749 error and n
 TEST_CASE("Transient token endpoint failures are retried and honour Retry-After", "[minters][faults]") {
   TokenPeer peer;
   asio::io_context io;
-  AwakenBroker broker{io.get_executor(), quick()};
+  AwakenBroker broker{io.get_executor(), quick_retries()};
   broker.register_material("flaky", awaken::oauth_client_credentials(client(peer, "/fault/503-then-ok/token?key=a")));
   CHECK(run(io, broker.token_for("flaky", "s")).bearer().reveal().rfind("at-", 0) == 0);
   CHECK(broker.stats().mint_attempts == 2);  // a 503, then the token
 
   // The server asks for 1 s; the policy alone would wait 5 ms, then 10 ms.
   std::vector<std::chrono::milliseconds> waits;
-  BrokerOptions recorded = quick();
+  BrokerOptions recorded = quick_retries();
   recorded.retry_sleep = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
     waits.push_back(d);
     co_return;
   };
   AwakenBroker busy{io.get_executor(), recorded};
   busy.register_material("busy", awaken::oauth_client_credentials(client(peer, "/fault/429/token")));
-  const auto e = failure(io, busy, "busy");
+  const auto e = mint_failure(io, busy, "busy");
   CHECK(e.code() == credential_errc::transient_upstream);
   CHECK(e.details().http_status == 429);
   REQUIRE(e.details().retry_after);
@@ -149,7 +130,7 @@ TEST_CASE("Transient token endpoint failures are retried and honour Retry-After"
 TEST_CASE("Token endpoint faults are classified", "[minters][faults]") {
   TokenPeer peer;
   asio::io_context io;
-  BrokerOptions options = quick(1);
+  BrokerOptions options = quick_retries(1);
   options.http.emplace(io.get_executor(), [] {
     awaken::http::HttpClientOptions h;
     h.timeout = 1s;
@@ -159,7 +140,7 @@ TEST_CASE("Token endpoint faults are classified", "[minters][faults]") {
   AwakenBroker broker{io.get_executor(), options};
   auto code_of = [&](const std::string& fault) {
     broker.register_material(fault, awaken::oauth_client_credentials(client(peer, "/fault/" + fault + "/token")));
-    return failure(io, broker, fault);
+    return mint_failure(io, broker, fault);
   };
   const auto grant = code_of("invalid-grant");
   CHECK(grant.code() == credential_errc::permanent_upstream);
@@ -186,7 +167,7 @@ TEST_CASE("Token endpoint faults are classified", "[minters][faults]") {
                              c.token_endpoint = "http://127.0.0.1:1/token";
                              return c;
                            }()));
-  const auto refused = failure(io, broker, "refused");
+  const auto refused = mint_failure(io, broker, "refused");
   CHECK(refused.code() == credential_errc::network);
   CHECK(awaken::is_retryable(refused.code()));
 }
@@ -268,7 +249,7 @@ TEST_CASE("A Google service account mints with an assertion the token endpoint v
   TokenPeer peer;
   asio::io_context io;
   awaken::ManualClock clock{std::chrono::system_clock::now()};
-  BrokerOptions options = quick();
+  BrokerOptions options = quick_retries();
   options.clock = &clock;
   AwakenBroker broker{io.get_executor(), options};
   broker.register_material("vertex", google(peer));
@@ -282,8 +263,7 @@ TEST_CASE("A Google service account mints with an assertion the token endpoint v
   // Into the soft window: the cached token at once, and one refresh through the peer.
   clock.advance(3600s - 200s);
   CHECK(run(io, broker.token_for("vertex", scope)).same_token(first));
-  io.restart();
-  for (int i = 0; i < 200 && broker.stats().flights != 0; ++i) io.run_for(20ms);
+  awaken::test::settle(io, broker);
   const auto refreshed = run(io, broker.token_for("vertex", scope));
   CHECK_FALSE(refreshed.same_token(first));
   CHECK(broker.stats().background_refreshes == 1);
@@ -292,13 +272,13 @@ TEST_CASE("A Google service account mints with an assertion the token endpoint v
 TEST_CASE("A wrong key or a wrong audience is refused by the token endpoint", "[minters][google]") {
   TokenPeer peer;
   asio::io_context io;
-  AwakenBroker broker{io.get_executor(), quick()};
+  AwakenBroker broker{io.get_executor(), quick_retries()};
   broker.register_material("wrong-key", google(peer, "other_key"));
-  const auto bad_key = failure(io, broker, "wrong-key");
+  const auto bad_key = mint_failure(io, broker, "wrong-key");
   CHECK(bad_key.code() == credential_errc::permanent_upstream);
   CHECK(bad_key.details().server_message.find("invalid_grant: assertion refused") == 0);
   broker.register_material("wrong-aud", google(peer, "sa_key", "/google/token?tenant=other"));
-  const auto bad_aud = failure(io, broker, "wrong-aud");
+  const auto bad_aud = mint_failure(io, broker, "wrong-aud");
   CHECK(bad_aud.code() == credential_errc::permanent_upstream);
   INFO(bad_aud.details().server_message);
   CHECK(bad_aud.details().server_message.find("ERR_JWT_CLAIM_VALIDATION_FAILED") != std::string::npos);

@@ -1,21 +1,52 @@
-// The HTTP minters: OAuth 2.0 client credentials and the GCE metadata server.
+// The HTTP minters: OAuth 2.0 client credentials (shared secret or private_key_jwt) and the GCE
+// metadata server.
 #include <awaken/credentials/gce_metadata.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
 #include <awaken/error.hpp>
+#include <awaken/jose/base64url.hpp>
+#include <awaken/jose/jws.hpp>
 
+#include <array>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#include <openssl/rand.h>
+
+#include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
 
 namespace awaken {
 namespace {
+
+constexpr std::string_view assertion_type = "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer";
+
+[[noreturn]] void refuse(const std::string& why) {
+  throw_error(credential_errc::invalid_material, "oauth_client_credentials: " + why);
+}
 
 class ClientCredentialsMinter final : public Minter {
  public:
   explicit ClientCredentialsMinter(OAuthClientCredentials config)
       : origin_(detail::check_endpoint(config.token_endpoint, "oauth_client_credentials: token_endpoint")),
         config_(std::move(config)) {
-    if (config_.client_id.empty()) throw_error(credential_errc::invalid_material, "oauth_client_credentials: client_id is empty");
-    if (config_.client_secret.empty())
-      throw_error(credential_errc::invalid_material, "oauth_client_credentials: client_secret is empty");
+    if (config_.client_id.empty()) refuse("client_id is empty");
+    if (config_.authentication != ClientAuthentication::private_key_jwt) {
+      if (config_.client_secret.empty()) refuse("client_secret is empty");
+      if (!config_.private_key.empty()) refuse("private_key is set but the authentication is not private_key_jwt");
+      return;
+    }
+    if (!config_.client_secret.empty()) refuse("client_secret is set but the authentication is private_key_jwt");
+    if (config_.private_key.empty()) refuse("private_key is empty (private_key_jwt needs one)");
+    if (config_.assertion_lifetime < std::chrono::seconds{1} || config_.assertion_lifetime > std::chrono::minutes{10})
+      refuse("assertion_lifetime is not between 1 s and 10 min");
+    try {
+      key_.emplace(jose::PrivateKey::from_pem(config_.private_key));
+    } catch (const Error& e) {
+      refuse("private_key: " + e.code().message());
+    }
+    if (!key_->supports(config_.signing_algorithm))
+      refuse("private_key does not fit signing_algorithm " + std::string{jose::to_string(config_.signing_algorithm)});
+    config_.private_key = RedactedString{};  // parsed once; the PEM is not kept
   }
 
   std::string_view kind_label() const noexcept override { return "oauth_client_credentials"; }
@@ -28,19 +59,52 @@ class ClientCredentialsMinter final : public Minter {
     request.headers.push_back({"accept", "application/json"});
     request.body = "grant_type=client_credentials";
     if (!scope.empty()) request.body += "&scope=" + detail::form_encode(scope);
-    if (config_.authentication == ClientAuthentication::client_secret_basic) {
-      request.headers.push_back(
-          {"authorization", detail::basic_authorization(config_.client_id, config_.client_secret.reveal())});
-    } else {
-      request.body += "&client_id=" + detail::form_encode(config_.client_id) +
-                      "&client_secret=" + detail::form_encode(config_.client_secret.reveal());
+    switch (config_.authentication) {
+      case ClientAuthentication::client_secret_basic:
+        request.headers.push_back(
+            {"authorization", detail::basic_authorization(config_.client_id, config_.client_secret.reveal())});
+        break;
+      case ClientAuthentication::client_secret_post:
+        request.body += "&client_id=" + detail::form_encode(config_.client_id) +
+                        "&client_secret=" + detail::form_encode(config_.client_secret.reveal());
+        break;
+      case ClientAuthentication::private_key_jwt:
+        request.body += "&client_id=" + detail::form_encode(config_.client_id) + "&client_assertion_type=" +
+                        std::string{assertion_type} + "&client_assertion=" + client_assertion(ctx);
+        break;
     }
     co_return co_await detail::request_token(std::move(request), ctx, origin_);
   }
 
  private:
+  // RFC 7523 section 3 client assertion; base64url needs no form encoding.
+  std::string client_assertion(const MintContext& ctx) const {
+    auto fail = [&](std::string_view why) -> std::string {
+      throw_error(credential_errc::signing_failed, detail::provider_context(ctx.provider_id) + ": client assertion: " +
+                                                       std::string{why});
+    };
+    std::array<unsigned char, 16> jti{};
+    if (RAND_bytes(jti.data(), static_cast<int>(jti.size())) != 1) return fail("no random bytes for jti");
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
+    nlohmann::json header{{"typ", "JWT"}};
+    if (!config_.key_id.empty()) header["kid"] = config_.key_id;
+    const nlohmann::json claims{
+        {"iss", config_.client_id},
+        {"sub", config_.client_id},
+        {"aud", config_.token_endpoint},
+        {"jti", jose::base64url_encode({reinterpret_cast<const char*>(jti.data()), jti.size()})},
+        {"iat", now},
+        {"exp", now + config_.assertion_lifetime.count()}};
+    try {
+      return jose::sign_compact(config_.signing_algorithm, header, claims.dump(), *key_);
+    } catch (const Error& e) {
+      return fail(e.code().message());
+    }
+  }
+
   std::string origin_;
   OAuthClientCredentials config_;
+  std::optional<jose::PrivateKey> key_;
 };
 
 class GceMetadataMinter final : public Minter {

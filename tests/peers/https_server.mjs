@@ -10,36 +10,17 @@
 //   /bytes/N             200 with N bytes of "x"
 //   /headers/N           200 with N header fields of 1 KiB each
 //   /trailers            200 chunked body "abc" with trailer x-check: done (HTTP/1.1)
-import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import path from 'node:path';
+
+import { makeTestCa } from './test_ca.mjs';
 
 const dir = process.argv[2];
 if (!dir) {
   console.error('usage: https_server.mjs DIR');
   process.exit(2);
 }
-
-function openssl(...args) {
-  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-const f = (name) => path.join(dir, name);
-openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-  '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=awaken test CA',
-  '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
-openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-  '-keyout', f('leaf.key'), '-out', f('leaf.csr'), '-subj', '/CN=localhost');
-writeFileSync(f('leaf.ext'), [
-  'subjectAltName=DNS:localhost,IP:127.0.0.1',
-  'basicConstraints=CA:FALSE',
-  'keyUsage=critical,digitalSignature',
-  'extendedKeyUsage=serverAuth',
-].join('\n') + '\n');
-openssl('x509', '-req', '-in', f('leaf.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'),
-  '-CAcreateserial', '-out', f('leaf.pem'), '-days', '2', '-extfile', f('leaf.ext'));
+const ca = makeTestCa(dir);
 
 function handler(req, res) {
   const chunks = [];
@@ -86,10 +67,10 @@ function handler(req, res) {
   });
 }
 
-const tls = { key: readFileSync(f('leaf.key')), cert: readFileSync(f('leaf.pem')), allowHTTP1: true };
+const tls = { key: ca.key, cert: ca.cert, allowHTTP1: true };
 const listen = (server, host) => new Promise((resolve) => server.listen(0, host, () => resolve(server.address().port)));
 
 const https_port = await listen(http2.createSecureServer(tls, handler), '127.0.0.1');
 const wrong_name_port = await listen(http2.createSecureServer(tls, handler), '127.0.0.2');
 const http_port = await listen(http.createServer(handler), '127.0.0.1');
-console.log(JSON.stringify({ https_port, http_port, wrong_name_port, ca_file: f('ca.pem') }));
+console.log(JSON.stringify({ https_port, http_port, wrong_name_port, ca_file: ca.caFile }));

@@ -1,5 +1,7 @@
 // An OAuth 2.0 token endpoint (client credentials), a GCE-style metadata server and scripted
-// faults, on plain HTTP at 127.0.0.1. Prints one JSON line when ready: {"port":N}
+// faults, on plain HTTP at 127.0.0.1; given a directory (node token_server.mjs [DIR]), the same
+// routes on HTTPS too, with a CA made at start-up and written to DIR/ca.pem. Prints one JSON
+// line when ready: {"port":N} (and "https_port":N, "ca_file":PATH with DIR)
 //   POST /token                 grant_type=client_credentials; client "awaken-client" with
 //                               secret "s3cret-value", by HTTP Basic or in the form
 //   GET  /computeMetadata/v1/instance/service-accounts/default/token[?scopes=a,b]
@@ -14,7 +16,11 @@
 // The ready line also carries that key and another one: {"port":N,"sa_key":PEM,"other_key":PEM}
 import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
+
 import { decodeProtectedHeader, jwtVerify } from 'jose';
+
+import { makeTestCa } from './test_ca.mjs';
 
 const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
 const saKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
@@ -49,7 +55,7 @@ function clientCredentials(req, form) {
   return { id: form.get('client_id'), secret: form.get('client_secret'), both: false };
 }
 
-const server = http.createServer((req, res) => {
+function handler(req, res) {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
@@ -135,9 +141,14 @@ const server = http.createServer((req, res) => {
     }
     json(res, 404, { error: 'not_found' });
   });
-});
+}
 
-server.listen(0, '127.0.0.1', () => {
-  console.log(JSON.stringify({ port: server.address().port, sa_email: saEmail, sa_key: pem(saKey),
-    other_key: pem(otherKey) }));
-});
+const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+const server = http.createServer(handler);
+const ready = { port: await listen(server), sa_email: saEmail, sa_key: pem(saKey), other_key: pem(otherKey) };
+if (process.argv[2]) {
+  const ca = makeTestCa(process.argv[2]);
+  ready.https_port = await listen(https.createServer({ key: ca.key, cert: ca.cert }, handler));
+  ready.ca_file = ca.caFile;
+}
+console.log(JSON.stringify(ready));

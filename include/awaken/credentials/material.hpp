@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include <asio/awaitable.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <awaken/clock.hpp>
 #include <awaken/credentials/token.hpp>
@@ -61,6 +62,24 @@ class CredentialMaterial {
 
   /// Any minter. Throws `Error{credential_errc::invalid_material}` when `minter` is null.
   static CredentialMaterial from_minter(std::shared_ptr<const Minter> minter);
+
+  /// Any built-in material from a JSON object whose `kind` picks it:
+  ///
+  /// | kind | fields |
+  /// |------|--------|
+  /// | `bearer` | `token`*, `lifetime_seconds` |
+  /// | `google_service_account` | `key`* (the key file's object or text), `allowed_token_uris` |
+  /// | `oauth_client_credentials` | `token_endpoint`, `client_id`, `authentication` (`client_secret_basic`, `client_secret_post` or `private_key_jwt`), `client_secret`*, `private_key`*, `signing_algorithm` (`RS256`...), `key_id`, `assertion_lifetime_seconds` |
+  /// | `gce_metadata` | `base_url`, `account` |
+  ///
+  /// A secret field marked * may instead be given as `<field>_file` (a path whose contents,
+  /// up to 1 MiB, are the value; one trailing newline is dropped) or `<field>_env` (the name of
+  /// an environment variable), exactly one of the three. Unknown fields are refused, so a typo
+  /// does not silently drop a setting.
+  ///
+  /// Throws `Error{credential_errc::invalid_material}` whose text names the bad field (never
+  /// its value when it is a secret).
+  static CredentialMaterial from_config(const nlohmann::json& config);
 
   std::string_view kind_label() const noexcept { return minter_->kind_label(); }
   const Minter& minter() const noexcept { return *minter_; }
