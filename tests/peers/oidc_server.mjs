@@ -14,7 +14,6 @@ import http from 'node:http';
 import querystring from 'node:querystring';
 
 import { jwtVerify } from 'jose';
-import Provider, { errors } from 'oidc-provider';
 
 // The provider's notices about running as a development server (in-memory adapter, dev keys,
 // Node version, the body parsed below) are expected for a test peer: keep stdout for the ready
@@ -23,6 +22,9 @@ for (const level of ['info', 'warn']) {
   const original = console[level];
   console[level] = (...args) => { if (!String(args[0]).startsWith('oidc-provider ')) original(...args); };
 }
+
+// Imported once the filter is in place: the module warns as it loads.
+const { default: Provider, errors } = await import('oidc-provider');
 
 const jwtBearer = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
