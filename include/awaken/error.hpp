@@ -52,6 +52,48 @@ enum class credential_errc {
   shut_down,            ///< the broker was destroyed while the request was pending
 };
 
+/// Errors of the SPIFFE layer: SPIFFE IDs and trust domains, JWT bundles, JWT-SVIDs.
+enum class spiffe_errc {
+  // SPIFFE IDs and trust domains
+  empty = 1,               ///< the text is empty
+  wrong_scheme,            ///< not `spiffe://`
+  missing_trust_domain,    ///< nothing between `spiffe://` and the path
+  trust_domain_too_long,   ///< a trust domain over 255 bytes
+  bad_trust_domain_char,   ///< a trust domain byte outside [a-z0-9.-_] (so no port, user info, percent)
+  id_too_long,             ///< a SPIFFE ID over 2048 bytes
+  empty_segment,           ///< `//` in the path
+  dot_segment,             ///< a `.` or `..` path segment
+  trailing_slash,          ///< the path ends with `/`
+  bad_path_char,           ///< a path byte outside [a-zA-Z0-9.-_] (so no percent, query or fragment)
+  // JWT bundles
+  bundle_too_large,        ///< a JWKS over the size bound
+  invalid_bundle,          ///< not a JWK set: not a JSON object, `keys` missing, a member of the wrong type
+  missing_key_id,          ///< a JWT authority (or a JWT-SVID header) without `kid`
+  duplicate_key_id,        ///< two JWT authorities share a `kid`
+  invalid_authority,       ///< a JWT authority's key is unusable (malformed, weak, off the curve, private)
+  // JWT-SVIDs
+  token_too_large,         ///< a token over the size bound
+  malformed_token,         ///< not three non-empty dot-separated parts
+  invalid_base64,          ///< a part is not strict unpadded base64url
+  invalid_header,          ///< the header is not a JSON object of the expected shape
+  unsupported_algorithm,   ///< `alg` outside RS/PS/ES 256/384/512 (`none` and HMAC included)
+  invalid_typ,             ///< `typ` present and neither `JWT` nor `JOSE`
+  invalid_claims,          ///< the claims are not a JSON object of the expected shape
+  invalid_subject,         ///< `sub` missing or not a SPIFFE ID
+  bundle_not_found,        ///< no bundle for the subject's trust domain
+  authority_not_found,     ///< no authority with the token's `kid` in that bundle
+  algorithm_mismatch,      ///< `alg` does not fit the authority's key
+  invalid_signature,       ///< the signature does not verify
+  missing_expiration,      ///< no `exp`
+  expired,                 ///< `exp` is past, beyond the leeway
+  not_yet_valid,           ///< `nbf` is ahead, beyond the leeway
+  issued_in_future,        ///< `iat` is ahead, beyond the leeway
+  missing_audience,        ///< `aud` missing or empty
+  too_many_audiences,      ///< more `aud` values than the bound
+  audience_mismatch,       ///< no `aud` value is an expected audience
+  no_expected_audience,    ///< the caller passed no expected audience (never "accept all")
+};
+
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and
 /// is never used as an error.
 enum class grpc_status {
@@ -78,6 +120,7 @@ const std::error_category& jose_category() noexcept;
 const std::error_category& http_category() noexcept;
 const std::error_category& grpc_category() noexcept;
 const std::error_category& credential_category() noexcept;
+const std::error_category& spiffe_category() noexcept;
 
 inline std::error_code make_error_code(jose_errc e) noexcept {
   return {static_cast<int>(e), jose_category()};
@@ -90,6 +133,9 @@ inline std::error_code make_error_code(grpc_status e) noexcept {
 }
 inline std::error_code make_error_code(credential_errc e) noexcept {
   return {static_cast<int>(e), credential_category()};
+}
+inline std::error_code make_error_code(spiffe_errc e) noexcept {
+  return {static_cast<int>(e), spiffe_category()};
 }
 
 /// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
@@ -143,3 +189,5 @@ template <>
 struct std::is_error_code_enum<awaken::grpc_status> : std::true_type {};
 template <>
 struct std::is_error_code_enum<awaken::credential_errc> : std::true_type {};
+template <>
+struct std::is_error_code_enum<awaken::spiffe_errc> : std::true_type {};

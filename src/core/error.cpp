@@ -78,7 +78,57 @@ class CredentialCategory final : public std::error_category {
   }
 };
 
+class SpiffeCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.spiffe"; }
+  std::string message(int ev) const override {
+    switch (static_cast<spiffe_errc>(ev)) {
+      case spiffe_errc::empty: return "empty";
+      case spiffe_errc::wrong_scheme: return "scheme is not spiffe://";
+      case spiffe_errc::missing_trust_domain: return "trust domain is missing";
+      case spiffe_errc::trust_domain_too_long: return "trust domain longer than 255 bytes";
+      case spiffe_errc::bad_trust_domain_char: return "trust domain has a character outside [a-z0-9.-_]";
+      case spiffe_errc::id_too_long: return "SPIFFE ID longer than 2048 bytes";
+      case spiffe_errc::empty_segment: return "path has an empty segment";
+      case spiffe_errc::dot_segment: return "path has a '.' or '..' segment";
+      case spiffe_errc::trailing_slash: return "path has a trailing slash";
+      case spiffe_errc::bad_path_char: return "path has a character outside [a-zA-Z0-9.-_]";
+      case spiffe_errc::bundle_too_large: return "JWT bundle larger than allowed";
+      case spiffe_errc::invalid_bundle: return "invalid JWT bundle";
+      case spiffe_errc::missing_key_id: return "key id (kid) is missing";
+      case spiffe_errc::duplicate_key_id: return "duplicate key id (kid)";
+      case spiffe_errc::invalid_authority: return "unusable JWT authority key";
+      case spiffe_errc::token_too_large: return "token larger than allowed";
+      case spiffe_errc::malformed_token: return "not a compact JWS (three non-empty parts)";
+      case spiffe_errc::invalid_base64: return "part is not strict base64url";
+      case spiffe_errc::invalid_header: return "invalid JOSE header";
+      case spiffe_errc::unsupported_algorithm: return "unsupported algorithm";
+      case spiffe_errc::invalid_typ: return "typ is neither JWT nor JOSE";
+      case spiffe_errc::invalid_claims: return "invalid claims";
+      case spiffe_errc::invalid_subject: return "sub is not a SPIFFE ID";
+      case spiffe_errc::bundle_not_found: return "no bundle for the trust domain";
+      case spiffe_errc::authority_not_found: return "no JWT authority for the key id";
+      case spiffe_errc::algorithm_mismatch: return "algorithm does not fit the authority's key";
+      case spiffe_errc::invalid_signature: return "invalid signature";
+      case spiffe_errc::missing_expiration: return "exp is missing";
+      case spiffe_errc::expired: return "token has expired";
+      case spiffe_errc::not_yet_valid: return "token is not valid yet (nbf)";
+      case spiffe_errc::issued_in_future: return "token is issued in the future (iat)";
+      case spiffe_errc::missing_audience: return "aud is missing or empty";
+      case spiffe_errc::too_many_audiences: return "too many aud values";
+      case spiffe_errc::audience_mismatch: return "no expected audience in aud";
+      case spiffe_errc::no_expected_audience: return "no expected audience given";
+    }
+    return "unknown SPIFFE error";
+  }
+};
+
 }  // namespace
+
+const std::error_category& spiffe_category() noexcept {
+  static const SpiffeCategory c;
+  return c;
+}
 
 const std::error_category& jose_category() noexcept {
   static const JoseCategory c;

@@ -1,0 +1,223 @@
+// JWT-SVID parsing and validation, checks in the order the header documents; no error text
+// ever carries the token.
+#include <awaken/error.hpp>
+#include <awaken/jose/base64url.hpp>
+#include <awaken/jose/jws.hpp>
+#include <awaken/spiffe/jwt_svid.hpp>
+
+#include <time.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+namespace awaken::spiffe {
+
+struct JwtSvid::State {
+  SpiffeId id;
+  std::vector<std::string> audience;
+  std::chrono::system_clock::time_point expiry;
+  std::string kid;
+  jose::Algorithm alg;
+  nlohmann::json claims;
+  RedactedString token;
+};
+
+namespace {
+
+// The latest NumericDate accepted: 9999-12-31T23:59:59Z.
+constexpr double max_numeric_date = 253402300799.0;
+
+[[noreturn]] void fail(spiffe_errc code, const std::string& context = {}) {
+  throw_error(code, context.empty() ? std::string{"JWT-SVID"} : "JWT-SVID: " + context);
+}
+
+spiffe_errc from_jose(std::error_code ec) noexcept {
+  if (ec == jose_errc::input_too_large) return spiffe_errc::token_too_large;
+  if (ec == jose_errc::malformed_base64url) return spiffe_errc::invalid_base64;
+  if (ec == jose_errc::malformed_json) return spiffe_errc::invalid_header;
+  if (ec == jose_errc::unsupported_algorithm) return spiffe_errc::unsupported_algorithm;
+  return spiffe_errc::malformed_token;
+}
+
+// An unsecured JWS (`alg` none, empty signature) is malformed to the JOSE layer; name its
+// algorithm instead, which is the rule it breaks.
+void refuse_unsecured(std::string_view token) {
+  const auto first = token.find('.');
+  if (first == 0 || first == std::string_view::npos || token.back() != '.' ||
+      std::count(token.begin(), token.end(), '.') != 2)
+    return;
+  std::error_code ec;
+  const auto header = nlohmann::json::parse(jose::base64url_decode(token.substr(0, first), ec), nullptr, false);
+  if (ec || !header.is_object()) return;
+  auto alg = header.find("alg");
+  if (alg == header.end() || !alg->is_string() || !jose::parse_algorithm(alg->get_ref<const std::string&>()))
+    fail(spiffe_errc::unsupported_algorithm, "alg " + (alg == header.end() ? std::string{"missing"} : bounded_excerpt(alg->dump(), 32)));
+}
+
+// A NumericDate claim, or nullopt when absent; `invalid_claims` when it is not a number in range.
+std::optional<double> numeric_date(const nlohmann::json& claims, const char* name) {
+  auto it = claims.find(name);
+  if (it == claims.end()) return std::nullopt;
+  if (!it->is_number()) fail(spiffe_errc::invalid_claims, std::string{name} + " is not a number");
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < 0 || v > max_numeric_date)
+    fail(spiffe_errc::invalid_claims, std::string{name} + " is out of range");
+  return v;
+}
+
+std::chrono::system_clock::time_point at(double seconds) {
+  return std::chrono::system_clock::time_point{std::chrono::seconds{static_cast<long long>(std::floor(seconds))}};
+}
+
+std::string utc(double seconds) {
+  const auto t = static_cast<std::time_t>(std::floor(seconds));
+  std::tm tm{};
+  std::array<char, 32> buf{};
+  if (::gmtime_r(&t, &tm) == nullptr || std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return std::to_string(t);
+  return buf.data();
+}
+
+std::vector<std::string> audiences(const nlohmann::json& claims, std::size_t max) {
+  auto it = claims.find("aud");
+  if (it == claims.end()) fail(spiffe_errc::missing_audience);
+  std::vector<std::string> out;
+  if (it->is_string()) {
+    if (it->get_ref<const std::string&>().empty()) fail(spiffe_errc::missing_audience);
+    out.push_back(it->get<std::string>());
+    return out;
+  }
+  if (!it->is_array()) fail(spiffe_errc::invalid_claims, "aud is neither a string nor an array");
+  if (it->empty()) fail(spiffe_errc::missing_audience);
+  if (it->size() > max)
+    fail(spiffe_errc::too_many_audiences, std::to_string(it->size()) + " values, over " + std::to_string(max));
+  out.reserve(it->size());
+  for (const auto& a : *it) {
+    if (!a.is_string()) fail(spiffe_errc::invalid_claims, "aud holds a value that is not a string");
+    out.push_back(a.get<std::string>());
+  }
+  return out;
+}
+
+std::string list(const std::vector<std::string>& values) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < values.size() && out.size() < 200; ++i) {
+    if (i > 0) out += ", ";
+    out += bounded_excerpt(values[i], 64);
+  }
+  return out + (values.size() > 0 && out.size() >= 200 ? ", ...]" : "]");
+}
+
+}  // namespace
+
+struct JwtSvidParser {
+  template <class Expected>
+  static JwtSvid run(std::string_view token, const BundleSource* bundles, const Expected& expected,
+                     const JwtSvidOptions& o) {
+    const bool validate = bundles != nullptr;
+    if (validate && std::empty(expected)) fail(spiffe_errc::no_expected_audience);
+    if (token.size() > o.max_token_bytes)
+      fail(spiffe_errc::token_too_large, std::to_string(token.size()) + " bytes, over " + std::to_string(o.max_token_bytes));
+
+    std::optional<jose::CompactJws> parsed;
+    try {
+      parsed.emplace(jose::CompactJws::parse(token, o.max_token_bytes));
+    } catch (const Error& e) {
+      if (e.code() == jose_errc::malformed_jws) refuse_unsecured(token);
+      fail(from_jose(e.code()), e.code().message());
+    }
+    const jose::CompactJws& jws = *parsed;
+    const nlohmann::json& header = jws.header();
+
+    if (auto typ = header.find("typ"); typ != header.end()) {
+      if (!typ->is_string() || (typ->get_ref<const std::string&>() != "JWT" && typ->get_ref<const std::string&>() != "JOSE"))
+        fail(spiffe_errc::invalid_typ, "typ " + bounded_excerpt(typ->dump(), 32));
+    }
+    std::string kid;
+    if (auto k = header.find("kid"); k != header.end()) {
+      if (!k->is_string()) fail(spiffe_errc::invalid_header, "kid is not a string");
+      kid = k->get<std::string>();
+    }
+    if (validate && kid.empty()) fail(spiffe_errc::missing_key_id);
+
+    auto claims = nlohmann::json::parse(jws.payload(), nullptr, false);
+    if (!claims.is_object()) fail(spiffe_errc::invalid_claims, "the claims are not a JSON object");
+    auto sub = claims.find("sub");
+    if (sub == claims.end() || !sub->is_string()) fail(spiffe_errc::invalid_subject, "sub is missing or not a string");
+    std::error_code ec;
+    auto id = SpiffeId::parse(sub->get_ref<const std::string&>(), ec);
+    if (!id)
+      fail(spiffe_errc::invalid_subject,
+           "sub '" + bounded_excerpt(sub->get_ref<const std::string&>(), 128) + "': " + ec.message());
+
+    if (validate) {
+      const auto bundle = bundles->bundle_for_trust_domain(id->trust_domain());
+      if (bundle == nullptr) fail(spiffe_errc::bundle_not_found, "trust domain " + id->trust_domain().name());
+      const JwtAuthority* authority = bundle->find_authority(kid);
+      if (authority == nullptr)
+        fail(spiffe_errc::authority_not_found,
+             "kid '" + bounded_excerpt(kid, 64) + "' in the bundle of " + id->trust_domain().name());
+      if (!authority->key().supports(jws.algorithm()))
+        fail(spiffe_errc::algorithm_mismatch, std::string{jose::to_string(jws.algorithm())} + " with the key of kid '" +
+                                                  bounded_excerpt(kid, 64) + "'");
+      if (!jws.verify(authority->key(), ec))
+        fail(spiffe_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id->trust_domain().name());
+    }
+
+    const auto exp = numeric_date(claims, "exp");
+    if (!exp) fail(spiffe_errc::missing_expiration);
+    if (validate) {
+      const auto now = o.clock != nullptr ? o.clock->system_now() : std::chrono::system_clock::now();
+      if (now > at(*exp) + o.leeway) fail(spiffe_errc::expired, "exp " + utc(*exp));
+      if (auto nbf = numeric_date(claims, "nbf"); nbf && now + o.leeway < at(*nbf))
+        fail(spiffe_errc::not_yet_valid, "nbf " + utc(*nbf));
+      if (auto iat = numeric_date(claims, "iat"); iat && now + o.leeway < at(*iat))
+        fail(spiffe_errc::issued_in_future, "iat " + utc(*iat));
+    }
+    auto aud = audiences(claims, o.max_audiences);
+    if (validate) {
+      const bool match = std::any_of(aud.begin(), aud.end(), [&](const std::string& a) {
+        return std::find(std::begin(expected), std::end(expected), a) != std::end(expected);
+      });
+      if (!match) fail(spiffe_errc::audience_mismatch, "aud " + list(aud));
+    }
+
+    auto state = std::make_shared<JwtSvid::State>(JwtSvid::State{std::move(*id), std::move(aud), at(*exp), std::move(kid),
+                                                                 jws.algorithm(), std::move(claims), RedactedString{token}});
+    return JwtSvid{std::move(state)};
+  }
+};
+
+JwtSvid JwtSvid::parse_insecure(std::string_view token, const JwtSvidOptions& options) {
+  return JwtSvidParser::run(token, nullptr, std::array<std::string_view, 0>{}, options);
+}
+
+JwtSvid JwtSvid::parse_and_validate(std::string_view token, const BundleSource& bundles,
+                                    std::span<const std::string> expected_audiences, const JwtSvidOptions& options) {
+  return JwtSvidParser::run(token, &bundles, expected_audiences, options);
+}
+
+JwtSvid JwtSvid::parse_and_validate(std::string_view token, const BundleSource& bundles,
+                                    std::initializer_list<std::string_view> expected_audiences,
+                                    const JwtSvidOptions& options) {
+  return JwtSvidParser::run(token, &bundles, expected_audiences, options);
+}
+
+const SpiffeId& JwtSvid::spiffe_id() const noexcept { return state_->id; }
+const std::vector<std::string>& JwtSvid::audience() const noexcept { return state_->audience; }
+std::chrono::system_clock::time_point JwtSvid::expiry() const noexcept { return state_->expiry; }
+const std::string& JwtSvid::key_id() const noexcept { return state_->kid; }
+jose::Algorithm JwtSvid::algorithm() const noexcept { return state_->alg; }
+const nlohmann::json& JwtSvid::claims() const noexcept { return state_->claims; }
+const RedactedString& JwtSvid::token() const noexcept { return state_->token; }
+
+std::string to_string(const JwtSvid& svid) {
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(svid.expiry().time_since_epoch()).count();
+  return "JwtSvid{spiffe_id=" + svid.spiffe_id().str() + ", audience=" + list(svid.audience()) +
+         ", expiry=" + utc(static_cast<double>(secs)) + ", token=[redacted]}";
+}
+
+}  // namespace awaken::spiffe
