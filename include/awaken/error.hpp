@@ -92,6 +92,15 @@ enum class spiffe_errc {
   too_many_audiences,      ///< more `aud` values than the bound
   audience_mismatch,       ///< no `aud` value is an expected audience
   no_expected_audience,    ///< the caller passed no expected audience (never "accept all")
+  // The Workload API and JwtSource
+  endpoint_not_configured, ///< no endpoint given and SPIFFE_ENDPOINT_SOCKET unset or empty
+  invalid_endpoint,        ///< an endpoint other than unix:///absolute/path or tcp://IP:port
+  malformed_message,       ///< a Workload API message that does not decode or breaks a rule
+  empty_response,          ///< a Workload API response without the SVID or bundles it must carry
+  resource_limit_exceeded, ///< a bundle update over a JwtSource's resource limits
+  source_closed,           ///< the JwtSource was shut down
+  initial_sync_timeout,    ///< no valid bundle set arrived within the initial-sync timeout
+  shutdown_timeout,        ///< the supervisor did not stop within the shutdown timeout
 };
 
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and

@@ -206,6 +206,12 @@ JwtSvid JwtSvid::parse_and_validate(std::string_view token, const BundleSource& 
   return JwtSvidParser::run(token, &bundles, expected_audiences, options);
 }
 
+JwtSvid::JwtSvid() {
+  static const auto empty = std::make_shared<const State>(
+      State{SpiffeId{}, {}, std::chrono::system_clock::time_point{}, {}, jose::Algorithm::es256, nlohmann::json::object(), {}});
+  state_ = empty;
+}
+
 const SpiffeId& JwtSvid::spiffe_id() const noexcept { return state_->id; }
 const std::vector<std::string>& JwtSvid::audience() const noexcept { return state_->audience; }
 std::chrono::system_clock::time_point JwtSvid::expiry() const noexcept { return state_->expiry; }

@@ -39,6 +39,10 @@ struct JwtSvidOptions {
 /// Thread safety: an immutable value; copies share the claims.
 class JwtSvid {
  public:
+  /// An empty SVID (empty ID, audience and token, expiry at the epoch), which no parse returns;
+  /// for containers and for results that Asio default-constructs.
+  JwtSvid();
+
   /// Parses without checking the signature or the time: for tokens the Workload API hands
   /// this workload. Checks, in order: size (`token_too_large`), three non-empty parts
   /// (`malformed_token`), strict unpadded base64url (`invalid_base64`), a JSON-object header

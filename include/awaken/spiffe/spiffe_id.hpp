@@ -24,6 +24,10 @@ inline constexpr std::size_t max_spiffe_id_bytes = 2048;
 /// Thread safety: an immutable value.
 class TrustDomain {
  public:
+  /// An empty trust domain (`name()` is ""), which no parse returns; for containers and for
+  /// results that Asio default-constructs.
+  TrustDomain() = default;
+
   /// Parses a trust domain name (`example.org`, case-insensitive) or, when the text holds
   /// `://`, a SPIFFE ID whose trust domain is taken (the whole ID must be valid). Throws
   /// `awaken::Error` with a `spiffe_errc` code and a message naming the offending part:
@@ -59,6 +63,11 @@ class TrustDomain {
 /// hashing work on the canonical form.
 class SpiffeId {
  public:
+  /// An empty ID (`str()` is "", `empty()` true), which no parse returns; for containers and for
+  /// results that Asio default-constructs.
+  SpiffeId() = default;
+  bool empty() const noexcept { return text_.empty(); }
+
   /// Throws `awaken::Error` with a `spiffe_errc` code (`empty`, `id_too_long`,
   /// `wrong_scheme`, `missing_trust_domain`, `trust_domain_too_long`, `bad_trust_domain_char`,
   /// `empty_segment`, `dot_segment`, `trailing_slash`, `bad_path_char`) and a message that
@@ -76,7 +85,9 @@ class SpiffeId {
 
   const TrustDomain& trust_domain() const noexcept { return td_; }
   /// The path, empty or starting with `/`.
-  std::string_view path() const noexcept { return std::string_view{text_}.substr(9 + td_.name().size()); }
+  std::string_view path() const noexcept {
+    return text_.empty() ? std::string_view{} : std::string_view{text_}.substr(9 + td_.name().size());
+  }
   /// The canonical text.
   const std::string& str() const noexcept { return text_; }
   bool member_of(const TrustDomain& td) const noexcept { return td_ == td; }

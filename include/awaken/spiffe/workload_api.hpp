@@ -1,0 +1,136 @@
+// The SPIFFE Workload API client: the endpoint, JWT-SVIDs, JWT bundles (one-shot and as a
+// stream), and the agent's own validation. gRPC over HTTP/2, on a unix socket or loopback TCP.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include <awaken/http/grpc.hpp>
+#include <awaken/http/http_client.hpp>
+#include <awaken/spiffe/bundle.hpp>
+#include <awaken/spiffe/jwt_svid.hpp>
+#include <awaken/spiffe/spiffe_id.hpp>
+
+namespace awaken::spiffe {
+
+/// Where the Workload API listens: `unix:///absolute/path` or `tcp://IP:port`, and nothing
+/// else (no authority for unix, no host name, path, user info, query, fragment or
+/// percent-encoding; no `unix:/path` or `tcp:IP:port` shorthands).
+///
+/// Thread safety: an immutable value.
+class WorkloadEndpoint {
+ public:
+  /// Throws `Error{spiffe_errc::invalid_endpoint}` whose text names the broken rule.
+  static WorkloadEndpoint parse(std::string_view uri);
+  /// From `SPIFFE_ENDPOINT_SOCKET`; `endpoint_not_configured` when it is unset or empty.
+  static WorkloadEndpoint from_environment();
+
+  const std::string& uri() const noexcept { return uri_; }
+  bool is_unix() const noexcept { return !unix_path_.empty(); }
+  const std::string& unix_path() const noexcept { return unix_path_; }
+  /// The IP literal (IPv6 in brackets) for TCP.
+  const std::string& host() const noexcept { return host_; }
+  std::uint16_t port() const noexcept { return port_; }
+  http::GrpcTarget grpc_target() const;
+
+ private:
+  std::string uri_, unix_path_, host_;
+  std::uint16_t port_ = 0;
+};
+
+/// Settings of a `WorkloadApiClient`.
+struct WorkloadApiOptions {
+  /// The largest Workload API message accepted (a bundle message carries every trust domain's
+  /// JWKS).
+  std::size_t max_message_bytes = 16u << 20;
+  /// The largest JWKS of one trust domain accepted.
+  std::size_t max_bundle_bytes = JwtBundle::default_max_bytes;
+  /// Deadline of unary calls (`fetch_jwt_svid`, `validate_jwt_svid`).
+  std::chrono::milliseconds call_timeout{std::chrono::seconds{30}};
+};
+
+/// The agent's verdict on a token: the SPIFFE ID and the claims it returned.
+struct AgentValidation {
+  SpiffeId spiffe_id;
+  nlohmann::json claims;
+};
+
+/// Whether a Workload API failure may pass if the call is made again: transport failures and
+/// the gRPC statuses `unavailable`, `permission_denied` (an agent answers it, "no identity
+/// issued", until the workload is attested), `deadline_exceeded`, `aborted` and `cancelled`.
+/// Not `invalid_argument` (such as a missing security header), `unimplemented` or
+/// `resource_exhausted` (awaken's own size bounds), nor a malformed message or bundle.
+bool is_transient_workload_error(std::error_code ec) noexcept;
+/// Whether `e` is the agent's "no identity issued" (`permission_denied` with that text).
+bool is_no_identity_issued(const std::system_error& e) noexcept;
+
+/// The JWT bundles a `FetchJWTBundles` stream delivers, one complete set per message.
+///
+/// Thread safety: one `next` at a time; `cancel` from any thread.
+class JwtBundleStream {
+ public:
+  /// The next bundle set; nullopt when the server ended the stream cleanly. Throws
+  /// `awaken::Error`: a `grpc_status` for a failed call (transport failures are
+  /// `unavailable`), `malformed_message`, `empty_response` or a bundle's own `spiffe_errc`
+  /// for a message that cannot be used (the stream goes on: call `next` again).
+  asio::awaitable<std::optional<JwtBundleSet>> next();
+  /// Resets the stream; a pending `next` fails with `operation_aborted`.
+  void cancel() noexcept { stream_.cancel(); }
+
+ private:
+  friend class WorkloadApiClient;
+  JwtBundleStream(http::GrpcStream stream, std::size_t max_bundle_bytes) noexcept
+      : stream_(std::move(stream)), max_bundle_bytes_(max_bundle_bytes) {}
+  http::GrpcStream stream_;
+  std::size_t max_bundle_bytes_;
+};
+
+/// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
+/// fail with `awaken::Error`: a `grpc_status` code with the server's `grpc-message` in
+/// `details().server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
+/// response that breaks the Workload API's rules.
+///
+/// Thread safety: copies share one HTTP transport; any number of calls may run at once, from
+/// any thread. Cancellation: the awaitables honour the coroutine's cancellation state.
+class WorkloadApiClient {
+ public:
+  WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
+  WorkloadApiClient(http::HttpClient client, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
+
+  const WorkloadEndpoint& endpoint() const noexcept { return endpoint_; }
+
+  /// The first JWT-SVID the agent returns for `audiences` (at least one), for `spiffe_id` when
+  /// given. The token is parsed, not validated: it comes from this workload's own agent.
+  /// `empty_response` when none comes back; `malformed_message` when one does not parse or
+  /// names another SPIFFE ID than the token's `sub` (or than `spiffe_id`).
+  asio::awaitable<JwtSvid> fetch_jwt_svid(std::vector<std::string> audiences,
+                                          std::optional<SpiffeId> spiffe_id = std::nullopt) const;
+  /// Every JWT-SVID returned, with its hint; of SVIDs sharing a non-empty hint, the first.
+  asio::awaitable<std::vector<JwtSvid>> fetch_jwt_svids(std::vector<std::string> audiences,
+                                                        std::optional<SpiffeId> spiffe_id = std::nullopt) const;
+  /// The first message of a `FetchJWTBundles` stream.
+  asio::awaitable<JwtBundleSet> fetch_jwt_bundles() const;
+  /// Opens a `FetchJWTBundles` stream (reads wait for the server).
+  JwtBundleStream watch_jwt_bundles() const;
+  /// Asks the agent to validate `token` for `audience` (`ValidateJWTSVID`).
+  asio::awaitable<AgentValidation> validate_jwt_svid(std::string audience, std::string token) const;
+
+ private:
+  asio::awaitable<std::vector<JwtSvid>> fetch(std::vector<std::string> audiences, std::optional<SpiffeId> id,
+                                              bool all) const;
+  WorkloadEndpoint endpoint_;
+  WorkloadApiOptions options_;
+  http::GrpcChannel channel_;
+};
+
+}  // namespace awaken::spiffe

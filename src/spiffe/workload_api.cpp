@@ -1,0 +1,215 @@
+// The Workload API client: endpoint parsing, the JWT calls, bundle messages into bundle sets.
+#include <awaken/error.hpp>
+#include <awaken/spiffe/workload_api.hpp>
+
+#include <arpa/inet.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdlib>
+
+#include "spiffe/workload_proto.hpp"
+
+namespace awaken::spiffe {
+namespace {
+
+constexpr std::string_view fetch_jwt_svid_path = "/SpiffeWorkloadAPI/FetchJWTSVID";
+constexpr std::string_view fetch_jwt_bundles_path = "/SpiffeWorkloadAPI/FetchJWTBundles";
+constexpr std::string_view validate_jwt_svid_path = "/SpiffeWorkloadAPI/ValidateJWTSVID";
+
+[[noreturn]] void bad_endpoint(std::string_view uri, const std::string& why) {
+  throw_error(spiffe_errc::invalid_endpoint, "Workload API endpoint '" + bounded_excerpt(uri, 200) + "': " + why);
+}
+
+bool starts_with_nocase(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i < prefix.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
+  return true;
+}
+
+http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {
+  http::GrpcChannelOptions c;
+  c.max_message_bytes = o.max_message_bytes;
+  c.metadata.push_back({"workload.spiffe.io", "true"});
+  return c;
+}
+
+// One bundles message as a bundle set: every key a trust domain, every value its JWKS.
+JwtBundleSet to_bundle_set(const std::string& message, std::size_t max_bundle_bytes) {
+  auto entries = detail::decode_jwt_bundles_response(message);
+  if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTBundlesResponse: no bundles");
+  std::vector<JwtBundle> bundles;
+  bundles.reserve(entries.size());
+  for (auto& [key, jwks] : entries) {
+    std::error_code ec;
+    auto td = TrustDomain::parse(key, ec);
+    if (!td)
+      throw_error(spiffe_errc::malformed_message, "Workload API JWTBundlesResponse: key '" + bounded_excerpt(key, 128) +
+                                                      "' is not a trust domain (" + ec.message() + ")");
+    bundles.push_back(JwtBundle::parse(std::move(*td), jwks, max_bundle_bytes));
+  }
+  return JwtBundleSet{std::move(bundles)};
+}
+
+}  // namespace
+
+WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
+  for (char c : uri)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) bad_endpoint(uri, "contains a space or control byte");
+  if (uri.find_first_of("?#") != std::string_view::npos) bad_endpoint(uri, "must not have a query or fragment");
+  if (uri.find('%') != std::string_view::npos) bad_endpoint(uri, "must not use percent-encoding");
+  WorkloadEndpoint e;
+  e.uri_ = std::string{uri};
+  if (starts_with_nocase(uri, "unix:")) {
+    if (!starts_with_nocase(uri, "unix://")) bad_endpoint(uri, "a unix endpoint is unix:///absolute/path");
+    const std::string_view rest = uri.substr(7);
+    if (rest.empty() || rest.front() != '/') bad_endpoint(uri, "a unix endpoint must not have an authority");
+    if (rest == "/" || rest.back() == '/') bad_endpoint(uri, "a unix endpoint needs the path of a socket");
+    if (rest.size() >= sizeof(sockaddr_un{}.sun_path)) bad_endpoint(uri, "the socket path is too long for a unix socket");
+    e.unix_path_ = std::string{rest};
+    return e;
+  }
+  if (starts_with_nocase(uri, "tcp:")) {
+    if (!starts_with_nocase(uri, "tcp://")) bad_endpoint(uri, "a tcp endpoint is tcp://IP:port");
+    const std::string_view rest = uri.substr(6);
+    if (rest.find('/') != std::string_view::npos) bad_endpoint(uri, "a tcp endpoint must not have a path");
+    if (rest.find('@') != std::string_view::npos) bad_endpoint(uri, "a tcp endpoint must not have user info");
+    const auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon + 1 == rest.size()) bad_endpoint(uri, "a tcp endpoint needs a port");
+    std::string host{rest.substr(0, colon)};
+    const std::string_view port_text = rest.substr(colon + 1);
+    unsigned port = 0;
+    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc{} || end != port_text.data() + port_text.size() || port == 0 || port > 65535)
+      bad_endpoint(uri, "the port is not a number from 1 to 65535");
+    unsigned char addr[16];
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    const bool ok = v6 ? ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), addr) == 1
+                       : ::inet_pton(AF_INET, host.c_str(), addr) == 1;
+    if (!ok) bad_endpoint(uri, "the host must be an IP address (IPv6 in brackets), not a name");
+    e.host_ = std::move(host);
+    e.port_ = static_cast<std::uint16_t>(port);
+    return e;
+  }
+  bad_endpoint(uri, "the scheme must be unix or tcp");
+}
+
+WorkloadEndpoint WorkloadEndpoint::from_environment() {
+  const char* value = std::getenv("SPIFFE_ENDPOINT_SOCKET");
+  if (value == nullptr || *value == '\0')
+    throw_error(spiffe_errc::endpoint_not_configured, "Workload API endpoint");
+  return parse(value);
+}
+
+http::GrpcTarget WorkloadEndpoint::grpc_target() const {
+  return is_unix() ? http::GrpcTarget::unix_socket(unix_path_) : http::GrpcTarget::tcp(host_, port_);
+}
+
+bool is_transient_workload_error(std::error_code ec) noexcept {
+  if (ec.category() == grpc_category()) {
+    switch (static_cast<grpc_status>(ec.value())) {
+      case grpc_status::unavailable:
+      case grpc_status::permission_denied:
+      case grpc_status::deadline_exceeded:
+      case grpc_status::aborted:
+      case grpc_status::cancelled: return true;
+      default: return false;
+    }
+  }
+  return ec.category() == http_category() && is_retryable(ec);
+}
+
+bool is_no_identity_issued(const std::system_error& e) noexcept {
+  if (e.code() != grpc_status::permission_denied) return false;
+  if (const auto* err = dynamic_cast<const Error*>(&e))
+    return err->details().server_message.find("no identity issued") != std::string::npos;
+  return false;
+}
+
+asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::next() {
+  auto message = co_await stream_.read();
+  if (!message) co_return std::nullopt;
+  co_return to_bundle_set(*message, max_bundle_bytes_);
+}
+
+WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options)
+    : WorkloadApiClient(http::HttpClient{std::move(executor)}, std::move(endpoint), options) {}
+
+WorkloadApiClient::WorkloadApiClient(http::HttpClient client, WorkloadEndpoint endpoint, WorkloadApiOptions options)
+    : endpoint_(std::move(endpoint)),
+      options_(options),
+      channel_(std::move(client), endpoint_.grpc_target(), channel_options(options)) {}
+
+asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::string> audiences,
+                                                              std::optional<SpiffeId> id, bool all) const {
+  if (audiences.empty()) throw_error(spiffe_errc::missing_audience, "fetch_jwt_svid: no audience");
+  http::GrpcCallOptions call;
+  call.deadline = options_.call_timeout;
+  auto request = detail::encode_jwt_svid_request(audiences, id ? std::string_view{id->str()} : std::string_view{});
+  const std::string response = co_await channel_.unary(std::string{fetch_jwt_svid_path}, std::move(request), call);
+  auto entries = detail::decode_jwt_svid_response(response);
+  if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTSVIDResponse: no SVID");
+  std::vector<JwtSvid> out;
+  std::vector<std::string> hints;
+  for (auto& entry : entries) {
+    if (!entry.hint.empty()) {
+      if (std::find(hints.begin(), hints.end(), entry.hint) != hints.end()) continue;  // the first wins
+      hints.push_back(entry.hint);
+    }
+    JwtSvid svid = [&] {
+      try {
+        return JwtSvid::parse_insecure(entry.svid);
+      } catch (const Error& e) {
+        throw_error(spiffe_errc::malformed_message, std::string{"Workload API JWTSVIDResponse: "} + e.what());
+      }
+    }();
+    if (svid.spiffe_id().str() != entry.spiffe_id || (id && svid.spiffe_id() != *id))
+      throw_error(spiffe_errc::malformed_message, "Workload API JWTSVIDResponse: spiffe_id '" +
+                                                      bounded_excerpt(entry.spiffe_id, 128) + "' does not match the token");
+    out.push_back(svid.with_hint(std::move(entry.hint)));
+    if (!all) break;
+  }
+  co_return out;
+}
+
+asio::awaitable<JwtSvid> WorkloadApiClient::fetch_jwt_svid(std::vector<std::string> audiences,
+                                                          std::optional<SpiffeId> spiffe_id) const {
+  auto svids = co_await fetch(std::move(audiences), std::move(spiffe_id), false);
+  co_return std::move(svids.front());
+}
+
+asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch_jwt_svids(std::vector<std::string> audiences,
+                                                                        std::optional<SpiffeId> spiffe_id) const {
+  co_return co_await fetch(std::move(audiences), std::move(spiffe_id), true);
+}
+
+asio::awaitable<JwtBundleSet> WorkloadApiClient::fetch_jwt_bundles() const {
+  auto stream = watch_jwt_bundles();
+  auto set = co_await stream.next();
+  if (!set) throw_error(spiffe_errc::empty_response, "Workload API FetchJWTBundles: the stream ended without a message");
+  co_return std::move(*set);
+}
+
+JwtBundleStream WorkloadApiClient::watch_jwt_bundles() const {
+  return JwtBundleStream{channel_.server_stream(std::string{fetch_jwt_bundles_path}, {}), options_.max_bundle_bytes};
+}
+
+asio::awaitable<AgentValidation> WorkloadApiClient::validate_jwt_svid(std::string audience, std::string token) const {
+  if (audience.empty()) throw_error(spiffe_errc::no_expected_audience, "validate_jwt_svid");
+  http::GrpcCallOptions call;
+  call.deadline = options_.call_timeout;
+  auto request = detail::encode_validate_jwt_svid_request(audience, token);
+  const std::string response =
+      co_await channel_.unary(std::string{validate_jwt_svid_path}, std::move(request), call);
+  auto decoded = detail::decode_validate_jwt_svid_response(response);
+  std::error_code ec;
+  auto id = SpiffeId::parse(decoded.spiffe_id, ec);
+  if (!id)
+    throw_error(spiffe_errc::malformed_message, "Workload API ValidateJWTSVIDResponse: spiffe_id '" +
+                                                    bounded_excerpt(decoded.spiffe_id, 128) + "': " + ec.message());
+  co_return AgentValidation{std::move(*id), std::move(decoded.claims)};
+}
+
+}  // namespace awaken::spiffe
