@@ -37,9 +37,12 @@ http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {
 }
 
 // One bundles message as a bundle set: every key a trust domain, every value its JWKS.
-JwtBundleSet to_bundle_set(const std::string& message, std::size_t max_bundle_bytes) {
+JwtBundleSet to_bundle_set(const std::string& message, const ResourceLimits& limits) {
   auto entries = detail::decode_jwt_bundles_response(message);
   if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTBundlesResponse: no bundles");
+  if (entries.size() > limits.max_bundles)
+    throw_error(spiffe_errc::resource_limit_exceeded, "Workload API JWTBundlesResponse: " + std::to_string(entries.size()) +
+                                                          " trust domains, over " + std::to_string(limits.max_bundles));
   std::vector<JwtBundle> bundles;
   bundles.reserve(entries.size());
   for (auto& [key, jwks] : entries) {
@@ -48,7 +51,7 @@ JwtBundleSet to_bundle_set(const std::string& message, std::size_t max_bundle_by
     if (!td)
       throw_error(spiffe_errc::malformed_message, "Workload API JWTBundlesResponse: key '" + bounded_excerpt(key, 128) +
                                                       "' is not a trust domain (" + ec.message() + ")");
-    bundles.push_back(JwtBundle::parse(std::move(*td), jwks, max_bundle_bytes));
+    bundles.push_back(JwtBundle::parse(std::move(*td), jwks, limits.max_bundle_jwks_bytes));
   }
   return JwtBundleSet{std::move(bundles)};
 }
@@ -131,7 +134,7 @@ bool is_no_identity_issued(const std::system_error& e) noexcept {
 asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::next() {
   auto message = co_await stream_.read();
   if (!message) co_return std::nullopt;
-  co_return to_bundle_set(*message, max_bundle_bytes_);
+  co_return to_bundle_set(*message, limits_);
 }
 
 WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options)
@@ -192,8 +195,8 @@ asio::awaitable<JwtBundleSet> WorkloadApiClient::fetch_jwt_bundles() const {
   co_return std::move(*set);
 }
 
-JwtBundleStream WorkloadApiClient::watch_jwt_bundles() const {
-  return JwtBundleStream{channel_.server_stream(std::string{fetch_jwt_bundles_path}, {}), options_.max_bundle_bytes};
+JwtBundleStream WorkloadApiClient::watch_jwt_bundles(const ResourceLimits& limits) const {
+  return JwtBundleStream{channel_.server_stream(std::string{fetch_jwt_bundles_path}, {}), limits};
 }
 
 asio::awaitable<AgentValidation> WorkloadApiClient::validate_jwt_svid(std::string audience, std::string token) const {

@@ -19,6 +19,8 @@
 //   /push?mode=M            same (the current bundles again), malformed (JWKS that is not JSON),
 //                           too_many (201 trust domains), huge (a JWKS over 4 MiB), empty (no bundles)
 //   /end, /reset            end every bundle stream cleanly, or with RST_STREAM
+//   /restart?rotate=1       stop the gRPC server (dropping every connection) and serve again on
+//                           the same socket, with a new signing key when rotate=1
 //   /fail?code=C&count=N&message=T&method=M   the next N calls (of method M, default any) fail
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
 //                           answers before the workload is attested
@@ -157,12 +159,16 @@ const impl = {
   },
 };
 
-if (existsSync(socket)) unlinkSync(socket);
-const server = new grpc.Server();
-server.addService(SpiffeWorkloadAPI.service, impl);
+let server;
 const bind = (address) => new Promise((resolve, reject) => server.bindAsync(address, grpc.ServerCredentials.createInsecure(),
   (e, port) => (e ? reject(e) : resolve(port))));
-await bind(`unix://${socket}`);
+async function serve() {
+  if (existsSync(socket)) unlinkSync(socket);
+  server = new grpc.Server();
+  server.addService(SpiffeWorkloadAPI.service, impl);
+  await bind(`unix://${socket}`);
+}
+await serve();
 const tcpPort = withTcp ? await bind('127.0.0.1:0') : undefined;
 
 function push(message) {
@@ -207,6 +213,12 @@ const control = http.createServer(async (req, res) => {
       streams.clear();
       return reply({ reset: n });
     }
+    case '/restart':
+      server.forceShutdown();
+      streams.clear();
+      if (q('rotate', '0') === '1') await newKey();
+      await serve();
+      return reply({ kid: signing.kid });
     case '/fail':
       faults.push({ code: Number(q('code', '14')), message: q('message', ''), count: Number(q('count', '1')), method: q('method', '') });
       return reply({ armed: faults.length });

@@ -48,13 +48,21 @@ class WorkloadEndpoint {
   std::uint16_t port_ = 0;
 };
 
+/// Bounds on what one bundle message may hold.
+struct ResourceLimits {
+  /// Trust domains per message; over it: `resource_limit_exceeded`, before any JWKS is parsed.
+  std::size_t max_bundles = 200;
+  /// JWKS bytes per trust domain; over it: `bundle_too_large`.
+  std::size_t max_bundle_jwks_bytes = JwtBundle::default_max_bytes;
+};
+
 /// Settings of a `WorkloadApiClient`.
 struct WorkloadApiOptions {
   /// The largest Workload API message accepted (a bundle message carries every trust domain's
   /// JWKS).
   std::size_t max_message_bytes = 16u << 20;
-  /// The largest JWKS of one trust domain accepted.
-  std::size_t max_bundle_bytes = JwtBundle::default_max_bytes;
+  /// Bounds on bundle messages.
+  ResourceLimits bundle_limits;
   /// Deadline of unary calls (`fetch_jwt_svid`, `validate_jwt_svid`).
   std::chrono::milliseconds call_timeout{std::chrono::seconds{30}};
 };
@@ -81,18 +89,19 @@ class JwtBundleStream {
  public:
   /// The next bundle set; nullopt when the server ended the stream cleanly. Throws
   /// `awaken::Error`: a `grpc_status` for a failed call (transport failures are
-  /// `unavailable`), `malformed_message`, `empty_response` or a bundle's own `spiffe_errc`
-  /// for a message that cannot be used (the stream goes on: call `next` again).
+  /// `unavailable`); for a message that cannot be used, `malformed_message`, `empty_response`,
+  /// `resource_limit_exceeded` or a bundle's own `spiffe_errc` (such as `bundle_too_large`),
+  /// and then the stream goes on: call `next` again.
   asio::awaitable<std::optional<JwtBundleSet>> next();
   /// Resets the stream; a pending `next` fails with `operation_aborted`.
   void cancel() noexcept { stream_.cancel(); }
 
  private:
   friend class WorkloadApiClient;
-  JwtBundleStream(http::GrpcStream stream, std::size_t max_bundle_bytes) noexcept
-      : stream_(std::move(stream)), max_bundle_bytes_(max_bundle_bytes) {}
+  JwtBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+      : stream_(std::move(stream)), limits_(limits) {}
   http::GrpcStream stream_;
-  std::size_t max_bundle_bytes_;
+  ResourceLimits limits_;
 };
 
 /// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
@@ -120,8 +129,10 @@ class WorkloadApiClient {
                                                         std::optional<SpiffeId> spiffe_id = std::nullopt) const;
   /// The first message of a `FetchJWTBundles` stream.
   asio::awaitable<JwtBundleSet> fetch_jwt_bundles() const;
-  /// Opens a `FetchJWTBundles` stream (reads wait for the server).
-  JwtBundleStream watch_jwt_bundles() const;
+  /// Opens a `FetchJWTBundles` stream (reads wait for the server), with the options' limits or
+  /// the given ones.
+  JwtBundleStream watch_jwt_bundles() const { return watch_jwt_bundles(options_.bundle_limits); }
+  JwtBundleStream watch_jwt_bundles(const ResourceLimits& limits) const;
   /// Asks the agent to validate `token` for `audience` (`ValidateJWTSVID`).
   asio::awaitable<AgentValidation> validate_jwt_svid(std::string audience, std::string token) const;
 

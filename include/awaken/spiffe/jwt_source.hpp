@@ -1,0 +1,187 @@
+// JwtSource: JWT bundles kept current from the Workload API by a supervised stream, read
+// without blocking, and JWT-SVIDs fetched on demand.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+
+#include <awaken/clock.hpp>
+#include <awaken/spiffe/bundle.hpp>
+#include <awaken/spiffe/jwt_svid.hpp>
+#include <awaken/spiffe/workload_api.hpp>
+
+namespace spdlog {
+class logger;
+}
+
+namespace awaken::spiffe {
+
+namespace detail {
+struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
+}
+
+/// The failures a `JwtSource` counts.
+enum class MetricsErrorKind {
+  client_creation,              ///< the Workload API client could not be made (a bad endpoint)
+  stream_connect,               ///< the bundle stream failed before its first message
+  stream_error,                 ///< the bundle stream failed after messages
+  stream_ended,                 ///< the server ended the bundle stream (a reconnect follows)
+  no_identity_issued,           ///< the agent has no identity for this workload yet
+  initial_sync_failed,          ///< an attempt of the initial sync failed (besides its own kind)
+  limit_max_bundles,            ///< an update had more trust domains than allowed
+  limit_max_bundle_jwks_bytes,  ///< an update had a JWKS larger than allowed
+  update_rejected,              ///< an update was malformed or over a limit; the last good set stays
+};
+/// "client_creation", "stream_connect", ...
+std::string_view to_string(MetricsErrorKind kind) noexcept;
+
+/// Hooks for a metrics system. Called from the source's executor; must not block or throw.
+class MetricsRecorder {
+ public:
+  virtual ~MetricsRecorder() = default;
+  /// A new bundle set was published (its content changed).
+  virtual void record_update() noexcept {}
+  /// The supervisor is about to wait before it reconnects.
+  virtual void record_reconnect() noexcept {}
+  virtual void record_error(MetricsErrorKind kind) noexcept { (void)kind; }
+};
+
+/// The sequence numbers of a source's bundle sets, and waiting for the next one. Each object
+/// remembers the last sequence it returned (at first, the one current when it was made), so
+/// `changed` waits for something this object has not seen yet. Slow readers skip sets.
+///
+/// Thread safety: one wait at a time per object; copies wait independently.
+class JwtSourceUpdates {
+ public:
+  /// The source's current sequence: 1 after the initial sync, +1 per content change.
+  std::uint64_t last() const noexcept;
+  /// Waits until the sequence passes the last one this object saw, and returns it. Throws
+  /// `Error{spiffe_errc::source_closed}` once the source is shut down (at once when it already
+  /// is), `operation_aborted` when cancelled (per-operation cancellation, any type).
+  asio::awaitable<std::uint64_t> changed();
+  /// Returns the first bundle set, the current one included, for which `predicate` holds.
+  asio::awaitable<std::shared_ptr<const JwtBundleSet>> wait_for(std::function<bool(const JwtBundleSet&)> predicate);
+
+ private:
+  friend class JwtSource;
+  explicit JwtSourceUpdates(std::shared_ptr<detail::SourceState> state, std::uint64_t seen) noexcept
+      : state_(std::move(state)), seen_(seen) {}
+  std::shared_ptr<detail::SourceState> state_;
+  std::uint64_t seen_;
+};
+
+class JwtSourceBuilder;
+
+/// The JWT bundles of every trust domain the Workload API tells this workload about, kept
+/// current by a supervisor coroutine that holds a `FetchJWTBundles` stream open: each message is
+/// checked against the resource limits and parsed, then published by an atomic swap; anything
+/// rejected keeps the last good set. A stream that ends, fails or is reset is reopened after a
+/// jittered exponential backoff (reset after a good update; at least 1 s after "no identity
+/// issued"). A reconnect that delivers the same bundles publishes nothing.
+///
+/// A cheap handle: copies share one source. Destroying the last handle stops the supervisor
+/// without waiting for it.
+///
+/// Thread safety: every member may be called from any thread at once. Readers
+/// (`bundle_set`, `bundle_for_trust_domain`, `is_healthy`) never block and never wait for the
+/// supervisor: a lookup takes no lock and writes no memory shared with other threads.
+class JwtSource final : public BundleSource {
+ public:
+  /// An empty handle, which behaves as a closed source; for results that Asio
+  /// default-constructs. Use `builder()`.
+  JwtSource() = default;
+
+  static JwtSourceBuilder builder();
+
+  /// The current bundle set. Throws `Error{spiffe_errc::source_closed}` after shutdown.
+  std::shared_ptr<const JwtBundleSet> bundle_set() const;
+  /// The current bundle of `td`, or null. Throws `source_closed` after shutdown.
+  std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override;
+
+  /// Open, supervisor running, and at least one JWT authority in the current set.
+  bool is_healthy() const noexcept;
+  /// The current sequence (see `JwtSourceUpdates`).
+  std::uint64_t sequence() const noexcept;
+  /// A waiter on later bundle sets.
+  JwtSourceUpdates updates() const;
+
+  /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on a fresh
+  /// connection; a transient failure (`is_transient_workload_error`) is retried once on another.
+  /// Not cached: put a broker in front for that. Throws `source_closed` after shutdown.
+  asio::awaitable<JwtSvid> fetch_jwt_svid(std::vector<std::string> audiences,
+                                          std::optional<SpiffeId> spiffe_id = std::nullopt) const;
+
+  /// Stops the supervisor and waits until it has stopped, at most the builder's shutdown
+  /// timeout (30 s by default): `Error{spiffe_errc::shutdown_timeout}` past it. Idempotent:
+  /// later calls wait for the same stop. Waiters of `changed` fail with `source_closed`.
+  asio::awaitable<void> shutdown() const;
+  /// As above, waiting at most `timeout`.
+  asio::awaitable<void> shutdown(std::chrono::milliseconds timeout) const;
+
+
+ private:
+  friend class JwtSourceBuilder;
+  struct Core;
+  explicit JwtSource(std::shared_ptr<Core> core) noexcept : core_(std::move(core)) {}
+  std::shared_ptr<Core> core_;
+};
+
+/// Configures and builds a `JwtSource`.
+class JwtSourceBuilder {
+ public:
+  /// The Workload API endpoint; by default `SPIFFE_ENDPOINT_SOCKET`.
+  JwtSourceBuilder& endpoint(WorkloadEndpoint endpoint);
+  JwtSourceBuilder& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
+  /// How the source makes its clients (one per connection); replaces `endpoint`. A throwing
+  /// factory counts as `client_creation` and is retried with backoff.
+  JwtSourceBuilder& client_factory(std::function<WorkloadApiClient()> factory);
+  /// Reconnect backoff: from `min` doubling to `max`, each wait jittered down by up to 10%.
+  /// Defaults 200 ms and 10 s; swapped when `min > max`; `min` at least 1 ms.
+  JwtSourceBuilder& reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max);
+  /// Bounds on bundle updates (200 trust domains, 4 MiB of JWKS each, by default); an update
+  /// over them is rejected and the last good set kept.
+  JwtSourceBuilder& resource_limits(ResourceLimits limits);
+  /// How long `build` waits for the first good bundle set; unbounded by default.
+  JwtSourceBuilder& initial_sync_timeout(std::chrono::milliseconds timeout);
+  /// The bound of `shutdown()`; 30 s by default.
+  JwtSourceBuilder& shutdown_timeout(std::chrono::milliseconds timeout);
+  JwtSourceBuilder& metrics(std::shared_ptr<MetricsRecorder> recorder);
+  /// The logger for reconnects and rejected updates; `awaken::logger()` by default.
+  JwtSourceBuilder& logger(std::shared_ptr<spdlog::logger> logger);
+  /// The jitter of the reconnect waits (tests); `default_jitter()` by default. Must outlive the
+  /// source.
+  JwtSourceBuilder& jitter(JitterSource& jitter);
+
+  /// Starts the source on `executor` and returns once the first good bundle set is published.
+  /// Throws `awaken::Error`: `initial_sync_timeout` (with the last failure in its text);
+  /// `invalid_argument` or `unimplemented` (`grpc_status`) at once, since retrying cannot help;
+  /// `endpoint_not_configured` or `invalid_endpoint` for a missing or bad endpoint. On
+  /// failure the supervisor is stopped.
+  asio::awaitable<JwtSource> build(asio::any_io_executor executor) const;
+  /// As above, on the awaiting coroutine's executor.
+  asio::awaitable<JwtSource> build() const;
+
+ private:
+  std::optional<WorkloadEndpoint> endpoint_;
+  std::function<WorkloadApiClient()> factory_;
+  std::chrono::milliseconds min_backoff_{200};
+  std::chrono::milliseconds max_backoff_{10'000};
+  ResourceLimits limits_;
+  std::optional<std::chrono::milliseconds> initial_sync_timeout_;
+  std::chrono::milliseconds shutdown_timeout_{30'000};
+  std::shared_ptr<MetricsRecorder> metrics_;
+  std::shared_ptr<spdlog::logger> logger_;
+  JitterSource* jitter_ = nullptr;
+};
+
+}  // namespace awaken::spiffe
