@@ -176,6 +176,8 @@ TEST_CASE("Malformed and oversized updates are rejected and the last good set is
   CHECK(run_until(io, [&] { return metrics->count(MetricsErrorKind::update_rejected) == 1; }));
   peer.control("/push?mode=too_many");
   CHECK(run_until(io, [&] { return metrics->count(MetricsErrorKind::limit_max_bundles) == 1; }));
+  CHECK(metrics->count(MetricsErrorKind::update_rejected) == 2);  // once per rejected update
+  CHECK(metrics->count(MetricsErrorKind::limit_max_bundle_jwks_bytes) == 0);
   peer.control("/push?mode=huge");
   CHECK(run_until(io, [&] { return metrics->count(MetricsErrorKind::limit_max_bundle_jwks_bytes) == 1; }));
   peer.control("/push?mode=empty");
@@ -378,5 +380,66 @@ TEST_CASE("Readers on several threads while the supervisor publishes", "[source]
   CHECK(misses == 0);
   CHECK(lookups > 1000);
   CHECK(source.sequence() == 31);
+  run(io, source.shutdown());
+}
+
+// The seed's own tests (rust-spiffe JwtSource), ported to this API: updates and wait_for,
+// the reconnect configuration, and the resource limits.
+TEST_CASE("Seed tests: wait_for, notifications after the initial sync, reconnect config, limits", "[source][seed]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  const JwtSource source = run(io, quick(peer).build(io.get_executor()));
+  auto updates = source.updates();
+  // The initial sync published sequence 1 and notifies nobody: a new waiter waits for the next.
+  CHECK(updates.last() == 1);
+  bool woke = false;
+  asio::co_spawn(io, updates.changed(), [&](std::exception_ptr, std::uint64_t) { woke = true; });
+  io.restart();
+  io.run_for(100ms);
+  CHECK_FALSE(woke);
+
+  // wait_for: satisfied at once by the current set.
+  auto has = [](const char* kid) {
+    return [kid](const awaken::spiffe::JwtBundleSet& s) { return s.find("example.org")->find_authority(kid) != nullptr; };
+  };
+  auto immediate = source.updates();
+  CHECK(run(io, immediate.wait_for(has("k1")))->find("example.org")->find_authority("k1") != nullptr);
+  // ...or waiting until a rotation satisfies it.
+  std::shared_ptr<const awaken::spiffe::JwtBundleSet> got;
+  auto later = source.updates();
+  asio::co_spawn(io, later.wait_for(has("k2")), [&](std::exception_ptr, auto set) { got = set; });
+  io.restart();
+  io.run_for(50ms);
+  CHECK(got == nullptr);
+  peer.wait_for_streams(1);
+  peer.control("/rotate");
+  CHECK(run_until(io, [&] { return got != nullptr && woke; }));
+  CHECK(got->find("example.org")->find_authority("k2") != nullptr);
+  CHECK(updates.last() == 2);
+
+  // Reconnect configuration: swapped when inverted, at least 1 ms.
+  auto b = JwtSource::builder();
+  b.reconnect_backoff(10s, 1s);
+  CHECK(b.min_backoff() == 1s);
+  CHECK(b.max_backoff() == 10s);
+  b.reconnect_backoff(0ms, 0ms);
+  CHECK(b.min_backoff() == 1ms);
+  CHECK(b.max_backoff() == 1ms);
+
+  // Limits: defaults, unlimited, mixed.
+  const awaken::spiffe::ResourceLimits defaults;
+  CHECK(defaults.max_bundles == 200);
+  CHECK(defaults.max_bundle_jwks_bytes == 4u << 20);
+  CHECK(awaken::spiffe::ResourceLimits::unlimited().max_bundles == SIZE_MAX);
+  const awaken::spiffe::ResourceLimits mixed{50, SIZE_MAX};
+  CHECK(mixed.max_bundles == 50);
+  // A limit of one trust domain: the peer's two are refused, one limit metric per update.
+  auto metrics = std::make_shared<CountingMetrics>();
+  auto strict = quick(peer, metrics);
+  strict.resource_limits({1, SIZE_MAX}).initial_sync_timeout(300ms);
+  CHECK(code_of([&] { run(io, strict.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
+  CHECK(metrics->count(MetricsErrorKind::limit_max_bundles) >= 1);
+  CHECK(metrics->count(MetricsErrorKind::limit_max_bundles) == metrics->count(MetricsErrorKind::update_rejected));
+  CHECK(metrics->count(MetricsErrorKind::limit_max_bundle_jwks_bytes) == 0);
   run(io, source.shutdown());
 }

@@ -148,6 +148,8 @@ class JwtSourceBuilder {
   /// Reconnect backoff: from `min` doubling to `max`, each wait jittered down by up to 10%.
   /// Defaults 200 ms and 10 s; swapped when `min > max`; `min` at least 1 ms.
   JwtSourceBuilder& reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max);
+  std::chrono::milliseconds min_backoff() const noexcept { return min_backoff_; }
+  std::chrono::milliseconds max_backoff() const noexcept { return max_backoff_; }
   /// Bounds on bundle updates (200 trust domains, 4 MiB of JWKS each, by default); an update
   /// over them is rejected and the last good set kept.
   JwtSourceBuilder& resource_limits(ResourceLimits limits);

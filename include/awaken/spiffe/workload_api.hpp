@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,6 +55,9 @@ struct ResourceLimits {
   std::size_t max_bundles = 200;
   /// JWKS bytes per trust domain; over it: `bundle_too_large`.
   std::size_t max_bundle_jwks_bytes = JwtBundle::default_max_bytes;
+
+  /// No bound at all (the message size bound of the client still holds).
+  static constexpr ResourceLimits unlimited() noexcept { return {SIZE_MAX, SIZE_MAX}; }
 };
 
 /// Settings of a `WorkloadApiClient`.
