@@ -426,6 +426,12 @@ TEST_CASE("Adversarial token shapes are refused before any key is touched", "[sp
   CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":7})") + "." + payload + "." + signature) ==
         spiffe_errc::invalid_header);
   CHECK(code(header + "." + awaken::jose::base64url_encode("not json") + "." + signature) == spiffe_errc::invalid_claims);
+  // Found by the fuzzer: an exp past what system_clock holds (2262) must be refused, not overflow.
+  CHECK(code_of([] {
+          JwtSvid::parse_insecure(
+              "eyJhbGciOiJFUzI1NiIsImtpZCI6ImZ1enotMSJ9.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy93b3JrbG9hZCIsImF1ZCI6"
+              "InN2Yy1hIiwiZXhwIjoxMTc5NTAwMDAwMH0.EZCI6InNE_C8JwYSJ7hUmtg");
+        }) == spiffe_errc::invalid_claims);
   CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","aud":"svc-a","exp":"soon"})") +
              "." + signature) == spiffe_errc::invalid_signature);  // the signature is checked before exp
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <climits>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -27,8 +28,16 @@ struct JwtSvid::State {
 
 namespace {
 
-// The latest NumericDate accepted: 9999-12-31T23:59:59Z.
-constexpr double max_numeric_date = 253402300799.0;
+// The latest NumericDate accepted, 2255-03-14: system_clock counts nanoseconds in 64 bits and
+// ends in 2262, and a date must survive the leeway arithmetic too.
+constexpr double max_numeric_date = 9'000'000'000.0;
+
+// a + b for seconds, saturating instead of overflowing (the leeway is the caller's to choose).
+long long add_seconds(long long a, long long b) noexcept {
+  long long out = 0;
+  if (__builtin_add_overflow(a, b, &out)) return b > 0 ? LLONG_MAX : LLONG_MIN;
+  return out;
+}
 
 [[noreturn]] void fail(spiffe_errc code, const std::string& context = {}) {
   throw_error(code, context.empty() ? std::string{"JWT-SVID"} : "JWT-SVID: " + context);
@@ -170,11 +179,14 @@ struct JwtSvidParser {
     const auto exp = numeric_date(claims, "exp");
     if (!exp) fail(spiffe_errc::missing_expiration);
     if (validate) {
-      const auto now = o.clock != nullptr ? o.clock->system_now() : std::chrono::system_clock::now();
-      if (now > at(*exp) + o.leeway) fail(spiffe_errc::expired, "exp " + utc(*exp));
-      if (auto nbf = numeric_date(claims, "nbf"); nbf && now + o.leeway < at(*nbf))
+      const auto now_tp = o.clock != nullptr ? o.clock->system_now() : std::chrono::system_clock::now();
+      const long long now = std::chrono::floor<std::chrono::seconds>(now_tp.time_since_epoch()).count();
+      const long long leeway = std::max<long long>(o.leeway.count(), 0);
+      auto whole = [](double v) { return static_cast<long long>(std::floor(v)); };
+      if (now > add_seconds(whole(*exp), leeway)) fail(spiffe_errc::expired, "exp " + utc(*exp));
+      if (auto nbf = numeric_date(claims, "nbf"); nbf && add_seconds(now, leeway) < whole(*nbf))
         fail(spiffe_errc::not_yet_valid, "nbf " + utc(*nbf));
-      if (auto iat = numeric_date(claims, "iat"); iat && now + o.leeway < at(*iat))
+      if (auto iat = numeric_date(claims, "iat"); iat && add_seconds(now, leeway) < whole(*iat))
         fail(spiffe_errc::issued_in_future, "iat " + utc(*iat));
     }
     auto aud = audiences(claims, o.max_audiences);

@@ -21,6 +21,7 @@
 //   /end, /reset            end every bundle stream cleanly, or with RST_STREAM
 //   /restart?rotate=1       stop the gRPC server (dropping every connection) and serve again on
 //                           the same socket, with a new signing key when rotate=1
+//   /churn?ms=N             push a changed set (spiffe_sequence + 1) every N ms; 0 stops
 //   /fail?code=C&count=N&message=T&method=M   the next N calls (of method M, default any) fail
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
 //                           answers before the workload is attested
@@ -171,6 +172,7 @@ async function serve() {
 await serve();
 const tcpPort = withTcp ? await bind('127.0.0.1:0') : undefined;
 
+let churn;
 function push(message) {
   for (const call of streams) call.write(message);
 }
@@ -183,10 +185,18 @@ const control = http.createServer(async (req, res) => {
   };
   const q = (name, fallback) => url.searchParams.get(name) ?? fallback;
   switch (url.pathname) {
-    case '/rotate':
+    case '/rotate': {
       await newKey();
+      const pushed = process.hrtime.bigint();  // CLOCK_MONOTONIC, as the client's steady clock
       push({ bundles: bundles() });
-      return reply({ kid: signing.kid, streams: streams.size });
+      return reply({ kid: signing.kid, streams: streams.size, pushed_ns: pushed.toString() });
+    }
+    case '/churn': {
+      clearInterval(churn);
+      const ms = Number(q('ms', '0'));
+      if (ms > 0) churn = setInterval(() => { sequence += 1; push({ bundles: bundles() }); }, ms);
+      return reply({ churn_ms: ms });
+    }
     case '/push': {
       const mode = q('mode', 'same');
       if (mode === 'same') push({ bundles: bundles() });
