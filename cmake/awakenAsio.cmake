@@ -8,6 +8,11 @@ if(NOT TARGET awaken::asio)
   find_package(Threads REQUIRED)
   add_library(awaken::asio INTERFACE IMPORTED GLOBAL)
   target_include_directories(awaken::asio INTERFACE ${AWAKEN_ASIO_INCLUDE_DIR})
-  target_compile_definitions(awaken::asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED)
+  # ASIO_DISABLE_STD_ALIGNED_ALLOC: Asio decides between aligned_alloc and operator new from
+  # _GLIBCXX_HAVE_ALIGNED_ALLOC, which is only defined once a standard header has been included.
+  # A translation unit whose first include is an Asio header (src/core/asio.cpp, or a user's)
+  # would choose differently from the others, and its recycled handler memory would be freed
+  # with the wrong function. One choice for every unit that links awaken::asio.
+  target_compile_definitions(awaken::asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED ASIO_DISABLE_STD_ALIGNED_ALLOC)
   target_link_libraries(awaken::asio INTERFACE Threads::Threads)
 endif()

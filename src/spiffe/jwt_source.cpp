@@ -586,8 +586,10 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
     s->finish();
   });
 
+  // Nothing of the builder is read after this point: a temporary builder may be gone.
+  const auto sync_timeout = initial_sync_timeout_;
   auto [expired, result] = co_await detail::with_deadline<std::uint64_t>(
-      initial_sync_timeout_, [&](auto token) { return detail::async_changed(s, 0, std::move(token)); });
+      sync_timeout, [&](auto token) { return detail::async_changed(s, 0, std::move(token)); });
   const std::error_code ec = std::get<0>(result);
   if (!expired && !ec) co_return source;
 
@@ -603,7 +605,7 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
   if (fatal) throw_error(fatal, "JwtSource: initial sync: " + why);
   if (expired)
     throw_error(spiffe_errc::initial_sync_timeout,
-                "JwtSource: no bundle set within " + std::to_string(initial_sync_timeout_->count()) + " ms" +
+                "JwtSource: no bundle set within " + std::to_string(sync_timeout->count()) + " ms" +
                     (why.empty() ? std::string{} : "; last failure: " + why));
   throw_error(ec, "JwtSource: initial sync");
 }
