@@ -377,7 +377,12 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState> s) {
 }
 
 // The reader's per-thread view of a source's current set, behind a holder of this thread's own
-// so that the reference counts a lookup touches are never shared with another thread.
+// so that the reference counts a lookup touches are never shared with another thread. The holder
+// takes whole cache lines: two threads' holders allocated side by side would share one.
+struct alignas(64) Holder {
+  std::shared_ptr<const JwtBundleSet> set;
+};
+
 struct ReaderSlot {
   std::uint64_t source = 0;
   std::uint64_t version = 0;
@@ -385,12 +390,12 @@ struct ReaderSlot {
 };
 thread_local ReaderSlot reader_slot;
 
-const std::shared_ptr<const JwtBundleSet>& thread_view(SourceState& s) {
+[[gnu::always_inline]] inline const std::shared_ptr<const JwtBundleSet>& thread_view(SourceState& s) {
   const std::uint64_t v = s.version.load(std::memory_order_acquire);
   ReaderSlot& slot = reader_slot;
   if (slot.source != s.id || slot.version != v) [[unlikely]] {
-    auto holder = std::make_shared<std::shared_ptr<const JwtBundleSet>>(s.load_current());
-    slot.set = std::shared_ptr<const JwtBundleSet>(holder, holder->get());
+    auto holder = std::make_shared<Holder>(Holder{s.load_current()});
+    slot.set = std::shared_ptr<const JwtBundleSet>(holder, holder->set.get());
     slot.version = v;
     slot.source = s.id;
   }
