@@ -288,6 +288,7 @@ TEST_CASE("Shutdown is bounded, idempotent, and closes readers and waiters", "[s
     CHECK(run_until(io, [&] { return bool(waited); }));
     CHECK(waited == spiffe_errc::source_closed);
     run(io, source.shutdown());  // again: at once
+    run(io, source.shutdown(std::chrono::milliseconds::max()));  // forever is not at once
     CHECK_FALSE(source.is_healthy());
     CHECK(code_of([&] { source.bundle_set(); }) == spiffe_errc::source_closed);
     CHECK(code_of([&] { source.bundle_for_trust_domain(example); }) == spiffe_errc::source_closed);
@@ -300,6 +301,19 @@ TEST_CASE("Shutdown is bounded, idempotent, and closes readers and waiters", "[s
     auto builder = quick(peer);
     builder.initial_sync_timeout(200ms);
     CHECK(code_of([&] { run(io, builder.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
+    peer.control("/delay?ms=0");
+    // A built source whose stream ends while the peer is slow: shut down as it reconnects.
+    auto metrics = std::make_shared<CountingMetrics>();
+    const JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+    CHECK(run_until(io, [&] { return peer.control("/stats")["streams"] == 1; }));
+    peer.control("/delay?ms=3000");
+    peer.control("/end");
+    CHECK(run_until(io, [&] { return metrics->reconnects >= 1; }));
+    io.restart();
+    io.run_for(50ms);  // into the new call, which the peer holds
+    const auto start = std::chrono::steady_clock::now();
+    run(io, source.shutdown(2s));
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
     peer.control("/delay?ms=0");
   }
   {  // dropping the last handle stops the supervisor without blocking

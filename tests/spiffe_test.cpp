@@ -182,6 +182,9 @@ TEST_CASE("SPIFFE IDs compare, order, hash, print and build from segments", "[sp
   CHECK(code_of([&] { SpiffeId::from_segments(td, {""}); }) == spiffe_errc::empty_segment);
   CHECK(code_of([&] { SpiffeId::from_segments(td, {".."}); }) == spiffe_errc::dot_segment);
   CHECK(code_of([&] { SpiffeId::from_segments(td, {"a%2F"}); }) == spiffe_errc::bad_path_char);
+  CHECK(code_of([&] { SpiffeId::from_segments(TrustDomain{}, {"a"}); }) == spiffe_errc::missing_trust_domain);
+  CHECK(SpiffeId{}.empty());
+  CHECK(SpiffeId{}.path().empty());
 }
 
 namespace {
@@ -255,6 +258,12 @@ TEST_CASE("Malformed JWT bundles are rejected with the matching error", "[spiffe
   CHECK(bundle_code(changed("y", es_key["x"])) == spiffe_errc::invalid_authority);  // off the curve
   CHECK(bundle_code(changed("crv", "P-384")) == spiffe_errc::invalid_authority);    // wrong size for the curve
   CHECK(bundle_code(R"({"keys":[],"spiffe_sequence":-1})") == spiffe_errc::invalid_bundle);
+  // Nesting is bounded: a million levels would overflow the stack of whoever prints the JWK.
+  auto deep = es_key;
+  deep["x5c"] = nlohmann::json::parse(std::string(40, '[') + std::string(40, ']'));
+  CHECK(bundle_code(with_key(deep)) == spiffe_errc::invalid_bundle);
+  CHECK(bundle_code(R"({"keys":[],"pad":)" + std::string(1 << 20, '[') + std::string(1 << 20, ']') + "}") ==
+        spiffe_errc::invalid_bundle);
   CHECK(bundle_code(R"({"keys":[],"spiffe_sequence":"7"})") == spiffe_errc::invalid_bundle);
   CHECK(bundle_code(R"({"keys":[],"spiffe_refresh_hint":1.5})") == spiffe_errc::invalid_bundle);
   const std::string big = vectors().info()["jwks"];
@@ -426,6 +435,12 @@ TEST_CASE("Adversarial token shapes are refused before any key is touched", "[sp
   CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":7})") + "." + payload + "." + signature) ==
         spiffe_errc::invalid_header);
   CHECK(code(header + "." + awaken::jose::base64url_encode("not json") + "." + signature) == spiffe_errc::invalid_claims);
+  CHECK(code(header + ".." + signature) == spiffe_errc::malformed_token);  // an empty payload
+  const std::string nested = std::string(20000, '[') + std::string(20000, ']');
+  CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","x":)" + nested + "}") + "." +
+             signature) == spiffe_errc::invalid_claims);
+  CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":"es256-kid","typ":)" + nested + "}") + "." + payload +
+             "." + signature) == spiffe_errc::invalid_header);
   // Found by the fuzzer: an exp past what system_clock holds (2262) must be refused, not overflow.
   CHECK(code_of([] {
           JwtSvid::parse_insecure(

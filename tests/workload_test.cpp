@@ -167,6 +167,12 @@ TEST_CASE("The Workload API codec encodes requests and decodes responses by the 
           d::decode_jwt_bundles_response(field(1, 2, field(1, 2, "a") + field(2, 2, "{}")) +
                                          field(1, 2, field(1, 2, "a") + field(2, 2, "{}")));
         }) == spiffe_errc::malformed_message);
+  // A bundle limit stops the decoder at the first entry over it, before anything more is copied.
+  std::string many;
+  for (int i = 0; i < 1000; ++i) many += field(1, 2, field(1, 2, "td" + std::to_string(i)) + field(2, 2, "{}"));
+  CHECK(d::decode_jwt_bundles_response(many).size() == 1000);
+  CHECK(code_of([&] { d::decode_jwt_bundles_response(many, 200); }) == spiffe_errc::resource_limit_exceeded);
+  CHECK(d::decode_jwt_svid_response(field(1, 2, field(2, 2, "a")) + field(1, 2, field(2, 2, "b")), 1).size() == 1);
   std::string deep = field(3, 2, "leaf");
   for (int i = 0; i < 40; ++i) deep = field(5, 2, entry("k", deep));
   CHECK(code_of([&] { d::decode_validate_jwt_svid_response(field(2, 2, entry("k", deep))); }) ==
@@ -213,6 +219,14 @@ TEST_CASE("JWT-SVIDs and bundles come from the Workload API, and the bundles val
     CHECK_FALSE(awaken::spiffe::is_transient_workload_error(e.code()));
   }
   CHECK(code_of([&] { run(io, client.fetch_jwt_svid({})); }) == spiffe_errc::missing_audience);
+}
+
+TEST_CASE("The Workload API answers over loopback TCP too", "[workload]") {
+  WorkloadPeer peer{true};
+  asio::io_context io;
+  const WorkloadApiClient client{io.get_executor(), peer.tcp_endpoint()};
+  CHECK(run(io, client.fetch_jwt_bundles()).size() == 2);
+  CHECK(run(io, client.fetch_jwt_svid({"svc-a"})).spiffe_id().str() == "spiffe://example.org/workload");
 }
 
 TEST_CASE("Workload API statuses are classified, and the security header is always sent", "[workload]") {

@@ -16,6 +16,7 @@
 #include <awaken/jose/base64url.hpp>
 
 #include "jose/key_holder.hpp"
+#include "core/bounded_json.hpp"
 
 namespace awaken::jose {
 namespace detail {
@@ -238,7 +239,7 @@ CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   jws.signature_ = base64url_decode(signature_text, ec, max_bytes);
   if (ec) throw_error(ec, "CompactJws::parse: signature segment");
 
-  jws.header_ = nlohmann::json::parse(header_bytes, nullptr, /*allow_exceptions=*/false);
+  jws.header_ = awaken::detail::parse_bounded_json(header_bytes);
   if (jws.header_.is_discarded() || !jws.header_.is_object()) {
     fail(jose_errc::malformed_json, "CompactJws::parse: header is not a JSON object");
   }

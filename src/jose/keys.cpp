@@ -17,6 +17,7 @@
 #include <awaken/jose/base64url.hpp>
 
 #include "jose/key_holder.hpp"
+#include "core/bounded_json.hpp"
 
 namespace awaken::jose {
 namespace detail {
@@ -380,7 +381,7 @@ PublicKey PublicKey::from_jwk(const nlohmann::json& jwk) {
 }
 
 PublicKey PublicKey::from_jwk_json(std::string_view json) {
-  nlohmann::json jwk = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  nlohmann::json jwk = awaken::detail::parse_bounded_json(json);
   if (jwk.is_discarded()) {
     fail(jose_errc::malformed_json,
          "PublicKey::from_jwk_json (" + std::to_string(json.size()) + " bytes)");

@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/bounded_json.hpp"
+
 namespace awaken::spiffe {
 namespace {
 
@@ -53,8 +55,8 @@ JwtBundle JwtBundle::parse(TrustDomain td, std::string_view jwks, std::size_t ma
   if (jwks.size() > max_bytes)
     throw_error(spiffe_errc::bundle_too_large, "JWT bundle of " + td.name() + ": " + std::to_string(jwks.size()) +
                                                    " bytes, over " + std::to_string(max_bytes));
-  const auto doc = nlohmann::json::parse(jwks, nullptr, false);
-  if (doc.is_discarded()) bad_bundle(td, "not JSON");
+  const auto doc = awaken::detail::parse_bounded_json(jwks);
+  if (doc.is_discarded()) bad_bundle(td, "not JSON, or nested deeper than 32");
   if (!doc.is_object()) bad_bundle(td, "not a JSON object");
   auto keys = doc.find("keys");
   if (keys == doc.end() || !keys->is_array()) bad_bundle(td, "'keys' is missing or not an array");

@@ -151,8 +151,9 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
     });
   }
 
-  // The supervisor has returned.
-  void finish() {
+  // The supervisor has returned: asked to, after a fatal initial failure, or (`failed`) by an
+  // exception it could not handle. Nothing will publish any more, so the source closes.
+  void finish(bool failed) {
     running.store(false);
     std::map<std::uint64_t, std::unique_ptr<StopCompletion>> waiting;
     std::error_code fatal_code;
@@ -160,6 +161,10 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
       std::lock_guard lk(mutex);
       stopped = true;
       waiting.swap(stop_waiters);
+      if (failed && !fatal) {
+        fatal = make_error_code(spiffe_errc::source_closed);
+        fatal_text = "the supervisor failed";
+      }
       fatal_code = fatal;
     }
     if (fatal_code) {
@@ -256,24 +261,34 @@ auto async_stopped(std::shared_ptr<SourceState> s, CompletionToken&& token) {
       token);
 }
 
-// Runs `start(token)` with a deadline: a timer that cancels the operation when it fires.
-// Returns the operation's results and whether the deadline cut it short.
+// Runs `start(token)` with a deadline: a timer on the awaiting coroutine's executor that
+// cancels the operation when it fires. Returns the operation's results and whether the deadline
+// cut it short. The timer's handler shares the signal, so it may run after this frame is gone.
 template <class... Results, class Start>
 asio::awaitable<std::pair<bool, std::tuple<std::error_code, Results...>>> with_deadline(
     std::optional<std::chrono::milliseconds> deadline, Start start) {
-  asio::cancellation_signal signal;
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  bool expired = false;
+  struct Shared {
+    asio::cancellation_signal signal;
+    bool fired = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer{executor};
   if (deadline) {
-    timer.expires_after(*deadline);
-    timer.async_wait([&signal, &expired](std::error_code ec) {
+    // Longer than a steady_timer can count is forever.
+    const auto longest = std::chrono::duration_cast<std::chrono::milliseconds>(asio::steady_timer::duration::max()) / 2;
+    timer.expires_after(std::min(*deadline, longest));
+    timer.async_wait([shared](std::error_code ec) {
       if (ec) return;
-      expired = true;
-      signal.emit(asio::cancellation_type::terminal);
+      shared->fired = true;
+      shared->signal.emit(asio::cancellation_type::terminal);
     });
   }
-  auto result = co_await start(asio::bind_cancellation_slot(signal.slot(), asio::experimental::as_tuple(asio::use_awaitable)));
+  auto token = asio::bind_cancellation_slot(shared->signal.slot(), asio::experimental::as_tuple(asio::use_awaitable));
+  auto result = co_await start(std::move(token));
   timer.cancel();
+  // Cut short only if the operation itself ended because of the deadline.
+  const bool expired = shared->fired && std::get<0>(result) == asio::error::operation_aborted;
   co_return std::pair{expired, std::move(result)};
 }
 
@@ -294,19 +309,28 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState> s) {
     bool applied = false;
     bool no_identity = false;
     std::optional<WorkloadApiClient> client;
+    std::string failure;
+    std::error_code failure_code;
     try {
       client.emplace(s->factory());
+    } catch (const std::system_error& e) {
+      failure = e.what();
+      failure_code = e.code();
     } catch (const std::exception& e) {
+      failure = e.what();
+    } catch (...) {
+      failure = "the client factory threw";
+    }
+    if (!client) {
       s->record(MetricsErrorKind::client_creation);
-      s->note_failure(e.what());
-      s->log->warn("awaken: JwtSource: cannot make a Workload API client: {}", e.what());
+      s->note_failure(failure);
+      s->log->warn("awaken: JwtSource: cannot make a Workload API client: {}", failure);
       if (!synced) {
         s->record(MetricsErrorKind::initial_sync_failed);
-        if (const auto* err = dynamic_cast<const Error*>(&e);
-            err != nullptr && (err->code() == spiffe_errc::invalid_endpoint || err->code() == spiffe_errc::endpoint_not_configured)) {
+        if (failure_code == spiffe_errc::invalid_endpoint || failure_code == spiffe_errc::endpoint_not_configured) {
           std::lock_guard lk(s->mutex);
-          s->fatal = err->code();
-          s->fatal_text = err->what();
+          s->fatal = failure_code;
+          s->fatal_text = failure;
           gave_up = true;
           continue;
         }
@@ -325,6 +349,9 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState> s) {
           ec = e.code();
           text = e.what();
           no_identity = is_no_identity_issued(e);
+        } catch (const std::exception& e) {  // out of memory, say: this stream is done, not the source
+          ec = make_error_code(grpc_status::internal);
+          text = e.what();
         }
         if (s->stopping) break;
         if (ec && ec.category() == spiffe_category()) {  // one bad message; the stream goes on
@@ -439,7 +466,12 @@ std::shared_ptr<const JwtBundle> JwtSource::bundle_for_trust_domain(const TrustD
 bool JwtSource::is_healthy() const noexcept {
   if (!core_) return false;
   auto& s = *core_->state;
-  return !s.closed.load() && s.running.load() && s.load_current()->authority_count() > 0;
+  if (s.closed.load() || !s.running.load()) return false;
+  try {
+    return detail::thread_view(s)->authority_count() > 0;
+  } catch (...) {  // the thread's view could not be allocated
+    return false;
+  }
 }
 
 std::uint64_t JwtSource::sequence() const noexcept {
@@ -499,7 +531,8 @@ asio::awaitable<void> JwtSource::shutdown(std::chrono::milliseconds timeout) con
   if (!core_) co_return;
   auto state = core_->state;
   state->request_stop();
-  auto [expired, result] = co_await detail::with_deadline(timeout, [&](auto token) { return detail::async_stopped(state, std::move(token)); });
+  const auto stopped = [&](auto token) { return detail::async_stopped(state, std::move(token)); };
+  auto [expired, result] = co_await detail::with_deadline(timeout, stopped);
   if (expired) throw_error(spiffe_errc::shutdown_timeout, "JwtSource: the supervisor did not stop within " +
                                                              std::to_string(timeout.count()) + " ms");
   if (auto ec = std::get<0>(result)) throw_error(ec, "JwtSource: shutdown");
@@ -555,7 +588,8 @@ JwtSourceBuilder& JwtSourceBuilder::jitter(JitterSource& jitter) {
 }
 
 asio::awaitable<JwtSource> JwtSourceBuilder::build() const {
-  co_return co_await build(co_await asio::this_coro::executor);
+  const auto executor = co_await asio::this_coro::executor;
+  co_return co_await build(executor);
 }
 
 asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executor) const {
@@ -586,15 +620,17 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
         std::rethrow_exception(e);
       } catch (const std::exception& ex) {
         s->log->error("awaken: JwtSource: the supervisor failed: {}", ex.what());
+      } catch (...) {
+        s->log->error("awaken: JwtSource: the supervisor failed");
       }
     }
-    s->finish();
+    s->finish(e != nullptr);
   });
 
   // Nothing of the builder is read after this point: a temporary builder may be gone.
   const auto sync_timeout = initial_sync_timeout_;
-  auto [expired, result] = co_await detail::with_deadline<std::uint64_t>(
-      sync_timeout, [&](auto token) { return detail::async_changed(s, 0, std::move(token)); });
+  const auto first_set = [&](auto token) { return detail::async_changed(s, 0, std::move(token)); };
+  auto [expired, result] = co_await detail::with_deadline<std::uint64_t>(sync_timeout, first_set);
   const std::error_code ec = std::get<0>(result);
   if (!expired && !ec) co_return source;
 

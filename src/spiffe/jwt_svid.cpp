@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/bounded_json.hpp"
+
 namespace awaken::spiffe {
 
 struct JwtSvid::State {
@@ -59,11 +61,11 @@ void refuse_unsecured(std::string_view token) {
       std::count(token.begin(), token.end(), '.') != 2)
     return;
   std::error_code ec;
-  const auto header = nlohmann::json::parse(jose::base64url_decode(token.substr(0, first), ec), nullptr, false);
+  const auto header = awaken::detail::parse_bounded_json(jose::base64url_decode(token.substr(0, first), ec));
   if (ec || !header.is_object()) return;
   auto alg = header.find("alg");
   if (alg == header.end() || !alg->is_string() || !jose::parse_algorithm(alg->get_ref<const std::string&>()))
-    fail(spiffe_errc::unsupported_algorithm, "alg " + (alg == header.end() ? std::string{"missing"} : bounded_excerpt(alg->dump(), 32)));
+    fail(spiffe_errc::unsupported_algorithm, alg == header.end() ? std::string{"alg missing"} : alg->is_string() ? "alg '" + bounded_excerpt(alg->get_ref<const std::string&>(), 32) + "'" : std::string{"alg is a "} + alg->type_name());
 }
 
 // A NumericDate claim, or nullopt when absent; `invalid_claims` when it is not a number in range.
@@ -143,7 +145,7 @@ struct JwtSvidParser {
 
     if (auto typ = header.find("typ"); typ != header.end()) {
       if (!typ->is_string() || (typ->get_ref<const std::string&>() != "JWT" && typ->get_ref<const std::string&>() != "JOSE"))
-        fail(spiffe_errc::invalid_typ, "typ " + bounded_excerpt(typ->dump(), 32));
+        fail(spiffe_errc::invalid_typ, typ->is_string() ? "typ '" + bounded_excerpt(typ->get_ref<const std::string&>(), 32) + "'" : std::string{"typ is a "} + typ->type_name());
     }
     std::string kid;
     if (auto k = header.find("kid"); k != header.end()) {
@@ -152,8 +154,9 @@ struct JwtSvidParser {
     }
     if (validate && kid.empty()) fail(spiffe_errc::missing_key_id);
 
-    auto claims = nlohmann::json::parse(jws.payload(), nullptr, false);
-    if (!claims.is_object()) fail(spiffe_errc::invalid_claims, "the claims are not a JSON object");
+    if (jws.payload().empty()) fail(spiffe_errc::malformed_token, "the payload is empty");
+    auto claims = awaken::detail::parse_bounded_json(jws.payload());
+    if (!claims.is_object()) fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");
     auto sub = claims.find("sub");
     if (sub == claims.end() || !sub->is_string()) fail(spiffe_errc::invalid_subject, "sub is missing or not a string");
     std::error_code ec;

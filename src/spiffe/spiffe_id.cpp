@@ -156,6 +156,7 @@ std::optional<SpiffeId> SpiffeId::parse(std::string_view text, std::error_code& 
 }
 
 SpiffeId SpiffeId::from_segments(const TrustDomain& td, std::span<const std::string_view> segments) {
+  if (td.name().empty()) throw_error(spiffe_errc::missing_trust_domain, "SPIFFE ID from segments of an empty trust domain");
   std::string text = td.id_string();
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const std::string_view seg = segments[i];

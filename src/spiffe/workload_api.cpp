@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <unordered_set>
 
 #include "spiffe/workload_proto.hpp"
 
@@ -38,11 +39,8 @@ http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {
 
 // One bundles message as a bundle set: every key a trust domain, every value its JWKS.
 JwtBundleSet to_bundle_set(const std::string& message, const ResourceLimits& limits) {
-  auto entries = detail::decode_jwt_bundles_response(message);
+  auto entries = detail::decode_jwt_bundles_response(message, limits.max_bundles);
   if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTBundlesResponse: no bundles");
-  if (entries.size() > limits.max_bundles)
-    throw_error(spiffe_errc::resource_limit_exceeded, "Workload API JWTBundlesResponse: " + std::to_string(entries.size()) +
-                                                          " trust domains, over " + std::to_string(limits.max_bundles));
   std::vector<JwtBundle> bundles;
   bundles.reserve(entries.size());
   for (auto& [key, jwks] : entries) {
@@ -151,16 +149,14 @@ asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::
   http::GrpcCallOptions call;
   call.deadline = options_.call_timeout;
   auto request = detail::encode_jwt_svid_request(audiences, id ? std::string_view{id->str()} : std::string_view{});
-  const std::string response = co_await channel_.unary(std::string{fetch_jwt_svid_path}, std::move(request), call);
-  auto entries = detail::decode_jwt_svid_response(response);
+  std::string path{fetch_jwt_svid_path};  // named: GCC 12 and temporaries inside co_await
+  const std::string response = co_await channel_.unary(std::move(path), std::move(request), call);
+  auto entries = detail::decode_jwt_svid_response(response, all ? SIZE_MAX : 1);
   if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTSVIDResponse: no SVID");
   std::vector<JwtSvid> out;
-  std::vector<std::string> hints;
+  std::unordered_set<std::string> hints;
   for (auto& entry : entries) {
-    if (!entry.hint.empty()) {
-      if (std::find(hints.begin(), hints.end(), entry.hint) != hints.end()) continue;  // the first wins
-      hints.push_back(entry.hint);
-    }
+    if (!entry.hint.empty() && !hints.insert(entry.hint).second) continue;  // the first wins
     JwtSvid svid = [&] {
       try {
         return JwtSvid::parse_insecure(entry.svid);
@@ -204,8 +200,8 @@ asio::awaitable<AgentValidation> WorkloadApiClient::validate_jwt_svid(std::strin
   http::GrpcCallOptions call;
   call.deadline = options_.call_timeout;
   auto request = detail::encode_validate_jwt_svid_request(audience, token);
-  const std::string response =
-      co_await channel_.unary(std::string{validate_jwt_svid_path}, std::move(request), call);
+  std::string path{validate_jwt_svid_path};
+  const std::string response = co_await channel_.unary(std::move(path), std::move(request), call);
   auto decoded = detail::decode_validate_jwt_svid_response(response);
   std::error_code ec;
   auto id = SpiffeId::parse(decoded.spiffe_id, ec);

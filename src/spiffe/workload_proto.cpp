@@ -220,12 +220,12 @@ std::string encode_validate_jwt_svid_request(std::string_view audience, std::str
   return w.take();
 }
 
-std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message) {
+std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message, std::size_t max_entries) {
   std::vector<JwtSvidEntry> out;
   Reader r{message, "JWTSVIDResponse"};
   while (!r.done()) {
     const Field f = r.next();
-    if (f.number != 1) continue;
+    if (f.number != 1 || out.size() >= max_entries) continue;
     if (f.wire != bytes_wire) malformed(r.message_name(), "svids is not length-delimited");
     JwtSvidEntry e;
     Reader svid{f.bytes, "JWTSVIDResponse"};
@@ -240,12 +240,16 @@ std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message) {
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message) {
+std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message,
+                                                                             std::size_t max_entries) {
   std::vector<std::pair<std::string, std::string>> out;
   Reader r{message, "JWTBundlesResponse"};
   while (!r.done()) {
     const Field f = r.next();
     if (f.number != 1) continue;
+    if (out.size() == max_entries)
+      throw_error(spiffe_errc::resource_limit_exceeded,
+                  "Workload API JWTBundlesResponse: more than " + std::to_string(max_entries) + " trust domains");
     if (f.wire != bytes_wire) malformed(r.message_name(), "bundles is not length-delimited");
     std::pair<std::string, std::string> entry;
     Reader e{f.bytes, "JWTBundlesResponse"};

@@ -4,6 +4,7 @@
 // `Error{spiffe_errc::malformed_message}` naming the message and the fault.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,12 +26,14 @@ struct JwtSvidEntry {
   std::string svid;
   std::string hint;
 };
-/// JWTSVIDResponse: svids = 1 (repeated JWTSVID).
-std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message);
+/// JWTSVIDResponse: svids = 1 (repeated JWTSVID); the first `max_entries` only.
+std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message, std::size_t max_entries = SIZE_MAX);
 
 /// JWTBundlesResponse: bundles = 1 (map<string, bytes>: trust domain to JWKS). A key given
-/// twice is refused.
-std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message);
+/// twice is refused; more than `max_entries` entries throw `resource_limit_exceeded` as soon as
+/// the next one is met, before anything more is copied.
+std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message,
+                                                                             std::size_t max_entries = SIZE_MAX);
 
 /// ValidateJWTSVIDResponse: spiffe_id = 1, claims = 2 (google.protobuf.Struct, as a JSON
 /// object; numbers that are whole and fit 64 bits become integers).

@@ -20,7 +20,8 @@ namespace awaken::test {
 
 class WorkloadPeer {
  public:
-  WorkloadPeer() : socket_(dir_.path() + "/agent.sock") { start(); }
+  /// `tcp`: also serve on a loopback TCP port (`tcp_endpoint()`).
+  explicit WorkloadPeer(bool tcp = false) : socket_(dir_.path() + "/agent.sock"), tcp_(tcp) { start(); }
 
   const std::string& socket() const { return socket_; }
   spiffe::WorkloadEndpoint endpoint() const { return spiffe::WorkloadEndpoint::parse("unix://" + socket_); }
@@ -32,7 +33,14 @@ class WorkloadPeer {
     start();
   }
   void stop() { process_.reset(); }
-  void start() { process_ = std::make_unique<PeerProcess>("workload_server.mjs", std::vector<std::string>{socket_}); }
+  void start() {
+    std::vector<std::string> args{socket_};
+    if (tcp_) args.push_back("--tcp");
+    process_ = std::make_unique<PeerProcess>("workload_server.mjs", args);
+  }
+  spiffe::WorkloadEndpoint tcp_endpoint() const {
+    return spiffe::WorkloadEndpoint::parse("tcp://127.0.0.1:" + std::to_string(process_->info()["tcp_port"].get<int>()));
+  }
 
   /// POSTs (GET for /stats) to the control port, on an io_context of its own.
   nlohmann::json control(const std::string& path) const {
@@ -56,6 +64,7 @@ class WorkloadPeer {
  private:
   TempDir dir_;
   std::string socket_;
+  bool tcp_ = false;
   std::unique_ptr<PeerProcess> process_;
 };
 
