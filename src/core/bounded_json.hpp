@@ -3,6 +3,7 @@
 // stack of whoever prints it later.
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -12,21 +13,32 @@ namespace awaken::detail {
 /// The deepest nesting accepted in JOSE headers, claims, JWKs and bundles.
 inline constexpr int max_json_depth = 32;
 
+/// Whether no array or object in `text` opens deeper than `max_depth`, strings skipped. Exact
+/// for valid JSON; text that is not JSON fails to parse anyway.
+inline bool nesting_within(std::string_view text, int max_depth) noexcept {
+  int depth = 0;
+  bool in_string = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return false;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return true;
+}
+
 /// Parses `text`; a discarded value (`is_discarded()`) when it is not JSON or nests deeper than
 /// `max_depth`.
 inline nlohmann::json parse_bounded_json(std::string_view text, int max_depth = max_json_depth) {
-  bool too_deep = false;
-  auto result = nlohmann::json::parse(
-      text,
-      [&too_deep, max_depth](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-        if (depth > max_depth && (event == nlohmann::json::parse_event_t::object_start ||
-                                  event == nlohmann::json::parse_event_t::array_start))
-          too_deep = true;
-        return !too_deep;
-      },
-      /*allow_exceptions=*/false);
-  if (too_deep) return nlohmann::json(nlohmann::json::value_t::discarded);
-  return result;
+  if (!nesting_within(text, max_depth)) return nlohmann::json(nlohmann::json::value_t::discarded);
+  return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
 }
 
 }  // namespace awaken::detail

@@ -140,9 +140,11 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
   }
 
   // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
-  // to stop (on its strand). Never waits.
+  // to stop (on its strand). Never waits. The version bump sends every reader to its slow path,
+  // which is where `closed` is checked.
   void request_stop() {
     if (closed.exchange(true)) return;
+    version.fetch_add(1, std::memory_order_release);
     fail_waiters(make_error_code(spiffe_errc::source_closed));
     asio::post(strand, [self = shared_from_this()] {
       self->stopping = true;
@@ -417,10 +419,14 @@ struct ReaderSlot {
 };
 thread_local ReaderSlot reader_slot;
 
+[[noreturn]] void closed_error() { throw_error(spiffe_errc::source_closed, "JwtSource"); }
+
+// The thread's view of the current set; throws `source_closed` once the source is closed.
 [[gnu::always_inline]] inline const std::shared_ptr<const JwtBundleSet>& thread_view(SourceState& s) {
   const std::uint64_t v = s.version.load(std::memory_order_acquire);
   ReaderSlot& slot = reader_slot;
   if (slot.source != s.id || slot.version != v) [[unlikely]] {
+    if (s.closed.load(std::memory_order_acquire)) closed_error();
     auto holder = std::make_shared<Holder>(Holder{s.load_current()});
     slot.set = std::shared_ptr<const JwtBundleSet>(holder, holder->set.get());
     slot.version = v;
@@ -439,26 +445,18 @@ struct JwtSource::Core {
   std::shared_ptr<detail::SourceState> state;
 };
 
-namespace {
-
-[[noreturn]] void closed_error() { throw_error(spiffe_errc::source_closed, "JwtSource"); }
-
-}  // namespace
+using detail::closed_error;
 
 JwtSourceBuilder JwtSource::builder() { return JwtSourceBuilder{}; }
 
 std::shared_ptr<const JwtBundleSet> JwtSource::bundle_set() const {
-  if (!core_) closed_error();
-  auto& s = *core_->state;
-  if (s.closed.load(std::memory_order_acquire)) closed_error();
-  return detail::thread_view(s);
+  if (state_ == nullptr) closed_error();
+  return detail::thread_view(*state_);
 }
 
 std::shared_ptr<const JwtBundle> JwtSource::bundle_for_trust_domain(const TrustDomain& td) const {
-  if (!core_) [[unlikely]] closed_error();
-  auto& s = *core_->state;
-  if (s.closed.load(std::memory_order_acquire)) [[unlikely]] closed_error();
-  const auto& set = detail::thread_view(s);
+  if (state_ == nullptr) [[unlikely]] closed_error();
+  const auto& set = detail::thread_view(*state_);
   const JwtBundle* bundle = set->find(td.name());
   return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(set, bundle);
 }
@@ -612,7 +610,7 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
       return WorkloadApiClient{http, endpoint ? *endpoint : WorkloadEndpoint::from_environment(), options};
     };
   }
-  JwtSource source{std::make_shared<JwtSource::Core>(s)};
+  JwtSource source{std::make_shared<JwtSource::Core>(s), s.get()};
   s->running.store(true);
   asio::co_spawn(s->strand, detail::supervise(s), [s](std::exception_ptr e) {
     if (e) {

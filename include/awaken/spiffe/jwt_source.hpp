@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
@@ -100,6 +101,16 @@ class JwtSource final : public BundleSource {
   /// An empty handle, which behaves as a closed source; for results that Asio
   /// default-constructs. Use `builder()`.
   JwtSource() = default;
+  JwtSource(const JwtSource&) = default;
+  JwtSource& operator=(const JwtSource&) = default;
+  /// A moved-from handle is empty (a closed source).
+  JwtSource(JwtSource&& other) noexcept : core_(std::move(other.core_)), state_(std::exchange(other.state_, nullptr)) {}
+  JwtSource& operator=(JwtSource&& other) noexcept {
+    core_ = std::move(other.core_);
+    state_ = std::exchange(other.state_, nullptr);
+    return *this;
+  }
+  ~JwtSource() override = default;
 
   static JwtSourceBuilder builder();
 
@@ -132,8 +143,9 @@ class JwtSource final : public BundleSource {
  private:
   friend class JwtSourceBuilder;
   struct Core;
-  explicit JwtSource(std::shared_ptr<Core> core) noexcept : core_(std::move(core)) {}
+  JwtSource(std::shared_ptr<Core> core, detail::SourceState* state) noexcept : core_(std::move(core)), state_(state) {}
   std::shared_ptr<Core> core_;
+  detail::SourceState* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
 };
 
 /// Configures and builds a `JwtSource`.
