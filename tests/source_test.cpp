@@ -17,8 +17,10 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();  // exported by lib
 #include <awaken/error.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 
+#include "support/errors.hpp"
 #include "support/workload_peer.hpp"
 
+using awaken::test::code_of;
 using namespace std::chrono_literals;
 using awaken::grpc_status;
 using awaken::spiffe_errc;
@@ -53,15 +55,6 @@ bool run_until(asio::io_context& io, Pred done, std::chrono::milliseconds deadli
   return true;
 }
 
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const awaken::Error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer, const std::shared_ptr<CountingMetrics>& metrics = nullptr) {
   auto b = JwtSource::builder();

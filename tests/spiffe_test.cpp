@@ -11,8 +11,10 @@
 #include <awaken/spiffe/jwt_svid.hpp>
 #include <awaken/spiffe/spiffe_id.hpp>
 
+#include "support/errors.hpp"
 #include "support/peer.hpp"
 
+using awaken::test::code_of;
 using awaken::spiffe_errc;
 using awaken::spiffe::JwtBundle;
 using awaken::spiffe::JwtBundleSet;
@@ -24,16 +26,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// The error code `f` throws, or a default code when it throws nothing.
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const awaken::Error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 std::error_code id_code(std::string_view text) {
   return code_of([&] { SpiffeId::parse(text); });

@@ -10,8 +10,10 @@
 #include <awaken/spiffe/workload_api.hpp>
 
 #include "spiffe/workload_proto.hpp"
+#include "support/errors.hpp"
 #include "support/workload_peer.hpp"
 
+using awaken::test::code_of;
 using namespace std::chrono_literals;
 using awaken::grpc_status;
 using awaken::spiffe_errc;
@@ -24,15 +26,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-template <class F>
-std::error_code code_of(F&& f) {
-  try {
-    f();
-  } catch (const awaken::Error& e) {
-    return e.code();
-  }
-  return {};
-}
 
 // A protobuf field: tag then payload, for hand-made messages.
 std::string field(int number, int wire, std::string payload) {

@@ -72,10 +72,16 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
 
   // Waiters and the end of the supervisor.
   std::mutex mutex;
-  std::map<std::uint64_t, std::unique_ptr<UpdateCompletion>> update_waiters;  // by id; `after` below
-  std::map<std::uint64_t, std::uint64_t> waiter_after;
+  struct UpdateWaiter {
+    std::uint64_t after = 0;  // wakes once the sequence passes this
+    std::unique_ptr<UpdateCompletion> completion;
+  };
+  std::map<std::uint64_t, UpdateWaiter> update_waiters;  // by id
   std::uint64_t next_waiter = 0;
-  std::map<std::uint64_t, std::unique_ptr<StopCompletion>> stop_waiters;
+  struct StopWaiter {
+    std::unique_ptr<StopCompletion> completion;
+  };
+  std::map<std::uint64_t, StopWaiter> stop_waiters;
   bool stopped = false;
   std::error_code fatal;        // why the initial sync gave up, when it did
   std::string fatal_text;
@@ -114,11 +120,10 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
     std::vector<std::unique_ptr<UpdateCompletion>> ready;
     {
       std::lock_guard lk(mutex);
-      for (auto it = waiter_after.begin(); it != waiter_after.end();) {
-        if (it->second < seq) {
-          ready.push_back(std::move(update_waiters[it->first]));
-          update_waiters.erase(it->first);
-          it = waiter_after.erase(it);
+      for (auto it = update_waiters.begin(); it != update_waiters.end();) {
+        if (it->second.after < seq) {
+          ready.push_back(std::move(it->second.completion));
+          it = update_waiters.erase(it);
         } else {
           ++it;
         }
@@ -130,13 +135,12 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
 
   // Fails every update waiter with `ec` (the source closed, or the initial sync failed).
   void fail_waiters(std::error_code ec) {
-    std::map<std::uint64_t, std::unique_ptr<UpdateCompletion>> all;
+    std::map<std::uint64_t, UpdateWaiter> all;
     {
       std::lock_guard lk(mutex);
       all.swap(update_waiters);
-      waiter_after.clear();
     }
-    for (auto& [id, c] : all) c->complete(ec, 0);
+    for (auto& [id, w] : all) w.completion->complete(ec, 0);
   }
 
   // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
@@ -157,7 +161,7 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
   // exception it could not handle. Nothing will publish any more, so the source closes.
   void finish(bool failed) {
     running.store(false);
-    std::map<std::uint64_t, std::unique_ptr<StopCompletion>> waiting;
+    std::map<std::uint64_t, StopWaiter> waiting;
     std::error_code fatal_code;
     {
       std::lock_guard lk(mutex);
@@ -173,7 +177,7 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
       closed.store(true);
       fail_waiters(fatal_code);
     }
-    for (auto& [id, c] : waiting) c->complete({});
+    for (auto& [id, w] : waiting) w.completion->complete({});
   }
 
   std::chrono::milliseconds next_backoff(std::chrono::milliseconds current, std::chrono::milliseconds cap) const {
@@ -183,6 +187,27 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
     return std::max(base - cut, std::chrono::milliseconds{1});
   }
 };
+
+// Lets a cancellation through `slot` take waiter `id` out of `waiters` (a member of
+// SourceState) and complete it with operation_aborted (and `rest...`).
+template <class Map, class... Rest>
+void on_cancel(const std::shared_ptr<SourceState>& s, Map SourceState::*waiters, std::uint64_t id,
+               asio::cancellation_slot slot, Rest... rest) {
+  if (!slot.is_connected()) return;
+  slot.assign([weak = std::weak_ptr<SourceState>(s), waiters, id, rest...](asio::cancellation_type type) {
+    if (type == asio::cancellation_type::none) return;
+    auto state = weak.lock();
+    if (!state) return;
+    std::unique_lock lock(state->mutex);
+    auto& map = (*state).*waiters;
+    auto it = map.find(id);
+    if (it == map.end()) return;  // already answered
+    auto mine = std::move(it->second.completion);
+    map.erase(it);
+    lock.unlock();
+    mine->complete(make_error_code(asio::error::operation_aborted), rest...);
+  });
+}
 
 void start_changed(const std::shared_ptr<SourceState>& s, std::uint64_t after, std::unique_ptr<UpdateCompletion> c) {
   std::unique_lock lk(s->mutex);
@@ -199,23 +224,8 @@ void start_changed(const std::shared_ptr<SourceState>& s, std::uint64_t after, s
     return;
   }
   const std::uint64_t id = s->next_waiter++;
-  if (auto slot = c->cancellation_slot(); slot.is_connected()) {
-    slot.assign([weak = std::weak_ptr<SourceState>(s), id](asio::cancellation_type type) {
-      if (type == asio::cancellation_type::none) return;
-      auto state = weak.lock();
-      if (!state) return;
-      std::unique_lock lock(state->mutex);
-      auto it = state->update_waiters.find(id);
-      if (it == state->update_waiters.end()) return;  // already answered
-      auto mine = std::move(it->second);
-      state->update_waiters.erase(it);
-      state->waiter_after.erase(id);
-      lock.unlock();
-      mine->complete(make_error_code(asio::error::operation_aborted), 0);
-    });
-  }
-  s->waiter_after.emplace(id, after);
-  s->update_waiters.emplace(id, std::move(c));
+  on_cancel(s, &SourceState::update_waiters, id, c->cancellation_slot(), std::uint64_t{0});
+  s->update_waiters.emplace(id, SourceState::UpdateWaiter{after, std::move(c)});
 }
 
 template <class CompletionToken>
@@ -236,21 +246,8 @@ void start_stopped(const std::shared_ptr<SourceState>& s, std::unique_ptr<StopCo
     return;
   }
   const std::uint64_t id = s->next_waiter++;
-  if (auto slot = c->cancellation_slot(); slot.is_connected()) {
-    slot.assign([weak = std::weak_ptr<SourceState>(s), id](asio::cancellation_type type) {
-      if (type == asio::cancellation_type::none) return;
-      auto state = weak.lock();
-      if (!state) return;
-      std::unique_lock lock(state->mutex);
-      auto it = state->stop_waiters.find(id);
-      if (it == state->stop_waiters.end()) return;
-      auto mine = std::move(it->second);
-      state->stop_waiters.erase(it);
-      lock.unlock();
-      mine->complete(make_error_code(asio::error::operation_aborted));
-    });
-  }
-  s->stop_waiters.emplace(id, std::move(c));
+  on_cancel(s, &SourceState::stop_waiters, id, c->cancellation_slot());
+  s->stop_waiters.emplace(id, SourceState::StopWaiter{std::move(c)});
 }
 
 template <class CompletionToken>
