@@ -1,7 +1,14 @@
 // An OAuth 2.0 token endpoint (client credentials), a GCE-style metadata server and scripted
 // faults, on plain HTTP at 127.0.0.1; given a directory (node token_server.mjs [DIR]), the same
 // routes on HTTPS too, with a CA made at start-up and written to DIR/ca.pem. Prints one JSON
-// line when ready: {"port":N} (and "https_port":N, "ca_file":PATH with DIR)
+// line when ready: {"port":N} (and "https_port":N, "ca_file":PATH with DIR).
+//   node token_server.mjs [DIR] [--jwks URL]
+// With --jwks, a relying party of SPIFFE JWT-SVIDs whose keys are at URL (fetched again when a
+// kid is unknown):
+//   POST /spiffe/token          client_credentials with client_assertion_type jwt-bearer and a
+//                               JWT-SVID as client_assertion: aud = this URL, sub in example.org
+//   POST /spiffe/exchange       RFC 8693: subject_token a JWT-SVID (subject_token_type jwt), aud =
+//                               this URL; answers issued_token_type access_token
 //   POST /token                 grant_type=client_credentials; client "awaken-client" with
 //                               secret "s3cret-value", by HTTP Basic or in the form
 //   GET  /computeMetadata/v1/instance/service-accounts/default/token[?scopes=a,b]
@@ -18,7 +25,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 
-import { decodeProtectedHeader, jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 
 import { makeTestCa } from './test_ca.mjs';
 
@@ -26,6 +33,18 @@ const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
 const saKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const otherKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const pem = (k) => k.privateKey.export({ type: 'pkcs8', format: 'pem' });
+
+const jwksFlag = process.argv.indexOf('--jwks');
+const spiffeKeys = jwksFlag > 0 ? createRemoteJWKSet(new URL(process.argv[jwksFlag + 1]), { cooldownDuration: 0 }) : null;
+const dirArg = process.argv.slice(2).find((a, i, all) => !a.startsWith('--') && all[i - 1] !== '--jwks');
+
+// Verifies a JWT-SVID for `path` on this server; returns its claims or throws.
+async function verifySvid(token, path) {
+  const audience = `http://127.0.0.1:${server.address().port}${path}`;
+  const { payload } = await jwtVerify(token || '', spiffeKeys, { audience, algorithms: ['ES256', 'RS256', 'PS256'] });
+  if (!String(payload.sub).startsWith('spiffe://example.org/')) throw new Error('sub is not in example.org');
+  return payload;
+}
 
 const clientId = 'awaken-client';
 const clientSecret = 's3cret-value';
@@ -99,6 +118,26 @@ function handler(req, res) {
       })();
     }
 
+    if (spiffeKeys && url.pathname === '/spiffe/token' && req.method === 'POST') {
+      if (form.get('grant_type') !== 'client_credentials') return json(res, 400, { error: 'unsupported_grant_type' });
+      if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
+        return json(res, 400, { error: 'invalid_client', error_description: 'a JWT-SVID client assertion is required' });
+      return verifySvid(form.get('client_assertion'), '/spiffe/token')
+        .then((claims) => json(res, 200, { ...token(form.get('scope') || ''), subject: claims.sub }))
+        .catch((e) => json(res, 401, { error: 'invalid_client', error_description: `assertion refused: ${e.code || e.message}` }));
+    }
+
+    if (spiffeKeys && url.pathname === '/spiffe/exchange' && req.method === 'POST') {
+      if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:token-exchange')
+        return json(res, 400, { error: 'unsupported_grant_type' });
+      if (form.get('subject_token_type') !== 'urn:ietf:params:oauth:token-type:jwt')
+        return json(res, 400, { error: 'invalid_request', error_description: 'subject_token_type must be jwt' });
+      return verifySvid(form.get('subject_token'), '/spiffe/exchange')
+        .then(() => json(res, 200, { ...token(form.get('scope') || ''),
+          issued_token_type: 'urn:ietf:params:oauth:token-type:access_token' }))
+        .catch((e) => json(res, 400, { error: 'invalid_grant', error_description: `subject token refused: ${e.code || e.message}` }));
+    }
+
     if (url.pathname === '/computeMetadata/v1/instance/service-accounts/default/token' && req.method === 'GET') {
       if (req.headers['metadata-flavor'] !== 'Google') {
         res.writeHead(403, { 'content-type': 'text/html' });
@@ -146,8 +185,8 @@ function handler(req, res) {
 const listen = (server) => new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 const server = http.createServer(handler);
 const ready = { port: await listen(server), sa_email: saEmail, sa_key: pem(saKey), other_key: pem(otherKey) };
-if (process.argv[2]) {
-  const ca = makeTestCa(process.argv[2]);
+if (dirArg) {
+  const ca = makeTestCa(dirArg);
   ready.https_port = await listen(https.createServer({ key: ca.key, cert: ca.cert }, handler));
   ready.ca_file = ca.caFile;
 }

@@ -24,9 +24,10 @@
 //   /churn?ms=N             push a changed set (spiffe_sequence + 1) every N ms; 0 stops
 //   /fail?code=C&count=N&message=T&method=M   the next N calls (of method M, default any) fail
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
-//                           answers before the workload is attested
+//                           answers before the workload is attested; /fail?clear=1 disarms all
 //   /delay?ms=N             wait N ms before answering each later call
 //   /stats (GET)            {"streams": open bundle streams, "calls": {method: count}}
+//   /jwks (GET)             the current JWT key as a JWKS (without use), for relying parties
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
@@ -230,11 +231,19 @@ const control = http.createServer(async (req, res) => {
       await serve();
       return reply({ kid: signing.kid });
     case '/fail':
+      if (q('clear', '0') === '1') {
+        faults.length = 0;
+        return reply({ armed: 0 });
+      }
       faults.push({ code: Number(q('code', '14')), message: q('message', ''), count: Number(q('count', '1')), method: q('method', '') });
       return reply({ armed: faults.length });
     case '/delay':
       delayMs = Number(q('ms', '0'));
       return reply({ delay_ms: delayMs });
+    case '/jwks': {  // the trust domain's JWT keys for relying parties, as OIDC discovery serves them
+      const { use, ...key } = signing.jwk;
+      return reply({ keys: [key] });
+    }
     case '/stats':
       return reply({ streams: streams.size, calls, kid: signing.kid });
     default:

@@ -26,6 +26,7 @@ class WorkloadPeer {
   const std::string& socket() const { return socket_; }
   spiffe::WorkloadEndpoint endpoint() const { return spiffe::WorkloadEndpoint::parse("unix://" + socket_); }
   PeerProcess& process() { return *process_; }
+  int control_port() const { return process_->info()["control_port"].get<int>(); }
 
   /// Kills the peer (SIGKILL) and starts a new one on the same socket.
   void restart() {
