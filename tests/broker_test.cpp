@@ -904,3 +904,23 @@ TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel]
   CHECK(kept == "kept-1");
   CHECK(minter->calls == 1);
 }
+
+TEST_CASE("A token shorter than the hard window plus a little is minted anew each time it enters it", "[broker]") {
+  asio::io_context io;
+  awaken::ManualClock clock;
+  BrokerOptions options;
+  options.clock = &clock;
+  auto minter = std::make_shared<ScriptedMinter>("short", 70s);  // usable for 10 s only
+  AwakenBroker broker{io.get_executor(), options};
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  IssuedToken token = run(io, broker.token_for("p", "s"));
+  for (int i = 0; i < 3; ++i) {
+    clock.advance(5s);
+    CHECK(run(io, broker.token_for("p", "s")).same_token(token));
+    clock.advance(6s);  // 59 s left: inside the hard window
+    IssuedToken next = run(io, broker.token_for("p", "s"), 5s);
+    CHECK_FALSE(next.same_token(token));
+    token = next;
+  }
+  CHECK(minter->calls == 4);
+}

@@ -2,7 +2,12 @@
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 
+#include <algorithm>
+#include <initializer_list>
+#include <map>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
@@ -147,7 +152,78 @@ class SvidTokenExchangeMinter final : public SvidGrantMinter {
   std::string resource_;
 };
 
+[[noreturn]] void bad_field(const std::string& field, const std::string& why) {
+  throw_error(credential_errc::invalid_material, "credential config: '" + field + "' " + why);
+}
+
+// The string members of a SPIFFE-backed config, checked against the names its kind accepts.
+std::map<std::string, std::string> string_fields(const nlohmann::json& config, const std::string& kind,
+                                                 std::initializer_list<std::string_view> allowed) {
+  std::map<std::string, std::string> out;
+  for (const auto& [name, value] : config.items()) {
+    if (name == "kind") continue;
+    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) bad_field(name, "is not a field of kind " + kind);
+    if (!value.is_string()) bad_field(name, "is not a string");
+    out[name] = value.get<std::string>();
+  }
+  return out;
+}
+
+std::optional<spiffe::SpiffeId> spiffe_id_field(const std::map<std::string, std::string>& f) {
+  auto it = f.find("spiffe_id");
+  if (it == f.end()) return std::nullopt;
+  std::error_code ec;
+  auto id = spiffe::SpiffeId::parse(it->second, ec);
+  if (!id) bad_field("spiffe_id", "is not a SPIFFE ID: " + ec.message());
+  return id;
+}
+
+std::string required(const std::map<std::string, std::string>& f, const std::string& name) {
+  auto it = f.find(name);
+  if (it == f.end() || it->second.empty()) bad_field(name, "is missing or empty");
+  return it->second;
+}
+
+std::string optional_field(const std::map<std::string, std::string>& f, const std::string& name) {
+  auto it = f.find(name);
+  return it == f.end() ? std::string{} : it->second;
+}
+
 }  // namespace
+
+bool is_spiffe_config(const nlohmann::json& config) {
+  if (!config.is_object()) return false;
+  auto kind = config.find("kind");
+  if (kind == config.end() || !kind->is_string()) return false;
+  const auto& k = kind->get_ref<const std::string&>();
+  return k == "jwt_svid" || k == "spiffe_client_credentials" || k == "spiffe_token_exchange";
+}
+
+CredentialMaterial material_from_config(const nlohmann::json& config, const spiffe::JwtSource& source) {
+  if (!is_spiffe_config(config)) return CredentialMaterial::from_config(config);
+  const std::string kind = config["kind"];
+  if (kind == "jwt_svid") {
+    const auto f = string_fields(config, kind, {"spiffe_id"});
+    return jwt_svid_material(source, spiffe_id_field(f));
+  }
+  if (kind == "spiffe_client_credentials") {
+    const auto f = string_fields(config, kind, {"token_endpoint", "client_id", "assertion_audience", "spiffe_id"});
+    SpiffeClientCredentials c;
+    c.token_endpoint = required(f, "token_endpoint");
+    c.client_id = optional_field(f, "client_id");
+    c.assertion_audience = optional_field(f, "assertion_audience");
+    c.spiffe_id = spiffe_id_field(f);
+    return spiffe_client_credentials(source, std::move(c));
+  }
+  const auto f = string_fields(config, kind, {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id"});
+  SpiffeTokenExchange c;
+  c.token_endpoint = required(f, "token_endpoint");
+  c.subject_audience = optional_field(f, "subject_audience");
+  c.audience = optional_field(f, "audience");
+  c.resource = optional_field(f, "resource");
+  c.spiffe_id = spiffe_id_field(f);
+  return spiffe_token_exchange(source, std::move(c));
+}
 
 CredentialMaterial jwt_svid_material(spiffe::JwtSource source, std::optional<spiffe::SpiffeId> spiffe_id) {
   return CredentialMaterial::from_minter(std::make_shared<const JwtSvidMinter>(std::move(source), std::move(spiffe_id)));

@@ -15,7 +15,7 @@
 //                               needs Metadata-Flavor: Google
 //   POST /fault/NAME/token      503-then-ok (per ?key=), 429 (Retry-After: 1), invalid-grant,
 //                               slow (3 s), malformed, huge (8 MiB), no-expires, zero-expires,
-//                               long-expires, empty-token, html-200
+//                               long-expires, short-expires (70 s), empty-token, html-200
 //   POST /google/token          the JWT-bearer grant (RFC 7523): the assertion must be RS256
 //                               with kid "test-key-1", signed by the service-account key this
 //                               peer prints, iss = SA_EMAIL, aud = this URL, a scope, exp = iat + 3600
@@ -169,6 +169,8 @@ function handler(req, res) {
           return res.end('{"access_token":"' + 'x'.repeat(8 << 20) + '","expires_in":3600}');
         case 'no-expires': return json(res, 200, { access_token: 'at-x', token_type: 'Bearer' });
         case 'zero-expires': return json(res, 200, { access_token: 'at-x', token_type: 'Bearer', expires_in: 0 });
+        case 'short-expires':  // inside the broker's soft window at once: a refresh at every ask
+          return json(res, 200, { ...token(form.get('scope') || ''), expires_in: 70 });
         case 'long-expires':
           return json(res, 200, { access_token: 'at-long', token_type: 'Bearer', expires_in: 1e9 });
         case 'empty-token': return json(res, 200, { access_token: '', token_type: 'Bearer', expires_in: 3600 });

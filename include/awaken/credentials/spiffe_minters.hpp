@@ -5,6 +5,8 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <awaken/credentials/material.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 
@@ -44,5 +46,22 @@ struct SpiffeTokenExchange {
   std::optional<spiffe::SpiffeId> spiffe_id;
 };
 CredentialMaterial spiffe_token_exchange(spiffe::JwtSource source, SpiffeTokenExchange config);
+
+/// Whether `config` (a `CredentialMaterial::from_config` object) is of a SPIFFE-backed kind:
+/// `jwt_svid`, `spiffe_client_credentials` or `spiffe_token_exchange`.
+bool is_spiffe_config(const nlohmann::json& config);
+
+/// `CredentialMaterial::from_config` extended with the SPIFFE-backed kinds, whose tokens come
+/// from `source`:
+///
+/// | kind | fields |
+/// |------|--------|
+/// | `jwt_svid` | `spiffe_id` |
+/// | `spiffe_client_credentials` | `token_endpoint`, `client_id`, `assertion_audience`, `spiffe_id` |
+/// | `spiffe_token_exchange` | `token_endpoint`, `subject_audience`, `audience`, `resource`, `spiffe_id` |
+///
+/// Other kinds go to `CredentialMaterial::from_config`. Throws `Error{invalid_material}` naming
+/// the bad field.
+CredentialMaterial material_from_config(const nlohmann::json& config, const spiffe::JwtSource& source);
 
 }  // namespace awaken

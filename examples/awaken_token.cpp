@@ -1,0 +1,212 @@
+// awaken-token: mint a token through the credential broker from a JSON configuration file.
+#include <csignal>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+
+#include <awaken/credentials/awaken_broker.hpp>
+#include <awaken/credentials/spiffe_minters.hpp>
+#include <awaken/error.hpp>
+#include <awaken/redacted_string.hpp>
+
+namespace {
+
+constexpr const char* usage = R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--watch [--count N]] [--json]
+
+Mints a token through awaken's credential broker and prints it, redacted unless --reveal.
+
+FILE holds one material object, as CredentialMaterial::from_config reads it ("kind": bearer,
+google_service_account, oauth_client_credentials or gce_metadata), or a SPIFFE-backed one
+("kind": jwt_svid, spiffe_client_credentials or spiffe_token_exchange; the Workload API is at
+"endpoint" or SPIFFE_ENDPOINT_SOCKET). The file may instead be {"scope": S, "endpoint": E,
+"material": {...}}. Secrets may come from files or the environment (<field>_file, <field>_env).
+
+Options:
+  --config FILE   the configuration (required)
+  --scope SCOPE   the scope to ask for (for jwt_svid: the audiences, space-separated)
+  --reveal        print the token itself; without it the token is printed redacted
+  --watch         keep asking, and print a line each time the broker hands out a new token
+                  (a refresh); stop after --count N refreshes, or on SIGINT / SIGTERM
+  --json          print JSON, one object per line
+  --help          print this help
+
+Exit codes: 0 success; 2 bad usage or configuration; 3 the token could not be minted.
+Errors are one line on stderr.
+)";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Args {
+  std::string config;
+  std::optional<std::string> scope;
+  bool reveal = false;
+  bool watch = false;
+  bool json = false;
+  std::optional<int> count;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  auto value = [&](int& i) -> std::string {
+    if (i + 1 >= argc) throw UsageError{std::string{argv[i]} + " needs a value"};
+    return argv[++i];
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--config") a.config = value(i);
+    else if (arg == "--scope") a.scope = value(i);
+    else if (arg == "--reveal") a.reveal = true;
+    else if (arg == "--watch") a.watch = true;
+    else if (arg == "--json") a.json = true;
+    else if (arg == "--count") {
+      try {
+        a.count = std::stoi(value(i));
+      } catch (const std::logic_error&) {
+        throw UsageError{"--count needs a number"};
+      }
+    } else throw UsageError{"unknown argument " + arg + " (try --help)"};
+  }
+  if (a.config.empty()) throw UsageError{"--config FILE is required (try --help)"};
+  return a;
+}
+
+std::string utc(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  char buf[32];
+  ::gmtime_r(&secs, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void print(const awaken::IssuedToken& token, const Args& a, const char* event) {
+  if (a.json) {
+    nlohmann::json j{{"event", event}, {"type", token.token_type()}, {"expires_at", utc(token.expires_at())}};
+    j["token"] = a.reveal ? std::string{token.bearer().reveal()} : std::string{"[redacted]"};
+    std::cout << j.dump() << std::endl;
+  } else if (a.reveal) {
+    std::cout << token.bearer().reveal() << std::endl;
+  } else {
+    std::cout << event << ": " << awaken::to_string(token) << std::endl;
+  }
+}
+
+// The configuration: the file's text stays in a RedactedString (it may hold secrets).
+struct Config {
+  nlohmann::json material;
+  std::string scope;
+  std::optional<std::string> endpoint;
+};
+
+Config read_config(const Args& a) {
+  std::ifstream in{a.config, std::ios::binary};
+  if (!in) throw UsageError{"cannot read " + a.config};
+  std::ostringstream text;
+  text << in.rdbuf();
+  const awaken::RedactedString secret{std::move(text).str()};
+  auto doc = nlohmann::json::parse(secret.reveal(), nullptr, false);
+  if (!doc.is_object()) throw UsageError{a.config + " is not a JSON object"};
+  Config c;
+  if (doc.contains("material")) {
+    c.material = doc["material"];
+    if (doc.contains("scope") && doc["scope"].is_string()) c.scope = doc["scope"];
+    if (doc.contains("endpoint") && doc["endpoint"].is_string()) c.endpoint = doc["endpoint"];
+  } else {
+    c.material = std::move(doc);
+    if (c.material.contains("endpoint") && c.material["endpoint"].is_string()) {  // for the SPIFFE kinds
+      c.endpoint = c.material["endpoint"];
+      c.material.erase("endpoint");
+    }
+  }
+  if (a.scope) c.scope = *a.scope;
+  return c;
+}
+
+asio::awaitable<int> run(const Args& a, Config config) {
+  const auto executor = co_await asio::this_coro::executor;
+  std::optional<awaken::spiffe::JwtSource> source;
+  std::optional<awaken::CredentialMaterial> material;
+  try {
+    if (awaken::is_spiffe_config(config.material)) {
+      auto builder = awaken::spiffe::JwtSource::builder();
+      if (config.endpoint) builder.endpoint(*config.endpoint);
+      builder.initial_sync_timeout(std::chrono::seconds{30});
+      source.emplace(co_await builder.build());
+      material.emplace(awaken::material_from_config(config.material, *source));
+    } else {
+      material.emplace(awaken::CredentialMaterial::from_config(config.material));
+    }
+  } catch (const awaken::Error& e) {
+    if (e.code() == awaken::credential_errc::invalid_material) throw UsageError{e.what()};
+    throw;
+  }
+
+  awaken::AwakenBroker broker{executor};
+  broker.register_material("config", *material);
+  awaken::IssuedToken token = co_await broker.token_for("config", config.scope);
+  print(token, a, "minted");
+  if (a.watch) {
+    bool stop = false;
+    asio::signal_set signals{executor, SIGINT, SIGTERM};
+    // Only a delivered signal touches `stop`: the cancelled wait completes after this frame is gone.
+    signals.async_wait([&stop](std::error_code ec, int) {
+      if (!ec) stop = true;
+    });
+    asio::steady_timer tick{executor};
+    for (int refreshes = 0; !stop && (!a.count || refreshes < *a.count);) {
+      tick.expires_after(std::chrono::milliseconds{250});
+      co_await tick.async_wait(asio::use_awaitable);
+      awaken::IssuedToken next = co_await broker.token_for("config", config.scope);
+      if (!next.same_token(token)) {
+        print(next, a, "refreshed");
+        token = std::move(next);
+        ++refreshes;
+      }
+    }
+    signals.cancel();
+  }
+  if (source) co_await source->shutdown();
+  co_return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string{argv[i]} == "--help" || std::string{argv[i]} == "-h") {
+      std::cout << usage;
+      return 0;
+    }
+  try {
+    const Args args = parse(argc, argv);
+    Config config = read_config(args);
+    asio::io_context io;
+    int status = 0;
+    std::exception_ptr failure;
+    asio::co_spawn(io, run(args, std::move(config)), [&](std::exception_ptr e, int code) {
+      failure = e;
+      status = code;
+    });
+    io.run();
+    if (failure) std::rethrow_exception(failure);
+    return status;
+  } catch (const UsageError& e) {
+    std::cerr << "awaken-token: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "awaken-token: " << e.what() << "\n";
+    return 3;
+  }
+}
