@@ -164,3 +164,15 @@ TEST_CASE("awaken-token: mints from a configuration file, redacted unless --reve
   CHECK(second["token"] == "[redacted]");
   CHECK(second["expires_at"] != first["expires_at"]);
 }
+
+TEST_CASE("The header-injection example retries once after invalidating a rejected token", "[tools]") {
+  awaken::test::PeerProcess server{"token_server.mjs", {}};
+  const std::string base = "http://127.0.0.1:" + std::to_string(server.info()["port"].get<int>());
+  const auto ran = tool("authorized_call", {"--token-endpoint", base + "/token", "--resource", base + "/api/resource",
+                                            "--revoke", base + "/api/revoke-all"});
+  CHECK(ran.status == 0);
+  CHECK_THAT(ran.out, Contains("first call: HTTP 200, mints so far 1") && Contains("second call: HTTP 200, mints so far 1") &&
+                          Contains("401 from the resource: invalidating the token and retrying once") &&
+                          Contains("third call: HTTP 200, mints so far 2"));
+  CHECK(ran.err.empty());
+}

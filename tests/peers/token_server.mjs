@@ -20,6 +20,8 @@
 //                               with kid "test-key-1", signed by the service-account key this
 //                               peer prints, iss = SA_EMAIL, aud = this URL, a scope, exp = iat + 3600
 //   GET  /last                  the last token request seen: {method, path, headers, body}
+//   GET  /api/resource          a protected resource: 200 for a bearer issued here, else 401
+//   POST /api/revoke-all        revokes every token issued so far
 // The ready line also carries that key and another one: {"port":N,"sa_key":PEM,"other_key":PEM}
 import { generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
@@ -49,6 +51,8 @@ async function verifySvid(token, path) {
 const clientId = 'awaken-client';
 const clientSecret = 's3cret-value';
 let minted = 0;
+const issued = new Set();   // access tokens handed out and not revoked
+
 let last = null;
 const failuresLeft = new Map();
 
@@ -59,8 +63,9 @@ function json(res, status, body, headers = {}) {
 
 function token(scope) {
   minted += 1;
-  return { access_token: `at-${minted}${scope ? '-' + scope.replace(/\s+/g, '+') : ''}`, token_type: 'Bearer',
-    expires_in: 3600 };
+  const access = `at-${minted}${scope ? '-' + scope.replace(/\s+/g, '+') : ''}`;
+  issued.add(access);
+  return { access_token: access, token_type: 'Bearer', expires_in: 3600 };
 }
 
 function clientCredentials(req, form) {
@@ -82,6 +87,19 @@ function handler(req, res) {
     const body = Buffer.concat(chunks).toString('utf8');
     const parts = url.pathname.split('/').filter(Boolean);
     if (url.pathname === '/last') return json(res, 200, last);
+    // A protected resource: a bearer this server issued and has not revoked, else 401.
+    if (url.pathname === '/api/resource') {
+      const bearer = (req.headers.authorization || '').replace(/^Bearer /, '');
+      if (!issued.has(bearer)) {
+        return json(res, 401, { error: 'invalid_token' }, { 'www-authenticate': 'Bearer error="invalid_token"' });
+      }
+      return json(res, 200, { resource: 'granted', token: bearer.split('-')[0] + '-' + bearer.split('-')[1] });
+    }
+    if (url.pathname === '/api/revoke-all' && req.method === 'POST') {
+      const n = issued.size;
+      issued.clear();
+      return json(res, 200, { revoked: n });
+    }
     last = { method: req.method, path: req.url, headers: req.headers, body };
     const form = new URLSearchParams(body);
 
