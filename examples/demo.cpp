@@ -3,16 +3,17 @@
 //               [--providers providers.json]
 // 1. An HTTPS request through awaken's HttpClient, trusting only the given test CA.
 // 2. A JWS (ES256) signed with the given key, then verified; a tampered copy is refused.
-// 3. With --providers: tokens minted through AwakenBroker for each provider of the file, a JSON
-//    array of {"name", "scope", "material": <CredentialMaterial::from_config object>}, printed
-//    redacted; then each asked again, now a cache hit.
-// 4. With --workload-endpoint: a JwtSource syncs from the Workload API, a JWT-SVID is fetched and
+// 3. With --workload-endpoint: a JwtSource syncs from the Workload API, a JWT-SVID is fetched and
 //    validated against its bundles; with --rotate-url (the test peer's control port) a rotation
 //    is triggered and seen arriving.
+// 4. With --providers: tokens minted through AwakenBroker for each provider of the file, a JSON
+//    array of {"name", "scope", "material": <material_from_config object>} (SPIFFE-backed kinds
+//    use the source of part 3), printed redacted; then each asked again, now a cache hit.
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include <awaken/credentials/awaken_broker.hpp>
+#include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
@@ -146,7 +148,7 @@ std::string kids(const awaken::spiffe::JwtBundleSet& set) {
   return out;
 }
 
-asio::awaitable<void> spiffe_part(std::string endpoint, std::string rotate_url) {
+asio::awaitable<awaken::spiffe::JwtSource> spiffe_part(std::string endpoint, std::string rotate_url) {
   namespace spiffe = awaken::spiffe;
   using clock = std::chrono::steady_clock;
   std::cout << "\n== SPIFFE: a JwtSource on the Workload API at " << endpoint << "\n";
@@ -172,8 +174,7 @@ asio::awaitable<void> spiffe_part(std::string endpoint, std::string rotate_url) 
 
   if (rotate_url.empty()) {
     std::cout << "(no --rotate-url: the rotation part needs the test peer)\n";
-    co_await source.shutdown();
-    co_return;
+    co_return source;
   }
   auto updates = source.updates();
   const auto executor = co_await asio::this_coro::executor;
@@ -196,7 +197,37 @@ asio::awaitable<void> spiffe_part(std::string endpoint, std::string rotate_url) 
   } catch (const awaken::Error& e) {
     std::cout << "the old one is refused: " << e.code().message() << "\n";
   }
-  co_await source.shutdown();
+  co_return source;
+}
+
+asio::awaitable<void> brokers(std::string providers_file, std::optional<awaken::spiffe::JwtSource> source);
+
+// Parts 3 and 4: the SPIFFE story, then the tokens (the SPIFFE-backed ones from its source).
+asio::awaitable<void> identity_and_tokens(std::string endpoint, std::string rotate_url, std::string providers_file) {
+  std::optional<awaken::spiffe::JwtSource> source;
+  if (!endpoint.empty()) source = co_await spiffe_part(std::move(endpoint), std::move(rotate_url));
+  if (!providers_file.empty()) co_await brokers(std::move(providers_file), source);
+  if (source) co_await source->shutdown();
+}
+
+// The broker part: one provider per entry of the file; SPIFFE-backed kinds draw on `source`.
+asio::awaitable<void> brokers(std::string providers_file, std::optional<awaken::spiffe::JwtSource> source) {
+  const auto executor = co_await asio::this_coro::executor;
+  awaken::AwakenBroker broker{executor};
+  std::vector<Provider> providers;
+  {
+    // The file holds secrets: its text stays in a RedactedString, wiped when dropped.
+    const awaken::RedactedString text{read_file(providers_file)};
+    for (const auto& entry : nlohmann::json::parse(text.reveal())) {
+      const auto& config = entry.at("material");
+      if (awaken::is_spiffe_config(config) && !source) continue;  // no Workload API in this run
+      const auto material =
+          source ? awaken::material_from_config(config, *source) : awaken::CredentialMaterial::from_config(config);
+      providers.push_back({entry.at("name"), entry.value("scope", ""), std::string{material.kind_label()}});
+      broker.register_material(providers.back().name, material);
+    }
+  }
+  co_await broker_part(broker, std::move(providers));
 }
 
 }  // namespace
@@ -228,31 +259,15 @@ int main(int argc, char** argv) {
     if (failure) std::rethrow_exception(failure);
     jose_part(key_file);
 
-    if (!providers_file.empty()) {
-      awaken::AwakenBroker broker{io.get_executor()};
-      std::vector<Provider> providers;
-      // The file holds secrets: its text stays in a RedactedString, wiped when dropped.
-      const awaken::RedactedString text{read_file(providers_file)};
-      for (const auto& entry : nlohmann::json::parse(text.reveal())) {
-        const auto material = awaken::CredentialMaterial::from_config(entry.at("material"));
-        providers.push_back({entry.at("name"), entry.value("scope", ""), std::string{material.kind_label()}});
-        broker.register_material(providers.back().name, material);
-      }
-      io.restart();
-      asio::co_spawn(io, broker_part(broker, std::move(providers)), [&](std::exception_ptr e) { failure = e; });
-      io.run();
-      if (failure) std::rethrow_exception(failure);
-    }
-    if (!workload_endpoint.empty()) {
-      io.restart();
-      asio::co_spawn(io, spiffe_part(workload_endpoint, rotate_url), [&](std::exception_ptr e) { failure = e; });
-      io.run();
-      if (failure) std::rethrow_exception(failure);
-    }
+    // One run for both: the source's supervisor keeps the io_context busy until it is shut down.
+    io.restart();
+    asio::co_spawn(io, identity_and_tokens(workload_endpoint, rotate_url, providers_file),
+                   [&](std::exception_ptr e) { failure = e; });
+    io.run();
+    if (failure) std::rethrow_exception(failure);
   } catch (const std::exception& e) {
     std::cerr << "demo failed: " << e.what() << "\n";
     return 1;
   }
-  std::cout << "\ndemo finished\n";
   return 0;
 }
