@@ -19,6 +19,8 @@
 #include <awaken/spiffe/jwt_source.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
+#include "tool_main.hpp"
+
 namespace {
 
 namespace spiffe = awaken::spiffe;
@@ -48,9 +50,8 @@ Exit codes: 0 success; 1 the token is not valid; 2 bad usage; 3 the Workload API
 could not be reached. Errors are one line on stderr.
 )";
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using awaken::tools::UsageError;
+
 struct InvalidToken : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
@@ -68,24 +69,16 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw UsageError{std::string{argv[i]} + " needs a value"};
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--endpoint") a.endpoint = value(i);
+  awaken::tools::ArgReader r{argc, argv};
+  while (r.next()) {
+    const std::string arg = r.arg();
+    if (arg == "--endpoint") a.endpoint = r.value();
     else if (arg == "--json") a.json = true;
-    else if (arg == "--audience") a.audiences.push_back(value(i));
-    else if (arg == "--spiffe-id") a.spiffe_id = value(i);
+    else if (arg == "--audience") a.audiences.push_back(r.value());
+    else if (arg == "--spiffe-id") a.spiffe_id = r.value();
     else if (arg == "--agent") a.agent = true;
-    else if (arg == "--count") {
-      try {
-        a.count = std::stoi(value(i));
-      } catch (const std::logic_error&) {
-        throw UsageError{"--count needs a number"};
-      }
-    } else if (arg.rfind("--", 0) == 0) throw UsageError{"unknown option " + arg};
+    else if (arg == "--count") a.count = r.number();
+    else if (arg.rfind("--", 0) == 0) throw UsageError{"unknown option " + arg};
     else if (a.command.empty()) a.command = arg;
     else a.positional.push_back(arg);
   }
@@ -95,15 +88,6 @@ Args parse(int argc, char** argv) {
 
 spiffe::WorkloadEndpoint endpoint_of(const Args& a) {
   return a.endpoint ? spiffe::WorkloadEndpoint::parse(*a.endpoint) : spiffe::WorkloadEndpoint::from_environment();
-}
-
-std::string utc(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  char buf[32];
-  ::gmtime_r(&secs, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string key_kind(const spiffe::JwtAuthority& a) {
@@ -183,7 +167,8 @@ std::string read_token(const Args& a) {
 
 // Locals are initialised in statements of their own, never inside a co_await expression: GCC 12
 // mishandles temporaries there.
-asio::awaitable<int> run(const Args& a) {
+// `a` by value: the coroutine outlives the caller's Args.
+asio::awaitable<int> run(Args a) {
   const auto executor = co_await asio::this_coro::executor;
   if (a.command == "fetch-jwt") {
     if (a.audiences.empty()) throw UsageError{"fetch-jwt needs --audience"};
@@ -193,7 +178,7 @@ asio::awaitable<int> run(const Args& a) {
     const spiffe::JwtSvid svid = co_await client.fetch_jwt_svid(a.audiences, id);
     if (a.json) {
       std::cout << nlohmann::json{{"spiffe_id", svid.spiffe_id().str()}, {"audience", svid.audience()},
-                                  {"expiry", utc(svid.expiry())}, {"hint", svid.hint()},
+                                  {"expiry", awaken::utc_text(svid.expiry())}, {"hint", svid.hint()},
                                   {"token", svid.token().reveal()}}
                        .dump()
                 << std::endl;
@@ -230,11 +215,11 @@ asio::awaitable<int> run(const Args& a) {
     if (!svid) throw InvalidToken{refusal};
     if (a.json)
       std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()}, {"audience", svid->audience()},
-                                  {"expiry", utc(svid->expiry())}, {"kid", svid->key_id()}}
+                                  {"expiry", awaken::utc_text(svid->expiry())}, {"kid", svid->key_id()}}
                        .dump()
                 << std::endl;
     else
-      std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires " << utc(svid->expiry())
+      std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires " << awaken::utc_text(svid->expiry())
                 << std::endl;
     co_return 0;
   }
@@ -277,31 +262,9 @@ asio::awaitable<int> run(const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string{argv[i]} == "--help" || std::string{argv[i]} == "-h") {
-      std::cout << usage;
-      return 0;
-    }
-  try {
-    const Args args = parse(argc, argv);
-    asio::io_context io;
-    int status = 0;
-    std::exception_ptr failure;
-    asio::co_spawn(io, run(args), [&](std::exception_ptr e, int code) {
-      failure = e;
-      status = code;
-    });
-    io.run();
-    if (failure) std::rethrow_exception(failure);
-    return status;
-  } catch (const UsageError& e) {
-    std::cerr << "awaken-spiffe: " << e.what() << "\n";
-    return 2;
-  } catch (const InvalidToken& e) {
-    std::cerr << "awaken-spiffe: invalid token: " << e.what() << "\n";
-    return 1;
-  } catch (const std::exception& e) {
-    std::cerr << "awaken-spiffe: " << e.what() << "\n";
-    return 3;
+  if (awaken::tools::wants_help(argc, argv)) {
+    std::cout << usage;
+    return 0;
   }
+  return awaken::tools::run_tool<InvalidToken>("awaken-spiffe", "invalid token: ", [&] { return run(parse(argc, argv)); });
 }

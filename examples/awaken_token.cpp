@@ -19,6 +19,8 @@
 #include <awaken/error.hpp>
 #include <awaken/redacted_string.hpp>
 
+#include "tool_main.hpp"
+
 namespace {
 
 constexpr const char* usage = R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--watch [--count N]] [--json]
@@ -44,9 +46,7 @@ Exit codes: 0 success; 2 bad usage or configuration; 3 the token could not be mi
 Errors are one line on stderr.
 )";
 
-struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
+using awaken::tools::UsageError;
 
 struct Args {
   std::string config;
@@ -59,41 +59,24 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  auto value = [&](int& i) -> std::string {
-    if (i + 1 >= argc) throw UsageError{std::string{argv[i]} + " needs a value"};
-    return argv[++i];
-  };
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--config") a.config = value(i);
-    else if (arg == "--scope") a.scope = value(i);
+  awaken::tools::ArgReader r{argc, argv};
+  while (r.next()) {
+    const std::string arg = r.arg();
+    if (arg == "--config") a.config = r.value();
+    else if (arg == "--scope") a.scope = r.value();
     else if (arg == "--reveal") a.reveal = true;
     else if (arg == "--watch") a.watch = true;
     else if (arg == "--json") a.json = true;
-    else if (arg == "--count") {
-      try {
-        a.count = std::stoi(value(i));
-      } catch (const std::logic_error&) {
-        throw UsageError{"--count needs a number"};
-      }
-    } else throw UsageError{"unknown argument " + arg + " (try --help)"};
+    else if (arg == "--count") a.count = r.number();
+    else throw UsageError{"unknown argument " + arg + " (try --help)"};
   }
   if (a.config.empty()) throw UsageError{"--config FILE is required (try --help)"};
   return a;
 }
 
-std::string utc(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  char buf[32];
-  ::gmtime_r(&secs, &tm);
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 void print(const awaken::IssuedToken& token, const Args& a, const char* event) {
   if (a.json) {
-    nlohmann::json j{{"event", event}, {"type", token.token_type()}, {"expires_at", utc(token.expires_at())}};
+    nlohmann::json j{{"event", event}, {"type", token.token_type()}, {"expires_at", awaken::utc_text(token.expires_at())}};
     j["token"] = a.reveal ? std::string{token.bearer().reveal()} : std::string{"[redacted]"};
     std::cout << j.dump() << std::endl;
   } else if (a.reveal) {
@@ -134,7 +117,8 @@ Config read_config(const Args& a) {
   return c;
 }
 
-asio::awaitable<int> run(const Args& a, Config config) {
+// By value: the coroutine outlives its caller's arguments.
+asio::awaitable<int> run(Args a, Config config) {
   const auto executor = co_await asio::this_coro::executor;
   std::optional<awaken::spiffe::JwtSource> source;
   std::optional<awaken::CredentialMaterial> material;
@@ -184,29 +168,14 @@ asio::awaitable<int> run(const Args& a, Config config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string{argv[i]} == "--help" || std::string{argv[i]} == "-h") {
-      std::cout << usage;
-      return 0;
-    }
-  try {
-    const Args args = parse(argc, argv);
-    Config config = read_config(args);
-    asio::io_context io;
-    int status = 0;
-    std::exception_ptr failure;
-    asio::co_spawn(io, run(args, std::move(config)), [&](std::exception_ptr e, int code) {
-      failure = e;
-      status = code;
-    });
-    io.run();
-    if (failure) std::rethrow_exception(failure);
-    return status;
-  } catch (const UsageError& e) {
-    std::cerr << "awaken-token: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "awaken-token: " << e.what() << "\n";
-    return 3;
+  if (awaken::tools::wants_help(argc, argv)) {
+    std::cout << usage;
+    return 0;
   }
+  // No refusal exit code here: a failed mint is 3 like any other failure.
+  struct NoRefusal : std::exception {};
+  return awaken::tools::run_tool<NoRefusal>("awaken-token", "", [&] {
+    const Args args = parse(argc, argv);
+    return run(args, read_config(args));
+  });
 }

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <string>
 
 namespace awaken {
 
@@ -56,6 +57,9 @@ class JitterSource {
   virtual ~JitterSource() = default;
   virtual double next_unit() noexcept = 0;
 };
+
+/// `t` as ISO 8601 UTC to the second, "2026-11-22T18:30:00Z"; "?" if it cannot be shown.
+std::string utc_text(std::chrono::system_clock::time_point t);
 
 /// The default jitter: a per-thread generator seeded from `std::random_device`.
 JitterSource& default_jitter() noexcept;

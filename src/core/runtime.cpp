@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <mutex>
 #include <random>
@@ -61,6 +62,15 @@ LoggerSlot& logger_slot() {
 }
 
 }  // namespace
+
+std::string utc_text(std::chrono::system_clock::time_point t) {
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  std::array<char, 32> buf{};
+  if (::gmtime_r(&secs, &tm) == nullptr || std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+    return "?";
+  return buf.data();
+}
 
 const Clock& system_clock() noexcept {
   static const RealClock clock;

@@ -3,21 +3,8 @@
 #include <awaken/credentials/token.hpp>
 #include <awaken/error.hpp>
 
-#include <time.h>
-
-#include <array>
-
 namespace awaken {
 namespace {
-
-std::string utc_text(std::chrono::system_clock::time_point t) {
-  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  std::array<char, 32> buf{};
-  if (::gmtime_r(&secs, &tm) == nullptr || std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-    return "?";
-  return buf.data();
-}
 
 class StaticBearerMinter final : public Minter {
  public:

@@ -5,8 +5,6 @@
 #include <awaken/jose/jws.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
 
-#include <time.h>
-
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -83,14 +81,7 @@ std::chrono::system_clock::time_point at(double seconds) {
   return std::chrono::system_clock::time_point{std::chrono::seconds{static_cast<long long>(std::floor(seconds))}};
 }
 
-std::string utc(double seconds) {
-  const auto t = static_cast<std::time_t>(std::floor(seconds));
-  std::tm tm{};
-  std::array<char, 32> buf{};
-  if (::gmtime_r(&t, &tm) == nullptr || std::strftime(buf.data(), buf.size(), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-    return std::to_string(t);
-  return buf.data();
-}
+std::string utc(double seconds) { return utc_text(at(seconds)); }
 
 std::vector<std::string> audiences(const nlohmann::json& claims, std::size_t max) {
   auto it = claims.find("aud");
@@ -236,9 +227,8 @@ const nlohmann::json& JwtSvid::claims() const noexcept { return state_->claims; 
 const RedactedString& JwtSvid::token() const noexcept { return state_->token; }
 
 std::string to_string(const JwtSvid& svid) {
-  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(svid.expiry().time_since_epoch()).count();
   return "JwtSvid{spiffe_id=" + svid.spiffe_id().str() + ", audience=" + list(svid.audience()) +
-         ", expiry=" + utc(static_cast<double>(secs)) + ", token=[redacted]}";
+         ", expiry=" + utc_text(svid.expiry()) + ", token=[redacted]}";
 }
 
 }  // namespace awaken::spiffe

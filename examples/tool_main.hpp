@@ -1,0 +1,82 @@
+// What the command-line tools share: their argument reader, the usage error, and a main that
+// runs one coroutine and turns its outcome into an exit code and one line on stderr.
+#pragma once
+
+#include <exception>
+#include <iostream>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
+
+namespace awaken::tools {
+
+/// Bad usage or configuration: exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// Walks argv; `value()` takes the argument of the current option, `number()` one that must be
+/// an integer.
+class ArgReader {
+ public:
+  ArgReader(int argc, char** argv) : argc_(argc), argv_(argv) {}
+  bool next() { return ++i_ < argc_; }
+  std::string arg() const { return argv_[i_]; }
+  std::string value() {
+    if (i_ + 1 >= argc_) throw UsageError{arg() + " needs a value"};
+    return argv_[++i_];
+  }
+  int number() {
+    const std::string option = arg();
+    try {
+      return std::stoi(value());
+    } catch (const std::logic_error&) {
+      throw UsageError{option + " needs a number"};
+    }
+  }
+
+ private:
+  int argc_;
+  char** argv_;
+  int i_ = 0;
+};
+
+/// Whether argv asks for help.
+inline bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string{argv[i]} == "--help" || std::string{argv[i]} == "-h") return true;
+  return false;
+}
+
+/// Runs `make()`'s coroutine to its end on a fresh io_context and returns its exit code:
+/// `UsageError` gives 2, `Refusal` 1 (with `refusal_prefix`), any other exception 3.
+template <class Refusal, class Make>
+int run_tool(const char* name, const char* refusal_prefix, Make make) {
+  try {
+    asio::io_context io;
+    int status = 0;
+    std::exception_ptr failure;
+    asio::co_spawn(io, make(), [&](std::exception_ptr e, int code) {
+      failure = e;
+      status = code;
+    });
+    io.run();
+    if (failure) std::rethrow_exception(failure);
+    return status;
+  } catch (const UsageError& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 2;
+  } catch (const Refusal& e) {
+    std::cerr << name << ": " << refusal_prefix << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return 3;
+  }
+}
+
+}  // namespace awaken::tools
