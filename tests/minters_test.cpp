@@ -204,7 +204,9 @@ TEST_CASE("Endpoints and client fields are validated before any request", "[mint
   CHECK_NOTHROW(make("http://127.0.0.1:8080/token"));
   CHECK_NOTHROW(make("http://[::1]:8080/token"));
   CHECK_THROWS_WITH(make("http://auth.example.com/token"), Contains("must use https"));
-  CHECK_THROWS_WITH(make("https://user:pw@auth.example.com/token"), Contains("user info"));
+  CHECK_THROWS_WITH(make("https://user:pw@auth.example.com/token?key=k1"),
+                    Contains("'https://auth.example.com' must not carry user info"));
+  CHECK_THROWS_WITH(make("http://127.evil.example/token"), Contains("must use https"));  // not an IP literal
   CHECK_THROWS_WITH(make("ftp://auth.example.com/token"), Contains("not an http(s) URL"));
   CHECK_THROWS_WITH(make("https:///token"), Contains("no host"));
   CHECK_THROWS_WITH(make("https://auth.example.com/token#x"), Contains("fragment"));

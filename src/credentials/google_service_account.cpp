@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
 
+#include "core/bounded_json.hpp"
+#include "core/url_origin.hpp"
 #include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
 
@@ -48,7 +50,7 @@ class GoogleServiceAccountMinter final : public Minter {
                          std::find(options.allowed_token_uris.begin(), options.allowed_token_uris.end(), uri) !=
                              options.allowed_token_uris.end();
     if (!allowed)
-      refuse("token_uri '" + bounded_excerpt(uri, 200) + "' is not " + GoogleServiceAccount::google_token_uri +
+      refuse("token_uri '" + bounded_excerpt(detail::url_origin(uri), 200) + "...' is not " + GoogleServiceAccount::google_token_uri +
              " nor an allowed token URI");
     origin_ = detail::check_endpoint(uri, "google service account: token_uri");
     if (account_.client_email.empty()) refuse("client_email is empty");
@@ -101,12 +103,12 @@ class GoogleServiceAccountMinter final : public Minter {
 }  // namespace
 
 GoogleServiceAccount GoogleServiceAccount::from_json(const RedactedString& json) {
-  auto j = nlohmann::json::parse(json.reveal(), nullptr, false);
+  auto j = detail::parse_bounded_json(json.reveal());
   struct Wiper {
     nlohmann::json& doc;
     ~Wiper() { wipe(doc); }
   } wiper{j};
-  if (j.is_discarded()) refuse("the key file is not JSON");
+  if (j.is_discarded()) refuse("the key file is not JSON (or nests deeper than 32)");
   if (!j.is_object()) refuse("the key file is not a JSON object");
   if (field(j, "type") != "service_account") refuse("'type' is not service_account");
   GoogleServiceAccount out;

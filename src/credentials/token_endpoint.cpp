@@ -1,6 +1,9 @@
 #include "credentials/token_endpoint.hpp"
+#include "core/bounded_json.hpp"
+#include "core/url_origin.hpp"
 #include "credentials/provider_context.hpp"
 
+#include <arpa/inet.h>
 #include <time.h>
 
 #include <cctype>
@@ -19,8 +22,11 @@ std::string context(const MintContext& ctx, std::string_view origin) {
   return provider_context(ctx.provider_id) + ": token endpoint " + std::string{origin};
 }
 
-bool is_loopback(std::string_view host) {
-  return host == "127.0.0.1" || host == "[::1]" || host == "localhost" || host.rfind("127.", 0) == 0;
+// An IPv4 literal in 127.0.0.0/8, [::1] or localhost; not a name that merely starts with 127.
+bool is_loopback(const std::string& host) {
+  unsigned char v4[4];
+  if (::inet_pton(AF_INET, host.c_str(), v4) == 1) return v4[0] == 127;
+  return host == "[::1]" || host == "localhost";
 }
 
 // Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
@@ -43,7 +49,7 @@ std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r
 
 // The RFC 6749 section 5.2 error of a body, "error: description", bounded; else a body excerpt.
 std::string server_words(std::string_view body) {
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = parse_bounded_json(body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
     std::string out = j["error"].get<std::string>();
     if (j.contains("error_description") && j["error_description"].is_string())
@@ -56,8 +62,10 @@ std::string server_words(std::string_view body) {
 }  // namespace
 
 std::string check_endpoint(std::string_view url, std::string_view what, bool allow_plain_http) {
+  // Texts quote the origin only: user info, path and query may hold secrets.
   auto refuse = [&](const char* why) -> std::string {
-    throw_error(credential_errc::invalid_material, std::string{what} + " '" + bounded_excerpt(url, 200) + "' " + why);
+    throw_error(credential_errc::invalid_material,
+                std::string{what} + " '" + bounded_excerpt(url_origin(url), 200) + "' " + why);
   };
   for (char c : url)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) refuse("contains a space or control byte");
@@ -117,7 +125,7 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
   auto fail = [&](const std::string& why) -> Token {
     throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": " + why);
   };
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = parse_bounded_json(body);
   if (!j.is_object()) return fail("the token response is not a JSON object");
   auto at = j.find("access_token");
   if (at == j.end() || !at->is_string() || at->get_ref<const std::string&>().empty())

@@ -5,6 +5,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
+#include "core/url_origin.hpp"
 #include "http/curl_engine.hpp"
 
 namespace awaken::http {
@@ -52,16 +53,7 @@ class BufferedTransfer final : public Transfer {
 };
 
 // "POST https://host:port", with no user info, path or query: those may hold secrets.
-std::string describe(const HttpRequest& request) {
-  std::string_view url = request.url;
-  if (auto scheme = url.find("://"); scheme != std::string_view::npos) {
-    const auto rest = url.substr(scheme + 3);
-    auto authority = rest.substr(0, rest.find_first_of("/?#"));
-    if (auto at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
-    return request.method + " " + std::string{url.substr(0, scheme + 3)} + std::string{authority};
-  }
-  return request.method + " <invalid URL>";
-}
+std::string describe(const HttpRequest& request) { return request.method + " " + awaken::detail::url_origin(request.url); }
 
 }  // namespace
 }  // namespace detail
