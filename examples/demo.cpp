@@ -27,6 +27,8 @@
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
+
+#include "tool_main.hpp"
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
 #include <awaken/jose/base64url.hpp>
@@ -218,7 +220,10 @@ asio::awaitable<void> brokers(std::string providers_file, std::optional<awaken::
   {
     // The file holds secrets: its text stays in a RedactedString, wiped when dropped.
     const awaken::RedactedString text{read_file(providers_file)};
-    for (const auto& entry : nlohmann::json::parse(text.reveal())) {
+    // Not the throwing parse: its message quotes the text it choked on, which may be a secret.
+    const auto doc = nlohmann::json::parse(text.reveal(), nullptr, false);
+    if (!doc.is_array()) throw std::runtime_error(providers_file + " is not a JSON array");
+    for (const auto& entry : doc) {
       const auto& config = entry.at("material");
       if (awaken::is_spiffe_config(config) && !source) continue;  // no Workload API in this run
       const auto material =
@@ -233,19 +238,25 @@ asio::awaitable<void> brokers(std::string providers_file, std::optional<awaken::
 }  // namespace
 
 int main(int argc, char** argv) {
+  constexpr const char* usage =
+      "usage: awaken_demo --url https://127.0.0.1:PORT --ca-file CA.pem --signing-key KEY.pem"
+      " [--providers FILE] [--workload-endpoint URI [--rotate-url URL]]\n";
   std::string url, ca_file, key_file, providers_file, workload_endpoint, rotate_url;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--url") url = argv[i + 1];
-    else if (flag == "--ca-file") ca_file = argv[i + 1];
-    else if (flag == "--signing-key") key_file = argv[i + 1];
-    else if (flag == "--providers") providers_file = argv[i + 1];
-    else if (flag == "--workload-endpoint") workload_endpoint = argv[i + 1];
-    else if (flag == "--rotate-url") rotate_url = argv[i + 1];
-  }
-  if (url.empty() || ca_file.empty() || key_file.empty()) {
-    std::cerr << "usage: awaken_demo --url https://127.0.0.1:PORT --ca-file CA.pem --signing-key KEY.pem"
-                 " [--providers FILE] [--workload-endpoint URI [--rotate-url URL]]\n";
+  try {
+    awaken::tools::ArgReader r{argc, argv};
+    while (r.next()) {
+      const std::string flag = r.arg();
+      if (flag == "--url") url = r.value();
+      else if (flag == "--ca-file") ca_file = r.value();
+      else if (flag == "--signing-key") key_file = r.value();
+      else if (flag == "--providers") providers_file = r.value();
+      else if (flag == "--workload-endpoint") workload_endpoint = r.value();
+      else if (flag == "--rotate-url") rotate_url = r.value();
+      else throw awaken::tools::UsageError{"unknown argument " + flag};
+    }
+    if (url.empty() || ca_file.empty() || key_file.empty()) throw awaken::tools::UsageError{"missing arguments"};
+  } catch (const awaken::tools::UsageError& e) {
+    std::cerr << "awaken_demo: " << e.what() << "\n" << usage;
     return 2;
   }
   try {

@@ -70,10 +70,16 @@ TEST_CASE("JWT-SVIDs through the broker: cached per audience, one fetch for many
 
   // 50 callers at once on another audience: one more fetch, one token for all.
   std::vector<IssuedToken> got(50);
+  int failures = 0;
   for (auto& slot : got)
-    asio::co_spawn(io, broker.token_for("svid", "svc-c"), [&slot](std::exception_ptr, IssuedToken t) { slot = t; });
+    asio::co_spawn(io, broker.token_for("svid", "svc-c"), [&slot, &failures](std::exception_ptr e, IssuedToken t) {
+      if (e) ++failures;
+      slot = t;
+    });
   io.restart();
   for (int i = 0; i < 400 && std::any_of(got.begin(), got.end(), [](auto& t) { return t.empty(); }); ++i) io.run_for(10ms);
+  CHECK(failures == 0);
+  REQUIRE_FALSE(got.front().empty());
   CHECK(std::all_of(got.begin(), got.end(), [&](auto& t) { return t.same_token(got.front()); }));
   CHECK(svid_calls(peer) == 2);
   CHECK(run(io, broker.token_for("svid", "svc-a svc-b")).same_token(token));  // cached

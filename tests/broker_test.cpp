@@ -518,7 +518,7 @@ TEST_CASE("A cancelled waiter leaves and the mint goes on for the others", "[bro
   run(io, minter->started->wait());
   cancel_first.emit(asio::cancellation_type::terminal);
   io.restart();
-  io.run_for(200ms);
+  io.poll();
   CHECK(first_done);  // left while the mint was still blocked
   CHECK(first_error == asio::error::operation_aborted);
   CHECK_FALSE(minter->release->is_open());
@@ -585,7 +585,7 @@ TEST_CASE("A failed background refresh keeps the token until the hard window", "
   clock.advance(3600s - 200s);  // soft
   CHECK(run(io, broker.token_for("p", "s")).same_token(first));
   io.restart();
-  io.run_for(200ms);
+  io.poll();
   CHECK(minter->calls == 2);  // the refresh ran and failed
   CHECK(broker.stats().failed_flights == 1);
   CHECK(run(io, broker.token_for("p", "s")).same_token(first));  // still handed out
@@ -596,7 +596,7 @@ TEST_CASE("A failed background refresh keeps the token until the hard window", "
   clock.advance(options.refresh_retry_interval);
   CHECK(run(io, broker.token_for("p", "s")).same_token(first));
   io.restart();
-  io.run_for(200ms);
+  io.poll();
   CHECK(minter->calls == 3);  // the second refresh, failing too
 
   clock.advance(200s - 60s - options.refresh_retry_interval);  // exactly the hard window

@@ -1014,9 +1014,13 @@ TEST_CASE("JWS: parse refuses none, HMAC and unknown algorithms first", "[jose]"
     const std::string token = base64url_encode(header.dump()) + "." + payload + "." + sig;
     CHECK(code_of([&] { CompactJws::parse(token); }) == code(jose_errc::unsupported_algorithm));
   }
-  // An unsecured JWS has an empty signature segment: malformed before anything else.
+  // An unsecured JWS (empty signature) is named by its algorithm; a signed alg with an empty
+  // signature is malformed.
   CHECK(code_of([&] {
           CompactJws::parse(base64url_encode(json{{"alg", "none"}}.dump()) + "." + payload + ".");
+        }) == code(jose_errc::unsupported_algorithm));
+  CHECK(code_of([&] {
+          CompactJws::parse(base64url_encode(json{{"alg", "ES256"}}.dump()) + "." + payload + ".");
         }) == code(jose_errc::malformed_jws));
 }
 

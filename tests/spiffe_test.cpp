@@ -366,35 +366,40 @@ TEST_CASE("A jose token that breaks exactly one rule fails with that rule's erro
 
 TEST_CASE("JWT-SVID edge cases: leeway, typ, audience forms, the clock and an empty expected list", "[spiffe][svid]") {
   const auto set = vectors().set();
-  auto code = [&](const std::string& token, std::initializer_list<std::string_view> aud, JwtSvidOptions o = {}) {
+  // Checked at the moment the vectors were made, not on the wall clock: the margins are 30 s.
+  const awaken::ManualClock minted{
+      std::chrono::system_clock::time_point{std::chrono::seconds{vectors().info()["now"].get<long long>()}}};
+  JwtSvidOptions base;
+  base.clock = &minted;
+  auto code = [&](const std::string& token, std::initializer_list<std::string_view> aud, JwtSvidOptions o) {
     return code_of([&] { JwtSvid::parse_and_validate(token, set, aud, o); });
   };
   const auto& edge = vectors().info()["edge"];
   for (const auto& [name, token] : edge.items()) {
     INFO(name);
-    CHECK_FALSE(code(token, {"svc-a"}));
+    CHECK_FALSE(code(token, {"svc-a"}, base));
   }
   CHECK(JwtSvid::parse_and_validate(edge["aud_several"].get<std::string>(), set, {"svc-a"}).audience() ==
         std::vector<std::string>{"svc-b", "svc-a"});
 
-  JwtSvidOptions strict;
+  JwtSvidOptions strict = base;
   strict.leeway = std::chrono::seconds{0};
   CHECK(code(edge["exp_within_leeway"], {"svc-a"}, strict) == spiffe_errc::expired);
   CHECK(code(edge["nbf_within_leeway"], {"svc-a"}, strict) == spiffe_errc::not_yet_valid);
-  JwtSvidOptions lenient;
+  JwtSvidOptions lenient = base;
   lenient.leeway = std::chrono::seconds{180};
   CHECK_FALSE(code(vectors().info()["broken"]["exp_past"], {"svc-a"}, lenient));
 
   const std::string valid = vectors().info()["valid"]["ES256"];
-  awaken::ManualClock later{std::chrono::system_clock::now() + std::chrono::seconds{1000}};
+  awaken::ManualClock later{minted.system_now() + std::chrono::seconds{1000}};
   JwtSvidOptions with_clock;
   with_clock.clock = &later;
   CHECK(code(valid, {"svc-a"}, with_clock) == spiffe_errc::expired);
-  CHECK(code(valid, {}) == spiffe_errc::no_expected_audience);
+  CHECK(code(valid, {}, base) == spiffe_errc::no_expected_audience);
   CHECK(code_of([&] { JwtSvid::parse_and_validate(valid, set, std::vector<std::string>{}); }) ==
         spiffe_errc::no_expected_audience);
-  CHECK(code(valid, {"svc-A"}) == spiffe_errc::audience_mismatch);  // case-sensitive
-  JwtSvidOptions few;
+  CHECK(code(valid, {"svc-A"}, base) == spiffe_errc::audience_mismatch);  // case-sensitive
+  JwtSvidOptions few = base;
   few.max_audiences = 1;
   CHECK(code(edge["aud_several"], {"svc-a"}, few) == spiffe_errc::too_many_audiences);
 }

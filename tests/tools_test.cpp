@@ -102,10 +102,12 @@ TEST_CASE("awaken-spiffe: fetch-jwt, validate, bundles and watch against the Wor
 
   // watch: one line for the state, one per update.
   Ran watched;
-  std::thread watcher{[&] { watched = tool("awaken-spiffe", {"--endpoint", endpoint, "watch", "--count", "1"}); }};
-  peer.wait_for_streams(1);
-  peer.control("/rotate");
-  watcher.join();
+  {
+    // A jthread: if the peer fails below, the tool still ends (its own 60 s deadline) and is joined.
+    std::jthread watcher{[&] { watched = tool("awaken-spiffe", {"--endpoint", endpoint, "watch", "--count", "1"}); }};
+    peer.wait_for_streams(1);
+    peer.control("/rotate");
+  }
   CHECK(watched.status == 0);
   CHECK_THAT(watched.out, Contains("sequence 1: example.org: added; federated.org: added") &&
                               Contains("sequence 2: example.org: +k2 -k1"));

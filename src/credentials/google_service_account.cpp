@@ -10,7 +10,7 @@
 #include <openssl/crypto.h>
 
 #include "core/bounded_json.hpp"
-#include "core/url_origin.hpp"
+#include "core/url_text.hpp"
 #include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
 

@@ -1,6 +1,6 @@
 #include "credentials/token_endpoint.hpp"
 #include "core/bounded_json.hpp"
-#include "core/url_origin.hpp"
+#include "core/url_text.hpp"
 #include "credentials/provider_context.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+#include "core/url_text.hpp"
 #include "http/curl_engine.hpp"
 
 #include <poll.h>
@@ -47,13 +48,6 @@ bool is_token(std::string_view s) {
 
 bool has_forbidden_byte(std::string_view s) {
   return s.find_first_of(std::string_view{"\r\n\0", 3}) != std::string_view::npos;
-}
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() &&
-         std::equal(prefix.begin(), prefix.end(), s.begin(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-         });
 }
 
 std::string_view trim(std::string_view s) {
@@ -175,6 +169,7 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
     ec = http_errc::invalid_request;
     return false;
   }
+  using awaken::detail::starts_with_nocase;
   if (!(starts_with_nocase(request.url, "http://") || starts_with_nocase(request.url, "https://")) ||
       has_forbidden_byte(request.url) || !is_token(request.method)) {
     ec = http_errc::invalid_request;

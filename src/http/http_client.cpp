@@ -5,7 +5,7 @@
 
 #include <asio/experimental/as_tuple.hpp>
 
-#include "core/url_origin.hpp"
+#include "core/url_text.hpp"
 #include "http/curl_engine.hpp"
 
 namespace awaken::http {

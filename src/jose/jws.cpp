@@ -226,9 +226,7 @@ CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   const std::string_view header_text = token.substr(0, first);
   const std::string_view payload_text = token.substr(first + 1, second - first - 1);
   const std::string_view signature_text = token.substr(second + 1);
-  if (header_text.empty() || signature_text.empty()) {
-    fail(jose_errc::malformed_jws, "CompactJws::parse: empty header or signature segment");
-  }
+  if (header_text.empty()) fail(jose_errc::malformed_jws, "CompactJws::parse: empty header segment");
 
   CompactJws jws;
   std::error_code ec;
@@ -250,6 +248,8 @@ CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   const auto parsed = parse_algorithm(alg->get_ref<const std::string&>());
   if (!parsed) fail(jose_errc::unsupported_algorithm, "CompactJws::parse: alg");
   jws.alg_ = *parsed;
+  // Checked after alg, so that an unsecured JWS (alg none, nothing signed) is named for what it is.
+  if (signature_text.empty()) fail(jose_errc::malformed_jws, "CompactJws::parse: empty signature segment");
   // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand, and we
   // understand none.
   if (jws.header_.contains("crit")) {

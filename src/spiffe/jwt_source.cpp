@@ -143,12 +143,18 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
     for (auto& [id, w] : all) w.completion->complete(ec, 0);
   }
 
-  // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
-  // to stop (on its strand). Never waits. The version bump sends every reader to its slow path,
-  // which is where `closed` is checked.
-  void request_stop() {
-    if (closed.exchange(true)) return;
+  // Marks the source closed; the version bump sends every reader to its slow path, which is
+  // where `closed` is checked. Returns whether this call closed it.
+  bool close() {
+    if (closed.exchange(true)) return false;
     version.fetch_add(1, std::memory_order_release);
+    return true;
+  }
+
+  // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
+  // to stop (on its strand). Never waits.
+  void request_stop() {
+    if (!close()) return;
     fail_waiters(make_error_code(spiffe_errc::source_closed));
     asio::post(strand, [self = shared_from_this()] {
       self->stopping = true;
@@ -174,7 +180,7 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
       fatal_code = fatal;
     }
     if (fatal_code) {
-      closed.store(true);
+      close();
       fail_waiters(fatal_code);
     }
     for (auto& [id, w] : waiting) w.completion->complete({});
@@ -393,12 +399,14 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState> s) {
     }
     if (s->stopping || gave_up) break;
     if (applied) backoff = s->min_backoff;
-    const auto wait = no_identity ? std::max(backoff, std::chrono::milliseconds{1s}) : backoff;
+    // An agent with no identity for us yet needs time: wait at least 1 s, growing to 10 s at most.
+    constexpr std::chrono::milliseconds no_identity_floor{1s};
+    constexpr std::chrono::milliseconds no_identity_cap{10s};
+    if (no_identity) backoff = std::max(backoff, no_identity_floor);
     if (s->metrics) s->metrics->record_reconnect();
-    s->timer.expires_after(wait);
+    s->timer.expires_after(backoff);
     co_await s->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
-    backoff = no_identity ? s->next_backoff(std::max(backoff, std::chrono::milliseconds{1s}), std::min(s->max_backoff, std::chrono::milliseconds{10s}))
-                          : s->next_backoff(backoff, s->max_backoff);
+    backoff = s->next_backoff(backoff, no_identity ? std::min(s->max_backoff, no_identity_cap) : s->max_backoff);
   }
 }
 

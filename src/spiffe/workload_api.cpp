@@ -10,10 +10,13 @@
 #include <cstdlib>
 #include <unordered_set>
 
+#include "core/url_text.hpp"
 #include "spiffe/workload_proto.hpp"
 
 namespace awaken::spiffe {
 namespace {
+
+using awaken::detail::starts_with_nocase;
 
 constexpr std::string_view fetch_jwt_svid_path = "/SpiffeWorkloadAPI/FetchJWTSVID";
 constexpr std::string_view fetch_jwt_bundles_path = "/SpiffeWorkloadAPI/FetchJWTBundles";
@@ -21,13 +24,6 @@ constexpr std::string_view validate_jwt_svid_path = "/SpiffeWorkloadAPI/Validate
 
 [[noreturn]] void bad_endpoint(std::string_view uri, const std::string& why) {
   throw_error(spiffe_errc::invalid_endpoint, "Workload API endpoint '" + bounded_excerpt(uri, 200) + "': " + why);
-}
-
-bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(s[i])) != prefix[i]) return false;
-  return true;
 }
 
 http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {

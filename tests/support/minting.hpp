@@ -54,10 +54,12 @@ class SteadyOnlyClock final : public Clock {
   ManualClock manual_;
 };
 
-/// Runs `io` until `broker` has no flight left (a background refresh has ended), or 4 s pass.
+/// Runs `io` until `broker` has no flight left (a background refresh has ended); fails the test
+/// after 4 s.
 inline void settle(asio::io_context& io, const AwakenBroker& broker) {
   io.restart();
   for (int i = 0; i < 200 && broker.stats().flights != 0; ++i) io.run_for(std::chrono::milliseconds{20});
+  REQUIRE(broker.stats().flights == 0);
 }
 
 }  // namespace awaken::test

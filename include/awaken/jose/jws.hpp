@@ -26,10 +26,11 @@ std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::strin
 /// A compact JWS, parsed but not yet verified.
 ///
 /// Parsing checks, in this order: the size bound (`input_too_large`), exactly three segments
-/// with non-empty header and signature (`malformed_jws`), strict base64url
-/// (`malformed_base64url`), a JSON-object header (`malformed_json`) whose `alg` is one of
-/// `Algorithm` (`unsupported_algorithm`, so `none` and HMAC are refused before anything else is
-/// looked at), and no `crit` header (`malformed_jws`). The payload is left as bytes.
+/// with a non-empty header (`malformed_jws`), strict base64url (`malformed_base64url`), a
+/// JSON-object header (`malformed_json`) whose `alg` is one of `Algorithm`
+/// (`unsupported_algorithm`, so `none` and HMAC are refused before anything else is looked at),
+/// a non-empty signature (`malformed_jws`), and no `crit` header (`malformed_jws`). The payload
+/// is left as bytes.
 ///
 /// Thread safety: immutable after parsing.
 class CompactJws {
