@@ -196,5 +196,14 @@ TEST_CASE("Workload API failures reach the broker as transient or permanent", "[
   CHECK_FALSE(awaken::is_retryable(refused.code()));
 
   CHECK_THROWS_AS(awaken::jwt_svid_material(JwtSource{}), awaken::Error);
+  // The SPIFFE-backed kinds of a configuration name their bad field, as the others do.
+  using nlohmann::json;
+  CHECK_THROWS_WITH(awaken::material_from_config(json{{"kind", "jwt_svid"}, {"spiffe_idd", "x"}}, source),
+                    Catch::Contains("'spiffe_idd' is not a field of kind jwt_svid"));
+  CHECK_THROWS_WITH(awaken::material_from_config(json{{"kind", "jwt_svid"}, {"spiffe_id", "spiffe://a//b"}}, source),
+                    Catch::Contains("'spiffe_id' is not a SPIFFE ID"));
+  CHECK_THROWS_WITH(awaken::material_from_config(json{{"kind", "spiffe_client_credentials"}}, source),
+                    Catch::Contains("'token_endpoint' is missing"));
+  CHECK(awaken::material_from_config(json{{"kind", "bearer"}, {"token", "t"}}, source).kind_label() == "bearer");
   run(io, source.shutdown());
 }

@@ -2,12 +2,11 @@
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 
-#include <algorithm>
-#include <initializer_list>
-#include <map>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "credentials/config_fields.hpp"
 
 #include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
@@ -152,41 +151,13 @@ class SvidTokenExchangeMinter final : public SvidGrantMinter {
   std::string resource_;
 };
 
-[[noreturn]] void bad_field(const std::string& field, const std::string& why) {
-  throw_error(credential_errc::invalid_material, "credential config: '" + field + "' " + why);
-}
-
-// The string members of a SPIFFE-backed config, checked against the names its kind accepts.
-std::map<std::string, std::string> string_fields(const nlohmann::json& config, const std::string& kind,
-                                                 std::initializer_list<std::string_view> allowed) {
-  std::map<std::string, std::string> out;
-  for (const auto& [name, value] : config.items()) {
-    if (name == "kind") continue;
-    if (std::find(allowed.begin(), allowed.end(), name) == allowed.end()) bad_field(name, "is not a field of kind " + kind);
-    if (!value.is_string()) bad_field(name, "is not a string");
-    out[name] = value.get<std::string>();
-  }
-  return out;
-}
-
-std::optional<spiffe::SpiffeId> spiffe_id_field(const std::map<std::string, std::string>& f) {
-  auto it = f.find("spiffe_id");
-  if (it == f.end()) return std::nullopt;
+std::optional<spiffe::SpiffeId> spiffe_id_field(const detail::Fields& f) {
+  const std::string text = f.text("spiffe_id");
+  if (text.empty()) return std::nullopt;
   std::error_code ec;
-  auto id = spiffe::SpiffeId::parse(it->second, ec);
-  if (!id) bad_field("spiffe_id", "is not a SPIFFE ID: " + ec.message());
+  auto id = spiffe::SpiffeId::parse(text, ec);
+  if (!id) detail::bad("spiffe_id", "is not a SPIFFE ID: " + ec.message());
   return id;
-}
-
-std::string required(const std::map<std::string, std::string>& f, const std::string& name) {
-  auto it = f.find(name);
-  if (it == f.end() || it->second.empty()) bad_field(name, "is missing or empty");
-  return it->second;
-}
-
-std::string optional_field(const std::map<std::string, std::string>& f, const std::string& name) {
-  auto it = f.find(name);
-  return it == f.end() ? std::string{} : it->second;
 }
 
 }  // namespace
@@ -203,24 +174,24 @@ CredentialMaterial material_from_config(const nlohmann::json& config, const spif
   if (!is_spiffe_config(config)) return CredentialMaterial::from_config(config);
   const std::string kind = config["kind"];
   if (kind == "jwt_svid") {
-    const auto f = string_fields(config, kind, {"spiffe_id"});
+    const detail::Fields f{config, kind, {"spiffe_id"}};
     return jwt_svid_material(source, spiffe_id_field(f));
   }
   if (kind == "spiffe_client_credentials") {
-    const auto f = string_fields(config, kind, {"token_endpoint", "client_id", "assertion_audience", "spiffe_id"});
+    const detail::Fields f{config, kind, {"token_endpoint", "client_id", "assertion_audience", "spiffe_id"}};
     SpiffeClientCredentials c;
-    c.token_endpoint = required(f, "token_endpoint");
-    c.client_id = optional_field(f, "client_id");
-    c.assertion_audience = optional_field(f, "assertion_audience");
+    c.token_endpoint = f.text("token_endpoint", {}, true);
+    c.client_id = f.text("client_id");
+    c.assertion_audience = f.text("assertion_audience");
     c.spiffe_id = spiffe_id_field(f);
     return spiffe_client_credentials(source, std::move(c));
   }
-  const auto f = string_fields(config, kind, {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id"});
+  const detail::Fields f{config, kind, {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id"}};
   SpiffeTokenExchange c;
-  c.token_endpoint = required(f, "token_endpoint");
-  c.subject_audience = optional_field(f, "subject_audience");
-  c.audience = optional_field(f, "audience");
-  c.resource = optional_field(f, "resource");
+  c.token_endpoint = f.text("token_endpoint", {}, true);
+  c.subject_audience = f.text("subject_audience");
+  c.audience = f.text("audience");
+  c.resource = f.text("resource");
   c.spiffe_id = spiffe_id_field(f);
   return spiffe_token_exchange(source, std::move(c));
 }
