@@ -22,7 +22,7 @@
 
 #include "bench_report.hpp"
 #include "spiffe/workload_proto.hpp"
-#include "support/peer.hpp"
+#include "support/workload_peer.hpp"
 
 namespace {
 
@@ -31,12 +31,11 @@ using namespace std::chrono_literals;
 
 // The peer, an io_context on a thread of its own, and a source built on it.
 struct World {
-  awaken::test::TempDir dir;
-  awaken::test::PeerProcess peer{"workload_server.mjs", {dir.path() + "/agent.sock"}};
+  awaken::test::WorkloadPeer peer;
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
   std::thread thread{[this] { io.run(); }};
-  spiffe::WorkloadEndpoint endpoint = spiffe::WorkloadEndpoint::parse("unix://" + dir.path() + "/agent.sock");
+  spiffe::WorkloadEndpoint endpoint = peer.endpoint();
   spiffe::JwtSource source =
       asio::co_spawn(io, spiffe::JwtSource::builder().endpoint(endpoint).build(io.get_executor()), asio::use_future).get();
 
@@ -46,14 +45,7 @@ struct World {
     thread.join();
   }
 
-  nlohmann::json control(const std::string& path) {
-    asio::io_context own;
-    awaken::http::HttpClient client{own.get_executor()};
-    awaken::http::HttpRequest request;
-    request.method = "POST";
-    request.url = "http://127.0.0.1:" + std::to_string(peer.info()["control_port"].get<int>()) + path;
-    return nlohmann::json::parse(awaken::test::run(own, client.send(request)).body);
-  }
+  nlohmann::json control(const std::string& path) const { return peer.control(path); }
 };
 
 World* world = nullptr;
