@@ -47,8 +47,10 @@ class MedianCapture : public benchmark::ConsoleReporter {
   // `name` is a function name or a full run name ("x/threads:2").
   double time(const std::string& name, bool real = false) const {
     const Times* t = nullptr;
-    if (auto it = medians_.find(name); it != medians_.end()) t = &it->second;
-    else if (auto it2 = singles_.find(name); it2 != singles_.end()) t = &it2->second;
+    if (auto it = medians_.find(name); it != medians_.end())
+      t = &it->second;
+    else if (auto it2 = singles_.find(name); it2 != singles_.end())
+      t = &it2->second;
     if (t == nullptr) return -1;
     return real ? t->real : t->cpu;
   }
@@ -64,8 +66,8 @@ class MedianCapture : public benchmark::ConsoleReporter {
 };
 
 // "label  awaken/<baseline> = 1.02x  (a us vs b us, median)"; CPU time unless `real`.
-inline void print_ratio(const MedianCapture& r, const char* label, const std::string& ours,
-                        const std::string& theirs, const char* baseline = "openssl", bool real = false) {
+inline void print_ratio(const MedianCapture& r, const char* label, const std::string& ours, const std::string& theirs,
+                        const char* baseline = "openssl", bool real = false) {
   const double a = r.time(ours, real);
   const double b = r.time(theirs, real);
   if (a <= 0 || b <= 0) return;

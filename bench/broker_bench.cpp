@@ -12,13 +12,13 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <benchmark/benchmark.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <benchmark/benchmark.h>
 
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/error.hpp>
@@ -246,12 +246,47 @@ void cold_baseline(benchmark::State& state) {
       static_cast<double>(g_allocations.load() - before) / static_cast<double>(state.iterations()) / callers;
 }
 
-BENCHMARK(baseline_lookup)->Name("hit/baseline_shared_mutex_map")->Threads(1)->Threads(2)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(try_cached)->Name("hit/try_cached")->Threads(1)->Threads(2)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
+BENCHMARK(baseline_lookup)
+    ->Name("hit/baseline_shared_mutex_map")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK(try_cached)
+    ->Name("hit/try_cached")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
 BENCHMARK(token_for)->Name("hit/co_await_token_for")->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(cold_baseline)->Name("cold/baseline_timer_wait")->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5)->Repetitions(3)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(cold_callers, ok, false)->Name("cold/20ms_mint")->Arg(1000)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5)->Repetitions(3)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(cold_callers, fail, true)->Name("cold/20ms_permanent_failure")->Arg(100)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5)->Repetitions(3)->DisplayAggregatesOnly(true);
+BENCHMARK(cold_baseline)
+    ->Name("cold/baseline_timer_wait")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(5)
+    ->Repetitions(3)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(cold_callers, ok, false)
+    ->Name("cold/20ms_mint")
+    ->Arg(1000)
+    ->Arg(10000)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(5)
+    ->Repetitions(3)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(cold_callers, fail, true)
+    ->Name("cold/20ms_permanent_failure")
+    ->Arg(100)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(5)
+    ->Repetitions(3)
+    ->DisplayAggregatesOnly(true);
 
 }  // namespace
 
@@ -271,31 +306,33 @@ int main(int argc, char** argv) {
   const std::string aw = "hit/co_await_token_for/repeats:5/real_time";
   std::printf("\n");
   if (ns(base1) > 0 && ns(try1) > 0 && ns(aw) > 0) {
-    std::printf("hit, 1 thread:   try_cached %.1f ns (%.2f allocs), co_await token_for %.1f ns (%.2f allocs), "
-                "baseline %.1f ns (%.2f allocs)\n",
-                ns(try1), reporter.counter(try1, "allocs_per_call"), ns(aw), reporter.counter(aw, "allocs_per_call"),
-                ns(base1), reporter.counter(base1, "allocs_per_call"));
+    std::printf(
+        "hit, 1 thread:   try_cached %.1f ns (%.2f allocs), co_await token_for %.1f ns (%.2f allocs), "
+        "baseline %.1f ns (%.2f allocs)\n",
+        ns(try1), reporter.counter(try1, "allocs_per_call"), ns(aw), reporter.counter(aw, "allocs_per_call"), ns(base1),
+        reporter.counter(base1, "allocs_per_call"));
     std::printf("                 try_cached/baseline = %.2fx, token_for/baseline = %.2fx\n", ns(try1) / ns(base1),
                 ns(aw) / ns(base1));
   }
   // With threads, Google Benchmark's time per iteration is wall time over all threads' iterations:
   // its inverse is the throughput.
   if (ns(try2) > 0 && ns(base2) > 0) {
-    std::printf("hit throughput:  try_cached 2 threads / 1 thread = %.2fx (%.1f M/s vs %.1f M/s)\n", ns(try1) / ns(try2),
-                1e3 / ns(try2), 1e3 / ns(try1));
-    std::printf("                 baseline   2 threads / 1 thread = %.2fx (%.1f M/s vs %.1f M/s)\n", ns(base1) / ns(base2),
-                1e3 / ns(base2), 1e3 / ns(base1));
+    std::printf("hit throughput:  try_cached 2 threads / 1 thread = %.2fx (%.1f M/s vs %.1f M/s)\n",
+                ns(try1) / ns(try2), 1e3 / ns(try2), 1e3 / ns(try1));
+    std::printf("                 baseline   2 threads / 1 thread = %.2fx (%.1f M/s vs %.1f M/s)\n",
+                ns(base1) / ns(base2), 1e3 / ns(base2), 1e3 / ns(base1));
     std::printf("                 try_cached/baseline at 2 threads = %.2fx the throughput\n", ns(base2) / ns(try2));
   }
   for (const char* n : {"1000", "10000"}) {
     const std::string name = std::string{"cold/20ms_mint/"} + n + "/iterations:5/repeats:3/real_time";
     const std::string base = std::string{"cold/baseline_timer_wait/"} + n + "/iterations:5/repeats:3/real_time";
     if (reporter.time(name, true) > 0 && reporter.time(base, true) > 0)
-      std::printf("cold key, %5s callers: %.1f ms wall, %.0f mint(s), %.0f answered; "
-                  "awaken/timer_wait = %.2fx (%.1f ms), %.1f vs %.1f allocs per caller\n",
-                  n, reporter.time(name, true), reporter.counter(name, "mints"), reporter.counter(name, "answered"),
-                  reporter.time(name, true) / reporter.time(base, true), reporter.time(base, true),
-                  reporter.counter(name, "allocs_per_caller"), reporter.counter(base, "allocs_per_caller"));
+      std::printf(
+          "cold key, %5s callers: %.1f ms wall, %.0f mint(s), %.0f answered; "
+          "awaken/timer_wait = %.2fx (%.1f ms), %.1f vs %.1f allocs per caller\n",
+          n, reporter.time(name, true), reporter.counter(name, "mints"), reporter.counter(name, "answered"),
+          reporter.time(name, true) / reporter.time(base, true), reporter.time(base, true),
+          reporter.counter(name, "allocs_per_caller"), reporter.counter(base, "allocs_per_caller"));
   }
   const std::string failing = "cold/20ms_permanent_failure/100/iterations:5/repeats:3/real_time";
   if (reporter.time(failing, true) > 0)

@@ -4,6 +4,8 @@
 #include <string>
 #include <thread>
 
+#include <benchmark/benchmark.h>
+#include <curl/curl.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/io_context.hpp>
@@ -11,8 +13,6 @@
 #include <asio/read_until.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/write.hpp>
-#include <benchmark/benchmark.h>
-#include <curl/curl.h>
 
 #include <awaken/http/http_client.hpp>
 
@@ -81,17 +81,30 @@ void awaken_send(benchmark::State& state) {
   request.url = server().url();
   for (auto _ : state) {
     bool ok = false;
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-      auto response = co_await client.send(request);
-      ok = response.status == 200 && response.body == "hello";
-    }, asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          auto response = co_await client.send(request);
+          ok = response.status == 200 && response.body == "hello";
+        },
+        asio::detached);
     io.restart();
     io.run();
     if (!ok) state.SkipWithError("request failed");
   }
 }
 
-BENCHMARK(curl_easy_baseline)->Name("HTTP/curl_easy_get")->Unit(benchmark::kMicrosecond)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(awaken_send)->Name("HTTP/awaken_get")->Unit(benchmark::kMicrosecond)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
+BENCHMARK(curl_easy_baseline)
+    ->Name("HTTP/curl_easy_get")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK(awaken_send)
+    ->Name("HTTP/awaken_get")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
 
 }  // namespace

@@ -32,16 +32,15 @@ PrivateKey generate_private_key(const char* type, const char* curve, std::size_t
   EVP_PKEY* k = curve != nullptr ? EVP_PKEY_Q_keygen(nullptr, nullptr, type, curve)
                                  : EVP_PKEY_Q_keygen(nullptr, nullptr, type, bits);
   if (k == nullptr) throw std::runtime_error("key generation failed");
-  OSSL_ENCODER_CTX* ctx =
-      OSSL_ENCODER_CTX_new_for_pkey(k, EVP_PKEY_KEYPAIR, "PEM", "PrivateKeyInfo", nullptr);
+  OSSL_ENCODER_CTX* ctx = OSSL_ENCODER_CTX_new_for_pkey(k, EVP_PKEY_KEYPAIR, "PEM", "PrivateKeyInfo", nullptr);
   unsigned char* data = nullptr;
   std::size_t len = 0;
   const bool ok = ctx != nullptr && OSSL_ENCODER_to_data(ctx, &data, &len) == 1;
   OSSL_ENCODER_CTX_free(ctx);
   EVP_PKEY_free(k);
   if (!ok) throw std::runtime_error("PEM encoding failed");
-  PrivateKey key = PrivateKey::from_pem(
-      awaken::RedactedString{std::string_view{reinterpret_cast<const char*>(data), len}});
+  PrivateKey key =
+      PrivateKey::from_pem(awaken::RedactedString{std::string_view{reinterpret_cast<const char*>(data), len}});
   OPENSSL_clear_free(data, len);
   return key;
 }
@@ -115,8 +114,7 @@ bool openssl_verify(EVP_PKEY* pkey, const EVP_MD* md, bool ecdsa, std::string_vi
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   const bool ok =
       ctx != nullptr && EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, pkey) == 1 &&
-      EVP_DigestVerify(ctx, sig, sig_len, reinterpret_cast<const unsigned char*>(input.data()),
-                       input.size()) == 1;
+      EVP_DigestVerify(ctx, sig, sig_len, reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
   EVP_MD_CTX_free(ctx);
   OPENSSL_free(der);
   return ok;
@@ -159,19 +157,14 @@ int main(int argc, char** argv) {
   const Case& rs = rs256();
 
   const auto add = [](const char* name, auto fn) {
-    benchmark::RegisterBenchmark(name, fn)
-        ->Unit(benchmark::kMicrosecond)
-        ->Repetitions(7)
-        ->DisplayAggregatesOnly(true);
+    benchmark::RegisterBenchmark(name, fn)->Unit(benchmark::kMicrosecond)->Repetitions(7)->DisplayAggregatesOnly(true);
   };
   add("ES256/awaken_parse_verify", [&es](benchmark::State& s) { awaken_parse_verify(s, es); });
-  add("ES256/openssl_decode_verify",
-      [&es](benchmark::State& s) { openssl_decode_verify(s, es, true); });
+  add("ES256/openssl_decode_verify", [&es](benchmark::State& s) { openssl_decode_verify(s, es, true); });
   add("ES256/awaken_verify", [&es](benchmark::State& s) { awaken_verify(s, es); });
   add("ES256/openssl_verify", [&es](benchmark::State& s) { openssl_baseline(s, es, true); });
   add("RS256/awaken_parse_verify", [&rs](benchmark::State& s) { awaken_parse_verify(s, rs); });
-  add("RS256/openssl_decode_verify",
-      [&rs](benchmark::State& s) { openssl_decode_verify(s, rs, false); });
+  add("RS256/openssl_decode_verify", [&rs](benchmark::State& s) { openssl_decode_verify(s, rs, false); });
   add("RS256/awaken_verify", [&rs](benchmark::State& s) { awaken_verify(s, rs); });
   add("RS256/openssl_verify", [&rs](benchmark::State& s) { openssl_baseline(s, rs, false); });
 
@@ -184,16 +177,16 @@ int main(int argc, char** argv) {
   std::printf("\n");
   awaken::bench::print_ratio(reporter, "ES256 verify:", "ES256/awaken_verify", "ES256/openssl_verify");
   awaken::bench::print_ratio(reporter, "ES256 parse+verify:", "ES256/awaken_parse_verify",
-              "ES256/openssl_decode_verify");
+                             "ES256/openssl_decode_verify");
   awaken::bench::print_ratio(reporter, "ES256 parse+verify vs raw:", "ES256/awaken_parse_verify",
-              "ES256/openssl_verify");
+                             "ES256/openssl_verify");
   awaken::bench::print_ratio(reporter, "RS256 verify:", "RS256/awaken_verify", "RS256/openssl_verify");
   awaken::bench::print_ratio(reporter, "RS256 parse+verify:", "RS256/awaken_parse_verify",
-              "RS256/openssl_decode_verify");
+                             "RS256/openssl_decode_verify");
   awaken::bench::print_ratio(reporter, "RS256 parse+verify vs raw:", "RS256/awaken_parse_verify",
-              "RS256/openssl_verify");
+                             "RS256/openssl_verify");
   // bench/http_bench.cpp
-  awaken::bench::print_ratio(reporter, "HTTP GET round trip:", "HTTP/awaken_get", "HTTP/curl_easy_get",
-                             "curl_easy", true);
+  awaken::bench::print_ratio(reporter, "HTTP GET round trip:", "HTTP/awaken_get", "HTTP/curl_easy_get", "curl_easy",
+                             true);
   return 0;
 }

@@ -11,11 +11,11 @@
 #include <shared_mutex>
 #include <thread>
 
+#include <benchmark/benchmark.h>
 #include <asio/co_spawn.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/use_future.hpp>
-#include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
 #include <awaken/spiffe/jwt_source.hpp>
@@ -37,7 +37,8 @@ struct World {
   std::thread thread{[this] { io.run(); }};
   spiffe::WorkloadEndpoint endpoint = peer.endpoint();
   spiffe::JwtSource source =
-      asio::co_spawn(io, spiffe::JwtSource::builder().endpoint(endpoint).build(io.get_executor()), asio::use_future).get();
+      asio::co_spawn(io, spiffe::JwtSource::builder().endpoint(endpoint).build(io.get_executor()), asio::use_future)
+          .get();
 
   ~World() {
     asio::co_spawn(io, source.shutdown(), asio::use_future).get();
@@ -97,9 +98,25 @@ void shared_mutex_lookup(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-BENCHMARK(source_lookup)->Name("lookup/jwt_source")->Threads(1)->Threads(2)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(plain_map_lookup)->Name("lookup/plain_map_no_writer")->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(shared_mutex_lookup)->Name("lookup/shared_mutex_map")->Threads(1)->Threads(2)->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
+BENCHMARK(source_lookup)
+    ->Name("lookup/jwt_source")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK(plain_map_lookup)
+    ->Name("lookup/plain_map_no_writer")
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK(shared_mutex_lookup)
+    ->Name("lookup/shared_mutex_map")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime()
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
 
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
@@ -145,7 +162,8 @@ int main(int argc, char** argv) {
         w.io,
         [&]() -> asio::awaitable<std::int64_t> {
           co_await updates.changed();
-          co_return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+          co_return std::chrono::duration_cast<std::chrono::nanoseconds>(
+              std::chrono::steady_clock::now().time_since_epoch())
               .count();
         },
         asio::use_future);
@@ -161,7 +179,8 @@ int main(int argc, char** argv) {
   const double fetch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   awaken::http::GrpcChannelOptions options;
   options.metadata.push_back({"workload.spiffe.io", "true"});
-  const awaken::http::GrpcChannel bare{awaken::http::HttpClient{w.io.get_executor()}, w.endpoint.grpc_target(), options};
+  const awaken::http::GrpcChannel bare{awaken::http::HttpClient{w.io.get_executor()}, w.endpoint.grpc_target(),
+                                       options};
   const std::string request = spiffe::detail::encode_jwt_svid_request(std::vector<std::string>{"svc-a"}, "");
   const auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < calls; ++i)
@@ -176,7 +195,8 @@ int main(int argc, char** argv) {
   const std::string m2 = "lookup/shared_mutex_map/repeats:5/real_time/threads:2";
   const std::string plain = "lookup/plain_map_no_writer/repeats:5/real_time";
   std::printf("\nwhile the peer published %llu changed sets in %.1f s (%.0f per second):\n",
-              static_cast<unsigned long long>(published), churn_seconds, static_cast<double>(published) / churn_seconds);
+              static_cast<unsigned long long>(published), churn_seconds,
+              static_cast<double>(published) / churn_seconds);
   if (ns(s1) > 0 && ns(s2) > 0 && ns(m1) > 0 && ns(m2) > 0 && ns(plain) > 0) {
     std::printf("lookup, 1 thread:  jwt_source %.1f ns, plain map (no writer) %.1f ns, shared_mutex map %.1f ns\n",
                 ns(s1), ns(plain), ns(m1));
@@ -184,14 +204,16 @@ int main(int argc, char** argv) {
                 ns(s1) / ns(plain), ns(s1) / ns(m1));
     // With threads, the time per iteration is wall time over all threads' iterations: its
     // inverse is the throughput.
-    std::printf("lookup throughput, 2 threads / 1 thread: jwt_source %.2fx (%.1f M/s vs %.1f M/s), "
-                "shared_mutex map %.2fx\n",
-                ns(s1) / ns(s2), 1e3 / ns(s2), 1e3 / ns(s1), ns(m1) / ns(m2));
+    std::printf(
+        "lookup throughput, 2 threads / 1 thread: jwt_source %.2fx (%.1f M/s vs %.1f M/s), "
+        "shared_mutex map %.2fx\n",
+        ns(s1) / ns(s2), 1e3 / ns(s2), 1e3 / ns(s1), ns(m1) / ns(m2));
   }
   std::printf("update propagation, peer push to changed(), 200 rotations: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
               percentile(latencies_ms, 0.5), percentile(latencies_ms, 0.99), percentile(latencies_ms, 1.0));
-  std::printf("fetch_jwt_svid over the unix socket: %.0f round trips/s (%.2f ms each); bare gRPC call %.0f/s; "
-              "awaken/bare = %.2fx the time\n",
-              calls / fetch_s, fetch_s * 1e3 / calls, calls / bare_s, fetch_s / bare_s);
+  std::printf(
+      "fetch_jwt_svid over the unix socket: %.0f round trips/s (%.2f ms each); bare gRPC call %.0f/s; "
+      "awaken/bare = %.2fx the time\n",
+      calls / fetch_s, fetch_s * 1e3 / calls, calls / bare_s, fetch_s / bare_s);
   return 0;
 }

@@ -87,12 +87,16 @@ struct Fixture {
     }
     set = std::make_shared<spiffe::JwtBundleSet>(std::vector<spiffe::JwtBundle>{
         spiffe::JwtBundle::parse(spiffe::TrustDomain::parse("example.org"), jwks.dump())});
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-    const std::string claims =
-        nlohmann::json{{"sub", "spiffe://example.org/ns/prod/sa/api"}, {"aud", {"svc-a"}}, {"exp", now + 3600}, {"iat", now}}
-            .dump();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const std::string claims = nlohmann::json{
+        {"sub", "spiffe://example.org/ns/prod/sa/api"},
+        {"aud", {"svc-a"}},
+        {"exp", now + 3600},
+        {"iat", now}}.dump();
     auto sign = [&](Algorithm alg, int k) {
-      return awaken::jose::sign_compact(alg, {{"typ", "JWT"}, {"kid", "key-" + std::to_string(k)}}, claims, keys[k].priv);
+      return awaken::jose::sign_compact(alg, {{"typ", "JWT"}, {"kid", "key-" + std::to_string(k)}}, claims,
+                                        keys[k].priv);
     };
     es256 = sign(Algorithm::es256, 2);
     rs256 = sign(Algorithm::rs256, 6);
@@ -161,7 +165,8 @@ void parse_id(benchmark::State& state) {
 // A set of 10 trust domains; lookups of the last one.
 void bundle_find(benchmark::State& state) {
   std::vector<spiffe::JwtBundle> bundles;
-  for (int i = 0; i < 10; ++i) bundles.emplace_back(spiffe::TrustDomain::parse("td-" + std::to_string(i) + ".example.org"));
+  for (int i = 0; i < 10; ++i)
+    bundles.emplace_back(spiffe::TrustDomain::parse("td-" + std::to_string(i) + ".example.org"));
   const spiffe::JwtBundleSet set{std::move(bundles)};
   const std::string name = "td-9.example.org";
   for (auto _ : state) benchmark::DoNotOptimize(set.find(name));
@@ -179,15 +184,36 @@ void authority_find(benchmark::State& state) {
 }
 
 const Fixture& f = fixture();
-BENCHMARK_CAPTURE(validate, ES256, &f.es256)->Name("ES256/awaken_validate")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(raw_openssl, ES256, &f.es256, Algorithm::es256)->Name("ES256/raw_openssl_verify")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(validate, RS256, &f.rs256)->Name("RS256/awaken_validate")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(raw_openssl, RS256, &f.rs256, Algorithm::rs256)->Name("RS256/raw_openssl_verify")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(validate, PS256, &f.ps256)->Name("PS256/awaken_validate")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(raw_openssl, PS256, &f.ps256, Algorithm::ps256)->Name("PS256/raw_openssl_verify")->Repetitions(5)->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(validate, ES256, &f.es256)
+    ->Name("ES256/awaken_validate")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(raw_openssl, ES256, &f.es256, Algorithm::es256)
+    ->Name("ES256/raw_openssl_verify")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(validate, RS256, &f.rs256)
+    ->Name("RS256/awaken_validate")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(raw_openssl, RS256, &f.rs256, Algorithm::rs256)
+    ->Name("RS256/raw_openssl_verify")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(validate, PS256, &f.ps256)
+    ->Name("PS256/awaken_validate")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
+BENCHMARK_CAPTURE(raw_openssl, PS256, &f.ps256, Algorithm::ps256)
+    ->Name("PS256/raw_openssl_verify")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
 BENCHMARK(parse_id)->Name("spiffe_id/parse")->Repetitions(5)->DisplayAggregatesOnly(true);
 BENCHMARK(bundle_find)->Name("bundle_set/find_of_10")->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(bundle_for_trust_domain)->Name("bundle_set/bundle_for_trust_domain")->Repetitions(5)->DisplayAggregatesOnly(true);
+BENCHMARK(bundle_for_trust_domain)
+    ->Name("bundle_set/bundle_for_trust_domain")
+    ->Repetitions(5)
+    ->DisplayAggregatesOnly(true);
 BENCHMARK(authority_find)->Name("bundle/find_authority_of_10")->Repetitions(5)->DisplayAggregatesOnly(true);
 
 }  // namespace

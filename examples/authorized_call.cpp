@@ -19,9 +19,9 @@ namespace {
 // The pattern: ask per request, retry once after `invalidate` on 401. `invalidate` drops the
 // token only if it is still the cached one, so a hundred requests failing together cause one
 // new mint.
-asio::awaitable<awaken::http::HttpResponse> authorized_send(awaken::AwakenBroker& broker, awaken::http::HttpClient& http,
-                                                           std::string provider, std::string scope,
-                                                           awaken::http::HttpRequest request) {
+asio::awaitable<awaken::http::HttpResponse> authorized_send(awaken::AwakenBroker& broker,
+                                                            awaken::http::HttpClient& http, std::string provider,
+                                                            std::string scope, awaken::http::HttpRequest request) {
   for (int attempt = 0;; ++attempt) {
     const awaken::IssuedToken token = co_await broker.token_for(provider, scope);
     awaken::http::HttpRequest signed_request = request;
@@ -65,9 +65,12 @@ int main(int argc, char** argv) {
   std::string token_endpoint, resource, revoke;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--token-endpoint") token_endpoint = argv[i + 1];
-    else if (flag == "--resource") resource = argv[i + 1];
-    else if (flag == "--revoke") revoke = argv[i + 1];
+    if (flag == "--token-endpoint")
+      token_endpoint = argv[i + 1];
+    else if (flag == "--resource")
+      resource = argv[i + 1];
+    else if (flag == "--revoke")
+      revoke = argv[i + 1];
   }
   if (token_endpoint.empty() || resource.empty() || revoke.empty()) {
     std::cerr << "usage: authorized_call --token-endpoint URL --resource URL --revoke URL\n";

@@ -72,15 +72,24 @@ Args parse(int argc, char** argv) {
   awaken::tools::ArgReader r{argc, argv};
   while (r.next()) {
     const std::string arg = r.arg();
-    if (arg == "--endpoint") a.endpoint = r.value();
-    else if (arg == "--json") a.json = true;
-    else if (arg == "--audience") a.audiences.push_back(r.value());
-    else if (arg == "--spiffe-id") a.spiffe_id = r.value();
-    else if (arg == "--agent") a.agent = true;
-    else if (arg == "--count") a.count = r.number();
-    else if (arg.rfind("--", 0) == 0) throw UsageError{"unknown option " + arg};
-    else if (a.command.empty()) a.command = arg;
-    else a.positional.push_back(arg);
+    if (arg == "--endpoint")
+      a.endpoint = r.value();
+    else if (arg == "--json")
+      a.json = true;
+    else if (arg == "--audience")
+      a.audiences.push_back(r.value());
+    else if (arg == "--spiffe-id")
+      a.spiffe_id = r.value();
+    else if (arg == "--agent")
+      a.agent = true;
+    else if (arg == "--count")
+      a.count = r.number();
+    else if (arg.rfind("--", 0) == 0)
+      throw UsageError{"unknown option " + arg};
+    else if (a.command.empty())
+      a.command = arg;
+    else
+      a.positional.push_back(arg);
   }
   if (a.command.empty()) throw UsageError{"no command (try --help)"};
   return a;
@@ -144,8 +153,10 @@ std::string changes(const spiffe::JwtBundleSet& before, const spiffe::JwtBundleS
       if (old->find_authority(a.key_id()) == nullptr) diff += " +" + a.key_id();
     for (const auto& a : old->authorities())
       if (b->find_authority(a.key_id()) == nullptr) diff += " -" + a.key_id();
-    if (!diff.empty()) add(b->trust_domain().name() + ":" + diff);
-    else if (!(*old == *b)) add(b->trust_domain().name() + ": parameters changed");
+    if (!diff.empty())
+      add(b->trust_domain().name() + ":" + diff);
+    else if (!(*old == *b))
+      add(b->trust_domain().name() + ": parameters changed");
   }
   for (const auto& b : before.bundles())
     if (after.find(b->trust_domain().name()) == nullptr) add(b->trust_domain().name() + ": removed");
@@ -177,8 +188,10 @@ asio::awaitable<int> run(Args a) {
     const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
     const spiffe::JwtSvid svid = co_await client.fetch_jwt_svid(a.audiences, id);
     if (a.json) {
-      std::cout << nlohmann::json{{"spiffe_id", svid.spiffe_id().str()}, {"audience", svid.audience()},
-                                  {"expiry", awaken::utc_text(svid.expiry())}, {"hint", svid.hint()},
+      std::cout << nlohmann::json{{"spiffe_id", svid.spiffe_id().str()},
+                                  {"audience", svid.audience()},
+                                  {"expiry", awaken::utc_text(svid.expiry())},
+                                  {"hint", svid.hint()},
                                   {"token", svid.token().reveal()}}
                        .dump()
                 << std::endl;
@@ -199,8 +212,11 @@ asio::awaitable<int> run(Args a) {
         if (e.code() != awaken::grpc_status::invalid_argument) throw;
         throw InvalidToken{e.details().server_message.empty() ? e.what() : e.details().server_message};
       }
-      if (a.json) std::cout << nlohmann::json{{"spiffe_id", verdict.spiffe_id.str()}, {"claims", verdict.claims}}.dump() << std::endl;
-      else std::cout << "valid (agent): " << verdict.spiffe_id << "\n" << verdict.claims.dump(2) << std::endl;
+      if (a.json)
+        std::cout << nlohmann::json{{"spiffe_id", verdict.spiffe_id.str()}, {"claims", verdict.claims}}.dump()
+                  << std::endl;
+      else
+        std::cout << "valid (agent): " << verdict.spiffe_id << "\n" << verdict.claims.dump(2) << std::endl;
       co_return 0;
     }
     const spiffe::JwtSource source = co_await source_for(a);
@@ -214,13 +230,15 @@ asio::awaitable<int> run(Args a) {
     co_await source.shutdown();
     if (!svid) throw InvalidToken{refusal};
     if (a.json)
-      std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()}, {"audience", svid->audience()},
-                                  {"expiry", awaken::utc_text(svid->expiry())}, {"kid", svid->key_id()}}
+      std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
+                                  {"audience", svid->audience()},
+                                  {"expiry", awaken::utc_text(svid->expiry())},
+                                  {"kid", svid->key_id()}}
                        .dump()
                 << std::endl;
     else
-      std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires " << awaken::utc_text(svid->expiry())
-                << std::endl;
+      std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires "
+                << awaken::utc_text(svid->expiry()) << std::endl;
     co_return 0;
   }
   if (a.command == "bundles") {
@@ -233,8 +251,11 @@ asio::awaitable<int> run(Args a) {
     const spiffe::JwtSource source = co_await source_for(a);
     auto updates = source.updates();
     auto current = source.bundle_set();
-    if (a.json) std::cout << nlohmann::json{{"sequence", updates.last()}, {"bundles", bundles_json(*current)}}.dump() << std::endl;
-    else std::cout << "sequence " << updates.last() << ": " << changes(spiffe::JwtBundleSet{}, *current) << std::endl;
+    if (a.json)
+      std::cout << nlohmann::json{{"sequence", updates.last()}, {"bundles", bundles_json(*current)}}.dump()
+                << std::endl;
+    else
+      std::cout << "sequence " << updates.last() << ": " << changes(spiffe::JwtBundleSet{}, *current) << std::endl;
     asio::signal_set signals{executor, SIGINT, SIGTERM};
     signals.async_wait([source, executor](std::error_code ec, int) {
       if (!ec) asio::co_spawn(executor, source.shutdown(), [](std::exception_ptr) {});
@@ -248,8 +269,10 @@ asio::awaitable<int> run(Args a) {
         throw;
       }
       auto next = source.bundle_set();
-      if (a.json) std::cout << nlohmann::json{{"sequence", seq}, {"changes", changes(*current, *next)}}.dump() << std::endl;
-      else std::cout << "sequence " << seq << ": " << changes(*current, *next) << std::endl;
+      if (a.json)
+        std::cout << nlohmann::json{{"sequence", seq}, {"changes", changes(*current, *next)}}.dump() << std::endl;
+      else
+        std::cout << "sequence " << seq << ": " << changes(*current, *next) << std::endl;
       current = std::move(next);
     }
     signals.cancel();
@@ -266,5 +289,6 @@ int main(int argc, char** argv) {
     std::cout << usage;
     return 0;
   }
-  return awaken::tools::run_tool<InvalidToken>("awaken-spiffe", "invalid token: ", [&] { return run(parse(argc, argv)); });
+  return awaken::tools::run_tool<InvalidToken>("awaken-spiffe",
+                                               "invalid token: ", [&] { return run(parse(argc, argv)); });
 }

@@ -23,7 +23,8 @@
 
 namespace {
 
-constexpr const char* usage = R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--watch [--count N]] [--json]
+constexpr const char* usage =
+    R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--watch [--count N]] [--json]
 
 Mints a token through awaken's credential broker and prints it, redacted unless --reveal.
 
@@ -62,13 +63,20 @@ Args parse(int argc, char** argv) {
   awaken::tools::ArgReader r{argc, argv};
   while (r.next()) {
     const std::string arg = r.arg();
-    if (arg == "--config") a.config = r.value();
-    else if (arg == "--scope") a.scope = r.value();
-    else if (arg == "--reveal") a.reveal = true;
-    else if (arg == "--watch") a.watch = true;
-    else if (arg == "--json") a.json = true;
-    else if (arg == "--count") a.count = r.number();
-    else throw UsageError{"unknown argument " + arg + " (try --help)"};
+    if (arg == "--config")
+      a.config = r.value();
+    else if (arg == "--scope")
+      a.scope = r.value();
+    else if (arg == "--reveal")
+      a.reveal = true;
+    else if (arg == "--watch")
+      a.watch = true;
+    else if (arg == "--json")
+      a.json = true;
+    else if (arg == "--count")
+      a.count = r.number();
+    else
+      throw UsageError{"unknown argument " + arg + " (try --help)"};
   }
   if (a.config.empty()) throw UsageError{"--config FILE is required (try --help)"};
   return a;
@@ -76,7 +84,8 @@ Args parse(int argc, char** argv) {
 
 void print(const awaken::IssuedToken& token, const Args& a, const char* event) {
   if (a.json) {
-    nlohmann::json j{{"event", event}, {"type", token.token_type()}, {"expires_at", awaken::utc_text(token.expires_at())}};
+    nlohmann::json j{
+        {"event", event}, {"type", token.token_type()}, {"expires_at", awaken::utc_text(token.expires_at())}};
     j["token"] = a.reveal ? std::string{token.bearer().reveal()} : std::string{"[redacted]"};
     std::cout << j.dump() << std::endl;
   } else if (a.reveal) {

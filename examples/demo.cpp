@@ -28,12 +28,12 @@
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 
-#include "tool_main.hpp"
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
 #include <awaken/jose/base64url.hpp>
 #include <awaken/jose/jws.hpp>
 #include <awaken/redacted_string.hpp>
+#include "tool_main.hpp"
 
 namespace {
 
@@ -65,8 +65,7 @@ asio::awaitable<void> https_part(awaken::http::HttpClient client, std::string ba
   post.body = "grant_type=client_credentials";
   auto echo = nlohmann::json::parse((co_await client.send(post)).body);
   std::cout << "POST /echo  -> peer saw " << echo["method"].get<std::string>() << " over HTTP/"
-            << echo["http_version"].get<std::string>() << " with body \"" << echo["body"].get<std::string>()
-            << "\"\n";
+            << echo["http_version"].get<std::string>() << " with body \"" << echo["body"].get<std::string>() << "\"\n";
 
   auto slow = get(base + "/delay/5000");
   slow.timeout = std::chrono::milliseconds{200};
@@ -102,7 +101,8 @@ void jose_part(const std::string& key_file) {
             << ", claims " << jws.payload() << "\n";
 
   // Change one claim and keep the old signature.
-  const std::string forged_payload = base64url_encode(R"({"iss":"awaken-demo","sub":"spiffe://example.org/admin","aud":"demo"})");
+  const std::string forged_payload =
+      base64url_encode(R"({"iss":"awaken-demo","sub":"spiffe://example.org/admin","aud":"demo"})");
   const auto first_dot = token.find('.');
   const auto second_dot = token.find('.', first_dot + 1);
   const std::string forged = token.substr(0, first_dot + 1) + forged_payload + token.substr(second_dot);
@@ -127,8 +127,8 @@ asio::awaitable<void> broker_part(awaken::AwakenBroker& broker, std::vector<Prov
     const auto start = clock::now();
     const awaken::IssuedToken token = co_await broker.token_for(p.name, p.scope);
     first.push_back(token);
-    std::printf("%-22s %-26s mint  %9.1f us  %s\n", p.name.c_str(), p.kind.c_str(),
-                micros(clock::now() - start), awaken::to_string(token).c_str());
+    std::printf("%-22s %-26s mint  %9.1f us  %s\n", p.name.c_str(), p.kind.c_str(), micros(clock::now() - start),
+                awaken::to_string(token).c_str());
   }
   for (std::size_t i = 0; i < providers.size(); ++i) {
     const auto start = clock::now();
@@ -188,8 +188,8 @@ asio::awaitable<awaken::spiffe::JwtSource> spiffe_part(std::string endpoint, std
   co_await control.send(rotate);
   const auto seq = co_await updates.changed();
   std::printf("rotation arrived %.2f ms after it was asked for: sequence %llu, keys %s\n",
-              std::chrono::duration<double, std::milli>(clock::now() - asked).count(), static_cast<unsigned long long>(seq),
-              kids(*source.bundle_set()).c_str());
+              std::chrono::duration<double, std::milli>(clock::now() - asked).count(),
+              static_cast<unsigned long long>(seq), kids(*source.bundle_set()).c_str());
   const spiffe::JwtSvid fresh = co_await source.fetch_jwt_svid(audience);
   spiffe::JwtSvid::parse_and_validate(fresh.token().reveal(), source, {"demo-service"});
   std::cout << "a new SVID (kid " << fresh.key_id() << ") validates; ";
@@ -246,13 +246,20 @@ int main(int argc, char** argv) {
     awaken::tools::ArgReader r{argc, argv};
     while (r.next()) {
       const std::string flag = r.arg();
-      if (flag == "--url") url = r.value();
-      else if (flag == "--ca-file") ca_file = r.value();
-      else if (flag == "--signing-key") key_file = r.value();
-      else if (flag == "--providers") providers_file = r.value();
-      else if (flag == "--workload-endpoint") workload_endpoint = r.value();
-      else if (flag == "--rotate-url") rotate_url = r.value();
-      else throw awaken::tools::UsageError{"unknown argument " + flag};
+      if (flag == "--url")
+        url = r.value();
+      else if (flag == "--ca-file")
+        ca_file = r.value();
+      else if (flag == "--signing-key")
+        key_file = r.value();
+      else if (flag == "--providers")
+        providers_file = r.value();
+      else if (flag == "--workload-endpoint")
+        workload_endpoint = r.value();
+      else if (flag == "--rotate-url")
+        rotate_url = r.value();
+      else
+        throw awaken::tools::UsageError{"unknown argument " + flag};
     }
     if (url.empty() || ca_file.empty() || key_file.empty()) throw awaken::tools::UsageError{"missing arguments"};
   } catch (const awaken::tools::UsageError& e) {

@@ -35,8 +35,7 @@ JwtSource source_on(asio::io_context& io, const WorkloadPeer& peer) {
 // The relying party, trusting the Workload API peer's keys.
 struct RelyingParty {
   explicit RelyingParty(const WorkloadPeer& peer)
-      : process{"token_server.mjs",
-                {"--jwks", "http://127.0.0.1:" + std::to_string(peer.control_port()) + "/jwks"}} {}
+      : process{"token_server.mjs", {"--jwks", "http://127.0.0.1:" + std::to_string(peer.control_port()) + "/jwks"}} {}
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(process.info()["port"].get<int>()) + path;
   }
@@ -77,7 +76,8 @@ TEST_CASE("JWT-SVIDs through the broker: cached per audience, one fetch for many
       slot = t;
     });
   io.restart();
-  for (int i = 0; i < 400 && std::any_of(got.begin(), got.end(), [](auto& t) { return t.empty(); }); ++i) io.run_for(10ms);
+  for (int i = 0; i < 400 && std::any_of(got.begin(), got.end(), [](auto& t) { return t.empty(); }); ++i)
+    io.run_for(10ms);
   CHECK(failures == 0);
   REQUIRE_FALSE(got.front().empty());
   CHECK(std::all_of(got.begin(), got.end(), [&](auto& t) { return t.same_token(got.front()); }));

@@ -452,8 +452,8 @@ TEST_CASE("Transient failures are retried within the policy, permanent ones are 
   CHECK(error_of(io, broker.token_for("down", "s")) == credential_errc::network);
   CHECK(down->calls == 3);  // max_attempts
 
-  for (auto code : {credential_errc::invalid_material, credential_errc::signing_failed,
-                    credential_errc::permanent_upstream}) {
+  for (auto code :
+       {credential_errc::invalid_material, credential_errc::signing_failed, credential_errc::permanent_upstream}) {
     auto m = std::make_shared<ScriptedMinter>("x");
     m->fail_always = code;
     broker.register_material("perm", CredentialMaterial::from_minter(m));
@@ -549,7 +549,7 @@ TEST_CASE("Inside the soft window the cached token is handed out and one refresh
   io.poll();
   CHECK(minter->calls == 1);
 
-  clock.advance(2s);  // 299 s left: soft, far from hard
+  clock.advance(2s);                                            // 299 s left: soft, far from hard
   minter->release = std::make_shared<Gate>(io.get_executor());  // hold the refresh
   for (int i = 0; i < 20; ++i) {
     CHECK(run(io, broker.token_for("p", "s")).same_token(first));  // at once, no waiting
@@ -735,8 +735,8 @@ TEST_CASE("Concurrent register and deregister and token_for on many threads stay
   asio::io_context io{4};
   AwakenBroker broker{io.get_executor()};
   for (int p = 0; p < providers; ++p)
-    broker.register_material("p" + std::to_string(p), CredentialMaterial::from_minter(std::make_shared<Hopping>(
-                                                          "p" + std::to_string(p) + "-v0")));
+    broker.register_material("p" + std::to_string(p), CredentialMaterial::from_minter(
+                                                          std::make_shared<Hopping>("p" + std::to_string(p) + "-v0")));
   std::atomic<int> wrong{0}, unexpected_errors{0}, tokens{0}, not_configured{0}, finished{0};
   std::atomic<int> version{1};
   auto check = [&](const IssuedToken& t, int p, int s) {
@@ -774,8 +774,10 @@ TEST_CASE("Concurrent register and deregister and token_for on many threads stay
                 check(t, p, s);
               }
             } catch (const awaken::Error& e) {
-              if (e.code() == credential_errc::not_configured) ++not_configured;
-              else ++unexpected_errors;
+              if (e.code() == credential_errc::not_configured)
+                ++not_configured;
+              else
+                ++unexpected_errors;
             } catch (...) {
               ++unexpected_errors;
             }
@@ -804,7 +806,8 @@ TEST_CASE("Concurrent register and deregister and token_for on many threads stay
   for (int p = 0; p < providers; ++p) {
     const std::string provider = "p" + std::to_string(p);
     broker.register_material(provider, bearer("final"));
-    for (int s = 0; s < scopes; ++s) CHECK(text(run(io, broker.token_for(provider, "s" + std::to_string(s)))) == "final");
+    for (int s = 0; s < scopes; ++s)
+      CHECK(text(run(io, broker.token_for(provider, "s" + std::to_string(s)))) == "final");
   }
 }
 
@@ -821,7 +824,7 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
   broker.async_token_for("p", "s", asio::bind_executor(io2, [&](std::exception_ptr e, IssuedToken t) {
                            callback_result = e ? "error" : text(t);
                          }));
-  io2.poll();  // the coroutine joins the flight
+  io2.poll();       // the coroutine joins the flight
   io1.run_for(5s);  // the flight mints t-1 and hands it to io2's callers, who have not run yet
   const auto first = broker.try_cached("p", "s");
   REQUIRE(first);
@@ -850,9 +853,8 @@ TEST_CASE("Waiters on different executors each resume on their own", "[broker][f
   std::vector<std::string> on_io1, on_io2;
   for (int i = 0; i < 3; ++i) {
     broker.async_token_for("p", "s", [&](std::exception_ptr, IssuedToken t) { on_io1.push_back(text(t)); });
-    broker.async_token_for("p", "s", asio::bind_executor(io2, [&](std::exception_ptr, IssuedToken t) {
-                             on_io2.push_back(text(t));
-                           }));
+    broker.async_token_for(
+        "p", "s", asio::bind_executor(io2, [&](std::exception_ptr, IssuedToken t) { on_io2.push_back(text(t)); }));
   }
   io1.run_for(5s);
   CHECK(on_io1.size() == 3);
@@ -886,7 +888,8 @@ TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel]
   broker.register_material("p", CredentialMaterial::from_minter(minter));
   asio::cancellation_signal cancel;
   std::error_code cancelled;
-  broker.async_token_for("p", "s", asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, IssuedToken t) {
+  broker.async_token_for("p", "s",
+                         asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, IssuedToken t) {
                            CHECK_FALSE(t);
                            cancelled = code_of(e);
                          }));

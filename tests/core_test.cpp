@@ -1,15 +1,15 @@
 // Core: secrets, errors, clocks, backoff, the logger.
 #include <sstream>
 
+#include <spdlog/logger.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
 #include <catch2/catch.hpp>
-#include <spdlog/logger.h>
-#include <spdlog/sinks/ostream_sink.h>
-#include <spdlog/spdlog.h>
 
 #include <awaken/backoff.hpp>
 #include <awaken/clock.hpp>
@@ -247,7 +247,9 @@ TEST_CASE("with_backoff stops at once when cancelled during the wait", "[core][b
   asio::cancellation_signal signal;
   std::exception_ptr result;
   bool done = false;
-  asio::co_spawn(io, awaken::with_backoff(p, awaken::is_retryable, [](auto&&...) {}, op),
+  asio::co_spawn(io,
+                 awaken::with_backoff(
+                     p, awaken::is_retryable, [](auto&&...) {}, op),
                  asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
                    result = e;
                    done = true;
@@ -272,7 +274,8 @@ TEST_CASE("with_backoff passes other exceptions straight through", "[core][backo
     throw std::runtime_error("not an error code");
     co_return;
   };
-  CHECK_THROWS_WITH(run(io, awaken::with_backoff(BackoffPolicy{}, awaken::is_retryable, [](auto&&...) {}, op)),
+  CHECK_THROWS_WITH(run(io, awaken::with_backoff(
+                                BackoffPolicy{}, awaken::is_retryable, [](auto&&...) {}, op)),
                     "not an error code");
   CHECK(calls == 1);
 }

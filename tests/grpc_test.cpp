@@ -24,8 +24,8 @@ using awaken::http::GrpcChannel;
 using awaken::http::GrpcChannelOptions;
 using awaken::http::GrpcTarget;
 using awaken::http::HttpClient;
-using awaken::http::detail::GrpcFrameParser;
 using awaken::http::detail::grpc_frame;
+using awaken::http::detail::GrpcFrameParser;
 using awaken::test::run;
 
 namespace {
@@ -156,7 +156,8 @@ TEST_CASE("status comes from trailers or a trailers-only response, and must be t
   using awaken::http::detail::grpc_final_status;
   const std::vector<Header> grpc_headers{{"content-type", "application/grpc"}};
   CHECK_FALSE(grpc_final_status(200, grpc_headers, {{"grpc-status", "0"}}).code);
-  auto denied = grpc_final_status(200, grpc_headers, {{"grpc-status", "7"}, {"grpc-message", "no%20identity%20issued"}});
+  auto denied =
+      grpc_final_status(200, grpc_headers, {{"grpc-status", "7"}, {"grpc-message", "no%20identity%20issued"}});
   CHECK(denied.code == grpc_status::permission_denied);
   CHECK(denied.message == "no identity issued");
   auto trailers_only = grpc_final_status(
@@ -213,7 +214,8 @@ TEST_CASE("a server status ends a unary call with that code and its message", "[
   GrpcPeer peer;
   asio::io_context io;
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
-  auto e = expect_error(io, channel.unary(unary_method, knobs({{"status", 7}, {"message", "no identity issued: 100% sure"}})));
+  auto e = expect_error(
+      io, channel.unary(unary_method, knobs({{"status", 7}, {"message", "no identity issued: 100% sure"}})));
   CHECK(e.code() == grpc_status::permission_denied);
   CHECK(e.details().server_message == "no identity issued: 100% sure");
   CHECK(std::string{e.what()}.find("/awaken.test.Test/Unary") != std::string::npos);
@@ -226,7 +228,8 @@ TEST_CASE("a server status ends a unary call with that code and its message", "[
                           std::string{unknown.what()}.find("transport: HTTP protocol error") != std::string::npos;
   CHECK((unknown.code() == grpc_status::unimplemented || lost_reply));
   CHECK(expect_error(io, channel.unary("no slash", "")).code() == grpc_status::invalid_argument);
-  CHECK(expect_error(io, channel.unary("/awaken.test.Test/../Other/Unary", "")).code() == grpc_status::invalid_argument);
+  CHECK(expect_error(io, channel.unary("/awaken.test.Test/../Other/Unary", "")).code() ==
+        grpc_status::invalid_argument);
   CHECK_THROWS_AS(GrpcTarget::tcp("evil.example/x?", 1), awaken::Error);
 }
 
@@ -279,7 +282,8 @@ TEST_CASE("a reset stream ends with unavailable after the messages before it", "
   GrpcPeer peer;
   asio::io_context io;
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
-  auto result = run(io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"reset_after", 2}, {"interval_ms", 20}}))));
+  auto result = run(
+      io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"reset_after", 2}, {"interval_ms", 20}}))));
   CHECK(result.messages == std::vector<std::string>{"m0", "m1"});
   CHECK(result.error == grpc_status::unavailable);
   CHECK(awaken::is_retryable(result.error));
@@ -289,7 +293,8 @@ TEST_CASE("a server killed mid-stream ends the stream with unavailable", "[grpc]
   GrpcPeer peer;
   asio::io_context io;
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
-  auto result = run(io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"kill_after", 2}, {"interval_ms", 20}}))));
+  auto result = run(
+      io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"kill_after", 2}, {"interval_ms", 20}}))));
   CHECK(result.messages == std::vector<std::string>{"m0", "m1"});
   CHECK(result.error == grpc_status::unavailable);
   // The socket closes a moment before the process becomes reapable.
@@ -319,9 +324,7 @@ TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the 
   CHECK(ec == asio::error::operation_aborted);
   CHECK_FALSE(message);
 
-  {
-    auto doomed = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 0}}));
-  }
+  { auto doomed = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 0}})); }
 
   // Partial cancellation ends the read only; the stream goes on.
   auto patient = channel.server_stream(stream_method, knobs({{"count", 2}, {"interval_ms", 400}}));
@@ -378,7 +381,8 @@ TEST_CASE("messages over the bound end the call with resource_exhausted", "[grpc
   options.max_message_bytes = 1000;
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target(), options};
   CHECK(run(io, channel.unary(unary_method, knobs({{"size", 1000}}))).size() == 1000);
-  CHECK(expect_error(io, channel.unary(unary_method, knobs({{"size", 1001}}))).code() == grpc_status::resource_exhausted);
+  CHECK(expect_error(io, channel.unary(unary_method, knobs({{"size", 1001}}))).code() ==
+        grpc_status::resource_exhausted);
   GrpcChannel raw{HttpClient{io.get_executor()}, peer.raw_target()};
   CHECK(expect_error(io, raw.unary("/raw/oversized", "")).code() == grpc_status::resource_exhausted);
 }

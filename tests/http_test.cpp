@@ -1,7 +1,7 @@
 // HttpClient against a real Node HTTPS/HTTP peer with a CA made at test time.
 #include <atomic>
-#include <future>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -60,7 +60,8 @@ HttpRequest get(std::string url) {
 }
 
 std::error_code send_error(asio::io_context& io, HttpClient& client, HttpRequest request) {
-  auto [ec, response] = run(io, client.async_send(std::move(request), asio::experimental::as_tuple(asio::use_awaitable)));
+  auto [ec, response] =
+      run(io, client.async_send(std::move(request), asio::experimental::as_tuple(asio::use_awaitable)));
   return ec;
 }
 

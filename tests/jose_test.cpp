@@ -12,7 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -20,6 +19,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
@@ -35,8 +35,7 @@ namespace Catch {
 template <>
 struct StringMaker<std::error_code> {
   static std::string convert(const std::error_code& ec) {
-    return std::string{ec.category().name()} + ":" + std::to_string(ec.value()) + " (" +
-           ec.message() + ")";
+    return std::string{ec.category().name()} + ":" + std::to_string(ec.value()) + " (" + ec.message() + ")";
   }
 };
 }  // namespace Catch
@@ -88,8 +87,7 @@ Pkey generate(const std::string& name) {
   return Pkey{k};
 }
 
-std::string encode_pem(EVP_PKEY* k, int selection, const char* structure,
-                       const char* cipher = nullptr,
+std::string encode_pem(EVP_PKEY* k, int selection, const char* structure, const char* cipher = nullptr,
                        std::string_view passphrase = "correct horse") {
   OSSL_ENCODER_CTX* ctx = OSSL_ENCODER_CTX_new_for_pkey(k, selection, "PEM", structure, nullptr);
   REQUIRE(ctx != nullptr);
@@ -109,19 +107,15 @@ std::string encode_pem(EVP_PKEY* k, int selection, const char* structure,
 }
 
 std::string pkcs8_pem(EVP_PKEY* k) { return encode_pem(k, EVP_PKEY_KEYPAIR, "PrivateKeyInfo"); }
-std::string traditional_pem(EVP_PKEY* k) {
-  return encode_pem(k, EVP_PKEY_KEYPAIR, "type-specific");
-}
-std::string public_pem(EVP_PKEY* k) {
-  return encode_pem(k, EVP_PKEY_PUBLIC_KEY, "SubjectPublicKeyInfo");
-}
+std::string traditional_pem(EVP_PKEY* k) { return encode_pem(k, EVP_PKEY_KEYPAIR, "type-specific"); }
+std::string public_pem(EVP_PKEY* k) { return encode_pem(k, EVP_PKEY_PUBLIC_KEY, "SubjectPublicKeyInfo"); }
 
 std::string bn_param(EVP_PKEY* k, const char* name, int pad = 0) {
   BIGNUM* bn = nullptr;
   REQUIRE(EVP_PKEY_get_bn_param(k, name, &bn) == 1);
   std::string out(static_cast<std::size_t>(pad != 0 ? pad : BN_num_bytes(bn)), '\0');
-  REQUIRE(BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()),
-                       static_cast<int>(out.size())) == static_cast<int>(out.size()));
+  REQUIRE(BN_bn2binpad(bn, reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(out.size())) ==
+          static_cast<int>(out.size()));
   BN_free(bn);
   return out;
 }
@@ -177,12 +171,8 @@ const char* key_name_for(Algorithm alg) {
   }
 }
 
-PrivateKey private_key(const std::string& name) {
-  return PrivateKey::from_pem(RedactedString{material(name).pkcs8});
-}
-PublicKey public_key(const std::string& name) {
-  return PublicKey::from_jwk(jwk_of(material(name).pkey.get()));
-}
+PrivateKey private_key(const std::string& name) { return PrivateKey::from_pem(RedactedString{material(name).pkcs8}); }
+PublicKey public_key(const std::string& name) { return PublicKey::from_jwk(jwk_of(material(name).pkey.get())); }
 
 // --- Token surgery -----------------------------------------------------------------------------
 
@@ -239,17 +229,16 @@ std::vector<Tampered> tampered_variants(const std::string& token) {
     const std::size_t positions[] = {0, size / 2, size - 1};
     const int bits[] = {0, 3, 7};
     for (int i = 0; i < 3; ++i) {
-      out.push_back({flip_bit(token, segment, positions[i], bits[i]),
-                     std::string{segment_names[segment]} + " byte " +
-                         std::to_string(positions[i]) + " bit " + std::to_string(bits[i])});
+      out.push_back({flip_bit(token, segment, positions[i], bits[i]), std::string{segment_names[segment]} + " byte " +
+                                                                          std::to_string(positions[i]) + " bit " +
+                                                                          std::to_string(bits[i])});
     }
   }
   return out;
 }
 
 // A signature made straight with OpenSSL, for the cases sign_compact must never produce.
-std::string openssl_sign(EVP_PKEY* k, const char* digest, std::string_view input, int padding = 0,
-                         int salt_len = 0) {
+std::string openssl_sign(EVP_PKEY* k, const char* digest, std::string_view input, int padding = 0, int salt_len = 0) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   EVP_PKEY_CTX* pctx = nullptr;
   REQUIRE(EVP_DigestSignInit_ex(ctx, &pctx, digest, nullptr, nullptr, k, nullptr) == 1);
@@ -263,8 +252,7 @@ std::string openssl_sign(EVP_PKEY* k, const char* digest, std::string_view input
   const auto* in = reinterpret_cast<const unsigned char*>(input.data());
   REQUIRE(EVP_DigestSign(ctx, nullptr, &len, in, input.size()) == 1);
   std::string sig(len, '\0');
-  REQUIRE(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, in,
-                         input.size()) == 1);
+  REQUIRE(EVP_DigestSign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len, in, input.size()) == 1);
   sig.resize(len);
   EVP_MD_CTX_free(ctx);
   return sig;
@@ -286,8 +274,7 @@ std::string raw_to_der(const std::string& raw) {
   const int half = static_cast<int>(raw.size() / 2);
   const auto* in = reinterpret_cast<const unsigned char*>(raw.data());
   ECDSA_SIG* sig = ECDSA_SIG_new();
-  REQUIRE(ECDSA_SIG_set0(sig, BN_bin2bn(in, half, nullptr), BN_bin2bn(in + half, half, nullptr)) ==
-          1);
+  REQUIRE(ECDSA_SIG_set0(sig, BN_bin2bn(in, half, nullptr), BN_bin2bn(in + half, half, nullptr)) == 1);
   unsigned char* der = nullptr;
   const int len = i2d_ECDSA_SIG(sig, &der);
   REQUIRE(len > 0);
@@ -305,7 +292,7 @@ std::string raw_to_der(const std::string& raw) {
 
 TEST_CASE("base64url encodes and decodes the RFC 4648 test vectors", "[jose]") {
   const std::pair<std::string, std::string> vectors[] = {
-      {"", ""},          {"f", "Zg"},           {"fo", "Zm8"},          {"foo", "Zm9v"},
+      {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},         {"foo", "Zm9v"},
       {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}};
   for (const auto& [plain, encoded] : vectors) {
     CHECK(base64url_encode(plain) == encoded);
@@ -338,7 +325,7 @@ TEST_CASE("base64url round-trips random bytes of every length up to 100", "[jose
 }
 
 TEST_CASE("base64url refuses padding, foreign characters and impossible lengths", "[jose]") {
-  const char* const bad[] = {"Zg==", "Zg=",   "Zm8=",   "Zm9v+A", "Zm9/",  " Zm9v", "Zm9v\n",
+  const char* const bad[] = {"Zg==",  "Zg=",    "Zm8=",  "Zm9v+A", "Zm9/",  " Zm9v",     "Zm9v\n",
                              "Zm 9v", "Zm9v\t", "Zm.9v", "Z",      "Zm9vY", "Zm9vYmFyZ", "===="};
   for (const char* text : bad) {
     INFO(text);
@@ -347,8 +334,7 @@ TEST_CASE("base64url refuses padding, foreign characters and impossible lengths"
     CHECK(base64url_decode(text, ec).empty());
     CHECK(ec == code(jose_errc::malformed_base64url));
   }
-  CHECK(code_of([] { base64url_decode(std::string_view{"Zm\0v", 4}); }) ==
-        code(jose_errc::malformed_base64url));
+  CHECK(code_of([] { base64url_decode(std::string_view{"Zm\0v", 4}); }) == code(jose_errc::malformed_base64url));
   CHECK(code_of([] { base64url_decode("Zm9\xc3\xa9"); }) == code(jose_errc::malformed_base64url));
 }
 
@@ -389,15 +375,14 @@ TEST_CASE("base64url errors do not echo the input", "[jose]") {
 // =============================================================================================
 
 TEST_CASE("algorithm names parse exactly and case-sensitively", "[jose]") {
-  const char* const names[] = {"RS256", "RS384", "RS512", "PS256", "PS384",
-                               "PS512", "ES256", "ES384", "ES512"};
+  const char* const names[] = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"};
   for (std::size_t i = 0; i < std::size(all_algorithms); ++i) {
     CHECK(to_string(all_algorithms[i]) == names[i]);
     REQUIRE(parse_algorithm(names[i]).has_value());
     CHECK(*parse_algorithm(names[i]) == all_algorithms[i]);
   }
-  for (const char* name : {"none", "None", "HS256", "HS384", "HS512", "rs256", "Rs256", "RS256 ",
-                           " RS256", "RS", "ES256K", "EdDSA", ""}) {
+  for (const char* name :
+       {"none", "None", "HS256", "HS384", "HS512", "rs256", "Rs256", "RS256 ", " RS256", "RS", "ES256K", "EdDSA", ""}) {
     INFO(name);
     CHECK_FALSE(parse_algorithm(name).has_value());
   }
@@ -415,8 +400,7 @@ TEST_CASE("JWK: RSA public keys from OpenSSL-generated keys", "[jose]") {
   CHECK(key.curve() == Curve::none);
   CHECK(key.bits() == 2048);
   for (const Algorithm alg : all_algorithms) {
-    const bool rsa_alg = alg != Algorithm::es256 && alg != Algorithm::es384 &&
-                         alg != Algorithm::es512;
+    const bool rsa_alg = alg != Algorithm::es256 && alg != Algorithm::es384 && alg != Algorithm::es512;
     CHECK(key.supports(alg) == rsa_alg);
   }
   CHECK(PublicKey::from_jwk_json(jwk.dump()).bits() == 2048);
@@ -430,10 +414,9 @@ TEST_CASE("JWK: RSA public keys from OpenSSL-generated keys", "[jose]") {
 }
 
 TEST_CASE("JWK: EC public keys on P-256, P-384 and P-521", "[jose]") {
-  const std::tuple<const char*, Curve, int, Algorithm> cases[] = {
-      {"P-256", Curve::p256, 256, Algorithm::es256},
-      {"P-384", Curve::p384, 384, Algorithm::es384},
-      {"P-521", Curve::p521, 521, Algorithm::es512}};
+  const std::tuple<const char*, Curve, int, Algorithm> cases[] = {{"P-256", Curve::p256, 256, Algorithm::es256},
+                                                                  {"P-384", Curve::p384, 384, Algorithm::es384},
+                                                                  {"P-521", Curve::p521, 521, Algorithm::es512}};
   for (const auto& [name, curve, bits, alg] : cases) {
     INFO(name);
     const PublicKey key = PublicKey::from_jwk(jwk_of(material(name).pkey.get()));
@@ -445,8 +428,7 @@ TEST_CASE("JWK: EC public keys on P-256, P-384 and P-521", "[jose]") {
 }
 
 TEST_CASE("JWK: RSA moduli under 2048 bits are weak", "[jose]") {
-  CHECK(code_of([] { PublicKey::from_jwk(jwk_of(material("rsa1024").pkey.get())); }) ==
-        code(jose_errc::weak_key));
+  CHECK(code_of([] { PublicKey::from_jwk(jwk_of(material("rsa1024").pkey.get())); }) == code(jose_errc::weak_key));
   // 256 bytes whose top bit is clear: a 2047-bit modulus.
   json jwk = jwk_of(material("rsa2048").pkey.get());
   std::string n = base64url_decode(jwk["n"].get<std::string>());
@@ -469,16 +451,15 @@ TEST_CASE("JWK: RSA integers must be canonical and the exponent odd and at least
   const std::pair<const char*, std::string> bad[] = {
       {"e", std::string{"\x01", 1}},
       {"e", std::string{"\x02", 1}},
-      {"e", std::string{"\x01\x00\x00", 3}},       // 65536, even
-      {"e", std::string{"\x00\x01\x00\x01", 4}},   // zero-padded 65537
+      {"e", std::string{"\x01\x00\x00", 3}},      // 65536, even
+      {"e", std::string{"\x00\x01\x00\x01", 4}},  // zero-padded 65537
       {"e", std::string{}},
-      {"n", std::string{"\x00", 1} + n},           // zero-padded modulus
-      {"n", n.substr(0, n.size() - 1) + "\x02"},   // even modulus
+      {"n", std::string{"\x00", 1} + n},          // zero-padded modulus
+      {"n", n.substr(0, n.size() - 1) + "\x02"},  // even modulus
   };
   for (const auto& [member, bytes] : bad) {
     INFO(member << " of " << bytes.size() << " bytes");
-    CHECK(code_of([&] { PublicKey::from_jwk(with(member, bytes)); }) ==
-          code(jose_errc::invalid_jwk));
+    CHECK(code_of([&] { PublicKey::from_jwk(with(member, bytes)); }) == code(jose_errc::invalid_jwk));
   }
   json not_base64 = good;
   not_base64["e"] = "AQAB=";
@@ -581,9 +562,8 @@ TEST_CASE("JWK: unknown kty and crv are unsupported", "[jose]") {
 TEST_CASE("JWK: malformed JSON text", "[jose]") {
   const std::string good = jwk_of(material("P-256").pkey.get()).dump();
   for (const std::string& text :
-       {std::string{}, std::string{"{"}, good.substr(0, good.size() - 1), good + "}",
-        std::string{"{'kty':'EC'}"}, std::string{"{\"kty\":\"EC\",}"},
-        std::string{"{\"kty\":\"\xff\"}"}}) {
+       {std::string{}, std::string{"{"}, good.substr(0, good.size() - 1), good + "}", std::string{"{'kty':'EC'}"},
+        std::string{"{\"kty\":\"EC\",}"}, std::string{"{\"kty\":\"\xff\"}"}}) {
     INFO(text);
     CHECK(code_of([&] { PublicKey::from_jwk_json(text); }) == code(jose_errc::malformed_json));
   }
@@ -638,31 +618,26 @@ TEST_CASE("PEM: public keys from SubjectPublicKeyInfo", "[jose]") {
     CHECK(from_pem.curve() == from_jwk.curve());
     CHECK(from_pem.bits() == from_jwk.bits());
   }
-  CHECK(code_of([] { PublicKey::from_pem(material("rsa1024").spki); }) ==
-        code(jose_errc::weak_key));
-  CHECK(code_of([] { PublicKey::from_pem(material("secp256k1").spki); }) ==
-        code(jose_errc::unsupported_key_type));
-  CHECK(code_of([] { PublicKey::from_pem(material("ed25519").spki); }) ==
-        code(jose_errc::unsupported_key_type));
+  CHECK(code_of([] { PublicKey::from_pem(material("rsa1024").spki); }) == code(jose_errc::weak_key));
+  CHECK(code_of([] { PublicKey::from_pem(material("secp256k1").spki); }) == code(jose_errc::unsupported_key_type));
+  CHECK(code_of([] { PublicKey::from_pem(material("ed25519").spki); }) == code(jose_errc::unsupported_key_type));
   // A private key is not a public key PEM, nor is PKCS#1 "RSA PUBLIC KEY"; garbage is neither.
-  CHECK(code_of([] { PublicKey::from_pem(material("P-256").pkcs8); }) ==
-        code(jose_errc::invalid_jwk));
-  CHECK(code_of([] { PublicKey::from_pem(material("rsa2048").traditional); }) ==
-        code(jose_errc::invalid_jwk));
-  const std::string pkcs1_public =
-      encode_pem(material("rsa2048").pkey.get(), EVP_PKEY_PUBLIC_KEY, "type-specific");
+  CHECK(code_of([] { PublicKey::from_pem(material("P-256").pkcs8); }) == code(jose_errc::invalid_jwk));
+  CHECK(code_of([] { PublicKey::from_pem(material("rsa2048").traditional); }) == code(jose_errc::invalid_jwk));
+  const std::string pkcs1_public = encode_pem(material("rsa2048").pkey.get(), EVP_PKEY_PUBLIC_KEY, "type-specific");
   REQUIRE(pkcs1_public.rfind("-----BEGIN RSA PUBLIC KEY-----", 0) == 0);
   CHECK(code_of([&] { PublicKey::from_pem(pkcs1_public); }) == code(jose_errc::invalid_jwk));
-  CHECK(code_of([] { PublicKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC "
-                                          "KEY-----\n"); }) == code(jose_errc::invalid_jwk));
+  CHECK(code_of([] {
+          PublicKey::from_pem(
+              "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC "
+              "KEY-----\n");
+        }) == code(jose_errc::invalid_jwk));
 }
 
 TEST_CASE("PEM: encrypted private keys are refused without prompting", "[jose]") {
   const Material& rsa = material("rsa2048");
-  const std::string encrypted_pkcs8 =
-      encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "PrivateKeyInfo", "AES-256-CBC");
-  const std::string encrypted_pkcs1 =
-      encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "type-specific", "AES-128-CBC");
+  const std::string encrypted_pkcs8 = encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "PrivateKeyInfo", "AES-256-CBC");
+  const std::string encrypted_pkcs1 = encode_pem(rsa.pkey.get(), EVP_PKEY_KEYPAIR, "type-specific", "AES-128-CBC");
   const std::string encrypted_sec1 =
       encode_pem(material("P-256").pkey.get(), EVP_PKEY_KEYPAIR, "type-specific", "AES-128-CBC");
   // An empty passphrase must not be tried either.
@@ -672,11 +647,9 @@ TEST_CASE("PEM: encrypted private keys are refused without prompting", "[jose]")
   REQUIRE(empty_passphrase.rfind("-----BEGIN ENCRYPTED PRIVATE KEY-----", 0) == 0);
   REQUIRE(encrypted_pkcs1.find("Proc-Type: 4,ENCRYPTED") != std::string::npos);
   REQUIRE(encrypted_sec1.find("Proc-Type: 4,ENCRYPTED") != std::string::npos);
-  for (const std::string* pem :
-       {&encrypted_pkcs8, &encrypted_pkcs1, &encrypted_sec1, &empty_passphrase}) {
+  for (const std::string* pem : {&encrypted_pkcs8, &encrypted_pkcs1, &encrypted_sec1, &empty_passphrase}) {
     const RedactedString secret{*pem};
-    CHECK(code_of([&] { PrivateKey::from_pem(secret); }) ==
-          code(jose_errc::invalid_private_key));
+    CHECK(code_of([&] { PrivateKey::from_pem(secret); }) == code(jose_errc::invalid_private_key));
     const std::string what = what_of([&] { PrivateKey::from_pem(secret); });
     CHECK(what.find("BEGIN") == std::string::npos);
     CHECK(what.find(pem->substr(pem->find('\n') + 1, 24)) == std::string::npos);
@@ -684,8 +657,7 @@ TEST_CASE("PEM: encrypted private keys are refused without prompting", "[jose]")
 }
 
 TEST_CASE("PEM: weak, foreign and garbage private keys are refused", "[jose]") {
-  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{material("rsa1024").pkcs8}); }) ==
-        code(jose_errc::weak_key));
+  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{material("rsa1024").pkcs8}); }) == code(jose_errc::weak_key));
   CHECK(code_of([] { PrivateKey::from_pem(RedactedString{material("rsa1024").traditional}); }) ==
         code(jose_errc::weak_key));
   CHECK(code_of([] { PrivateKey::from_pem(RedactedString{material("secp256k1").pkcs8}); }) ==
@@ -709,8 +681,7 @@ TEST_CASE("PEM: weak, foreign and garbage private keys are refused", "[jose]") {
   for (const std::string& text : garbage) {
     INFO(text.size() << " bytes");
     const RedactedString secret{text};
-    CHECK(code_of([&] { PrivateKey::from_pem(secret); }) ==
-          code(jose_errc::invalid_private_key));
+    CHECK(code_of([&] { PrivateKey::from_pem(secret); }) == code(jose_errc::invalid_private_key));
   }
   const std::string what = what_of([&] { PrivateKey::from_pem(RedactedString{corrupted}); });
   CHECK_FALSE(what.empty());
@@ -720,8 +691,7 @@ TEST_CASE("PEM: weak, foreign and garbage private keys are refused", "[jose]") {
 
 TEST_CASE("PEM failures leave OpenSSL's error queue as they found it", "[jose]") {
   ERR_clear_error();
-  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{"garbage"}); }) ==
-        code(jose_errc::invalid_private_key));
+  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{"garbage"}); }) == code(jose_errc::invalid_private_key));
   CHECK(ERR_peek_error() == 0);
   CHECK(code_of([] { PublicKey::from_pem("garbage"); }) == code(jose_errc::invalid_jwk));
   CHECK(ERR_peek_error() == 0);
@@ -733,8 +703,7 @@ TEST_CASE("PEM failures leave OpenSSL's error queue as they found it", "[jose]")
   // An error the caller queued before survives.
   ERR_raise(ERR_LIB_USER, 42);
   const unsigned long queued = ERR_peek_last_error();
-  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{"garbage"}); }) ==
-        code(jose_errc::invalid_private_key));
+  CHECK(code_of([] { PrivateKey::from_pem(RedactedString{"garbage"}); }) == code(jose_errc::invalid_private_key));
   CHECK(ERR_peek_last_error() == queued);
   CHECK(ERR_get_error() == queued);
   CHECK(ERR_get_error() == 0);
@@ -750,13 +719,12 @@ TEST_CASE("PrivateKey::public_key matches and carries no private half", "[jose]"
     CHECK(pub.curve() == priv.curve());
     CHECK(pub.bits() == priv.bits());
     CHECK(pub.holder() != priv.holder());
-    const Algorithm alg = priv.type() == KeyType::rsa ? Algorithm::rs256
+    const Algorithm alg = priv.type() == KeyType::rsa   ? Algorithm::rs256
                           : priv.curve() == Curve::p256 ? Algorithm::es256
                           : priv.curve() == Curve::p384 ? Algorithm::es384
                                                         : Algorithm::es512;
     CHECK_NOTHROW(CompactJws::parse(sign_compact(alg, nullptr, "x", priv)).verify(pub));
-    const char* private_param =
-        priv.type() == KeyType::rsa ? OSSL_PKEY_PARAM_RSA_D : OSSL_PKEY_PARAM_PRIV_KEY;
+    const char* private_param = priv.type() == KeyType::rsa ? OSSL_PKEY_PARAM_RSA_D : OSSL_PKEY_PARAM_PRIV_KEY;
     BIGNUM* secret = nullptr;
     CHECK(EVP_PKEY_get_bn_param(priv.holder()->pkey, private_param, &secret) == 1);
     BN_clear_free(secret);
@@ -819,23 +787,19 @@ TEST_CASE("JWS: header null or object, alg always overwritten, empty payload all
   CHECK(a.payload().empty());
   CHECK(a.signing_input().back() == '.');
   CHECK_NOTHROW(a.verify(pub));
-  const CompactJws b =
-      CompactJws::parse(sign_compact(Algorithm::es256, {{"alg", "none"}}, "p", priv));
+  const CompactJws b = CompactJws::parse(sign_compact(Algorithm::es256, {{"alg", "none"}}, "p", priv));
   CHECK(b.header().at("alg") == "ES256");
   CHECK_NOTHROW(b.verify(pub));
-  CHECK(code_of([&] { sign_compact(Algorithm::es256, json::array(), "p", priv); }) ==
-        code(jose_errc::malformed_json));
-  CHECK(code_of([&] { sign_compact(Algorithm::es256, "hdr", "p", priv); }) ==
-        code(jose_errc::malformed_json));
+  CHECK(code_of([&] { sign_compact(Algorithm::es256, json::array(), "p", priv); }) == code(jose_errc::malformed_json));
+  CHECK(code_of([&] { sign_compact(Algorithm::es256, "hdr", "p", priv); }) == code(jose_errc::malformed_json));
 }
 
 TEST_CASE("JWS: ECDSA signatures with R or S of every shape verify", "[jose]") {
   // R and S with a leading zero byte (about 1 signature in 128 on P-256/384, most on P-521) and
   // with the top bit set (DER then needs a zero byte) are signed until both have been seen.
-  const std::tuple<const char*, Algorithm, const char*> cases[] = {
-      {"P-256", Algorithm::es256, "SHA256"},
-      {"P-384", Algorithm::es384, "SHA384"},
-      {"P-521", Algorithm::es512, "SHA512"}};
+  const std::tuple<const char*, Algorithm, const char*> cases[] = {{"P-256", Algorithm::es256, "SHA256"},
+                                                                   {"P-384", Algorithm::es384, "SHA384"},
+                                                                   {"P-521", Algorithm::es512, "SHA512"}};
   for (const auto& [name, alg, digest] : cases) {
     const PrivateKey priv = private_key(name);
     const PublicKey pub = priv.public_key();
@@ -858,13 +822,11 @@ TEST_CASE("JWS: ECDSA signatures with R or S of every shape verify", "[jose]") {
       seen_high = seen_high || high;
       // OpenSSL, given the DER form of the same R and S, agrees.
       EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-      REQUIRE(EVP_DigestVerifyInit_ex(ctx, nullptr, digest, nullptr, nullptr,
-                                      material(name).pkey.get(), nullptr) == 1);
+      REQUIRE(EVP_DigestVerifyInit_ex(ctx, nullptr, digest, nullptr, nullptr, material(name).pkey.get(), nullptr) == 1);
       const std::string der = raw_to_der(sig);
       const std::string_view input = jws.signing_input();
       CHECK(EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(der.data()), der.size(),
-                             reinterpret_cast<const unsigned char*>(input.data()),
-                             input.size()) == 1);
+                             reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1);
       EVP_MD_CTX_free(ctx);
     }
     INFO(name << " after " << i << " signatures");
@@ -902,15 +864,13 @@ TEST_CASE("JWS: algorithm and key must match, both ways", "[jose]") {
         code(jose_errc::algorithm_key_mismatch));
   CHECK(code_of([&] { sign_compact(Algorithm::rs256, nullptr, "x", p256); }) ==
         code(jose_errc::algorithm_key_mismatch));
-  CHECK(code_of([&] { sign_compact(Algorithm::es256, nullptr, "x", rsa); }) ==
-        code(jose_errc::algorithm_key_mismatch));
+  CHECK(code_of([&] { sign_compact(Algorithm::es256, nullptr, "x", rsa); }) == code(jose_errc::algorithm_key_mismatch));
 
   // A moved-from key fits nothing.
   PublicKey moved = public_key("P-256");
   const PublicKey taker = std::move(moved);
   // NOLINTNEXTLINE(bugprone-use-after-move): a moved-from key is the point of the check
-  CHECK(code_of([&] { CompactJws::parse(es256).verify(moved); }) ==
-        code(jose_errc::algorithm_key_mismatch));
+  CHECK(code_of([&] { CompactJws::parse(es256).verify(moved); }) == code(jose_errc::algorithm_key_mismatch));
   CHECK_NOTHROW(CompactJws::parse(es256).verify(taker));
 }
 
@@ -923,9 +883,9 @@ TEST_CASE("JWS: ECDSA signatures of the wrong length or in DER form are invalid"
   CHECK_NOTHROW(CompactJws::parse(token).verify(pub));
 
   const std::string der = raw_to_der(raw);
-  const std::string variants[] = {raw.substr(0, 63), raw + std::string{"\0", 1},
-                                  std::string{"\0", 1} + raw, der, std::string(64, '\0'),
-                                  raw.substr(32) + raw.substr(0, 32)};
+  const std::string variants[] = {raw.substr(0, 63),          raw + std::string{"\0", 1},
+                                  std::string{"\0", 1} + raw, der,
+                                  std::string(64, '\0'),      raw.substr(32) + raw.substr(0, 32)};
   for (const auto& sig : variants) {
     INFO(sig.size() << " bytes");
     CHECK(code_of([&] { CompactJws::parse(with_segment(token, 2, sig)).verify(pub); }) ==
@@ -934,17 +894,15 @@ TEST_CASE("JWS: ECDSA signatures of the wrong length or in DER form are invalid"
 
   // A DER signature straight from OpenSSL is valid only once converted to R || S.
   for (const auto& [name, alg, digest, half] :
-       {std::tuple{"P-256", Algorithm::es256, "SHA256", 32},
-        std::tuple{"P-384", Algorithm::es384, "SHA384", 48},
+       {std::tuple{"P-256", Algorithm::es256, "SHA256", 32}, std::tuple{"P-384", Algorithm::es384, "SHA384", 48},
         std::tuple{"P-521", Algorithm::es512, "SHA512", 66}}) {
     INFO(name);
     const std::string header = base64url_encode(json{{"alg", to_string(alg)}}.dump());
     const std::string signing_input = header + "." + base64url_encode("claims");
     const std::string openssl_der = openssl_sign(material(name).pkey.get(), digest, signing_input);
     const PublicKey key = public_key(name);
-    CHECK(code_of([&] {
-            CompactJws::parse(signing_input + "." + base64url_encode(openssl_der)).verify(key);
-          }) == code(jose_errc::invalid_signature));
+    CHECK(code_of([&] { CompactJws::parse(signing_input + "." + base64url_encode(openssl_der)).verify(key); }) ==
+          code(jose_errc::invalid_signature));
     const std::string converted = der_to_raw(openssl_der, half);
     CHECK_NOTHROW(CompactJws::parse(signing_input + "." + base64url_encode(converted)).verify(key));
     CHECK(code_of([&] {
@@ -954,28 +912,21 @@ TEST_CASE("JWS: ECDSA signatures of the wrong length or in DER form are invalid"
   }
 }
 
-TEST_CASE("JWS: RSA-PSS verifies only with MGF1 of the same hash and salt = hash length",
-          "[jose]") {
+TEST_CASE("JWS: RSA-PSS verifies only with MGF1 of the same hash and salt = hash length", "[jose]") {
   EVP_PKEY* k = material("rsa2048").pkey.get();
   const PublicKey pub = public_key("rsa2048");
-  const std::string input =
-      base64url_encode(json{{"alg", "PS256"}}.dump()) + "." + base64url_encode("claims");
+  const std::string input = base64url_encode(json{{"alg", "PS256"}}.dump()) + "." + base64url_encode("claims");
   auto verify_sig = [&](const std::string& sig) {
     return code_of([&] { CompactJws::parse(input + "." + base64url_encode(sig)).verify(pub); });
   };
-  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 32)) ==
-        std::error_code{});
-  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 20)) ==
+  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 32)) == std::error_code{});
+  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 20)) == code(jose_errc::invalid_signature));
+  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 0)) == code(jose_errc::invalid_signature));
+  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, RSA_PSS_SALTLEN_MAX)) ==
         code(jose_errc::invalid_signature));
-  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING, 0)) ==
-        code(jose_errc::invalid_signature));
-  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PSS_PADDING,
-                                RSA_PSS_SALTLEN_MAX)) == code(jose_errc::invalid_signature));
   // PKCS#1 v1.5 under a PS256 header, and PSS under an RS256 header.
-  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PADDING)) ==
-        code(jose_errc::invalid_signature));
-  const std::string rs_input =
-      base64url_encode(json{{"alg", "RS256"}}.dump()) + "." + base64url_encode("claims");
+  CHECK(verify_sig(openssl_sign(k, "SHA256", input, RSA_PKCS1_PADDING)) == code(jose_errc::invalid_signature));
+  const std::string rs_input = base64url_encode(json{{"alg", "RS256"}}.dump()) + "." + base64url_encode("claims");
   const std::string pss = openssl_sign(k, "SHA256", rs_input, RSA_PKCS1_PSS_PADDING, 32);
   CHECK(code_of([&] { CompactJws::parse(rs_input + "." + base64url_encode(pss)).verify(pub); }) ==
         code(jose_errc::invalid_signature));
@@ -993,10 +944,8 @@ TEST_CASE("JWS: RSA-PSS verifies only with MGF1 of the same hash and salt = hash
     REQUIRE(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1);
     REQUIRE(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, salt) == 1);
     const auto in = jws.signing_input();
-    CHECK((EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(jws.signature().data()),
-                            jws.signature().size(),
-                            reinterpret_cast<const unsigned char*>(in.data()), in.size()) == 1) ==
-          (expect == 1));
+    CHECK((EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(jws.signature().data()), jws.signature().size(),
+                            reinterpret_cast<const unsigned char*>(in.data()), in.size()) == 1) == (expect == 1));
     EVP_MD_CTX_free(ctx);
   }
   ERR_clear_error();
@@ -1006,9 +955,8 @@ TEST_CASE("JWS: parse refuses none, HMAC and unknown algorithms first", "[jose]"
   const std::string payload = base64url_encode("{}");
   const std::string sig = base64url_encode("sig");
   for (const json& header :
-       {json{{"alg", "none"}}, json{{"alg", "HS256"}}, json{{"alg", "rs256"}},
-        json{{"alg", "ES256K"}}, json{{"alg", 256}}, json{{"alg", nullptr}},
-        json{{"typ", "JWT"}}, json{{"alg", json::array({"RS256"})}},
+       {json{{"alg", "none"}}, json{{"alg", "HS256"}}, json{{"alg", "rs256"}}, json{{"alg", "ES256K"}},
+        json{{"alg", 256}}, json{{"alg", nullptr}}, json{{"typ", "JWT"}}, json{{"alg", json::array({"RS256"})}},
         json{{"alg", "none"}, {"crit", json::array({"x"})}}}) {
     INFO(header.dump());
     const std::string token = base64url_encode(header.dump()) + "." + payload + "." + sig;
@@ -1028,8 +976,7 @@ TEST_CASE("JWS: crit headers are refused", "[jose]") {
   const PrivateKey priv = private_key("P-256");
   for (const json& crit : {json::array({"exp"}), json::array(), json("b64"), json(nullptr)}) {
     INFO(crit.dump());
-    const std::string token =
-        sign_compact(Algorithm::es256, {{"crit", crit}, {"exp", 1}}, "x", priv);
+    const std::string token = sign_compact(Algorithm::es256, {{"crit", crit}, {"exp", 1}}, "x", priv);
     CHECK(code_of([&] { CompactJws::parse(token); }) == code(jose_errc::malformed_jws));
   }
 }
@@ -1037,10 +984,16 @@ TEST_CASE("JWS: crit headers are refused", "[jose]") {
 TEST_CASE("JWS: segment structure, base64url and header JSON", "[jose]") {
   const std::string token = sign_compact(Algorithm::es256, nullptr, "x", private_key("P-256"));
   const auto p = split(token);
-  const std::string malformed[] = {"",        "abc",          p[0] + "." + p[1],
-                                   token + ".", token + "." + p[2], "." + p[1] + "." + p[2],
-                                   p[0] + "." + p[1] + ".",      "..",
-                                   "...",     p[0] + ".." + p[2] + "." + p[2]};
+  const std::string malformed[] = {"",
+                                   "abc",
+                                   p[0] + "." + p[1],
+                                   token + ".",
+                                   token + "." + p[2],
+                                   "." + p[1] + "." + p[2],
+                                   p[0] + "." + p[1] + ".",
+                                   "..",
+                                   "...",
+                                   p[0] + ".." + p[2] + "." + p[2]};
   for (const auto& t : malformed) {
     INFO(t);
     CHECK(code_of([&] { CompactJws::parse(t); }) == code(jose_errc::malformed_jws));
@@ -1049,8 +1002,7 @@ TEST_CASE("JWS: segment structure, base64url and header JSON", "[jose]") {
                                     p[0] + "." + p[1] + "=." + p[2],
                                     p[0] + "." + p[1] + "." + p[2] + "==",
                                     p[0] + "." + p[1] + " ." + p[2],
-                                    p[0] + "." + p[1] + "." + p[2].substr(0, p[2].size() - 1) +
-                                        "+",
+                                    p[0] + "." + p[1] + "." + p[2].substr(0, p[2].size() - 1) + "+",
                                     " " + token,
                                     token + "\n",
                                     p[0] + "." + p[1] + "." + p[2] + "AAA"};
@@ -1067,25 +1019,21 @@ TEST_CASE("JWS: segment structure, base64url and header JSON", "[jose]") {
     CHECK(code_of([&] { CompactJws::parse(t); }) == code(jose_errc::malformed_base64url));
   }
   const std::string rest = "." + p[1] + "." + p[2];
-  for (const std::string header : {"not json", "[\"ES256\"]", "\"ES256\"", "42", "null",
-                                   "{\"alg\":\"ES256\"", "{\"alg\":\"ES256\"}x",
-                                   "{\"alg\":\"ES256\",\"k\":\"\xff\"}"}) {
+  for (const std::string header : {"not json", "[\"ES256\"]", "\"ES256\"", "42", "null", "{\"alg\":\"ES256\"",
+                                   "{\"alg\":\"ES256\"}x", "{\"alg\":\"ES256\",\"k\":\"\xff\"}"}) {
     INFO(header);
-    CHECK(code_of([&] { CompactJws::parse(base64url_encode(header) + rest); }) ==
-          code(jose_errc::malformed_json));
+    CHECK(code_of([&] { CompactJws::parse(base64url_encode(header) + rest); }) == code(jose_errc::malformed_json));
   }
 }
 
 TEST_CASE("JWS: size bound is checked first", "[jose]") {
   const std::string token = sign_compact(Algorithm::es256, nullptr, "x", private_key("P-256"));
   CHECK_NOTHROW(CompactJws::parse(token, token.size()));
-  CHECK(code_of([&] { CompactJws::parse(token, token.size() - 1); }) ==
-        code(jose_errc::input_too_large));
+  CHECK(code_of([&] { CompactJws::parse(token, token.size() - 1); }) == code(jose_errc::input_too_large));
   const std::string huge(default_max_jws_bytes + 1, '.');
   CHECK(code_of([&] { CompactJws::parse(huge); }) == code(jose_errc::input_too_large));
   const std::string huge_payload(default_max_jws_bytes, 'x');
-  const std::string big = sign_compact(Algorithm::es256, nullptr, huge_payload,
-                                       private_key("P-256"));
+  const std::string big = sign_compact(Algorithm::es256, nullptr, huge_payload, private_key("P-256"));
   CHECK(code_of([&] { CompactJws::parse(big); }) == code(jose_errc::input_too_large));
   CHECK(CompactJws::parse(big, big.size()).payload() == huge_payload);
 }
@@ -1095,8 +1043,7 @@ TEST_CASE("JWS: tampered tokens fail for every algorithm", "[jose]") {
     const std::string name = key_name_for(alg);
     const PublicKey pub = public_key(name);
     const std::string token =
-        sign_compact(alg, {{"kid", "key-1"}, {"typ", "JWT"}}, "{\"sub\":\"someone\"}",
-                     private_key(name));
+        sign_compact(alg, {{"kid", "key-1"}, {"typ", "JWT"}}, "{\"sub\":\"someone\"}", private_key(name));
     REQUIRE_NOTHROW(CompactJws::parse(token).verify(pub));
     for (const auto& t : tampered_variants(token)) {
       INFO(to_string(alg) << ": " << t.what);
@@ -1108,8 +1055,7 @@ TEST_CASE("JWS: tampered tokens fail for every algorithm", "[jose]") {
 }
 
 TEST_CASE("JWS errors never quote the token", "[jose]") {
-  const std::string token =
-      sign_compact(Algorithm::rs256, nullptr, "secret-claims", private_key("rsa2048"));
+  const std::string token = sign_compact(Algorithm::rs256, nullptr, "secret-claims", private_key("rsa2048"));
   const auto p = split(token);
   const std::string tampered = flip_bit(token, 1, 0, 0);
   const PublicKey pub = public_key("rsa2048");
@@ -1175,14 +1121,12 @@ std::string read_text(const std::string& path) {
 
 }  // namespace
 
-TEST_CASE("JWS cross-check with npm jose: both verify each other, both refuse tampering",
-          "[jose]") {
+TEST_CASE("JWS cross-check with npm jose: both verify each other, both refuse tampering", "[jose]") {
   awaken::test::TempDir dir;
   const std::string generated = dir.path() + "/generated.json";
   std::string out;
-  REQUIRE(awaken::test::run_command(
-              {"node", awaken::test::peers_dir() + "/jose_vectors.mjs", "generate", generated},
-              &out, std::chrono::seconds{90}) == 0);
+  REQUIRE(awaken::test::run_command({"node", awaken::test::peers_dir() + "/jose_vectors.mjs", "generate", generated},
+                                    &out, std::chrono::seconds{90}) == 0);
   REQUIRE(last_json_line(out).at("ok") == true);
   const json vectors = json::parse(read_text(generated));
   REQUIRE(vectors.size() == std::size(all_algorithms));
@@ -1219,11 +1163,11 @@ TEST_CASE("JWS cross-check with npm jose: both verify each other, both refuse ta
       CHECK_NOTHROW(CompactJws::parse(ours.back()).verify(pub));
     }
 
-    to_check.push_back({{"alg", alg_name}, {"jwk", v.at("jwk")}, {"token", theirs},
-                        {"expect", true}, {"what", "theirs"}});
+    to_check.push_back(
+        {{"alg", alg_name}, {"jwk", v.at("jwk")}, {"token", theirs}, {"expect", true}, {"what", "theirs"}});
     for (const auto& token : ours) {
-      to_check.push_back({{"alg", alg_name}, {"jwk", v.at("jwk")}, {"token", token},
-                          {"expect", true}, {"what", "ours"}});
+      to_check.push_back(
+          {{"alg", alg_name}, {"jwk", v.at("jwk")}, {"token", token}, {"expect", true}, {"what", "ours"}});
     }
     const std::string* const bases[] = {&theirs, &ours.front()};
     for (const std::string* base : bases) {
@@ -1241,15 +1185,14 @@ TEST_CASE("JWS cross-check with npm jose: both verify each other, both refuse ta
     }
   }
   std::sort(seen.begin(), seen.end());
-  CHECK(seen == std::vector<std::string>{"ES256", "ES384", "ES512", "PS256", "PS384", "PS512",
-                                         "RS256", "RS384", "RS512"});
+  CHECK(seen ==
+        std::vector<std::string>{"ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"});
   CHECK(ours_refused == 9 * 2 * 9);
 
   const std::string check_path = dir.path() + "/check.json";
   std::ofstream{check_path} << to_check.dump();
-  REQUIRE(awaken::test::run_command(
-              {"node", awaken::test::peers_dir() + "/jose_vectors.mjs", "verify", check_path},
-              &out, std::chrono::seconds{90}) == 0);
+  REQUIRE(awaken::test::run_command({"node", awaken::test::peers_dir() + "/jose_vectors.mjs", "verify", check_path},
+                                    &out, std::chrono::seconds{90}) == 0);
   const json report = last_json_line(out);
   REQUIRE(report.at("ok") == true);
   const json& results = report.at("results");
@@ -1258,8 +1201,7 @@ TEST_CASE("JWS cross-check with npm jose: both verify each other, both refuse ta
   int refused = 0;
   for (const json& r : results) {
     const json& item = to_check.at(r.at("index").get<std::size_t>());
-    INFO(item.at("alg").get<std::string>() << " " << item.at("what").get<std::string>() << " "
-                                           << r.dump());
+    INFO(item.at("alg").get<std::string>() << " " << item.at("what").get<std::string>() << " " << r.dump());
     CHECK(r.at("ok") == item.at("expect"));
     (r.at("ok") == true ? accepted : refused) += 1;
   }

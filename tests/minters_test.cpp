@@ -22,9 +22,9 @@ using awaken::credential_errc;
 using awaken::IssuedToken;
 using awaken::OAuthClientCredentials;
 using awaken::RedactedString;
-using awaken::test::run;
 using awaken::test::mint_failure;
 using awaken::test::quick_retries;
+using awaken::test::run;
 
 namespace {
 
@@ -60,8 +60,8 @@ TEST_CASE("Client credentials mint through the broker with basic and post authen
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
   broker.register_material("basic", awaken::oauth_client_credentials(client(peer)));
-  broker.register_material("post", awaken::oauth_client_credentials(
-                                       client(peer, "/token", ClientAuthentication::client_secret_post)));
+  broker.register_material(
+      "post", awaken::oauth_client_credentials(client(peer, "/token", ClientAuthentication::client_secret_post)));
 
   const IssuedToken a = run(io, broker.token_for("basic", "read write"));
   CHECK(a.bearer().reveal().rfind("at-", 0) == 0);
@@ -184,8 +184,8 @@ TEST_CASE("The metadata server flavour sends its header and scopes", "[minters][
   const auto seen = peer.last(io);
   CHECK(seen["method"] == "GET");
   CHECK(seen["headers"]["metadata-flavor"] == "Google");
-  CHECK(seen["path"].get<std::string>().find("?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform%2Cemail") !=
-        std::string::npos);
+  CHECK(seen["path"].get<std::string>().find(
+            "?scopes=https%3A%2F%2Fwww.googleapis.com%2Fauth%2Fcloud-platform%2Cemail") != std::string::npos);
 
   options.account = "../other";
   CHECK_THROWS_AS(awaken::gce_metadata(options), awaken::Error);
@@ -259,7 +259,8 @@ TEST_CASE("A Google service account mints with an assertion the token endpoint v
   const auto first = run(io, broker.token_for("vertex", scope));
   CHECK(first.bearer().reveal().find("cloud-platform") != std::string_view::npos);
   const auto seen = peer.last(io);
-  CHECK(seen["body"].get<std::string>().rfind("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=", 0) == 0);
+  CHECK(seen["body"].get<std::string>().rfind(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=", 0) == 0);
   CHECK(run(io, broker.token_for("vertex", scope)).same_token(first));  // cached
 
   // Into the soft window: the cached token at once, and one refresh through the peer.
@@ -305,27 +306,29 @@ TEST_CASE("Service account key files are validated and never echoed", "[minters]
   CHECK(error_of(valid) == "accepted");
   auto with = [&](const char* name, nlohmann::json value) {
     auto j = valid;
-    if (value.is_null()) j.erase(name);
-    else j[name] = std::move(value);
+    if (value.is_null())
+      j.erase(name);
+    else
+      j[name] = std::move(value);
     return error_of(j);
   };
   CHECK_THAT(with("type", "authorized_user"), Catch::Contains("'type' is not service_account"));
   CHECK_THAT(with("client_email", nullptr), Catch::Contains("'client_email' is missing"));
   CHECK_THAT(with("private_key_id", 7), Catch::Contains("'private_key_id' is not a string"));
   CHECK_THAT(with("token_uri", ""), Catch::Contains("'token_uri' is empty"));
-  CHECK_THAT(with("private_key", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"), Catch::Contains("does not look like a PEM block"));
+  CHECK_THAT(with("private_key", "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
+             Catch::Contains("does not look like a PEM block"));
   CHECK_THAT(with("private_key", "-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n"),
              Catch::Contains("private_key: invalid private key"));
   CHECK_THAT(error_of(nlohmann::json::array()), Catch::Contains("not a JSON object"));
 
   // The seed's corpus of token URIs that must never receive a signed assertion.
-  for (const char* uri : {"http://127.0.0.1/token", "http://localhost:8080/token", "http://10.0.0.5/token",
-                          "http://192.168.1.1/token", "http://169.254.169.254/computeMetadata/v1/token",
-                          "https://oauth2.googleapis.com.evil.example/token",
-                          "https://oauth2.googleapis.com@evil.example/token", "https://oauth2.googleapis.com./token",
-                          "https://oauth2.googleapis.com/token?redirect=https://evil.example",
-                          "HTTPS://oauth2.googleapis.com/token", "https://oauth2.googleapis.com/token/",
-                          "https://evil.example/token"}) {
+  for (const char* uri :
+       {"http://127.0.0.1/token", "http://localhost:8080/token", "http://10.0.0.5/token", "http://192.168.1.1/token",
+        "http://169.254.169.254/computeMetadata/v1/token", "https://oauth2.googleapis.com.evil.example/token",
+        "https://oauth2.googleapis.com@evil.example/token", "https://oauth2.googleapis.com./token",
+        "https://oauth2.googleapis.com/token?redirect=https://evil.example", "HTTPS://oauth2.googleapis.com/token",
+        "https://oauth2.googleapis.com/token/", "https://evil.example/token"}) {
     INFO(uri);
     CHECK_THAT(with("token_uri", uri), Catch::Contains("is not https://oauth2.googleapis.com/token nor an allowed"));
   }

@@ -6,11 +6,11 @@
 
 #include <fstream>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/google_service_account.hpp>
@@ -119,10 +119,10 @@ TEST_CASE("oidc-provider accepts client secrets by basic and post authentication
   OidcPeer peer;
   asio::io_context io;
   AwakenBroker broker{io.get_executor(), quick_retries()};
-  broker.register_material("basic", awaken::oauth_client_credentials(
-                                        secret_client(peer, ClientAuthentication::client_secret_basic)));
-  broker.register_material("post", awaken::oauth_client_credentials(
-                                       secret_client(peer, ClientAuthentication::client_secret_post)));
+  broker.register_material(
+      "basic", awaken::oauth_client_credentials(secret_client(peer, ClientAuthentication::client_secret_basic)));
+  broker.register_material(
+      "post", awaken::oauth_client_credentials(secret_client(peer, ClientAuthentication::client_secret_post)));
   CHECK_FALSE(run(io, broker.token_for("basic", "api:write")).bearer().empty());
   CHECK_FALSE(run(io, broker.token_for("post", "")).bearer().empty());
   // A scope the client may not have is a permanent refusal with the provider's words.
@@ -265,8 +265,7 @@ TEST_CASE("private_key_jwt material is validated before any request", "[minters]
                     Contains("private_key is empty"));
   CHECK_THROWS_WITH(make([](OAuthClientCredentials& c) { c.client_secret = RedactedString{"x"}; }),
                     Contains("client_secret is set but the authentication is private_key_jwt"));
-  CHECK_THROWS_WITH(make([](OAuthClientCredentials& c) { c.assertion_lifetime = 0s; }),
-                    Contains("assertion_lifetime"));
+  CHECK_THROWS_WITH(make([](OAuthClientCredentials& c) { c.assertion_lifetime = 0s; }), Contains("assertion_lifetime"));
   CHECK_THROWS_WITH(make([](OAuthClientCredentials& c) { c.assertion_lifetime = 11min; }),
                     Contains("assertion_lifetime"));
   CHECK_THROWS_WITH(make([](OAuthClientCredentials& c) {
@@ -391,8 +390,10 @@ TEST_CASE("from_config names the bad field and never echoes a secret", "[minters
   CHECK_NOTHROW(CredentialMaterial::from_config(client));
   auto with = [&](const char* name, nlohmann::json value) {
     auto j = client;
-    if (value.is_null()) j.erase(name);
-    else j[name] = std::move(value);
+    if (value.is_null())
+      j.erase(name);
+    else
+      j[name] = std::move(value);
     const auto e = config_error(j);
     CHECK(std::string{e.what()}.find("hunter2") == std::string::npos);
     return std::string{e.what()};
@@ -409,7 +410,8 @@ TEST_CASE("from_config names the bad field and never echoes a secret", "[minters
   CHECK_THAT(with("token_endpoint", "http://auth.example.com/token"), Contains("token_endpoint"));
   CHECK_THAT(with("authentication", "mtls"), Contains("'authentication' 'mtls' is not"));
   CHECK_THAT(with("signing_algorithm", "HS256"), Contains("'signing_algorithm' 'HS256' is not one of"));
-  CHECK_THAT(with("client_secert", "typo"), Contains("'client_secert' is not a field of kind oauth_client_credentials"));
+  CHECK_THAT(with("client_secert", "typo"),
+             Contains("'client_secert' is not a field of kind oauth_client_credentials"));
   CHECK_THAT(with("assertion_lifetime_seconds", -5), Contains("'assertion_lifetime_seconds' is not a positive"));
   CHECK_THAT(with("private_key", "pem"), Contains("private_key is set but the authentication is not private_key_jwt"));
 
@@ -444,6 +446,7 @@ TEST_CASE("from_config names the bad field and never echoes a secret", "[minters
   std::ofstream{dir.path() + "/token"} << "file-token\n";
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  broker.register_material("f", CredentialMaterial::from_config({{"kind", "bearer"}, {"token_file", dir.path() + "/token"}}));
+  broker.register_material(
+      "f", CredentialMaterial::from_config({{"kind", "bearer"}, {"token_file", dir.path() + "/token"}}));
   CHECK(run(io, broker.token_for("f", "")).bearer().reveal() == "file-token");
 }

@@ -1,8 +1,8 @@
 // JwtSource against the @grpc/grpc-js Workload API peer: initial sync, rotations, reconnects,
 // rejected updates, shutdown, retries, restarts without leaks, and readers on many threads.
 #include <dirent.h>
-#include <stddef.h>
 #include <malloc.h>
+#include <stddef.h>
 #include <unistd.h>
 #if defined(__SANITIZE_ADDRESS__)
 extern "C" size_t __sanitizer_get_current_allocated_bytes();  // exported by libasan
@@ -55,8 +55,8 @@ bool run_until(asio::io_context& io, Pred done, std::chrono::milliseconds deadli
   return true;
 }
 
-
-awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer, const std::shared_ptr<CountingMetrics>& metrics = nullptr) {
+awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer,
+                                       const std::shared_ptr<CountingMetrics>& metrics = nullptr) {
   auto b = JwtSource::builder();
   b.endpoint(peer.endpoint()).reconnect_backoff(10ms, 100ms).initial_sync_timeout(10s).shutdown_timeout(5s);
   if (metrics) b.metrics(metrics);
@@ -122,12 +122,14 @@ TEST_CASE("A rotation reaches changed(), and the new key validates a new token",
   const JwtSvid fresh = run(io, source.fetch_jwt_svid({"svc-a"}));
   CHECK(fresh.key_id() == "k2");
   CHECK_NOTHROW(JwtSvid::parse_and_validate(fresh.token().reveal(), source, {"svc-a"}));
-  CHECK(code_of([&] { JwtSvid::parse_and_validate(old_token, source, {"svc-a"}); }) == spiffe_errc::authority_not_found);
+  CHECK(code_of([&] { JwtSvid::parse_and_validate(old_token, source, {"svc-a"}); }) ==
+        spiffe_errc::authority_not_found);
 
   // wait_for: the current set when it already matches, else the first later one that does.
   auto waiter = source.updates();
-  CHECK(run(io, waiter.wait_for([](const awaken::spiffe::JwtBundleSet& s) { return s.find("example.org") != nullptr; }))
-            ->size() == 2);
+  CHECK(run(io, waiter.wait_for([](const awaken::spiffe::JwtBundleSet& s) {
+          return s.find("example.org") != nullptr;
+        }))->size() == 2);
   run(io, source.shutdown());
 }
 
@@ -202,7 +204,7 @@ TEST_CASE("A killed peer restarted on the same socket: last good set kept, recon
   peer.stop();  // SIGKILL
   CHECK(run_until(io, [&] { return metrics->count(MetricsErrorKind::stream_error) >= 1; }));
   CHECK(run_until(io, [&] { return metrics->count(MetricsErrorKind::stream_connect) >= 2; }));  // retrying
-  CHECK(*source.bundle_set() == *before);  // last known good
+  CHECK(*source.bundle_set() == *before);                                                       // last known good
   CHECK(source.is_healthy());
 
   auto updates = source.updates();
@@ -249,7 +251,8 @@ TEST_CASE("The initial sync fails at its timeout, or at once on InvalidArgument 
     CHECK(std::chrono::steady_clock::now() - start < 1s);
   }
   ::unsetenv("SPIFFE_ENDPOINT_SOCKET");
-  CHECK(code_of([&] { run(io, JwtSource::builder().build(io.get_executor())); }) == spiffe_errc::endpoint_not_configured);
+  CHECK(code_of([&] { run(io, JwtSource::builder().build(io.get_executor())); }) ==
+        spiffe_errc::endpoint_not_configured);
 
   // "No identity issued" is retried, after at least a second.
   peer.control("/fail?code=7&count=1&message=no%20identity%20issued&method=FetchJWTBundles");
@@ -280,7 +283,7 @@ TEST_CASE("Shutdown is bounded, idempotent, and closes readers and waiters", "[s
     CHECK(std::chrono::steady_clock::now() - start < 1s);
     CHECK(run_until(io, [&] { return bool(waited); }));
     CHECK(waited == spiffe_errc::source_closed);
-    run(io, source.shutdown());  // again: at once
+    run(io, source.shutdown());                                  // again: at once
     run(io, source.shutdown(std::chrono::milliseconds::max()));  // forever is not at once
     CHECK_FALSE(source.is_healthy());
     CHECK(code_of([&] { source.bundle_set(); }) == spiffe_errc::source_closed);
@@ -416,7 +419,8 @@ TEST_CASE("Seed tests: wait_for, notifications after the initial sync, reconnect
 
   // wait_for: satisfied at once by the current set.
   auto has = [](const char* kid) {
-    return [kid](const awaken::spiffe::JwtBundleSet& s) { return s.find("example.org")->find_authority(kid) != nullptr; };
+    return
+        [kid](const awaken::spiffe::JwtBundleSet& s) { return s.find("example.org")->find_authority(kid) != nullptr; };
   };
   auto immediate = source.updates();
   CHECK(run(io, immediate.wait_for(has("k1")))->find("example.org")->find_authority("k1") != nullptr);

@@ -14,7 +14,6 @@
 #include "support/errors.hpp"
 #include "support/peer.hpp"
 
-using awaken::test::code_of;
 using awaken::spiffe_errc;
 using awaken::spiffe::JwtBundle;
 using awaken::spiffe::JwtBundleSet;
@@ -22,10 +21,10 @@ using awaken::spiffe::JwtSvid;
 using awaken::spiffe::JwtSvidOptions;
 using awaken::spiffe::SpiffeId;
 using awaken::spiffe::TrustDomain;
+using awaken::test::code_of;
 using Catch::Matchers::Contains;
 
 namespace {
-
 
 std::error_code id_code(std::string_view text) {
   return code_of([&] { SpiffeId::parse(text); });
@@ -231,8 +230,10 @@ TEST_CASE("Malformed JWT bundles are rejected with the matching error", "[spiffe
   auto with_key = [&](nlohmann::json key) { return nlohmann::json{{"keys", {std::move(key)}}}.dump(); };
   auto changed = [&](const char* member, nlohmann::json value) {
     auto k = es_key;
-    if (value.is_null()) k.erase(member);
-    else k[member] = std::move(value);
+    if (value.is_null())
+      k.erase(member);
+    else
+      k[member] = std::move(value);
     return with_key(k);
   };
   CHECK(bundle_code("not json") == spiffe_errc::invalid_bundle);
@@ -246,7 +247,7 @@ TEST_CASE("Malformed JWT bundles are rejected with the matching error", "[spiffe
   CHECK(bundle_code(changed("kid", "")) == spiffe_errc::missing_key_id);
   CHECK(bundle_code(nlohmann::json{{"keys", {es_key, es_key}}}.dump()) == spiffe_errc::duplicate_key_id);
   CHECK(bundle_code(vectors().info()["weak_jwks"].get<std::string>()) == spiffe_errc::invalid_authority);
-  CHECK(bundle_code(changed("d", "AAAA")) == spiffe_errc::invalid_authority);  // a private key
+  CHECK(bundle_code(changed("d", "AAAA")) == spiffe_errc::invalid_authority);       // a private key
   CHECK(bundle_code(changed("y", es_key["x"])) == spiffe_errc::invalid_authority);  // off the curve
   CHECK(bundle_code(changed("crv", "P-384")) == spiffe_errc::invalid_authority);    // wrong size for the curve
   CHECK(bundle_code(R"({"keys":[],"spiffe_sequence":-1})") == spiffe_errc::invalid_bundle);
@@ -431,27 +432,31 @@ TEST_CASE("Adversarial token shapes are refused before any key is touched", "[sp
   CHECK(code(awaken::jose::base64url_encode("[1]") + "." + payload + "." + signature) == spiffe_errc::invalid_header);
   CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":7})") + "." + payload + "." + signature) ==
         spiffe_errc::invalid_header);
-  CHECK(code(header + "." + awaken::jose::base64url_encode("not json") + "." + signature) == spiffe_errc::invalid_claims);
+  CHECK(code(header + "." + awaken::jose::base64url_encode("not json") + "." + signature) ==
+        spiffe_errc::invalid_claims);
   CHECK(code(header + ".." + signature) == spiffe_errc::malformed_token);  // an empty payload
   const std::string nested = std::string(20000, '[') + std::string(20000, ']');
-  CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","x":)" + nested + "}") + "." +
-             signature) == spiffe_errc::invalid_claims);
-  CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":"es256-kid","typ":)" + nested + "}") + "." + payload +
-             "." + signature) == spiffe_errc::invalid_header);
+  CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","x":)" + nested + "}") +
+             "." + signature) == spiffe_errc::invalid_claims);
+  CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":"es256-kid","typ":)" + nested + "}") + "." +
+             payload + "." + signature) == spiffe_errc::invalid_header);
   // Found by the fuzzer: an exp past what system_clock holds (2262) must be refused, not overflow.
   CHECK(code_of([] {
           JwtSvid::parse_insecure(
               "eyJhbGciOiJFUzI1NiIsImtpZCI6ImZ1enotMSJ9.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy93b3JrbG9hZCIsImF1ZCI6"
               "InN2Yy1hIiwiZXhwIjoxMTc5NTAwMDAwMH0.EZCI6InNE_C8JwYSJ7hUmtg");
         }) == spiffe_errc::invalid_claims);
-  CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","aud":"svc-a","exp":"soon"})") +
-             "." + signature) == spiffe_errc::invalid_signature);  // the signature is checked before exp
+  CHECK(code(header + "." +
+             awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","aud":"svc-a","exp":"soon"})") + "." +
+             signature) == spiffe_errc::invalid_signature);  // the signature is checked before exp
 
   // ECDSA signatures of the wrong length: one byte more, one byte less, DER-sized.
   std::string raw = awaken::jose::base64url_decode(signature);
   REQUIRE(raw.size() == 64);
-  CHECK(code(header + "." + payload + "." + awaken::jose::base64url_encode(raw + '\0')) == spiffe_errc::invalid_signature);
-  CHECK(code(header + "." + payload + "." + awaken::jose::base64url_encode(raw.substr(1))) == spiffe_errc::invalid_signature);
+  CHECK(code(header + "." + payload + "." + awaken::jose::base64url_encode(raw + '\0')) ==
+        spiffe_errc::invalid_signature);
+  CHECK(code(header + "." + payload + "." + awaken::jose::base64url_encode(raw.substr(1))) ==
+        spiffe_errc::invalid_signature);
   CHECK(code(header + "." + payload + "." + awaken::jose::base64url_encode(std::string(72, '\x30'))) ==
         spiffe_errc::invalid_signature);
 
@@ -486,6 +491,7 @@ TEST_CASE("parse_insecure reads Workload API tokens without checking signature o
     INFO(name);
     CHECK(code_of([&] { JwtSvid::parse_insecure(broken[name].get<std::string>()); }) == c);
   }
-  const auto hinted = JwtSvid::parse_insecure(vectors().info()["valid"]["RS256"].get<std::string>()).with_hint("internal");
+  const auto hinted =
+      JwtSvid::parse_insecure(vectors().info()["valid"]["RS256"].get<std::string>()).with_hint("internal");
   CHECK(hinted.hint() == "internal");
 }

@@ -10,8 +10,8 @@
 
 #include "support/workload_peer.hpp"
 
-using Catch::Matchers::Contains;
 using awaken::test::WorkloadPeer;
+using Catch::Matchers::Contains;
 
 namespace {
 
@@ -77,9 +77,10 @@ TEST_CASE("awaken-spiffe: fetch-jwt, validate, bundles and watch against the Wor
   REQUIRE(fetched.status == 0);
   const std::string token = fetched.out.substr(0, fetched.out.find('\n'));
   CHECK(awaken::spiffe::JwtSvid::parse_insecure(token).spiffe_id().str() == "spiffe://example.org/workload");
-  const auto other = nlohmann::json::parse(tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "fetch-jwt", "--audience",
-                                                                  "x", "--spiffe-id", "spiffe://example.org/other"})
-                                               .out);
+  const auto other =
+      nlohmann::json::parse(tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "fetch-jwt", "--audience", "x",
+                                                   "--spiffe-id", "spiffe://example.org/other"})
+                                .out);
   CHECK(other["spiffe_id"] == "spiffe://example.org/other");
   CHECK(other["hint"] == "secondary");
 
@@ -91,8 +92,10 @@ TEST_CASE("awaken-spiffe: fetch-jwt, validate, bundles and watch against the Wor
   CHECK(lines(wrong.err) == 1);
   CHECK_THAT(wrong.err, Contains("invalid token") && Contains("no expected audience"));
   CHECK(wrong.err.find(token.substr(token.rfind('.'))) == std::string::npos);
-  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate", "--agent", "--audience", "svc-a", token}).status == 0);
-  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate", "--agent", "--audience", "svc-b", token}).status == 1);
+  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate", "--agent", "--audience", "svc-a", token}).status ==
+        0);
+  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate", "--agent", "--audience", "svc-b", token}).status ==
+        1);
   CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate", "--audience", "svc-a"}).status == 2);
 
   // The endpoint from the environment.
@@ -135,25 +138,25 @@ TEST_CASE("awaken-token: mints from a configuration file, redacted unless --reve
 
   // A JWT-SVID from the Workload API, and an OAuth token whose short life shows a refresh.
   WorkloadPeer peer;
-  const auto svid_config = write(dir, "svid.json",
-                                 nlohmann::json{{"scope", "svc-a svc-b"},
-                                                {"endpoint", "unix://" + peer.socket()},
-                                                {"material", {{"kind", "jwt_svid"}}}}
-                                     .dump());
+  const auto svid_config =
+      write(dir, "svid.json",
+            nlohmann::json{
+                {"scope", "svc-a svc-b"}, {"endpoint", "unix://" + peer.socket()}, {"material", {{"kind", "jwt_svid"}}}}
+                .dump());
   const auto svid = tool("awaken-token", {"--config", svid_config, "--reveal"});
   REQUIRE(svid.status == 0);
   CHECK(awaken::spiffe::JwtSvid::parse_insecure(svid.out.substr(0, svid.out.find('\n'))).audience() ==
         std::vector<std::string>{"svc-a", "svc-b"});
 
   awaken::test::PeerProcess oauth{"token_server.mjs", {}};
-  const auto short_lived = write(
-      dir, "short.json",
-      nlohmann::json{{"kind", "oauth_client_credentials"},
-                     {"token_endpoint",
-                      "http://127.0.0.1:" + std::to_string(oauth.info()["port"].get<int>()) + "/fault/short-expires/token"},
-                     {"client_id", "awaken-client"},
-                     {"client_secret_env", "AWAKEN_TEST_SECRET"}}
-          .dump());
+  const auto short_lived =
+      write(dir, "short.json",
+            nlohmann::json{{"kind", "oauth_client_credentials"},
+                           {"token_endpoint", "http://127.0.0.1:" + std::to_string(oauth.info()["port"].get<int>()) +
+                                                  "/fault/short-expires/token"},
+                           {"client_id", "awaken-client"},
+                           {"client_secret_env", "AWAKEN_TEST_SECRET"}}
+                .dump());
   ::setenv("AWAKEN_TEST_SECRET", "s3cret-value", 1);
   const auto watched = tool("awaken-token", {"--config", short_lived, "--watch", "--count", "1", "--json"});
   ::unsetenv("AWAKEN_TEST_SECRET");
@@ -173,7 +176,8 @@ TEST_CASE("The header-injection example retries once after invalidating a reject
   const auto ran = tool("authorized_call", {"--token-endpoint", base + "/token", "--resource", base + "/api/resource",
                                             "--revoke", base + "/api/revoke-all"});
   CHECK(ran.status == 0);
-  CHECK_THAT(ran.out, Contains("first call: HTTP 200, mints so far 1") && Contains("second call: HTTP 200, mints so far 1") &&
+  CHECK_THAT(ran.out, Contains("first call: HTTP 200, mints so far 1") &&
+                          Contains("second call: HTTP 200, mints so far 1") &&
                           Contains("401 from the resource: invalidating the token and retrying once") &&
                           Contains("third call: HTTP 200, mints so far 2"));
   CHECK(ran.err.empty());

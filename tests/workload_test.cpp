@@ -26,7 +26,6 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-
 // A protobuf field: tag then payload, for hand-made messages.
 std::string field(int number, int wire, std::string payload) {
   std::string out;
@@ -116,8 +115,8 @@ TEST_CASE("The Workload API codec encodes requests and decodes responses by the 
   CHECK(d::encode_validate_jwt_svid_request("aud", "t.o.k") == field(1, 2, "aud") + field(2, 2, "t.o.k"));
 
   // Unknown fields of every wire type are skipped.
-  const std::string unknown = field(9, 0, "\x96\x01") + field(10, 1, std::string(8, 'x')) + field(11, 5, "abcd") +
-                              field(12, 2, "skip me");
+  const std::string unknown =
+      field(9, 0, "\x96\x01") + field(10, 1, std::string(8, 'x')) + field(11, 5, "abcd") + field(12, 2, "skip me");
   const auto svids = d::decode_jwt_svid_response(
       unknown + field(1, 2, field(1, 2, "spiffe://td/w") + unknown + field(2, 2, "tok") + field(3, 2, "h")));
   REQUIRE(svids.size() == 1);
@@ -135,22 +134,27 @@ TEST_CASE("The Workload API codec encodes requests and decodes responses by the 
   std::string pi_bytes(8, '\0'), whole_bytes(8, '\0');
   std::memcpy(pi_bytes.data(), &pi, 8);
   std::memcpy(whole_bytes.data(), &whole, 8);
-  auto entry = [](const std::string& k, const std::string& value) { return field(1, 2, field(1, 2, k) + field(2, 2, value)); };
+  auto entry = [](const std::string& k, const std::string& value) {
+    return field(1, 2, field(1, 2, k) + field(2, 2, value));
+  };
   const std::string list = field(6, 2, field(1, 2, field(3, 2, "x")) + field(1, 2, field(4, 0, "\x01")));
   const std::string nested = field(5, 2, entry("inner", field(1, 0, std::string(1, '\0'))));
   const std::string claims = entry("sub", field(3, 2, "spiffe://td/w")) + entry("exp", field(2, 1, whole_bytes)) +
                              entry("f", field(2, 1, pi_bytes)) + entry("aud", list) + entry("o", nested);
   const auto validated = d::decode_validate_jwt_svid_response(field(1, 2, "spiffe://td/w") + field(2, 2, claims));
   CHECK(validated.spiffe_id == "spiffe://td/w");
-  CHECK(validated.claims == nlohmann::json{{"sub", "spiffe://td/w"}, {"exp", 1700000000}, {"f", 3.5},
-                                           {"aud", {"x", true}}, {"o", {{"inner", nullptr}}}});
+  CHECK(validated.claims == nlohmann::json{{"sub", "spiffe://td/w"},
+                                           {"exp", 1700000000},
+                                           {"f", 3.5},
+                                           {"aud", {"x", true}},
+                                           {"o", {{"inner", nullptr}}}});
   CHECK(validated.claims["exp"].is_number_integer());
 
   auto malformed = [](const std::string& message) {
     return code_of([&] { awaken::spiffe::detail::decode_jwt_svid_response(message); });
   };
-  CHECK(malformed(field(1, 2, "x").substr(0, 2)) == spiffe_errc::malformed_message);          // truncated
-  CHECK(malformed("\x0b") == spiffe_errc::malformed_message);                                   // a group
+  CHECK(malformed(field(1, 2, "x").substr(0, 2)) == spiffe_errc::malformed_message);  // truncated
+  CHECK(malformed("\x0b") == spiffe_errc::malformed_message);                         // a group
   CHECK(malformed(std::string("\x08") + std::string(10, '\xff') + "\x01") == spiffe_errc::malformed_message);
   CHECK(malformed(std::string(1, '\0')) == spiffe_errc::malformed_message);                      // field 0
   CHECK(malformed(field(1, 0, "\x01")) == spiffe_errc::malformed_message);                       // svids as a varint
@@ -230,8 +234,8 @@ TEST_CASE("Workload API statuses are classified, and the security header is alwa
   // The header: a plain gRPC channel without it is refused the way an agent refuses it.
   const awaken::http::GrpcChannel bare{awaken::http::HttpClient{io.get_executor()}, peer.endpoint().grpc_target()};
   try {
-    run(io, bare.unary("/SpiffeWorkloadAPI/FetchJWTSVID", awaken::spiffe::detail::encode_jwt_svid_request(
-                                                                std::vector<std::string>{"a"}, "")));
+    run(io, bare.unary("/SpiffeWorkloadAPI/FetchJWTSVID",
+                       awaken::spiffe::detail::encode_jwt_svid_request(std::vector<std::string>{"a"}, "")));
     FAIL("accepted");
   } catch (const awaken::Error& e) {
     CHECK(e.code() == grpc_status::invalid_argument);

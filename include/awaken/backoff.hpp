@@ -1,10 +1,10 @@
 // Bounded exponential backoff with jitter, as an Asio coroutine.
 #pragma once
 
-#include <chrono>
 #include <algorithm>
-#include <optional>
+#include <chrono>
 #include <functional>
+#include <optional>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -91,16 +91,14 @@ inline std::optional<std::chrono::milliseconds> retry_hint(const std::system_err
 /// Per-operation cancellation: the wait honours the coroutine's cancellation state; a cancelled
 /// wait throws `asio::error::operation_aborted` and no further attempt is made.
 template <class Op, class IsRetryable, class OnRetry>
-auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op,
-                  BackoffEnvironment env = {})
+auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op, BackoffEnvironment env = {})
     -> asio::awaitable<typename detail::awaitable_value<std::invoke_result_t<Op&>>::type> {
   using T = typename detail::awaitable_value<std::invoke_result_t<Op&>>::type;
   const unsigned max_attempts = policy.max_attempts == 0 ? 1 : policy.max_attempts;
   JitterSource& jitter = env.jitter != nullptr ? *env.jitter : default_jitter();
   for (unsigned attempt = 1;; ++attempt) {
     auto cs = co_await asio::this_coro::cancellation_state;
-    if (cs.cancelled() != asio::cancellation_type::none)
-      throw std::system_error(asio::error::operation_aborted);
+    if (cs.cancelled() != asio::cancellation_type::none) throw std::system_error(asio::error::operation_aborted);
     std::chrono::milliseconds wait{0};
     try {
       if constexpr (std::is_void_v<T>) {
@@ -110,9 +108,7 @@ auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_ret
         co_return co_await op();
       }
     } catch (const std::system_error& e) {
-      if (e.code() == asio::error::operation_aborted || !is_retryable(e.code()) ||
-          attempt >= max_attempts)
-        throw;
+      if (e.code() == asio::error::operation_aborted || !is_retryable(e.code()) || attempt >= max_attempts) throw;
       wait = policy.delay(attempt, jitter);
       if (auto hint = detail::retry_hint(e)) {
         if (*hint > policy.max_retry_after) throw;

@@ -29,10 +29,8 @@ const Clock& system_clock() noexcept;
 /// A clock that moves only when told to; both times advance together. For tests.
 class ManualClock final : public Clock {
  public:
-  ManualClock() noexcept
-      : ManualClock(std::chrono::system_clock::time_point{std::chrono::seconds{1'700'000'000}}) {}
-  explicit ManualClock(std::chrono::system_clock::time_point start) noexcept
-      : start_system_(start) {}
+  ManualClock() noexcept : ManualClock(std::chrono::system_clock::time_point{std::chrono::seconds{1'700'000'000}}) {}
+  explicit ManualClock(std::chrono::system_clock::time_point start) noexcept : start_system_(start) {}
 
   std::chrono::steady_clock::time_point steady_now() const noexcept override {
     return std::chrono::steady_clock::time_point{offset()};

@@ -13,19 +13,19 @@ namespace awaken {
 
 /// Errors of the JOSE layer (base64url, JWK, JWS).
 enum class jose_errc {
-  malformed_base64url = 1,   ///< padding, a foreign character or non-canonical trailing bits
-  input_too_large,           ///< an encoded input is larger than the configured bound
-  malformed_json,            ///< a JOSE header, payload or JWK is not the JSON it must be
-  invalid_jwk,               ///< a JWK member is missing, of the wrong type or out of range
-  unsupported_key_type,      ///< `kty` or `crv` is not one awaken handles
-  weak_key,                  ///< an RSA modulus under 2048 bits
-  point_not_on_curve,        ///< EC coordinates that are not a point of the named curve
-  invalid_private_key,       ///< a PEM that is not a PKCS#8 or PKCS#1 private key
-  unsupported_algorithm,     ///< `alg` is not in RS/PS/ES 256/384/512
-  algorithm_key_mismatch,    ///< `alg` does not fit the key type or curve
-  malformed_jws,             ///< not three base64url segments of a compact JWS
-  invalid_signature,         ///< the signature does not verify
-  signing_failed,            ///< the crypto library failed to sign
+  malformed_base64url = 1,  ///< padding, a foreign character or non-canonical trailing bits
+  input_too_large,          ///< an encoded input is larger than the configured bound
+  malformed_json,           ///< a JOSE header, payload or JWK is not the JSON it must be
+  invalid_jwk,              ///< a JWK member is missing, of the wrong type or out of range
+  unsupported_key_type,     ///< `kty` or `crv` is not one awaken handles
+  weak_key,                 ///< an RSA modulus under 2048 bits
+  point_not_on_curve,       ///< EC coordinates that are not a point of the named curve
+  invalid_private_key,      ///< a PEM that is not a PKCS#8 or PKCS#1 private key
+  unsupported_algorithm,    ///< `alg` is not in RS/PS/ES 256/384/512
+  algorithm_key_mismatch,   ///< `alg` does not fit the key type or curve
+  malformed_jws,            ///< not three base64url segments of a compact JWS
+  invalid_signature,        ///< the signature does not verify
+  signing_failed,           ///< the crypto library failed to sign
 };
 
 /// Errors of the HTTP transport.
@@ -43,64 +43,64 @@ enum class http_errc {
 
 /// Errors of the credential broker and its minters. Messages name the provider, never a secret.
 enum class credential_errc {
-  not_configured = 1,   ///< no material registered for the provider (or it was deregistered)
-  invalid_material,     ///< the material is unusable as given (bad key, disallowed URL, bad config)
-  signing_failed,       ///< an assertion could not be signed
-  permanent_upstream,   ///< the token endpoint refused the request (4xx other than 408 and 429)
-  transient_upstream,   ///< the token endpoint failed in a way that may pass (5xx, 408, 429, bad 2xx)
-  network,              ///< the token endpoint could not be reached or the connection broke
-  shut_down,            ///< the broker was destroyed while the request was pending
+  not_configured = 1,  ///< no material registered for the provider (or it was deregistered)
+  invalid_material,    ///< the material is unusable as given (bad key, disallowed URL, bad config)
+  signing_failed,      ///< an assertion could not be signed
+  permanent_upstream,  ///< the token endpoint refused the request (4xx other than 408 and 429)
+  transient_upstream,  ///< the token endpoint failed in a way that may pass (5xx, 408, 429, bad 2xx)
+  network,             ///< the token endpoint could not be reached or the connection broke
+  shut_down,           ///< the broker was destroyed while the request was pending
 };
 
 /// Errors of the SPIFFE layer: SPIFFE IDs and trust domains, JWT bundles, JWT-SVIDs.
 enum class spiffe_errc {
   // SPIFFE IDs and trust domains
-  empty = 1,               ///< the text is empty
-  wrong_scheme,            ///< not `spiffe://`
-  missing_trust_domain,    ///< nothing between `spiffe://` and the path
-  trust_domain_too_long,   ///< a trust domain over 255 bytes
-  bad_trust_domain_char,   ///< a trust domain byte outside [a-z0-9.-_] (so no port, user info, percent)
-  id_too_long,             ///< a SPIFFE ID over 2048 bytes
-  empty_segment,           ///< `//` in the path
-  dot_segment,             ///< a `.` or `..` path segment
-  trailing_slash,          ///< the path ends with `/`
-  bad_path_char,           ///< a path byte outside [a-zA-Z0-9.-_] (so no percent, query or fragment)
+  empty = 1,              ///< the text is empty
+  wrong_scheme,           ///< not `spiffe://`
+  missing_trust_domain,   ///< nothing between `spiffe://` and the path
+  trust_domain_too_long,  ///< a trust domain over 255 bytes
+  bad_trust_domain_char,  ///< a trust domain byte outside [a-z0-9.-_] (so no port, user info, percent)
+  id_too_long,            ///< a SPIFFE ID over 2048 bytes
+  empty_segment,          ///< `//` in the path
+  dot_segment,            ///< a `.` or `..` path segment
+  trailing_slash,         ///< the path ends with `/`
+  bad_path_char,          ///< a path byte outside [a-zA-Z0-9.-_] (so no percent, query or fragment)
   // JWT bundles
-  bundle_too_large,        ///< a JWKS over the size bound
-  invalid_bundle,          ///< not a JWK set: not a JSON object, `keys` missing, a member of the wrong type
-  missing_key_id,          ///< a JWT authority (or a JWT-SVID header) without `kid`
-  duplicate_key_id,        ///< two JWT authorities share a `kid`
-  invalid_authority,       ///< a JWT authority's key is unusable (malformed, weak, off the curve, private)
+  bundle_too_large,   ///< a JWKS over the size bound
+  invalid_bundle,     ///< not a JWK set: not a JSON object, `keys` missing, a member of the wrong type
+  missing_key_id,     ///< a JWT authority (or a JWT-SVID header) without `kid`
+  duplicate_key_id,   ///< two JWT authorities share a `kid`
+  invalid_authority,  ///< a JWT authority's key is unusable (malformed, weak, off the curve, private)
   // JWT-SVIDs
-  token_too_large,         ///< a token over the size bound
-  malformed_token,         ///< not three non-empty dot-separated parts
-  invalid_base64,          ///< a part is not strict unpadded base64url
-  invalid_header,          ///< the header is not a JSON object of the expected shape
-  unsupported_algorithm,   ///< `alg` outside RS/PS/ES 256/384/512 (`none` and HMAC included)
-  invalid_typ,             ///< `typ` present and neither `JWT` nor `JOSE`
-  invalid_claims,          ///< the claims are not a JSON object of the expected shape
-  invalid_subject,         ///< `sub` missing or not a SPIFFE ID
-  bundle_not_found,        ///< no bundle for the subject's trust domain
-  authority_not_found,     ///< no authority with the token's `kid` in that bundle
-  algorithm_mismatch,      ///< `alg` does not fit the authority's key
-  invalid_signature,       ///< the signature does not verify
-  missing_expiration,      ///< no `exp`
-  expired,                 ///< `exp` is past, beyond the leeway
-  not_yet_valid,           ///< `nbf` is ahead, beyond the leeway
-  issued_in_future,        ///< `iat` is ahead, beyond the leeway
-  missing_audience,        ///< `aud` missing or empty
-  too_many_audiences,      ///< more `aud` values than the bound
-  audience_mismatch,       ///< no `aud` value is an expected audience
-  no_expected_audience,    ///< the caller passed no expected audience (never "accept all")
+  token_too_large,        ///< a token over the size bound
+  malformed_token,        ///< not three non-empty dot-separated parts
+  invalid_base64,         ///< a part is not strict unpadded base64url
+  invalid_header,         ///< the header is not a JSON object of the expected shape
+  unsupported_algorithm,  ///< `alg` outside RS/PS/ES 256/384/512 (`none` and HMAC included)
+  invalid_typ,            ///< `typ` present and neither `JWT` nor `JOSE`
+  invalid_claims,         ///< the claims are not a JSON object of the expected shape
+  invalid_subject,        ///< `sub` missing or not a SPIFFE ID
+  bundle_not_found,       ///< no bundle for the subject's trust domain
+  authority_not_found,    ///< no authority with the token's `kid` in that bundle
+  algorithm_mismatch,     ///< `alg` does not fit the authority's key
+  invalid_signature,      ///< the signature does not verify
+  missing_expiration,     ///< no `exp`
+  expired,                ///< `exp` is past, beyond the leeway
+  not_yet_valid,          ///< `nbf` is ahead, beyond the leeway
+  issued_in_future,       ///< `iat` is ahead, beyond the leeway
+  missing_audience,       ///< `aud` missing or empty
+  too_many_audiences,     ///< more `aud` values than the bound
+  audience_mismatch,      ///< no `aud` value is an expected audience
+  no_expected_audience,   ///< the caller passed no expected audience (never "accept all")
   // The Workload API and JwtSource
-  endpoint_not_configured, ///< no endpoint given and SPIFFE_ENDPOINT_SOCKET unset or empty
-  invalid_endpoint,        ///< an endpoint other than unix:///absolute/path or tcp://IP:port
-  malformed_message,       ///< a Workload API message that does not decode or breaks a rule
-  empty_response,          ///< a Workload API response without the SVID or bundles it must carry
-  resource_limit_exceeded, ///< a bundle update over a JwtSource's resource limits
-  source_closed,           ///< the JwtSource was shut down
-  initial_sync_timeout,    ///< no valid bundle set arrived within the initial-sync timeout
-  shutdown_timeout,        ///< the supervisor did not stop within the shutdown timeout
+  endpoint_not_configured,  ///< no endpoint given and SPIFFE_ENDPOINT_SOCKET unset or empty
+  invalid_endpoint,         ///< an endpoint other than unix:///absolute/path or tcp://IP:port
+  malformed_message,        ///< a Workload API message that does not decode or breaks a rule
+  empty_response,           ///< a Workload API response without the SVID or bundles it must carry
+  resource_limit_exceeded,  ///< a bundle update over a JwtSource's resource limits
+  source_closed,            ///< the JwtSource was shut down
+  initial_sync_timeout,     ///< no valid bundle set arrived within the initial-sync timeout
+  shutdown_timeout,         ///< the supervisor did not stop within the shutdown timeout
 };
 
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and
@@ -131,21 +131,13 @@ const std::error_category& grpc_category() noexcept;
 const std::error_category& credential_category() noexcept;
 const std::error_category& spiffe_category() noexcept;
 
-inline std::error_code make_error_code(jose_errc e) noexcept {
-  return {static_cast<int>(e), jose_category()};
-}
-inline std::error_code make_error_code(http_errc e) noexcept {
-  return {static_cast<int>(e), http_category()};
-}
-inline std::error_code make_error_code(grpc_status e) noexcept {
-  return {static_cast<int>(e), grpc_category()};
-}
+inline std::error_code make_error_code(jose_errc e) noexcept { return {static_cast<int>(e), jose_category()}; }
+inline std::error_code make_error_code(http_errc e) noexcept { return {static_cast<int>(e), http_category()}; }
+inline std::error_code make_error_code(grpc_status e) noexcept { return {static_cast<int>(e), grpc_category()}; }
 inline std::error_code make_error_code(credential_errc e) noexcept {
   return {static_cast<int>(e), credential_category()};
 }
-inline std::error_code make_error_code(spiffe_errc e) noexcept {
-  return {static_cast<int>(e), spiffe_category()};
-}
+inline std::error_code make_error_code(spiffe_errc e) noexcept { return {static_cast<int>(e), spiffe_category()}; }
 
 /// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
 /// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
@@ -158,8 +150,8 @@ bool is_retryable(std::error_code ec) noexcept;
 /// What a server said about a failure, kept apart from the code so that callers can branch on
 /// the code and still show the server's words. Texts are bounded and stripped of control bytes.
 struct ErrorDetails {
-  int http_status = 0;                                 ///< 0 when there was no HTTP response
-  std::string server_message;                          ///< bounded excerpt of body or grpc-message
+  int http_status = 0;                                   ///< 0 when there was no HTTP response
+  std::string server_message;                            ///< bounded excerpt of body or grpc-message
   std::optional<std::chrono::milliseconds> retry_after;  ///< a server's retry hint, if any
 };
 

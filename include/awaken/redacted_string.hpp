@@ -30,8 +30,7 @@ class RedactedString {
   explicit RedactedString(const char* plaintext) : RedactedString(std::string_view{plaintext}) {}
 
   RedactedString(const RedactedString& other) : RedactedString(other.reveal()) {}
-  RedactedString(RedactedString&& other) noexcept
-      : data_(std::move(other.data_)), size_(other.size_) {
+  RedactedString(RedactedString&& other) noexcept : data_(std::move(other.data_)), size_(other.size_) {
     other.size_ = 0;
   }
   RedactedString& operator=(const RedactedString& other);

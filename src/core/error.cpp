@@ -52,10 +52,10 @@ class GrpcCategory final : public std::error_category {
   const char* name() const noexcept override { return "awaken.grpc"; }
   std::string message(int ev) const override {
     static constexpr const char* names[] = {
-        "ok", "cancelled", "unknown", "invalid argument", "deadline exceeded", "not found",
-        "already exists", "permission denied", "resource exhausted", "failed precondition",
-        "aborted", "out of range", "unimplemented", "internal", "unavailable", "data loss",
-        "unauthenticated"};
+        "ok",        "cancelled",      "unknown",           "invalid argument",   "deadline exceeded",
+        "not found", "already exists", "permission denied", "resource exhausted", "failed precondition",
+        "aborted",   "out of range",   "unimplemented",     "internal",           "unavailable",
+        "data loss", "unauthenticated"};
     if (ev >= 0 && ev < static_cast<int>(std::size(names))) return std::string{"gRPC "} + names[ev];
     return "gRPC status " + std::to_string(ev);
   }

@@ -108,8 +108,7 @@ std::chrono::milliseconds BackoffPolicy::delay(unsigned failures, JitterSource& 
   const double j = std::clamp(std::isfinite(jitter) ? jitter : 0.0, 0.0, 1.0);
   if (j == 0.0) return base;
   const double u = std::clamp(jitter_source.next_unit(), 0.0, 1.0);
-  return std::chrono::milliseconds{
-      static_cast<std::int64_t>(static_cast<double>(base.count()) * (1.0 - j * u))};
+  return std::chrono::milliseconds{static_cast<std::int64_t>(static_cast<double>(base.count()) * (1.0 - j * u))};
 }
 
 }  // namespace awaken

@@ -7,9 +7,9 @@
 #include <atomic>
 #include <limits>
 #include <mutex>
+#include <typeinfo>
 #include <unordered_map>
 #include <utility>
-#include <typeinfo>
 #include <vector>
 
 #include <asio/bind_cancellation_slot.hpp>
@@ -633,7 +633,8 @@ class IssueCompletion final : public WaiterCompletion {
 };
 
 // The hit path: this thread's slots, no lock.
-[[gnu::always_inline]] inline std::optional<IssuedToken> thread_hit(BrokerState& st, KeyView key, SteadyTime now) noexcept {
+[[gnu::always_inline]] inline std::optional<IssuedToken> thread_hit(BrokerState& st, KeyView key,
+                                                                    SteadyTime now) noexcept {
   if (ThreadSlot* slot = thread_cache().find(st.id, key)) {
     if (!slot->entry->dead.load(std::memory_order_acquire)) return st.hand_out(slot->entry, now);
     slot->clear();
@@ -761,7 +762,8 @@ void AwakenBroker::deregister(std::string_view provider_id) {
 
 asio::awaitable<IssuedToken> AwakenBroker::token_for(std::string_view provider_id, std::string_view scope) {
   const KeyView key{provider_id, scope};
-  if (auto hit = detail::thread_hit(*state_, key, state_->clock.coarse_steady_now())) return detail::ready(std::move(*hit));
+  if (auto hit = detail::thread_hit(*state_, key, state_->clock.coarse_steady_now()))
+    return detail::ready(std::move(*hit));
   detail::Decision d = detail::decide(*state_, key);
   if (d.error) return detail::failed(std::move(d.error));
   if (d.cached) return detail::ready(detail::issue(d.cached));
@@ -784,12 +786,14 @@ bool AwakenBroker::is_registered(std::string_view provider_id) const {
   return m != nullptr && m->material.has_value();
 }
 
-std::optional<IssuedToken> AwakenBroker::try_cached(std::string_view provider_id, std::string_view scope) const noexcept {
+std::optional<IssuedToken> AwakenBroker::try_cached(std::string_view provider_id,
+                                                    std::string_view scope) const noexcept {
   return detail::cached_token(*state_, KeyView{provider_id, scope});
 }
 
-void AwakenBroker::start_async(const std::shared_ptr<BrokerState>& state, std::string provider, std::string scope,
-                               std::unique_ptr<awaken::detail::Completion<std::exception_ptr, IssuedToken>> completion) {
+void AwakenBroker::start_async(
+    const std::shared_ptr<BrokerState>& state, std::string provider, std::string scope,
+    std::unique_ptr<awaken::detail::Completion<std::exception_ptr, IssuedToken>> completion) {
   if (auto hit = detail::thread_hit(*state, KeyView{provider, scope}, state->clock.coarse_steady_now())) {
     completion->complete(nullptr, std::move(*hit));
     return;

@@ -47,16 +47,24 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
   c.token_endpoint = f.text("token_endpoint", {}, true);
   c.client_id = f.text("client_id", {}, true);
   const std::string auth = f.text("authentication", "client_secret_basic");
-  if (auth == "client_secret_basic") c.authentication = ClientAuthentication::client_secret_basic;
-  else if (auth == "client_secret_post") c.authentication = ClientAuthentication::client_secret_post;
-  else if (auth == "private_key_jwt") c.authentication = ClientAuthentication::private_key_jwt;
-  else bad("authentication", "'" + bounded_excerpt(auth, 64) + "' is not client_secret_basic, client_secret_post or private_key_jwt");
+  if (auth == "client_secret_basic")
+    c.authentication = ClientAuthentication::client_secret_basic;
+  else if (auth == "client_secret_post")
+    c.authentication = ClientAuthentication::client_secret_post;
+  else if (auth == "private_key_jwt")
+    c.authentication = ClientAuthentication::private_key_jwt;
+  else
+    bad("authentication",
+        "'" + bounded_excerpt(auth, 64) + "' is not client_secret_basic, client_secret_post or private_key_jwt");
   const bool with_key = c.authentication == ClientAuthentication::private_key_jwt;
   c.client_secret = f.secret("client_secret", !with_key);
   c.private_key = f.secret("private_key", with_key);
   const std::string alg = f.text("signing_algorithm", "RS256");
-  if (auto parsed = jose::parse_algorithm(alg)) c.signing_algorithm = *parsed;
-  else bad("signing_algorithm", "'" + bounded_excerpt(alg, 32) + "' is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512");
+  if (auto parsed = jose::parse_algorithm(alg))
+    c.signing_algorithm = *parsed;
+  else
+    bad("signing_algorithm", "'" + bounded_excerpt(alg, 32) +
+                                 "' is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512");
   c.key_id = f.text("key_id");
   if (auto lifetime = f.seconds("assertion_lifetime_seconds")) c.assertion_lifetime = std::chrono::seconds{*lifetime};
   return oauth_client_credentials(std::move(c));

@@ -13,8 +13,8 @@
 #include <string>
 #include <string_view>
 
-#include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+#include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
 #include <awaken/redacted_string.hpp>
@@ -77,7 +77,9 @@ class Fields {
     const auto* file = find(file_name);
     const auto* env = find(env_name);
     const int given = (inline_value != nullptr) + (file != nullptr) + (env != nullptr);
-    if (given > 1) bad(name, "is given more than once: use one of '" + std::string{name} + "', '" + file_name + "', '" + env_name + "'");
+    if (given > 1)
+      bad(name,
+          "is given more than once: use one of '" + std::string{name} + "', '" + file_name + "', '" + env_name + "'");
     if (given == 0) {
       if (required) bad(name, "is missing (or give '" + file_name + "' or '" + env_name + "')");
       return {};
@@ -91,7 +93,8 @@ class Fields {
     if (file != nullptr) return read_file(file_name, text(file_name));
     const std::string variable = text(env_name);
     const char* value = std::getenv(variable.c_str());
-    if (value == nullptr || *value == '\0') bad(env_name, "names the environment variable " + variable + ", which is not set or empty");
+    if (value == nullptr || *value == '\0')
+      bad(env_name, "names the environment variable " + variable + ", which is not set or empty");
     return RedactedString{std::string_view{value}};
   }
 

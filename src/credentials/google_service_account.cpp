@@ -6,8 +6,8 @@
 
 #include <algorithm>
 
-#include <nlohmann/json.hpp>
 #include <openssl/crypto.h>
+#include <nlohmann/json.hpp>
 
 #include "core/bounded_json.hpp"
 #include "core/url_text.hpp"
@@ -50,8 +50,8 @@ class GoogleServiceAccountMinter final : public Minter {
                          std::find(options.allowed_token_uris.begin(), options.allowed_token_uris.end(), uri) !=
                              options.allowed_token_uris.end();
     if (!allowed)
-      refuse("token_uri '" + bounded_excerpt(detail::url_origin(uri), 200) + "...' is not " + GoogleServiceAccount::google_token_uri +
-             " nor an allowed token URI");
+      refuse("token_uri '" + bounded_excerpt(detail::url_origin(uri), 200) + "...' is not " +
+             GoogleServiceAccount::google_token_uri + " nor an allowed token URI");
     origin_ = detail::check_endpoint(uri, "google service account: token_uri");
     if (account_.client_email.empty()) refuse("client_email is empty");
   }
@@ -59,7 +59,8 @@ class GoogleServiceAccountMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return "google_service_account"; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
     nlohmann::json header{{"typ", "JWT"}};
     if (!account_.private_key_id.empty()) header["kid"] = account_.private_key_id;
     const nlohmann::json claims{{"iss", account_.client_email},

@@ -9,8 +9,8 @@
 #include <array>
 #include <optional>
 
-#include <nlohmann/json.hpp>
 #include <openssl/rand.h>
+#include <nlohmann/json.hpp>
 
 #include "credentials/provider_context.hpp"
 #include "credentials/token_endpoint.hpp"
@@ -69,8 +69,9 @@ class ClientCredentialsMinter final : public Minter {
                         "&client_secret=" + detail::form_encode(config_.client_secret.reveal());
         break;
       case ClientAuthentication::private_key_jwt:
-        request.body += "&client_id=" + detail::form_encode(config_.client_id) + "&client_assertion_type=" +
-                        std::string{assertion_type} + "&client_assertion=" + client_assertion(ctx);
+        request.body += "&client_id=" + detail::form_encode(config_.client_id) +
+                        "&client_assertion_type=" + std::string{assertion_type} +
+                        "&client_assertion=" + client_assertion(ctx);
         break;
     }
     co_return co_await detail::request_token(std::move(request), ctx, origin_);
@@ -80,12 +81,13 @@ class ClientCredentialsMinter final : public Minter {
   // RFC 7523 section 3 client assertion; base64url needs no form encoding.
   std::string client_assertion(const MintContext& ctx) const {
     auto fail = [&](std::string_view why) -> std::string {
-      throw_error(credential_errc::signing_failed, detail::provider_context(ctx.provider_id) + ": client assertion: " +
-                                                       std::string{why});
+      throw_error(credential_errc::signing_failed,
+                  detail::provider_context(ctx.provider_id) + ": client assertion: " + std::string{why});
     };
     std::array<unsigned char, 16> jti{};
     if (RAND_bytes(jti.data(), static_cast<int>(jti.size())) != 1) return fail("no random bytes for jti");
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
     nlohmann::json header{{"typ", "JWT"}};
     if (!config_.key_id.empty()) header["kid"] = config_.key_id;
     const nlohmann::json claims{

@@ -33,7 +33,7 @@ asio::awaitable<spiffe::JwtSvid> fetch_svid(const spiffe::JwtSource& source, std
     text = e.what();
   }
   const auto kind = spiffe::is_transient_workload_error(code) ? credential_errc::transient_upstream
-                                                               : credential_errc::permanent_upstream;
+                                                              : credential_errc::permanent_upstream;
   throw_error(kind, detail::provider_context(ctx.provider_id) + ": JWT-SVID from the Workload API: " + text);
 }
 
@@ -118,8 +118,10 @@ class SvidClientCredentialsMinter final : public SvidGrantMinter {
     std::string body = "grant_type=client_credentials";
     if (!scope.empty()) body += "&scope=" + detail::form_encode(scope);
     if (!client_id_.empty()) body += "&client_id=" + detail::form_encode(client_id_);
-    return body + "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-                  "&client_assertion=" + std::string{svid};
+    return body +
+           "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+           "&client_assertion=" +
+           std::string{svid};
   }
 
  private:
@@ -137,9 +139,10 @@ class SvidTokenExchangeMinter final : public SvidGrantMinter {
 
  protected:
   std::string form(std::string_view scope, std::string_view svid) const override {
-    std::string body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
-                       "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&subject_token=" +
-                       std::string{svid};
+    std::string body =
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange"
+        "&subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt&subject_token=" +
+        std::string{svid};
     if (!scope.empty()) body += "&scope=" + detail::form_encode(scope);
     if (!audience_.empty()) body += "&audience=" + detail::form_encode(audience_);
     if (!resource_.empty()) body += "&resource=" + detail::form_encode(resource_);
@@ -197,7 +200,8 @@ CredentialMaterial material_from_config(const nlohmann::json& config, const spif
 }
 
 CredentialMaterial jwt_svid_material(spiffe::JwtSource source, std::optional<spiffe::SpiffeId> spiffe_id) {
-  return CredentialMaterial::from_minter(std::make_shared<const JwtSvidMinter>(std::move(source), std::move(spiffe_id)));
+  return CredentialMaterial::from_minter(
+      std::make_shared<const JwtSvidMinter>(std::move(source), std::move(spiffe_id)));
 }
 
 CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeClientCredentials config) {

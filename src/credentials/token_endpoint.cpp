@@ -10,8 +10,8 @@
 #include <charconv>
 #include <cmath>
 
-#include <nlohmann/json.hpp>
 #include <openssl/evp.h>
+#include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
 
@@ -35,7 +35,8 @@ std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r
   if (!value) return std::nullopt;
   std::string_view v = *value;
   unsigned long long seconds = 0;
-  if (auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds); ec == std::errc{} && end == v.data() + v.size())
+  if (auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), seconds);
+      ec == std::errc{} && end == v.data() + v.size())
     return std::chrono::milliseconds{std::min<unsigned long long>(seconds, 86'400) * 1000};
   std::tm tm{};
   const std::string text{v};
@@ -70,9 +71,12 @@ std::string check_endpoint(std::string_view url, std::string_view what, bool all
   for (char c : url)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) refuse("contains a space or control byte");
   std::string_view scheme;
-  if (url.rfind("https://", 0) == 0) scheme = "https";
-  else if (url.rfind("http://", 0) == 0) scheme = "http";
-  else refuse("is not an http(s) URL");
+  if (url.rfind("https://", 0) == 0)
+    scheme = "https";
+  else if (url.rfind("http://", 0) == 0)
+    scheme = "http";
+  else
+    refuse("is not an http(s) URL");
   const std::string_view rest = url.substr(scheme.size() + 3);
   const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.empty()) refuse("has no host");
@@ -86,7 +90,8 @@ std::string check_endpoint(std::string_view url, std::string_view what, bool all
   }
   std::string lower{host};
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (scheme == "http" && !allow_plain_http && !is_loopback(lower)) refuse("must use https (plain http only for loopback hosts)");
+  if (scheme == "http" && !allow_plain_http && !is_loopback(lower))
+    refuse("must use https (plain http only for loopback hosts)");
   return std::string{scheme} + "://" + std::string{authority};
 }
 
@@ -145,14 +150,16 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
   } else if (exp->is_string()) {  // some servers quote it
     const auto& s = exp->get_ref<const std::string&>();
     long long v = 0;
-    if (auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v); ec != std::errc{} || end != s.data() + s.size())
+    if (auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+        ec != std::errc{} || end != s.data() + s.size())
       return fail("expires_in is not a number");
     seconds = static_cast<double>(v);
   } else {
     return fail("expires_in is not a number");
   }
   if (!std::isfinite(seconds) || seconds < 1) return fail("expires_in is zero or negative");
-  const auto lifetime = std::min(std::chrono::seconds{static_cast<long long>(std::min(seconds, 1e12))}, max_token_lifetime);
+  const auto lifetime =
+      std::min(std::chrono::seconds{static_cast<long long>(std::min(seconds, 1e12))}, max_token_lifetime);
   RedactedString bearer{std::move(at->get_ref<std::string&>())};
   return Token::expiring_in(std::move(bearer), lifetime, ctx.clock, std::move(type));
 }
@@ -164,8 +171,7 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
   } catch (const Error& e) {
     if (e.code() == http_errc::response_too_large)
       throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": the response is larger than allowed");
-    if (is_retryable(e.code()))
-      throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
+    if (is_retryable(e.code())) throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
     throw_error(e.code(), context(ctx, origin));
   }
   struct Wipe {  // the body may hold a token: wipe it whatever happens next

@@ -1,5 +1,5 @@
-#include "core/url_text.hpp"
 #include "http/curl_engine.hpp"
+#include "core/url_text.hpp"
 
 #include <poll.h>
 #include <unistd.h>
@@ -14,11 +14,11 @@
 #include <asio/execution_context.hpp>
 #include <asio/query.hpp>
 
-#include <asio/error.hpp>
 #include <openssl/crypto.h>
+#include <spdlog/logger.h>
+#include <asio/error.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
-#include <spdlog/logger.h>
 
 #include <awaken/log.hpp>
 
@@ -42,9 +42,7 @@ bool is_token_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
 
-bool is_token(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), is_token_char);
-}
+bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_token_char); }
 
 bool has_forbidden_byte(std::string_view s) {
   return s.find_first_of(std::string_view{"\r\n\0", 3}) != std::string_view::npos;
@@ -219,8 +217,10 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
   if (!options.ca_file.empty() || !options.ca_pem.empty()) {
     // Only these CAs: without this, curl would add the distribution's CA directory.
     must(curl_easy_setopt(easy_, CURLOPT_CAPATH, nullptr));
-    if (!options.ca_file.empty()) must(curl_easy_setopt(easy_, CURLOPT_CAINFO, options.ca_file.c_str()));
-    else must(curl_easy_setopt(easy_, CURLOPT_CAINFO, nullptr));
+    if (!options.ca_file.empty())
+      must(curl_easy_setopt(easy_, CURLOPT_CAINFO, options.ca_file.c_str()));
+    else
+      must(curl_easy_setopt(easy_, CURLOPT_CAINFO, nullptr));
     if (!options.ca_pem.empty()) {
       curl_blob blob{const_cast<char*>(options.ca_pem.data()), options.ca_pem.size(), CURL_BLOB_COPY};
       must(curl_easy_setopt(easy_, CURLOPT_CAINFO_BLOB, &blob));
@@ -242,8 +242,8 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
       break;
   }
 
-  const bool sends_body = !body_.empty() || request.method == "POST" || request.method == "PUT" ||
-                          request.method == "PATCH";
+  const bool sends_body =
+      !body_.empty() || request.method == "POST" || request.method == "PUT" || request.method == "PATCH";
   if (request.method == "HEAD" && !sends_body) {
     curl_easy_setopt(easy_, CURLOPT_NOBODY, 1L);
   } else if (request.method == "POST") {
@@ -520,8 +520,10 @@ void Engine::arm(const std::shared_ptr<Watch>& watch) {
   }
 
   auto on_ready = [self = shared_from_this(), watch](int flag, std::error_code ec) {
-    if (flag == CURL_CSELECT_IN) watch->reading = false;
-    else watch->writing = false;
+    if (flag == CURL_CSELECT_IN)
+      watch->reading = false;
+    else
+      watch->writing = false;
     if (watch->removed || self->closed_ || ec == asio::error::operation_aborted) return;
     self->saw_activity_ = true;
     self->socket_action(watch->fd, ec ? CURL_CSELECT_ERR : flag);
@@ -605,9 +607,10 @@ void abandon_on_cancel(asio::cancellation_slot slot, const std::shared_ptr<Engin
                        const std::shared_ptr<Transfer>& transfer) {
   if (!slot.is_connected()) return;
   // Weak references only: the slot belongs to the caller, who may be owned by the transfer.
-  slot.assign([weak_engine = std::weak_ptr<Engine>(engine), weak = std::weak_ptr<Transfer>(transfer)](
-                  asio::cancellation_type type) {
-    if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) == asio::cancellation_type::none)
+  slot.assign([weak_engine = std::weak_ptr<Engine>(engine),
+               weak = std::weak_ptr<Transfer>(transfer)](asio::cancellation_type type) {
+    if ((type & (asio::cancellation_type::terminal | asio::cancellation_type::partial)) ==
+        asio::cancellation_type::none)
       return;
     if (auto e = weak_engine.lock()) e->abandon(weak, asio::error::operation_aborted);
   });

@@ -8,10 +8,10 @@
 #include <system_error>
 #include <unordered_map>
 
+#include <curl/curl.h>
 #include <asio/any_io_executor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
-#include <curl/curl.h>
 
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
@@ -58,8 +58,8 @@ class Transfer : public std::enable_shared_from_this<Transfer> {
 
  private:
   friend class Engine;
-  bool finished_ = false;        // on_done has been called
-  std::error_code abandoned_;    // abandoned before the engine started it
+  bool finished_ = false;      // on_done has been called
+  std::error_code abandoned_;  // abandoned before the engine started it
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
   std::string body_;

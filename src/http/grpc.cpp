@@ -122,8 +122,7 @@ constexpr std::size_t max_status_message = 1024;
 
 GrpcFinalStatus grpc_final_status(int http_status, const std::vector<Header>& headers,
                                   const std::vector<Header>& trailers) {
-  if (http_status != 200)
-    return {from_http_status(http_status), "HTTP status " + std::to_string(http_status)};
+  if (http_status != 200) return {from_http_status(http_status), "HTTP status " + std::to_string(http_status)};
   const Header* content_type = find_header(headers, "content-type");
   if (content_type == nullptr || content_type->value.rfind("application/grpc", 0) != 0)
     return {grpc_status::unknown, "response is not gRPC (content-type)"};
@@ -158,7 +157,10 @@ class GrpcCall final : public Transfer {
   using ReadCompletion = awaken::detail::Completion<std::error_code, std::optional<std::string>>;
 
   GrpcCall(std::shared_ptr<Engine> engine, std::string path, std::size_t max_message)
-      : engine_(engine), strand_(engine->strand()), path_(std::move(path)), parser_(max_message),
+      : engine_(engine),
+        strand_(engine->strand()),
+        path_(std::move(path)),
+        parser_(max_message),
         high_water_bytes_(std::max<std::size_t>(max_message, 64 * 1024)) {}
 
   // The strand outlives the engine, so reads can always be queued on it.
@@ -302,8 +304,9 @@ class GrpcCall final : public Transfer {
   std::string status_message_;
 };
 
-void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
-                     std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion) {
+void start_grpc_read(
+    const std::shared_ptr<GrpcCall>& call,
+    std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion) {
   auto slot = completion->cancellation_slot();
   auto ticket = std::make_shared<std::atomic<std::uint64_t>>(0);
   if (slot.is_connected()) {
@@ -318,9 +321,8 @@ void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
       }
     });
   }
-  asio::post(call->strand(), [call, ticket, c = std::move(completion)]() mutable {
-    ticket->store(call->add_reader(std::move(c)));
-  });
+  asio::post(call->strand(),
+             [call, ticket, c = std::move(completion)]() mutable { ticket->store(call->add_reader(std::move(c))); });
 }
 
 namespace {
@@ -329,19 +331,20 @@ bool valid_method_path(std::string_view path) {
   // No "." or ".." segments: curl would normalise them into another method's path.
   return path.size() > 1 && path.front() == '/' && path.find("/.") == std::string_view::npos &&
          std::all_of(path.begin(), path.end(), [](char c) {
-           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '/' || c == '.' || c == '_' || c == '-';
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '.' ||
+                  c == '_' || c == '-';
          });
 }
 
 asio::awaitable<std::optional<std::string>> read_from(std::shared_ptr<GrpcCall> call, asio::any_io_executor ex) {
   auto token = asio::experimental::as_tuple(asio::use_awaitable);
-  auto [ec, message] = co_await asio::async_initiate<decltype(token), void(std::error_code, std::optional<std::string>)>(
-      [&call, &ex](auto handler) {
-        start_grpc_read(call, awaken::detail::make_completion<std::error_code, std::optional<std::string>>(
-                                  std::move(handler), ex));
-      },
-      token);
+  auto [ec, message] =
+      co_await asio::async_initiate<decltype(token), void(std::error_code, std::optional<std::string>)>(
+          [&call, &ex](auto handler) {
+            start_grpc_read(call, awaken::detail::make_completion<std::error_code, std::optional<std::string>>(
+                                      std::move(handler), ex));
+          },
+          token);
   if (ec) {
     ErrorDetails details;
     details.server_message = call->status_message();
@@ -360,8 +363,8 @@ GrpcTarget GrpcTarget::unix_socket(std::string path) { return GrpcTarget{std::mo
 GrpcTarget GrpcTarget::tcp(std::string host, std::uint16_t port) {
   // Host names, IPv4 and bracketed IPv6 only: nothing that would change the URL around it.
   const bool valid = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-           c == '-' || c == ':' || c == '[' || c == ']';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+           c == ':' || c == '[' || c == ']';
   });
   if (!valid) throw_error(grpc_status::invalid_argument, "gRPC target", {0, "invalid host", {}});
   return GrpcTarget{{}, std::move(host) + ":" + std::to_string(port)};

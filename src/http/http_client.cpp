@@ -53,15 +53,16 @@ class BufferedTransfer final : public Transfer {
 };
 
 // "POST https://host:port", with no user info, path or query: those may hold secrets.
-std::string describe(const HttpRequest& request) { return request.method + " " + awaken::detail::url_origin(request.url); }
+std::string describe(const HttpRequest& request) {
+  return request.method + " " + awaken::detail::url_origin(request.url);
+}
 
 }  // namespace
 }  // namespace detail
 
 std::optional<std::string_view> HttpResponse::header(std::string_view name) const noexcept {
   for (const auto& h : headers) {
-    if (h.name.size() == name.size() &&
-        std::equal(h.name.begin(), h.name.end(), name.begin(), [](char a, char b) {
+    if (h.name.size() == name.size() && std::equal(h.name.begin(), h.name.end(), name.begin(), [](char a, char b) {
           return a == std::tolower(static_cast<unsigned char>(b));
         }))
       return h.value;
@@ -80,7 +81,8 @@ const HttpClientOptions& HttpClient::options() const noexcept { return state_->o
 
 void HttpClient::start_send(const std::shared_ptr<detail::ClientState>& state, HttpRequest request,
                             std::unique_ptr<awaken::detail::Completion<std::error_code, HttpResponse>> completion) {
-  auto transfer = std::make_shared<detail::BufferedTransfer>(std::move(completion), state->options().max_response_bytes);
+  auto transfer =
+      std::make_shared<detail::BufferedTransfer>(std::move(completion), state->options().max_response_bytes);
   std::error_code ec;
   if (!transfer->configure(request, state->options(), ec)) {
     transfer->completion().complete(ec, HttpResponse{});
@@ -102,6 +104,8 @@ asio::awaitable<HttpResponse> send_with(HttpClient client, HttpRequest request) 
 }
 }  // namespace
 
-asio::awaitable<HttpResponse> HttpClient::send(HttpRequest request) const { return send_with(*this, std::move(request)); }
+asio::awaitable<HttpResponse> HttpClient::send(HttpRequest request) const {
+  return send_with(*this, std::move(request));
+}
 
 }  // namespace awaken::http

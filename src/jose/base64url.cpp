@@ -30,8 +30,7 @@ std::string base64url_encode(std::string_view bytes) {
   std::size_t i = 0;
   std::size_t o = 0;
   for (; i + 3 <= bytes.size(); i += 3) {
-    const std::uint32_t v =
-        (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | std::uint32_t{in[i + 2]};
+    const std::uint32_t v = (std::uint32_t{in[i]} << 16) | (std::uint32_t{in[i + 1]} << 8) | std::uint32_t{in[i + 2]};
     out[o++] = alphabet[(v >> 18) & 0x3f];
     out[o++] = alphabet[(v >> 12) & 0x3f];
     out[o++] = alphabet[(v >> 6) & 0x3f];
@@ -51,8 +50,7 @@ std::string base64url_encode(std::string_view bytes) {
   return out;
 }
 
-std::string base64url_decode(std::string_view text, std::error_code& ec,
-                             std::size_t max_encoded_bytes) noexcept {
+std::string base64url_decode(std::string_view text, std::error_code& ec, std::size_t max_encoded_bytes) noexcept {
   ec.clear();
   if (text.size() > max_encoded_bytes) {
     ec = jose_errc::input_too_large;

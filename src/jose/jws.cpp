@@ -15,8 +15,8 @@
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
 
-#include "jose/key_holder.hpp"
 #include "core/bounded_json.hpp"
+#include "jose/key_holder.hpp"
 
 namespace awaken::jose {
 namespace detail {
@@ -75,9 +75,7 @@ struct EcdsaSigDeleter {
   void operator()(ECDSA_SIG* p) const noexcept { ECDSA_SIG_free(p); }
 };
 
-[[noreturn]] void fail(jose_errc code, std::string_view context) {
-  throw_error(make_error_code(code), context);
-}
+[[noreturn]] void fail(jose_errc code, std::string_view context) { throw_error(make_error_code(code), context); }
 
 bool is_pss(Algorithm alg) noexcept {
   return alg == Algorithm::ps256 || alg == Algorithm::ps384 || alg == Algorithm::ps512;
@@ -102,8 +100,7 @@ bool set_pss_params(EVP_PKEY_CTX* pctx, const EVP_MD* md) noexcept {
   const OSSL_PARAM params[] = {
       OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PAD_MODE, &pad_mode),
       OSSL_PARAM_construct_int(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, &salt_len),
-      OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST,
-                                       const_cast<char*>(EVP_MD_get0_name(md)), 0),
+      OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, const_cast<char*>(EVP_MD_get0_name(md)), 0),
       OSSL_PARAM_construct_end()};
   return EVP_PKEY_CTX_set_params(pctx, params) == 1;
 }
@@ -143,8 +140,7 @@ std::size_t ecdsa_raw_to_der(const unsigned char* raw, std::size_t half,
 // OpenSSL's DER ECDSA signature to JOSE R || S, each left-padded to the field size.
 std::string ecdsa_der_to_raw(const unsigned char* der, std::size_t der_len, std::size_t half) {
   const unsigned char* p = der;
-  const std::unique_ptr<ECDSA_SIG, EcdsaSigDeleter> sig{
-      d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der_len))};
+  const std::unique_ptr<ECDSA_SIG, EcdsaSigDeleter> sig{d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der_len))};
   if (!sig) fail(jose_errc::signing_failed, "sign_compact: ECDSA signature");
   std::string raw(2 * half, '\0');
   auto* out = reinterpret_cast<unsigned char*>(raw.data());
@@ -183,15 +179,13 @@ std::string sign_bytes(Algorithm alg, const KeyHolder& key, std::string_view inp
 
 }  // namespace
 
-std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload,
-                         const PrivateKey& key) {
+std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload, const PrivateKey& key) {
   const OpensslErrorScope errors;
   const KeyHolder* holder = key.holder().get();
   if (!detail::key_supports(holder, alg)) {
-    fail(jose_errc::algorithm_key_mismatch,
-         std::string{"sign_compact: "} + std::string{to_string(alg)} + " with a " +
-             std::to_string(key.bits()) + "-bit " + (key.type() == KeyType::rsa ? "RSA" : "EC") +
-             " key");
+    fail(jose_errc::algorithm_key_mismatch, std::string{"sign_compact: "} + std::string{to_string(alg)} + " with a " +
+                                                std::to_string(key.bits()) + "-bit " +
+                                                (key.type() == KeyType::rsa ? "RSA" : "EC") + " key");
   }
   if (!header.is_null() && !header.is_object()) {
     fail(jose_errc::malformed_json, "sign_compact: header is not a JSON object");
@@ -215,8 +209,8 @@ std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::strin
 
 CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   if (token.size() > max_bytes) {
-    fail(jose_errc::input_too_large, "CompactJws::parse (" + std::to_string(token.size()) +
-                                         " bytes, limit " + std::to_string(max_bytes) + ")");
+    fail(jose_errc::input_too_large,
+         "CompactJws::parse (" + std::to_string(token.size()) + " bytes, limit " + std::to_string(max_bytes) + ")");
   }
   const auto first = token.find('.');
   const auto second = first == std::string_view::npos ? first : token.find('.', first + 1);
@@ -283,11 +277,9 @@ bool CompactJws::verify(const PublicKey& key, std::error_code& ec) const noexcep
   const MdCtxPtr mctx{EVP_MD_CTX_new()};
   EVP_PKEY_CTX* pctx = nullptr;
   const bool ok =
-      md != nullptr && mctx &&
-      EVP_DigestVerifyInit(mctx.get(), &pctx, md, nullptr, holder->pkey) == 1 &&
+      md != nullptr && mctx && EVP_DigestVerifyInit(mctx.get(), &pctx, md, nullptr, holder->pkey) == 1 &&
       (!is_pss(alg_) || set_pss_params(pctx, md)) &&
-      EVP_DigestVerify(mctx.get(), sig, sig_len,
-                       reinterpret_cast<const unsigned char*>(signing_input_.data()),
+      EVP_DigestVerify(mctx.get(), sig, sig_len, reinterpret_cast<const unsigned char*>(signing_input_.data()),
                        signing_input_.size()) == 1;
   if (!ok) ec = jose_errc::invalid_signature;
   return ok;

@@ -4,7 +4,6 @@
 #include <cstring>
 #include <string>
 
-#include <nlohmann/json.hpp>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/decoder.h>
@@ -12,12 +11,13 @@
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
+#include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
 
-#include "jose/key_holder.hpp"
 #include "core/bounded_json.hpp"
+#include "jose/key_holder.hpp"
 
 namespace awaken::jose {
 namespace detail {
@@ -73,9 +73,7 @@ struct DecoderCtxDeleter {
   void operator()(OSSL_DECODER_CTX* p) const noexcept { OSSL_DECODER_CTX_free(p); }
 };
 
-[[noreturn]] void fail(jose_errc code, std::string_view context) {
-  throw_error(make_error_code(code), context);
-}
+[[noreturn]] void fail(jose_errc code, std::string_view context) { throw_error(make_error_code(code), context); }
 
 std::shared_ptr<const KeyHolder> share(EvpPkeyPtr pkey, KeyType type, Curve curve, int bits) {
   auto* holder = new KeyHolder(pkey.get(), type, curve, bits);
@@ -114,8 +112,7 @@ std::shared_ptr<const KeyHolder> make_holder(EvpPkeyPtr pkey, const Origin& orig
       fail(jose_errc::weak_key, ctx + ": RSA modulus of " + std::to_string(bits) + " bits");
     }
     if (bits > max_rsa_bits) {
-      fail(jose_errc::unsupported_key_type,
-           ctx + ": RSA modulus of " + std::to_string(bits) + " bits");
+      fail(jose_errc::unsupported_key_type, ctx + ": RSA modulus of " + std::to_string(bits) + " bits");
     }
     BIGNUM* raw_e = nullptr;
     if (EVP_PKEY_get_bn_param(pkey.get(), OSSL_PKEY_PARAM_RSA_E, &raw_e) != 1) {
@@ -161,8 +158,7 @@ constexpr const char* private_members[] = {"d", "p", "q", "dp", "dq", "qi", "oth
 const std::string& string_member(const nlohmann::json& jwk, const char* name) {
   const auto it = jwk.find(name);
   if (it == jwk.end() || !it->is_string()) {
-    fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: member '"} + name +
-                                     "' missing or not a string");
+    fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: member '"} + name + "' missing or not a string");
   }
   return it->get_ref<const std::string&>();
 }
@@ -171,8 +167,7 @@ std::string bytes_member(const nlohmann::json& jwk, const char* name) {
   std::error_code ec;
   std::string bytes = base64url_decode(string_member(jwk, name), ec);
   if (ec) {
-    fail(jose_errc::invalid_jwk,
-         std::string{"PublicKey::from_jwk: member '"} + name + "' is not base64url");
+    fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: member '"} + name + "' is not base64url");
   }
   return bytes;
 }
@@ -181,8 +176,7 @@ std::string bytes_member(const nlohmann::json& jwk, const char* name) {
 std::string unsigned_member(const nlohmann::json& jwk, const char* name) {
   std::string bytes = bytes_member(jwk, name);
   if (bytes.empty() || bytes.front() == '\0') {
-    fail(jose_errc::invalid_jwk,
-         std::string{"PublicKey::from_jwk: member '"} + name + "' empty or zero-padded");
+    fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: member '"} + name + "' empty or zero-padded");
   }
   return bytes;
 }
@@ -195,8 +189,8 @@ int bit_length(std::string_view big_endian) noexcept {
 }
 
 BnPtr to_bn(std::string_view big_endian) {
-  BnPtr bn{BN_bin2bn(reinterpret_cast<const unsigned char*>(big_endian.data()),
-                     static_cast<int>(big_endian.size()), nullptr)};
+  BnPtr bn{BN_bin2bn(reinterpret_cast<const unsigned char*>(big_endian.data()), static_cast<int>(big_endian.size()),
+                     nullptr)};
   if (!bn) throw std::bad_alloc{};
   return bn;
 }
@@ -218,12 +212,10 @@ std::shared_ptr<const KeyHolder> rsa_from_jwk(const nlohmann::json& jwk) {
   const std::string e = unsigned_member(jwk, "e");
   const int bits = bit_length(n);
   if (bits < min_rsa_bits) {
-    fail(jose_errc::weak_key,
-         "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
+    fail(jose_errc::weak_key, "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
   }
   if (bits > max_rsa_bits) {
-    fail(jose_errc::unsupported_key_type,
-         "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
+    fail(jose_errc::unsupported_key_type, "PublicKey::from_jwk: RSA modulus of " + std::to_string(bits) + " bits");
   }
   if ((static_cast<unsigned char>(n.back()) & 1) == 0) {
     fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: RSA modulus is even");
@@ -265,9 +257,8 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   const std::string y = bytes_member(jwk, "y");
   const auto size = static_cast<std::size_t>(detail::field_bytes(curve));
   if (x.size() != size || y.size() != size) {
-    fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: EC coordinate of " +
-                                     std::to_string(x.size()) + "/" + std::to_string(y.size()) +
-                                     " bytes for " + crv);
+    fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: EC coordinate of " + std::to_string(x.size()) + "/" +
+                                     std::to_string(y.size()) + " bytes for " + crv);
   }
   std::string point;
   point.reserve(1 + 2 * size);
@@ -276,10 +267,8 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   point += y;
 
   const std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
-  if (!bld ||
-      OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
-                                       point.size()) != 1) {
+  if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
     throw std::bad_alloc{};
   }
   // With well-sized coordinates, the import only fails on a point outside the curve (or a
@@ -294,11 +283,11 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
 // Refuses every passphrase request, so encrypted PEMs fail instead of prompting on a terminal.
 int refuse_passphrase(char*, std::size_t, std::size_t*, const OSSL_PARAM[], void*) { return 0; }
 
-EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_type,
-                  const char* structure, int selection) {
+EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_type, const char* structure,
+                  int selection) {
   EVP_PKEY* pkey = nullptr;
-  const std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx{OSSL_DECODER_CTX_new_for_pkey(
-      &pkey, input_type, structure, nullptr, selection, nullptr, nullptr)};
+  const std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx{
+      OSSL_DECODER_CTX_new_for_pkey(&pkey, input_type, structure, nullptr, selection, nullptr, nullptr)};
   if (!dctx) return nullptr;
   if (OSSL_DECODER_CTX_set_passphrase_cb(dctx.get(), refuse_passphrase, nullptr) != 1) {
     return nullptr;
@@ -316,8 +305,7 @@ EvpPkeyPtr decode_public_pem(std::string_view pem) {
   struct BioDeleter {
     void operator()(BIO* p) const noexcept { BIO_free(p); }
   };
-  const std::unique_ptr<BIO, BioDeleter> bio{
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
+  const std::unique_ptr<BIO, BioDeleter> bio{BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
   char* name = nullptr;
   char* header = nullptr;
   unsigned char* der = nullptr;
@@ -325,8 +313,7 @@ EvpPkeyPtr decode_public_pem(std::string_view pem) {
   EvpPkeyPtr pkey;
   if (bio && PEM_read_bio(bio.get(), &name, &header, &der, &der_len) == 1 &&
       std::strcmp(name, PEM_STRING_PUBLIC) == 0 && header[0] == '\0' && der_len > 0) {
-    pkey = decode(der, static_cast<std::size_t>(der_len), "DER", "SubjectPublicKeyInfo",
-                  EVP_PKEY_PUBLIC_KEY);
+    pkey = decode(der, static_cast<std::size_t>(der_len), "DER", "SubjectPublicKeyInfo", EVP_PKEY_PUBLIC_KEY);
   }
   OPENSSL_free(name);
   OPENSSL_free(header);
@@ -370,8 +357,7 @@ PublicKey PublicKey::from_jwk(const nlohmann::json& jwk) {
   if (!jwk.is_object()) fail(jose_errc::invalid_jwk, "PublicKey::from_jwk: not a JSON object");
   for (const char* name : private_members) {
     if (jwk.contains(name)) {
-      fail(jose_errc::invalid_jwk,
-           std::string{"PublicKey::from_jwk: private member '"} + name + "' present");
+      fail(jose_errc::invalid_jwk, std::string{"PublicKey::from_jwk: private member '"} + name + "' present");
     }
   }
   const std::string& kty = string_member(jwk, "kty");
@@ -383,8 +369,7 @@ PublicKey PublicKey::from_jwk(const nlohmann::json& jwk) {
 PublicKey PublicKey::from_jwk_json(std::string_view json) {
   nlohmann::json jwk = awaken::detail::parse_bounded_json(json);
   if (jwk.is_discarded()) {
-    fail(jose_errc::malformed_json,
-         "PublicKey::from_jwk_json (" + std::to_string(json.size()) + " bytes)");
+    fail(jose_errc::malformed_json, "PublicKey::from_jwk_json (" + std::to_string(json.size()) + " bytes)");
   }
   return from_jwk(jwk);
 }
@@ -395,16 +380,13 @@ PublicKey PublicKey::from_pem(std::string_view pem) {
   if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
   EvpPkeyPtr pkey = decode_public_pem(pem);
   if (!pkey) fail(jose_errc::invalid_jwk, ctx + ": not a PEM public key");
-  return PublicKey{make_holder(std::move(pkey), {"PublicKey::from_pem", jose_errc::invalid_jwk,
-                                                 false})};
+  return PublicKey{make_holder(std::move(pkey), {"PublicKey::from_pem", jose_errc::invalid_jwk, false})};
 }
 
 KeyType PublicKey::type() const noexcept { return key_ ? key_->type : KeyType::rsa; }
 Curve PublicKey::curve() const noexcept { return key_ ? key_->curve : Curve::none; }
 int PublicKey::bits() const noexcept { return key_ ? key_->bits : 0; }
-bool PublicKey::supports(Algorithm alg) const noexcept {
-  return detail::key_supports(key_.get(), alg);
-}
+bool PublicKey::supports(Algorithm alg) const noexcept { return detail::key_supports(key_.get(), alg); }
 
 // --- PrivateKey --------------------------------------------------------------------------------
 
@@ -412,19 +394,16 @@ PrivateKey PrivateKey::from_pem(const RedactedString& pem) {
   const OpensslErrorScope errors;
   const std::string ctx = "PrivateKey::from_pem (" + std::to_string(pem.size()) + " bytes)";
   if (pem.size() > max_pem_bytes) fail(jose_errc::input_too_large, ctx);
-  EvpPkeyPtr pkey = decode(reinterpret_cast<const unsigned char*>(pem.reveal().data()),
-                           pem.size(), "PEM", nullptr, EVP_PKEY_KEYPAIR);
+  EvpPkeyPtr pkey =
+      decode(reinterpret_cast<const unsigned char*>(pem.reveal().data()), pem.size(), "PEM", nullptr, EVP_PKEY_KEYPAIR);
   if (!pkey) fail(jose_errc::invalid_private_key, ctx + ": not an unencrypted PEM private key");
-  return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::from_pem",
-                                                  jose_errc::invalid_private_key, true})};
+  return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::from_pem", jose_errc::invalid_private_key, true})};
 }
 
 KeyType PrivateKey::type() const noexcept { return key_ ? key_->type : KeyType::rsa; }
 Curve PrivateKey::curve() const noexcept { return key_ ? key_->curve : Curve::none; }
 int PrivateKey::bits() const noexcept { return key_ ? key_->bits : 0; }
-bool PrivateKey::supports(Algorithm alg) const noexcept {
-  return detail::key_supports(key_.get(), alg);
-}
+bool PrivateKey::supports(Algorithm alg) const noexcept { return detail::key_supports(key_.get(), alg); }
 
 PublicKey PrivateKey::public_key() const {
   const OpensslErrorScope errors;
@@ -435,8 +414,7 @@ PublicKey PrivateKey::public_key() const {
     fail(jose_errc::invalid_private_key, "PrivateKey::public_key: export");
   }
   const std::unique_ptr<OSSL_PARAM, ParamDeleter> params{raw};
-  const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(
-      nullptr, key_->type == KeyType::rsa ? "RSA" : "EC", nullptr)};
+  const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(nullptr, key_->type == KeyType::rsa ? "RSA" : "EC", nullptr)};
   EVP_PKEY* pkey = nullptr;
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
       EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {

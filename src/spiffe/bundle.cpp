@@ -117,9 +117,8 @@ JwtBundleSet::JwtBundleSet(std::vector<std::shared_ptr<const JwtBundle>> bundles
     if (b == nullptr) throw_error(spiffe_errc::invalid_bundle, "JWT bundle set: a bundle is null");
   std::sort(bundles_.begin(), bundles_.end(),
             [](const auto& a, const auto& b) { return a->trust_domain() < b->trust_domain(); });
-  auto dup = std::adjacent_find(bundles_.begin(), bundles_.end(), [](const auto& a, const auto& b) {
-    return a->trust_domain() == b->trust_domain();
-  });
+  auto dup = std::adjacent_find(bundles_.begin(), bundles_.end(),
+                                [](const auto& a, const auto& b) { return a->trust_domain() == b->trust_domain(); });
   if (dup != bundles_.end())
     throw_error(spiffe_errc::invalid_bundle, "JWT bundle set: two bundles for " + (*dup)->trust_domain().name());
 }

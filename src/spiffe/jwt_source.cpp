@@ -10,6 +10,7 @@
 #include <map>
 #include <mutex>
 
+#include <spdlog/logger.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
@@ -19,7 +20,6 @@
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <spdlog/logger.h>
 
 #include <awaken/http/detail/completion.hpp>
 
@@ -83,9 +83,9 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
   };
   std::map<std::uint64_t, StopWaiter> stop_waiters;
   bool stopped = false;
-  std::error_code fatal;        // why the initial sync gave up, when it did
+  std::error_code fatal;  // why the initial sync gave up, when it did
   std::string fatal_text;
-  std::string last_failure;     // the latest failure, for the initial-sync timeout's text
+  std::string last_failure;  // the latest failure, for the initial-sync timeout's text
 
   // The supervisor's own, touched on `strand` only.
   asio::strand<asio::any_io_executor> strand;
@@ -189,7 +189,8 @@ struct SourceState : std::enable_shared_from_this<SourceState> {
   std::chrono::milliseconds next_backoff(std::chrono::milliseconds current, std::chrono::milliseconds cap) const {
     const auto base = std::min(current * 2, cap);
     const double unit = std::clamp(jitter->next_unit(), 0.0, 1.0);
-    const auto cut = std::chrono::milliseconds{static_cast<long long>(std::floor(static_cast<double>(base.count()) / 10 * unit))};
+    const auto cut =
+        std::chrono::milliseconds{static_cast<long long>(std::floor(static_cast<double>(base.count()) / 10 * unit))};
     return std::max(base - cut, std::chrono::milliseconds{1});
   }
 };
@@ -239,7 +240,8 @@ auto async_changed(std::shared_ptr<SourceState> s, std::uint64_t after, Completi
   return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
       [s = std::move(s), after](auto handler) {
         auto fallback = s->strand.get_inner_executor();
-        start_changed(s, after, awaken::detail::make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback));
+        start_changed(s, after,
+                      awaken::detail::make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback));
       },
       token);
 }
@@ -460,7 +462,8 @@ std::shared_ptr<const JwtBundleSet> JwtSource::bundle_set() const {
 }
 
 std::shared_ptr<const JwtBundle> JwtSource::bundle_for_trust_domain(const TrustDomain& td) const {
-  if (state_ == nullptr) [[unlikely]] closed_error();
+  if (state_ == nullptr) [[unlikely]]
+    closed_error();
   const auto& set = detail::thread_view(*state_);
   const JwtBundle* bundle = set->find(td.name());
   return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(set, bundle);
@@ -507,7 +510,7 @@ asio::awaitable<std::shared_ptr<const JwtBundleSet>> JwtSourceUpdates::wait_for(
 }
 
 asio::awaitable<JwtSvid> JwtSource::fetch_jwt_svid(std::vector<std::string> audiences,
-                                                  std::optional<SpiffeId> spiffe_id) const {
+                                                   std::optional<SpiffeId> spiffe_id) const {
   if (!core_) closed_error();
   auto state = core_->state;
   if (state->closed.load()) closed_error();
@@ -520,7 +523,8 @@ asio::awaitable<JwtSvid> JwtSource::fetch_jwt_svid(std::vector<std::string> audi
     first_failure = e.code();
   }
   if (state->closed.load()) closed_error();
-  state->log->debug("awaken: JwtSource: fetch_jwt_svid failed ({}), once more on a fresh connection", first_failure.message());
+  state->log->debug("awaken: JwtSource: fetch_jwt_svid failed ({}), once more on a fresh connection",
+                    first_failure.message());
   const WorkloadApiClient client = state->factory();
   co_return co_await client.fetch_jwt_svid(std::move(audiences), std::move(spiffe_id));
 }
@@ -536,8 +540,9 @@ asio::awaitable<void> JwtSource::shutdown(std::chrono::milliseconds timeout) con
   state->request_stop();
   const auto stopped = [&](auto token) { return detail::async_stopped(state, std::move(token)); };
   auto [expired, result] = co_await detail::with_deadline(timeout, stopped);
-  if (expired) throw_error(spiffe_errc::shutdown_timeout, "JwtSource: the supervisor did not stop within " +
-                                                             std::to_string(timeout.count()) + " ms");
+  if (expired)
+    throw_error(spiffe_errc::shutdown_timeout,
+                "JwtSource: the supervisor did not stop within " + std::to_string(timeout.count()) + " ms");
   if (auto ec = std::get<0>(result)) throw_error(ec, "JwtSource: shutdown");
 }
 
@@ -611,7 +616,8 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
     s->factory = [endpoint = endpoint_, http = http::HttpClient{executor}, limits = limits_]() {
       WorkloadApiOptions options;
       options.bundle_limits = limits;
-      options.max_message_bytes = std::max<std::size_t>(options.max_message_bytes, limits.max_bundle_jwks_bytes + (1u << 20));
+      options.max_message_bytes =
+          std::max<std::size_t>(options.max_message_bytes, limits.max_bundle_jwks_bytes + (1u << 20));
       return WorkloadApiClient{http, endpoint ? *endpoint : WorkloadEndpoint::from_environment(), options};
     };
   }
@@ -648,9 +654,9 @@ asio::awaitable<JwtSource> JwtSourceBuilder::build(asio::any_io_executor executo
   s->request_stop();
   if (fatal) throw_error(fatal, "JwtSource: initial sync: " + why);
   if (expired)
-    throw_error(spiffe_errc::initial_sync_timeout,
-                "JwtSource: no bundle set within " + std::to_string(sync_timeout->count()) + " ms" +
-                    (why.empty() ? std::string{} : "; last failure: " + why));
+    throw_error(spiffe_errc::initial_sync_timeout, "JwtSource: no bundle set within " +
+                                                       std::to_string(sync_timeout->count()) + " ms" +
+                                                       (why.empty() ? std::string{} : "; last failure: " + why));
   throw_error(ec, "JwtSource: initial sync");
 }
 

@@ -116,8 +116,11 @@ struct JwtSvidParser {
     const nlohmann::json& header = jws.header();
 
     if (auto typ = header.find("typ"); typ != header.end()) {
-      if (!typ->is_string() || (typ->get_ref<const std::string&>() != "JWT" && typ->get_ref<const std::string&>() != "JOSE"))
-        fail(spiffe_errc::invalid_typ, typ->is_string() ? "typ '" + bounded_excerpt(typ->get_ref<const std::string&>(), 32) + "'" : std::string{"typ is a "} + typ->type_name());
+      if (!typ->is_string() ||
+          (typ->get_ref<const std::string&>() != "JWT" && typ->get_ref<const std::string&>() != "JOSE"))
+        fail(spiffe_errc::invalid_typ, typ->is_string()
+                                           ? "typ '" + bounded_excerpt(typ->get_ref<const std::string&>(), 32) + "'"
+                                           : std::string{"typ is a "} + typ->type_name());
     }
     std::string kid;
     if (auto k = header.find("kid"); k != header.end()) {
@@ -128,7 +131,8 @@ struct JwtSvidParser {
 
     if (jws.payload().empty()) fail(spiffe_errc::malformed_token, "the payload is empty");
     auto claims = awaken::detail::parse_bounded_json(jws.payload());
-    if (!claims.is_object()) fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");
+    if (!claims.is_object())
+      fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");
     auto sub = claims.find("sub");
     if (sub == claims.end() || !sub->is_string()) fail(spiffe_errc::invalid_subject, "sub is missing or not a string");
     std::error_code ec;
@@ -145,8 +149,8 @@ struct JwtSvidParser {
         fail(spiffe_errc::authority_not_found,
              "kid '" + bounded_excerpt(kid, 64) + "' in the bundle of " + id->trust_domain().name());
       if (!authority->key().supports(jws.algorithm()))
-        fail(spiffe_errc::algorithm_mismatch, std::string{jose::to_string(jws.algorithm())} + " with the key of kid '" +
-                                                  bounded_excerpt(kid, 64) + "'");
+        fail(spiffe_errc::algorithm_mismatch,
+             std::string{jose::to_string(jws.algorithm())} + " with the key of kid '" + bounded_excerpt(kid, 64) + "'");
       if (!jws.verify(authority->key(), ec))
         fail(spiffe_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id->trust_domain().name());
     }
@@ -172,8 +176,9 @@ struct JwtSvidParser {
       if (!match) fail(spiffe_errc::audience_mismatch, "aud " + list(aud));
     }
 
-    auto state = std::make_shared<JwtSvid::State>(JwtSvid::State{std::move(*id), std::move(aud), at(*exp), std::move(kid),
-                                                                 jws.algorithm(), std::move(claims), RedactedString{token}});
+    auto state =
+        std::make_shared<JwtSvid::State>(JwtSvid::State{std::move(*id), std::move(aud), at(*exp), std::move(kid),
+                                                        jws.algorithm(), std::move(claims), RedactedString{token}});
     return JwtSvid{std::move(state)};
   }
 };
@@ -194,8 +199,13 @@ JwtSvid JwtSvid::parse_and_validate(std::string_view token, const BundleSource& 
 }
 
 JwtSvid::JwtSvid() {
-  static const auto empty = std::make_shared<const State>(
-      State{SpiffeId{}, {}, std::chrono::system_clock::time_point{}, {}, jose::Algorithm::es256, nlohmann::json::object(), {}});
+  static const auto empty = std::make_shared<const State>(State{SpiffeId{},
+                                                                {},
+                                                                std::chrono::system_clock::time_point{},
+                                                                {},
+                                                                jose::Algorithm::es256,
+                                                                nlohmann::json::object(),
+                                                                {}});
   state_ = empty;
 }
 

@@ -33,8 +33,7 @@ struct Failure {
 // Checks a trust domain name; on success appends its lowercase form to `out`.
 bool scan_trust_domain(std::string_view td, std::size_t offset, std::string& out, Failure& f) {
   if (td.empty()) return f = {spiffe_errc::missing_trust_domain, offset}, false;
-  if (td.size() > max_trust_domain_bytes)
-    return f = {spiffe_errc::trust_domain_too_long, offset}, false;
+  if (td.size() > max_trust_domain_bytes) return f = {spiffe_errc::trust_domain_too_long, offset}, false;
   const std::size_t start = out.size();
   out.resize(start + td.size());
   for (std::size_t i = 0; i < td.size(); ++i) {
@@ -50,8 +49,7 @@ bool scan_trust_domain(std::string_view td, std::size_t offset, std::string& out
 
 // Checks one path segment (without its slash).
 bool scan_segment(std::string_view seg, std::size_t offset, bool last, Failure& f) {
-  if (seg.empty())
-    return f = {last ? spiffe_errc::trailing_slash : spiffe_errc::empty_segment, offset}, false;
+  if (seg.empty()) return f = {last ? spiffe_errc::trailing_slash : spiffe_errc::empty_segment, offset}, false;
   if (seg == "." || seg == "..") return f = {spiffe_errc::dot_segment, offset}, false;
   for (std::size_t i = 0; i < seg.size(); ++i)
     if (!path_byte(static_cast<unsigned char>(seg[i])))
@@ -156,7 +154,8 @@ std::optional<SpiffeId> SpiffeId::parse(std::string_view text, std::error_code& 
 }
 
 SpiffeId SpiffeId::from_segments(const TrustDomain& td, std::span<const std::string_view> segments) {
-  if (td.name().empty()) throw_error(spiffe_errc::missing_trust_domain, "SPIFFE ID from segments of an empty trust domain");
+  if (td.name().empty())
+    throw_error(spiffe_errc::missing_trust_domain, "SPIFFE ID from segments of an empty trust domain");
   std::string text = td.id_string();
   for (std::size_t i = 0; i < segments.size(); ++i) {
     const std::string_view seg = segments[i];

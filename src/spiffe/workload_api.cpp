@@ -64,7 +64,8 @@ WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
     const std::string_view rest = uri.substr(7);
     if (rest.empty() || rest.front() != '/') bad_endpoint(uri, "a unix endpoint must not have an authority");
     if (rest == "/" || rest.back() == '/') bad_endpoint(uri, "a unix endpoint needs the path of a socket");
-    if (rest.size() >= sizeof(sockaddr_un{}.sun_path)) bad_endpoint(uri, "the socket path is too long for a unix socket");
+    if (rest.size() >= sizeof(sockaddr_un{}.sun_path))
+      bad_endpoint(uri, "the socket path is too long for a unix socket");
     e.unix_path_ = std::string{rest};
     return e;
   }
@@ -95,8 +96,7 @@ WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
 
 WorkloadEndpoint WorkloadEndpoint::from_environment() {
   const char* value = std::getenv("SPIFFE_ENDPOINT_SOCKET");
-  if (value == nullptr || *value == '\0')
-    throw_error(spiffe_errc::endpoint_not_configured, "Workload API endpoint");
+  if (value == nullptr || *value == '\0') throw_error(spiffe_errc::endpoint_not_configured, "Workload API endpoint");
   return parse(value);
 }
 
@@ -131,7 +131,8 @@ asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::next() {
   co_return to_bundle_set(*message, limits_);
 }
 
-WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options)
+WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint,
+                                     WorkloadApiOptions options)
     : WorkloadApiClient(http::HttpClient{std::move(executor)}, std::move(endpoint), options) {}
 
 WorkloadApiClient::WorkloadApiClient(http::HttpClient client, WorkloadEndpoint endpoint, WorkloadApiOptions options)
@@ -140,7 +141,7 @@ WorkloadApiClient::WorkloadApiClient(http::HttpClient client, WorkloadEndpoint e
       channel_(std::move(client), endpoint_.grpc_target(), channel_options(options)) {}
 
 asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::string> audiences,
-                                                              std::optional<SpiffeId> id, bool all) const {
+                                                               std::optional<SpiffeId> id, bool all) const {
   if (audiences.empty()) throw_error(spiffe_errc::missing_audience, "fetch_jwt_svid: no audience");
   http::GrpcCallOptions call;
   call.deadline = options_.call_timeout;
@@ -162,7 +163,8 @@ asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::
     }();
     if (svid.spiffe_id().str() != entry.spiffe_id || (id && svid.spiffe_id() != *id))
       throw_error(spiffe_errc::malformed_message, "Workload API JWTSVIDResponse: spiffe_id '" +
-                                                      bounded_excerpt(entry.spiffe_id, 128) + "' does not match the token");
+                                                      bounded_excerpt(entry.spiffe_id, 128) +
+                                                      "' does not match the token");
     out.push_back(svid.with_hint(std::move(entry.hint)));
     if (!all) break;
   }
@@ -170,20 +172,21 @@ asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::
 }
 
 asio::awaitable<JwtSvid> WorkloadApiClient::fetch_jwt_svid(std::vector<std::string> audiences,
-                                                          std::optional<SpiffeId> spiffe_id) const {
+                                                           std::optional<SpiffeId> spiffe_id) const {
   auto svids = co_await fetch(std::move(audiences), std::move(spiffe_id), false);
   co_return std::move(svids.front());
 }
 
 asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch_jwt_svids(std::vector<std::string> audiences,
-                                                                        std::optional<SpiffeId> spiffe_id) const {
+                                                                         std::optional<SpiffeId> spiffe_id) const {
   co_return co_await fetch(std::move(audiences), std::move(spiffe_id), true);
 }
 
 asio::awaitable<JwtBundleSet> WorkloadApiClient::fetch_jwt_bundles() const {
   auto stream = watch_jwt_bundles();
   auto set = co_await stream.next();
-  if (!set) throw_error(spiffe_errc::empty_response, "Workload API FetchJWTBundles: the stream ended without a message");
+  if (!set)
+    throw_error(spiffe_errc::empty_response, "Workload API FetchJWTBundles: the stream ended without a message");
   co_return std::move(*set);
 }
 

@@ -26,11 +26,21 @@ bool valid_utf8(std::string_view s) noexcept {
     const auto c = static_cast<unsigned char>(s[i]);
     std::size_t n = 0;
     std::uint32_t cp = 0;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return false;
     if (i + n >= s.size()) return false;
     for (std::size_t k = 1; k <= n; ++k) {
       const auto cc = static_cast<unsigned char>(s[i + k]);
@@ -106,7 +116,8 @@ class Reader {
   std::uint64_t fixed(std::size_t n) {
     if (data_.size() - pos_ < n) malformed(message_, "truncated fixed-width field");
     std::uint64_t v = 0;
-    for (std::size_t i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(static_cast<unsigned char>(data_[pos_ + i])) << (8 * i);
+    for (std::size_t i = 0; i < n; ++i)
+      v |= static_cast<std::uint64_t>(static_cast<unsigned char>(data_[pos_ + i])) << (8 * i);
     pos_ += n;
     return v;
   }
@@ -151,9 +162,12 @@ nlohmann::json decode_struct(std::string_view data, int depth) {
     nlohmann::json value;  // an entry without a value is null
     while (!entry.done()) {
       const Field e = entry.next();
-      if (e.number == 1) key = entry.string(e, "a claim name");
-      else if (e.number == 2 && e.wire == bytes_wire) value = decode_value(e.bytes, depth + 1);
-      else if (e.number == 2) malformed(r.message_name(), "a claim value is not length-delimited");
+      if (e.number == 1)
+        key = entry.string(e, "a claim name");
+      else if (e.number == 2 && e.wire == bytes_wire)
+        value = decode_value(e.bytes, depth + 1);
+      else if (e.number == 2)
+        malformed(r.message_name(), "a claim value is not length-delimited");
     }
     out[key] = std::move(value);  // a repeated key: the last wins, as for any protobuf map
   }
@@ -172,9 +186,12 @@ nlohmann::json decode_value(std::string_view data, int depth) {
         if (f.wire != fixed64_wire) malformed(r.message_name(), "number_value is not a double");
         double d = 0;
         std::memcpy(&d, &f.value, sizeof d);
-        if (!std::isfinite(d)) out = nullptr;
-        else if (d == std::floor(d) && std::fabs(d) < 9.2e18) out = static_cast<std::int64_t>(d);
-        else out = d;
+        if (!std::isfinite(d))
+          out = nullptr;
+        else if (d == std::floor(d) && std::fabs(d) < 9.2e18)
+          out = static_cast<std::int64_t>(d);
+        else
+          out = d;
         break;
       }
       case 3: out = r.string(f, "string_value"); break;
@@ -231,9 +248,12 @@ std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message, std
     Reader svid{f.bytes, "JWTSVIDResponse"};
     while (!svid.done()) {
       const Field g = svid.next();
-      if (g.number == 1) e.spiffe_id = svid.string(g, "spiffe_id");
-      else if (g.number == 2) e.svid = svid.string(g, "svid");
-      else if (g.number == 3) e.hint = svid.string(g, "hint");
+      if (g.number == 1)
+        e.spiffe_id = svid.string(g, "spiffe_id");
+      else if (g.number == 2)
+        e.svid = svid.string(g, "svid");
+      else if (g.number == 3)
+        e.hint = svid.string(g, "hint");
     }
     out.push_back(std::move(e));
   }
@@ -255,8 +275,10 @@ std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std
     Reader e{f.bytes, "JWTBundlesResponse"};
     while (!e.done()) {
       const Field g = e.next();
-      if (g.number == 1) entry.first = e.string(g, "a bundle key");
-      else if (g.number == 2) entry.second = e.bytes(g, "a bundle");
+      if (g.number == 1)
+        entry.first = e.string(g, "a bundle key");
+      else if (g.number == 2)
+        entry.second = e.bytes(g, "a bundle");
     }
     out.push_back(std::move(entry));
   }

@@ -2,10 +2,10 @@
 #include <cstdio>
 #include <sstream>
 
-#include <asio/io_context.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/io_context.hpp>
 
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
@@ -34,8 +34,7 @@ int main() {
   os << awaken::RedactedString{"secret"};
   expect(os.str() == "[redacted]", "RedactedString prints redacted");
 
-  expect(awaken::jose::base64url_decode(awaken::jose::base64url_encode("awaken")) == "awaken",
-         "base64url round trip");
+  expect(awaken::jose::base64url_decode(awaken::jose::base64url_encode("awaken")) == "awaken", "base64url round trip");
 
   const auto key = awaken::jose::PrivateKey::from_pem(awaken::RedactedString{test_key});
   const auto token = awaken::jose::sign_compact(awaken::jose::Algorithm::es256, nlohmann::json::object(),
@@ -47,12 +46,15 @@ int main() {
   asio::io_context io;
   awaken::http::HttpClient client{io.get_executor()};
   std::error_code send_ec;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    awaken::http::HttpRequest request;
-    request.url = "http://127.0.0.1:1/";
-    auto [e, response] = co_await client.async_send(request, asio::experimental::as_tuple(asio::use_awaitable));
-    send_ec = e;
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        awaken::http::HttpRequest request;
+        request.url = "http://127.0.0.1:1/";
+        auto [e, response] = co_await client.async_send(request, asio::experimental::as_tuple(asio::use_awaitable));
+        send_ec = e;
+      },
+      asio::detached);
   io.run();
   expect(send_ec == awaken::http_errc::connect_failed, "HTTP transport reports connect_failed");
 

@@ -40,7 +40,8 @@ class WorkloadPeer {
     process_ = std::make_unique<PeerProcess>("workload_server.mjs", args);
   }
   spiffe::WorkloadEndpoint tcp_endpoint() const {
-    return spiffe::WorkloadEndpoint::parse("tcp://127.0.0.1:" + std::to_string(process_->info()["tcp_port"].get<int>()));
+    return spiffe::WorkloadEndpoint::parse("tcp://127.0.0.1:" +
+                                           std::to_string(process_->info()["tcp_port"].get<int>()));
   }
 
   /// POSTs (GET for /stats) to the control port, on an io_context of its own.

@@ -55,13 +55,13 @@ struct BrokerOptions {
 /// Counters of an `AwakenBroker`, for metrics and tests. Cache hits are not counted: counting
 /// them would make every hit write to memory shared by all threads.
 struct BrokerStats {
-  std::size_t providers = 0;             ///< providers with material now
-  std::size_t cached_tokens = 0;         ///< tokens in the cache now
-  std::size_t flights = 0;               ///< mints in progress now, one per (provider, scope)
-  std::uint64_t mint_attempts = 0;       ///< calls of `Minter::mint`, retries included
-  std::uint64_t failed_flights = 0;      ///< flights that ended in an error
+  std::size_t providers = 0;               ///< providers with material now
+  std::size_t cached_tokens = 0;           ///< tokens in the cache now
+  std::size_t flights = 0;                 ///< mints in progress now, one per (provider, scope)
+  std::uint64_t mint_attempts = 0;         ///< calls of `Minter::mint`, retries included
+  std::uint64_t failed_flights = 0;        ///< flights that ended in an error
   std::uint64_t background_refreshes = 0;  ///< flights started from the soft window
-  std::uint64_t stale_discards = 0;      ///< mints discarded because the material changed meanwhile
+  std::uint64_t stale_discards = 0;        ///< mints discarded because the material changed meanwhile
 };
 
 namespace detail {
@@ -80,11 +80,10 @@ class BrokerState;
 ///   from the new material.
 /// - **Hot path.** Each thread keeps references to the 16 tokens it was handed last. A hit on
 ///   one of them through `try_cached` takes no lock, writes no memory shared with other threads
-///   and allocates nothing; a thread's first hit on a key takes the lock once. `co_await token_for` on a hit adds one coroutine frame, which Asio recycles (no
-///   allocation) on threads running an `io_context`. Expired tokens leave the cache when the
-///   next token is stored. A dropped token's memory is wiped when its last reference goes,
-///   which for an idle thread may be when that thread next asks an `AwakenBroker` for a token,
-///   or exits.
+///   and allocates nothing; a thread's first hit on a key takes the lock once. `co_await token_for` on a hit adds one
+///   coroutine frame, which Asio recycles (no allocation) on threads running an `io_context`. Expired tokens leave the
+///   cache when the next token is stored. A dropped token's memory is wiped when its last reference goes, which for an
+///   idle thread may be when that thread next asks an `AwakenBroker` for a token, or exits.
 ///
 /// Thread safety: every member may be called from any thread at once.
 ///

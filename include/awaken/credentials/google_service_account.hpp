@@ -17,7 +17,7 @@ struct GoogleServiceAccount {
   std::string private_key_id;
   RedactedString private_key;  ///< PEM
   std::string token_uri;
-  std::string project_id;      ///< informational, may be empty
+  std::string project_id;  ///< informational, may be empty
 
   /// The canonical token endpoint, the only one accepted unless the caller allows others.
   static constexpr const char* google_token_uri = "https://oauth2.googleapis.com/token";

@@ -21,16 +21,17 @@ namespace awaken {
 /// (retried by the broker), any other `permanent_upstream`; an empty scope is
 /// `invalid_material`. Throws `Error{credential_errc::invalid_material}` when `source` is an
 /// empty handle.
-CredentialMaterial jwt_svid_material(spiffe::JwtSource source, std::optional<spiffe::SpiffeId> spiffe_id = std::nullopt);
+CredentialMaterial jwt_svid_material(spiffe::JwtSource source,
+                                     std::optional<spiffe::SpiffeId> spiffe_id = std::nullopt);
 
 /// OAuth 2.0 client credentials authenticated by a JWT-SVID (RFC 7523 section 2.2, the way
 /// cloud identity providers federate workload identity): each mint fetches a JWT-SVID for
 /// `assertion_audience` and posts `client_assertion_type=urn:ietf:params:oauth:client-assertion-
 /// type:jwt-bearer` with it; the broker's scope is sent as `scope`.
 struct SpiffeClientCredentials {
-  std::string token_endpoint;      ///< https, or http on loopback
-  std::string client_id;           ///< sent as `client_id` when not empty
-  std::string assertion_audience;  ///< the SVID's audience; the token endpoint when empty
+  std::string token_endpoint;                 ///< https, or http on loopback
+  std::string client_id;                      ///< sent as `client_id` when not empty
+  std::string assertion_audience;             ///< the SVID's audience; the token endpoint when empty
   std::optional<spiffe::SpiffeId> spiffe_id;  ///< which of the workload's SVIDs; the first when unset
 };
 CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeClientCredentials config);
@@ -39,10 +40,10 @@ CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeCli
 /// (`subject_token_type=urn:ietf:params:oauth:token-type:jwt`), as security token services do:
 /// the broker's scope is sent as `scope`, and `audience` / `resource` when set.
 struct SpiffeTokenExchange {
-  std::string token_endpoint;     ///< https, or http on loopback
-  std::string subject_audience;   ///< the SVID's audience; the token endpoint when empty
-  std::string audience;           ///< RFC 8693 `audience`, left out when empty
-  std::string resource;           ///< RFC 8693 `resource`, left out when empty
+  std::string token_endpoint;    ///< https, or http on loopback
+  std::string subject_audience;  ///< the SVID's audience; the token endpoint when empty
+  std::string audience;          ///< RFC 8693 `audience`, left out when empty
+  std::string resource;          ///< RFC 8693 `resource`, left out when empty
   std::optional<spiffe::SpiffeId> spiffe_id;
 };
 CredentialMaterial spiffe_token_exchange(spiffe::JwtSource source, SpiffeTokenExchange config);

@@ -31,8 +31,8 @@ class Token {
         steady_expires_at_(steady_expires_at) {}
 
   /// A token that expires `lifetime` after the present moment of `clock`.
-  static Token expiring_in(RedactedString bearer, std::chrono::seconds lifetime,
-                           const Clock& clock = system_clock(), std::string token_type = "Bearer") {
+  static Token expiring_in(RedactedString bearer, std::chrono::seconds lifetime, const Clock& clock = system_clock(),
+                           std::string token_type = "Bearer") {
     return Token(std::move(bearer), clock.system_now() + lifetime, clock.steady_now() + lifetime,
                  std::move(token_type));
   }

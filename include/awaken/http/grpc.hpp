@@ -51,8 +51,9 @@ struct GrpcCallOptions {
 
 namespace detail {
 class GrpcCall;
-void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
-                     std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion);
+void start_grpc_read(
+    const std::shared_ptr<GrpcCall>& call,
+    std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion);
 }  // namespace detail
 
 /// A server-streaming call in progress. Move-only; destroying it (or `cancel()`) resets the
@@ -81,7 +82,7 @@ class GrpcStream {
     return asio::async_initiate<CompletionToken, void(std::error_code, std::optional<std::string>)>(
         [call = call_, ex = executor_](auto handler) {
           detail::start_grpc_read(call, awaken::detail::make_completion<std::error_code, std::optional<std::string>>(
-                               std::move(handler), ex));
+                                            std::move(handler), ex));
         },
         token);
   }
@@ -119,8 +120,7 @@ class GrpcChannel {
   /// Calls `method_path` ("/package.Service/Method") with one request and one response message.
   /// Throws `awaken::Error` with a `grpc_status` code (details carry `grpc-message`), or
   /// `operation_aborted` when cancelled.
-  asio::awaitable<std::string> unary(std::string method_path, std::string request,
-                                     GrpcCallOptions options = {}) const;
+  asio::awaitable<std::string> unary(std::string method_path, std::string request, GrpcCallOptions options = {}) const;
 
   /// Starts a server-streaming call and returns at once; reads wait for the server.
   GrpcStream server_stream(std::string method_path, std::string request, GrpcCallOptions options = {}) const;

@@ -20,8 +20,7 @@ inline constexpr std::size_t default_max_jws_bytes = 64 * 1024;
 /// are written in the JOSE form `R || S`. Throws `awaken::Error`: `algorithm_key_mismatch` when
 /// `alg` does not fit the key, `malformed_json` when `header` is neither an object nor null (or
 /// holds invalid UTF-8), `signing_failed` when the crypto library fails.
-std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload,
-                         const PrivateKey& key);
+std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload, const PrivateKey& key);
 
 /// A compact JWS, parsed but not yet verified.
 ///

@@ -139,7 +139,6 @@ class JwtSource final : public BundleSource {
   /// As above, waiting at most `timeout`.
   asio::awaitable<void> shutdown(std::chrono::milliseconds timeout) const;
 
-
  private:
   friend class JwtSourceBuilder;
   struct Core;

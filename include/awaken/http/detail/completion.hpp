@@ -5,8 +5,8 @@
 #include <functional>
 #include <memory>
 #include <optional>
-#include <type_traits>
 #include <tuple>
+#include <type_traits>
 #include <typeinfo>
 #include <utility>
 
@@ -62,8 +62,7 @@ class CompletionImpl final : public Completion<Args...> {
                            asio::execution::outstanding_work.tracked)) {}
 
   void complete(Args... args) override {
-    asio::post(*work_, [h = std::move(handler_), slot = slot_,
-                    args = std::make_tuple(std::move(args)...)]() mutable {
+    asio::post(*work_, [h = std::move(handler_), slot = slot_, args = std::make_tuple(std::move(args)...)]() mutable {
       // Cleared here, on the handler's executor, where any cancellation is emitted too.
       if (slot.is_connected()) slot.clear();
       std::apply(std::move(h), std::move(args));
@@ -92,8 +91,8 @@ class CompletionImpl final : public Completion<Args...> {
  private:
   Handler handler_;
   using Executor = asio::associated_executor_t<Handler, asio::any_io_executor>;
-  using WorkExecutor = std::decay_t<decltype(asio::prefer(std::declval<const Executor&>(),
-                                                          asio::execution::outstanding_work.tracked))>;
+  using WorkExecutor =
+      std::decay_t<decltype(asio::prefer(std::declval<const Executor&>(), asio::execution::outstanding_work.tracked))>;
 
   asio::cancellation_slot slot_;
   std::optional<WorkExecutor> work_;  // keeps the handler's context running until completion
