@@ -649,7 +649,7 @@ TEST_CASE("Invalidate drops only the token that was rejected", "[broker][invalid
   CHECK(minter->calls == 3);
 }
 
-TEST_CASE("try_cached never mints and async_token_for serves every completion token", "[broker][async]") {
+TEST_CASE("try_cached never mints and token_for serves every completion token", "[broker][async]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
   auto minter = std::make_shared<ScriptedMinter>("a");
@@ -661,7 +661,7 @@ TEST_CASE("try_cached never mints and async_token_for serves every completion to
   // Callback: runs on the io_context, never inside the call.
   bool called = false;
   std::string got;
-  broker.async_token_for("p", std::string{"s"}, [&](std::exception_ptr e, IssuedToken t) {
+  broker.token_for("p", std::string{"s"}, [&](std::error_code e, IssuedToken t) {
     called = true;
     if (!e) got = text(t);
   });
@@ -675,17 +675,17 @@ TEST_CASE("try_cached never mints and async_token_for serves every completion to
   io.restart();
   auto guard = asio::make_work_guard(io);
   std::thread runner{[&] { io.run_for(20s); }};
-  auto fut = broker.async_token_for("p", "s", asio::use_future);
-  auto missing = broker.async_token_for("nobody", "s", asio::use_future);
+  auto fut = broker.token_for("p", "s", asio::use_future);
+  auto missing = broker.token_for("nobody", "s", asio::use_future);
   const auto via_future = fut.get();
   CHECK(text(via_future) == "a-1");
-  CHECK_THROWS_AS(missing.get(), awaken::Error);
+  CHECK_THROWS_AS(missing.get(), std::system_error);
   guard.reset();
   runner.join();
 
   // use_awaitable.
   auto via_awaitable = run(io, [&]() -> asio::awaitable<IssuedToken> {
-    co_return co_await broker.async_token_for("p", "s", asio::use_awaitable);
+    co_return co_await broker.token_for("p", "s", awaken::use_awaitable);
   }());
   CHECK(via_awaitable.same_token(via_future));
   CHECK(minter->calls == 1);
@@ -770,7 +770,7 @@ TEST_CASE("Concurrent register and deregister and token_for on many threads stay
               } else if (op < 95) {
                 broker.deregister(provider);
               } else {
-                const auto t = co_await broker.async_token_for(provider, scope, asio::use_awaitable);
+                const auto t = co_await broker.token_for(provider, scope, awaken::use_awaitable);
                 check(t, p, s);
               }
             } catch (const awaken::Error& e) {
@@ -821,9 +821,9 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
 
   std::future<IssuedToken> coroutine_caller = asio::co_spawn(io2, broker.token_for("p", "s"), asio::use_future);
   std::string callback_result;
-  broker.async_token_for("p", "s", asio::bind_executor(io2, [&](std::exception_ptr e, IssuedToken t) {
-                           callback_result = e ? "error" : text(t);
-                         }));
+  broker.token_for("p", "s", asio::bind_executor(io2, [&](std::error_code e, IssuedToken t) {
+                     callback_result = e ? "error" : text(t);
+                   }));
   io2.poll();       // the coroutine joins the flight
   io1.run_for(5s);  // the flight mints t-1 and hands it to io2's callers, who have not run yet
   const auto first = broker.try_cached("p", "s");
@@ -852,9 +852,9 @@ TEST_CASE("Waiters on different executors each resume on their own", "[broker][f
   broker.register_material("p", CredentialMaterial::from_minter(minter));
   std::vector<std::string> on_io1, on_io2;
   for (int i = 0; i < 3; ++i) {
-    broker.async_token_for("p", "s", [&](std::exception_ptr, IssuedToken t) { on_io1.push_back(text(t)); });
-    broker.async_token_for(
-        "p", "s", asio::bind_executor(io2, [&](std::exception_ptr, IssuedToken t) { on_io2.push_back(text(t)); }));
+    broker.token_for("p", "s", [&](std::error_code, IssuedToken t) { on_io1.push_back(text(t)); });
+    broker.token_for("p", "s",
+                     asio::bind_executor(io2, [&](std::error_code, IssuedToken t) { on_io2.push_back(text(t)); }));
   }
   io1.run_for(5s);
   CHECK(on_io1.size() == 3);
@@ -879,7 +879,7 @@ TEST_CASE("Expired tokens leave the cache when a new one is stored", "[broker][c
   CHECK(broker.stats().cached_tokens == 1);
 }
 
-TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel][async]") {
+TEST_CASE("token_for honours a bound cancellation slot", "[broker][cancel][async]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
   auto minter = std::make_shared<ScriptedMinter>("kept");
@@ -888,13 +888,12 @@ TEST_CASE("async_token_for honours a bound cancellation slot", "[broker][cancel]
   broker.register_material("p", CredentialMaterial::from_minter(minter));
   asio::cancellation_signal cancel;
   std::error_code cancelled;
-  broker.async_token_for("p", "s",
-                         asio::bind_cancellation_slot(cancel.slot(), [&](std::exception_ptr e, IssuedToken t) {
-                           CHECK_FALSE(t);
-                           cancelled = code_of(e);
-                         }));
+  broker.token_for("p", "s", asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code e, IssuedToken t) {
+                     CHECK_FALSE(t);
+                     cancelled = e;
+                   }));
   std::string kept;
-  broker.async_token_for("p", "s", [&](std::exception_ptr e, IssuedToken t) { kept = e ? "error" : text(t); });
+  broker.token_for("p", "s", [&](std::error_code e, IssuedToken t) { kept = e ? "error" : text(t); });
   run(io, minter->started->wait());
   cancel.emit(asio::cancellation_type::partial);  // any type reaches a bound slot
   io.restart();

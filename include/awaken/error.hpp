@@ -150,9 +150,15 @@ bool is_retryable(std::error_code ec) noexcept;
 /// What a server said about a failure, kept apart from the code so that callers can branch on
 /// the code and still show the server's words. Texts are bounded and stripped of control bytes.
 struct ErrorDetails {
+  ErrorDetails() = default;
+  ErrorDetails(int status, std::string message, std::optional<std::chrono::milliseconds> retry = std::nullopt)
+      : http_status(status), server_message(std::move(message)), retry_after(retry) {}
+
   int http_status = 0;                                   ///< 0 when there was no HTTP response
   std::string server_message;                            ///< bounded excerpt of body or grpc-message
   std::optional<std::chrono::milliseconds> retry_after;  ///< a server's retry hint, if any
+  std::string oauth_error;                               ///< an OAuth token endpoint's `error` (RFC 6749 5.2), bounded
+  std::string oauth_error_description;                   ///< and its `error_description`, bounded
 };
 
 /// The exception awaken's coroutines throw: a `std::system_error` whose code is one of the
@@ -163,11 +169,14 @@ class Error : public std::system_error {
  public:
   Error(std::error_code ec, std::string_view context, ErrorDetails details = {});
   const ErrorDetails& details() const noexcept { return state_->details; }
+  /// What awaken was doing, as given to the constructor (names and ids only).
+  const std::string& context() const noexcept { return state_->context; }
   const char* what() const noexcept override { return state_->what.c_str(); }
 
  private:
   struct State {
     ErrorDetails details;
+    std::string context;
     std::string what;
   };
   std::shared_ptr<const State> state_;  // shared, so that copying an exception cannot throw

@@ -1,4 +1,8 @@
+#include <awaken/diagnostics.hpp>
 #include <awaken/error.hpp>
+
+#include <new>
+#include <typeinfo>
 
 #include <asio/error.hpp>
 
@@ -200,7 +204,32 @@ std::string describe(std::error_code ec, std::string_view context, const ErrorDe
 }  // namespace
 
 Error::Error(std::error_code ec, std::string_view context, ErrorDetails details)
-    : std::system_error(ec), state_(std::make_shared<const State>(State{details, describe(ec, context, details)})) {}
+    : std::system_error(ec),
+      state_(std::make_shared<const State>(State{details, std::string{context}, describe(ec, context, details)})) {}
+
+Diagnostics diagnostics_of(const std::system_error& e) {
+  if (const auto* ae = dynamic_cast<const Error*>(&e)) return Diagnostics{ae->context(), ae->details()};
+  return Diagnostics{};
+}
+
+std::pair<std::error_code, Diagnostics> classify_exception(const std::exception_ptr& e) noexcept {
+  try {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::system_error& se) {
+      return {se.code(), diagnostics_of(se)};
+    } catch (const std::bad_alloc&) {
+      return {std::make_error_code(std::errc::not_enough_memory), Diagnostics{}};
+    } catch (const std::exception& other) {
+      return {std::make_error_code(std::errc::state_not_recoverable),
+              Diagnostics{std::string{"an exception of type "} + typeid(other).name(), {}}};
+    } catch (...) {
+      return {std::make_error_code(std::errc::state_not_recoverable), Diagnostics{"an unknown exception", {}}};
+    }
+  } catch (...) {  // copying a text failed: the code alone
+    return {std::make_error_code(std::errc::not_enough_memory), Diagnostics{}};
+  }
+}
 
 void throw_error(std::error_code ec, std::string_view context, ErrorDetails details) {
   throw Error(ec, context, std::move(details));

@@ -48,16 +48,23 @@ std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r
   return std::nullopt;
 }
 
-// The RFC 6749 section 5.2 error of a body, "error: description", bounded; else a body excerpt.
-std::string server_words(std::string_view body) {
+// What a refusing server said: its RFC 6749 section 5.2 `error` and `error_description`
+// (bounded) when the body has them, and as the message "error: description"; else a body excerpt.
+ErrorDetails server_words(int status, std::string_view body) {
+  ErrorDetails d{status, {}};
   auto j = parse_bounded_json(body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
+    d.oauth_error = bounded_excerpt(j["error"].get<std::string>(), 128);
     std::string out = j["error"].get<std::string>();
-    if (j.contains("error_description") && j["error_description"].is_string())
+    if (j.contains("error_description") && j["error_description"].is_string()) {
+      d.oauth_error_description = bounded_excerpt(j["error_description"].get<std::string>(), 256);
       out += ": " + j["error_description"].get<std::string>();
-    return bounded_excerpt(out, 256);
+    }
+    d.server_message = bounded_excerpt(out, 256);
+    return d;
   }
-  return bounded_excerpt(body, 256);
+  d.server_message = bounded_excerpt(body, 256);
+  return d;
 }
 
 }  // namespace
@@ -180,7 +187,7 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
   } wipe{response.body};
   const int status = response.status;
   if (status >= 200 && status < 300) co_return parse_token_response(response.body, ctx, origin);
-  ErrorDetails details{status, server_words(response.body), std::nullopt};
+  ErrorDetails details = server_words(status, response.body);
   if (status >= 500 || status == 408 || status == 429) {
     details.retry_after = retry_after(response, ctx.clock);
     throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(details));

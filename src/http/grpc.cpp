@@ -154,7 +154,7 @@ GrpcFinalStatus grpc_final_status(int http_status, const std::vector<Header>& he
 
 class GrpcCall final : public Transfer {
  public:
-  using ReadCompletion = awaken::detail::Completion<std::error_code, std::optional<std::string>>;
+  using ReadCompletion = awaken::Completion<std::error_code, std::optional<std::string>>;
 
   GrpcCall(std::shared_ptr<Engine> engine, std::string path, std::size_t max_message)
       : engine_(engine),
@@ -304,9 +304,8 @@ class GrpcCall final : public Transfer {
   std::string status_message_;
 };
 
-void start_grpc_read(
-    const std::shared_ptr<GrpcCall>& call,
-    std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion) {
+void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
+                     std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>> completion) {
   auto slot = completion->cancellation_slot();
   auto ticket = std::make_shared<std::atomic<std::uint64_t>>(0);
   if (slot.is_connected()) {
@@ -341,8 +340,8 @@ asio::awaitable<std::optional<std::string>> read_from(std::shared_ptr<GrpcCall> 
   auto [ec, message] =
       co_await asio::async_initiate<decltype(token), void(std::error_code, std::optional<std::string>)>(
           [&call, &ex](auto handler) {
-            start_grpc_read(call, awaken::detail::make_completion<std::error_code, std::optional<std::string>>(
-                                      std::move(handler), ex));
+            start_grpc_read(
+                call, awaken::make_completion<std::error_code, std::optional<std::string>>(std::move(handler), ex));
           },
           token);
   if (ec) {

@@ -15,8 +15,7 @@ namespace {
 // Collects the whole response, up to the client's bound.
 class BufferedTransfer final : public Transfer {
  public:
-  BufferedTransfer(std::unique_ptr<awaken::detail::Completion<std::error_code, HttpResponse>> completion,
-                   std::size_t max_body)
+  BufferedTransfer(std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion, std::size_t max_body)
       : completion_(std::move(completion)), max_body_(max_body) {}
 
   std::size_t on_body(const char* data, std::size_t size) override {
@@ -44,10 +43,10 @@ class BufferedTransfer final : public Transfer {
 
   void drop_handlers() noexcept override { completion_.reset(); }
 
-  awaken::detail::Completion<std::error_code, HttpResponse>& completion() { return *completion_; }
+  awaken::Completion<std::error_code, HttpResponse>& completion() { return *completion_; }
 
  private:
-  std::unique_ptr<awaken::detail::Completion<std::error_code, HttpResponse>> completion_;
+  std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion_;
   std::size_t max_body_;
   std::string body_;
 };
@@ -80,7 +79,7 @@ HttpClient::executor_type HttpClient::get_executor() const noexcept { return exe
 const HttpClientOptions& HttpClient::options() const noexcept { return state_->options(); }
 
 void HttpClient::start_send(const std::shared_ptr<detail::ClientState>& state, HttpRequest request,
-                            std::unique_ptr<awaken::detail::Completion<std::error_code, HttpResponse>> completion) {
+                            std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion) {
   auto transfer =
       std::make_shared<detail::BufferedTransfer>(std::move(completion), state->options().max_response_bytes);
   std::error_code ec;

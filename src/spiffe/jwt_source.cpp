@@ -21,7 +21,7 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <awaken/http/detail/completion.hpp>
+#include <awaken/completion.hpp>
 
 namespace awaken::spiffe {
 
@@ -42,8 +42,8 @@ std::string_view to_string(MetricsErrorKind kind) noexcept {
 
 namespace detail {
 
-using UpdateCompletion = awaken::detail::Completion<std::error_code, std::uint64_t>;
-using StopCompletion = awaken::detail::Completion<std::error_code>;
+using UpdateCompletion = awaken::Completion<std::error_code, std::uint64_t>;
+using StopCompletion = awaken::Completion<std::error_code>;
 
 std::atomic<std::uint64_t> next_source_id{1};
 
@@ -240,8 +240,7 @@ auto async_changed(std::shared_ptr<SourceState> s, std::uint64_t after, Completi
   return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
       [s = std::move(s), after](auto handler) {
         auto fallback = s->strand.get_inner_executor();
-        start_changed(s, after,
-                      awaken::detail::make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback));
+        start_changed(s, after, awaken::make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback));
       },
       token);
 }
@@ -263,7 +262,7 @@ auto async_stopped(std::shared_ptr<SourceState> s, CompletionToken&& token) {
   return asio::async_initiate<CompletionToken, void(std::error_code)>(
       [s = std::move(s)](auto handler) {
         auto fallback = s->strand.get_inner_executor();
-        start_stopped(s, awaken::detail::make_completion<std::error_code>(std::move(handler), fallback));
+        start_stopped(s, awaken::make_completion<std::error_code>(std::move(handler), fallback));
       },
       token);
 }

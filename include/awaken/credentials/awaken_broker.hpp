@@ -3,7 +3,6 @@
 
 #include <chrono>
 #include <cstdint>
-#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -19,7 +18,6 @@
 #include <awaken/credentials/credential_broker.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/token.hpp>
-#include <awaken/http/detail/completion.hpp>
 #include <awaken/http/http_client.hpp>
 
 namespace awaken {
@@ -80,18 +78,24 @@ class BrokerState;
 ///   from the new material.
 /// - **Hot path.** Each thread keeps references to the 16 tokens it was handed last. A hit on
 ///   one of them through `try_cached` takes no lock, writes no memory shared with other threads
-///   and allocates nothing; a thread's first hit on a key takes the lock once. `co_await token_for` on a hit adds one
-///   coroutine frame, which Asio recycles (no allocation) on threads running an `io_context`. Expired tokens leave the
-///   cache when the next token is stored. A dropped token's memory is wiped when its last reference goes, which for an
-///   idle thread may be when that thread next asks an `AwakenBroker` for a token, or exits.
+///   and allocates nothing; a thread's first hit on a key takes the lock once. `token_for` on a
+///   hit completes through one post to the handler's executor, which Asio serves from its
+///   recycled memory on threads running an `io_context` (no allocation). Expired tokens leave
+///   the cache when the next token is stored. A dropped token's memory is wiped when its last
+///   reference goes, which for an idle thread may be when that thread next asks an
+///   `AwakenBroker` for a token, or exits.
+///
+/// `token_for` (inherited from `CredentialBroker`) is the one asynchronous operation:
+/// `void(std::error_code, IssuedToken)`, any completion token, diagnostics as in
+/// `awaken/diagnostics.hpp`.
 ///
 /// Thread safety: every member may be called from any thread at once.
 ///
 /// Cancellation: a waiting caller whose cancellation slot is emitted stops waiting and gets
-/// `asio::error::operation_aborted`; the mint goes on for the others. Coroutines pass on only
-/// terminal cancellation by default; `async_token_for` with a slot bound by
-/// `asio::bind_cancellation_slot` honours any type. As with any Asio operation, emit the
-/// signal from the caller's own executor. Mints run on a strand of the broker's executor.
+/// `asio::error::operation_aborted`; the mint goes on for the others. Every cancellation type
+/// is honoured; coroutines pass on only terminal cancellation by default. As with any Asio
+/// operation, emit the signal from the caller's own executor. Mints run on a strand of the
+/// broker's executor.
 ///
 /// Lifetime: the broker must not outlive its executor's execution context. Destroying it
 /// completes every waiting caller with `credential_errc::shut_down` and cancels its mints.
@@ -113,12 +117,6 @@ class AwakenBroker final : public CredentialBroker {
   /// waiters with `credential_errc::not_configured`.
   void deregister(std::string_view provider_id) override;
 
-  /// A token for `scope` of `provider_id`, from the cache or from a mint (see the class notes).
-  /// The cache is consulted, and a mint started if needed, when this is called; the returned
-  /// awaitable delivers the outcome. It keeps no reference to the strings, so temporaries may
-  /// be passed.
-  asio::awaitable<IssuedToken> token_for(std::string_view provider_id, std::string_view scope) override;
-
   /// Drops the cached token of (provider, scope) if it is still `rejected` (the same minted
   /// token, see `IssuedToken::same_token`), so that many callers reporting one rejection cause
   /// one new mint. Returns whether it dropped it.
@@ -131,29 +129,15 @@ class AwakenBroker final : public CredentialBroker {
   /// may start a background refresh). The hot path: no lock, no allocation.
   std::optional<IssuedToken> try_cached(std::string_view provider_id, std::string_view scope) const noexcept;
 
-  /// `token_for` for any completion token: signature `void(std::exception_ptr, IssuedToken)`,
-  /// the exception being what `token_for` would throw. Works with callbacks,
-  /// `asio::use_future` and `asio::use_awaitable`. The handler runs on its associated
-  /// executor, never inside this call. The strings are copied.
-  template <class CompletionToken>
-  auto async_token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token) {
-    return asio::async_initiate<CompletionToken, void(std::exception_ptr, IssuedToken)>(
-        [state = state_](auto handler, std::string provider, std::string scope_copy) {
-          const auto ex = executor_of(state);
-          start_async(state, std::move(provider), std::move(scope_copy),
-                      awaken::detail::make_completion<std::exception_ptr, IssuedToken>(std::move(handler), ex));
-        },
-        token, std::string{provider_id}, std::string{scope});
-  }
-
   BrokerStats stats() const;
-  executor_type get_executor() const noexcept;
+  executor_type get_executor() const noexcept override;
+
+ protected:
+  void start_token_for(std::string_view provider_id, std::string_view scope,
+                       std::unique_ptr<Completion<std::error_code, IssuedToken>> completion) override;
+  std::optional<IssuedToken> try_hit(std::string_view provider_id, std::string_view scope) noexcept override;
 
  private:
-  static executor_type executor_of(const std::shared_ptr<detail::BrokerState>& state) noexcept;
-  static void start_async(const std::shared_ptr<detail::BrokerState>& state, std::string provider, std::string scope,
-                          std::unique_ptr<awaken::detail::Completion<std::exception_ptr, IssuedToken>> completion);
-
   std::shared_ptr<detail::BrokerState> state_;
 };
 

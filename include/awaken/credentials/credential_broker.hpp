@@ -1,21 +1,34 @@
 // The interface through which services obtain credentials.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 
-#include <asio/awaitable.hpp>
+#include <asio/any_io_executor.hpp>
+#include <asio/associated_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/post.hpp>
 
+#include <awaken/completion.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/token.hpp>
+#include <awaken/diagnostics.hpp>
 
 namespace awaken {
 
 /// Hands out access tokens per (provider, scope).
 ///
-/// Implementations are safe to use from any number of threads at once.
+/// Implementations are safe to use from any number of threads at once. They implement
+/// `start_token_for` (and may implement `try_hit` for an allocation-free hit path); callers use
+/// the one operation `token_for`.
 class CredentialBroker {
  public:
+  using executor_type = asio::any_io_executor;
+
   virtual ~CredentialBroker() = default;
 
   /// Sets (or replaces) the material of `provider_id`. Tokens cached from earlier material are
@@ -26,16 +39,62 @@ class CredentialBroker {
   /// do requests waiting for a token of it. Unknown ids are ignored.
   virtual void deregister(std::string_view provider_id) = 0;
 
-  /// A token for `scope` of `provider_id`. Throws `awaken::Error` on failure (code
-  /// `credential_errc::not_configured` for an unknown provider, otherwise the minter's error)
-  /// and `std::system_error{asio::error::operation_aborted}` when cancelled.
-  virtual asio::awaitable<IssuedToken> token_for(std::string_view provider_id, std::string_view scope) = 0;
+  /// A token for `scope` of `provider_id`. Completes with `void(std::error_code, IssuedToken)`:
+  /// `credential_errc::not_configured` for an unknown provider, `shut_down` when the broker is
+  /// destroyed first, `asio::error::operation_aborted` when cancelled, otherwise the minter's
+  /// error, whose server words (HTTP status, OAuth `error` and `error_description`) go to the
+  /// diagnostics (see `awaken/diagnostics.hpp`).
+  ///
+  /// Any completion token: the default, `awaken::use_awaitable`, makes `co_await` return the
+  /// token or throw `awaken::Error`; callbacks, `asio::use_future`, `asio::use_awaitable`,
+  /// `as_tuple` and `deferred` work as with any Asio operation. The handler runs on its
+  /// associated executor (else the broker's), never inside this call.
+  ///
+  /// The cache is consulted when this is called, whatever the token: a hit costs no copy of
+  /// the strings, a miss copies them, so temporaries may be passed. The broker must outlive the
+  /// initiation.
+  template <class CompletionToken = use_awaitable_t>
+  auto token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token = {}) {
+    std::optional<IssuedToken> hit = try_hit(provider_id, scope);
+    std::string provider, scope_copy;
+    if (!hit) provider.assign(provider_id), scope_copy.assign(scope);
+    return asio::async_initiate<CompletionToken, void(std::error_code, IssuedToken)>(
+        [this](auto handler, std::optional<IssuedToken> hit, const std::string& provider, const std::string& scope) {
+          if (hit) {
+            const auto ex = asio::get_associated_executor(handler, get_executor());
+            asio::post(ex, [h = std::move(handler), t = std::move(*hit)]() mutable {
+              std::move(h)(std::error_code{}, std::move(t));
+            });
+            return;
+          }
+          start_token_for(provider, scope,
+                          make_completion<std::error_code, IssuedToken>(std::move(handler), get_executor()));
+        },
+        token, std::move(hit), std::move(provider), std::move(scope_copy));
+  }
 
   /// Tells the broker that a server rejected `rejected` (say, with HTTP 401), so that it is not
   /// handed out again. Returns whether a cached token was dropped. The default keeps no cache.
   virtual bool invalidate(std::string_view provider_id, std::string_view scope, const IssuedToken& rejected) {
     (void)provider_id, (void)scope, (void)rejected;
     return false;
+  }
+
+  /// The executor handlers without one of their own complete on.
+  virtual executor_type get_executor() const noexcept = 0;
+
+ protected:
+  /// Starts `token_for`: completes `completion` (once, from any thread; never inside this
+  /// call) with the token or an error, writing what is known of an error to
+  /// `completion->diagnostics()` first. Honours the completion's cancellation slot if it can.
+  virtual void start_token_for(std::string_view provider_id, std::string_view scope,
+                               std::unique_ptr<Completion<std::error_code, IssuedToken>> completion) = 0;
+
+  /// A token that can be handed out at once, without waiting, or nothing. Must not block or
+  /// throw. The default has none.
+  virtual std::optional<IssuedToken> try_hit(std::string_view provider_id, std::string_view scope) noexcept {
+    (void)provider_id, (void)scope;
+    return std::nullopt;
   }
 };
 

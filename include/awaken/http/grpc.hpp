@@ -16,7 +16,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <awaken/http/detail/completion.hpp>
+#include <awaken/completion.hpp>
 #include <awaken/http/http_client.hpp>
 
 namespace awaken::http {
@@ -51,9 +51,8 @@ struct GrpcCallOptions {
 
 namespace detail {
 class GrpcCall;
-void start_grpc_read(
-    const std::shared_ptr<GrpcCall>& call,
-    std::unique_ptr<awaken::detail::Completion<std::error_code, std::optional<std::string>>> completion);
+void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
+                     std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>> completion);
 }  // namespace detail
 
 /// A server-streaming call in progress. Move-only; destroying it (or `cancel()`) resets the
@@ -81,8 +80,8 @@ class GrpcStream {
   auto async_read(CompletionToken&& token = {}) {
     return asio::async_initiate<CompletionToken, void(std::error_code, std::optional<std::string>)>(
         [call = call_, ex = executor_](auto handler) {
-          detail::start_grpc_read(call, awaken::detail::make_completion<std::error_code, std::optional<std::string>>(
-                                            std::move(handler), ex));
+          detail::start_grpc_read(
+              call, awaken::make_completion<std::error_code, std::optional<std::string>>(std::move(handler), ex));
         },
         token);
   }

@@ -15,7 +15,7 @@
 #include <asio/awaitable.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <awaken/http/detail/completion.hpp>
+#include <awaken/completion.hpp>
 
 namespace awaken::http {
 
@@ -115,7 +115,7 @@ class HttpClient {
     return asio::async_initiate<CompletionToken, void(std::error_code, HttpResponse)>(
         [state = state_, ex = executor_](auto handler, HttpRequest req) {
           start_send(state, std::move(req),
-                     awaken::detail::make_completion<std::error_code, HttpResponse>(std::move(handler), ex));
+                     awaken::make_completion<std::error_code, HttpResponse>(std::move(handler), ex));
         },
         token, std::move(request));
   }
@@ -128,7 +128,7 @@ class HttpClient {
 
  private:
   static void start_send(const std::shared_ptr<detail::ClientState>& state, HttpRequest request,
-                         std::unique_ptr<awaken::detail::Completion<std::error_code, HttpResponse>> completion);
+                         std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion);
 
   executor_type executor_;
   std::shared_ptr<detail::ClientState> state_;

@@ -1,5 +1,5 @@
-// Type-erased completion handlers, so that the transport lives in the compiled library and only
-// this thin adapter is a template.
+// Type-erased completion handlers: the compiled library completes operations through these, so
+// that only this thin adapter is a template. Implementations of `CredentialBroker` receive one.
 #pragma once
 
 #include <functional>
@@ -18,7 +18,9 @@
 #include <asio/post.hpp>
 #include <asio/prefer.hpp>
 
-namespace awaken::detail {
+#include <awaken/diagnostics.hpp>
+
+namespace awaken {
 
 /// What every erased completion tells about its handler, whatever its signature.
 class CompletionBase {
@@ -32,6 +34,14 @@ class CompletionBase {
   virtual const std::type_info& executor_type() const noexcept = 0;
   virtual const void* executor_address() const noexcept = 0;
   virtual bool executor_equals(const void* other_of_same_type) const noexcept = 0;
+  /// Where the handler wants the diagnostics of a failure (see `bind_diagnostics` and
+  /// `with_diagnostics`), or null. Valid until the completion; write it before completing.
+  virtual Diagnostics* diagnostics() const noexcept = 0;
+
+  /// Writes `d` where the handler wants it, if it does.
+  void set_diagnostics(const Diagnostics& d) const {
+    if (Diagnostics* out = diagnostics()) *out = d;
+  }
 
   /// Whether `other`'s handler has an equal associated executor.
   bool same_executor(const CompletionBase& other) const noexcept {
@@ -87,6 +97,7 @@ class CompletionImpl final : public Completion<Args...> {
   }
 
   asio::cancellation_slot cancellation_slot() const noexcept override { return slot_; }
+  Diagnostics* diagnostics() const noexcept override { return get_associated_diagnostics(handler_); }
 
  private:
   Handler handler_;
@@ -103,4 +114,4 @@ std::unique_ptr<Completion<Args...>> make_completion(Handler&& handler, const as
   return std::make_unique<CompletionImpl<std::decay_t<Handler>, Args...>>(std::forward<Handler>(handler), fallback);
 }
 
-}  // namespace awaken::detail
+}  // namespace awaken

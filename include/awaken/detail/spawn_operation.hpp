@@ -1,0 +1,80 @@
+// Runs one of awaken's internal coroutines as an asynchronous operation that completes with
+// `void(std::error_code, T)`: the coroutine throws, the operation reports a code and diagnostics.
+#pragma once
+
+#include <exception>
+#include <memory>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/co_spawn.hpp>
+
+#include <awaken/completion.hpp>
+#include <awaken/diagnostics.hpp>
+
+namespace awaken::detail {
+
+template <class T>
+struct operation_signature {
+  using type = void(std::error_code, T);
+};
+template <>
+struct operation_signature<void> {
+  using type = void(std::error_code);
+};
+
+// Completes `c` with the outcome of `aw`, run on `executor`. The completion's cancellation slot
+// reaches the coroutine (so emit it from the executor the coroutine runs on, as with any Asio
+// operation on a shared object).
+template <class T>
+void spawn_operation(const asio::any_io_executor& executor, asio::awaitable<T> aw,
+                     std::unique_ptr<std::conditional_t<std::is_void_v<T>, Completion<std::error_code>,
+                                                        Completion<std::error_code, T>>>
+                         c) {
+  auto slot = c->cancellation_slot();
+  std::shared_ptr shared = std::move(c);
+  auto fail = [](auto& completion, const std::exception_ptr& e) {
+    auto [ec, diagnostics] = classify_exception(e);
+    completion->set_diagnostics(diagnostics);
+    return ec;
+  };
+  if constexpr (std::is_void_v<T>) {
+    auto done = [shared, fail](std::exception_ptr e) { shared->complete(e ? fail(shared, e) : std::error_code{}); };
+    if (slot.is_connected())
+      asio::co_spawn(executor, std::move(aw), asio::bind_cancellation_slot(slot, std::move(done)));
+    else
+      asio::co_spawn(executor, std::move(aw), std::move(done));
+  } else {
+    auto done = [shared, fail](std::exception_ptr e, T value) {
+      if (e) return shared->complete(fail(shared, e), T{});
+      shared->complete(std::error_code{}, std::move(value));
+    };
+    if (slot.is_connected())
+      asio::co_spawn(executor, std::move(aw), asio::bind_cancellation_slot(slot, std::move(done)));
+    else
+      asio::co_spawn(executor, std::move(aw), std::move(done));
+  }
+}
+
+// The operation: `make()` (called at initiation, on the initiating thread) returns the
+// `asio::awaitable<T>` to run on `executor`.
+template <class T, class CompletionToken, class Make>
+auto async_spawn(asio::any_io_executor executor, Make make, CompletionToken&& token) {
+  using Signature = typename operation_signature<T>::type;
+  return asio::async_initiate<CompletionToken, Signature>(
+      [executor](auto handler, Make make) {
+        if constexpr (std::is_void_v<T>) {
+          spawn_operation<T>(executor, make(), make_completion<std::error_code>(std::move(handler), executor));
+        } else {
+          spawn_operation<T>(executor, make(), make_completion<std::error_code, T>(std::move(handler), executor));
+        }
+      },
+      token, std::move(make));
+}
+
+}  // namespace awaken::detail
