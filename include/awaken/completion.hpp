@@ -62,6 +62,25 @@ class Completion : public CompletionBase {
   virtual void invoke(Args... args) = 0;
 };
 
+/// A completion that stands in front of another one (`inner`): it takes its executor,
+/// cancellation slot and diagnostics, and leaves `complete` and `invoke` to the subclass,
+/// which ends by completing `inner`.
+template <class Inner, class... Args>
+class ForwardingCompletion : public Completion<Args...> {
+ public:
+  explicit ForwardingCompletion(std::unique_ptr<Inner> inner) noexcept : inner_(std::move(inner)) {}
+
+  void post(std::function<void()> fn) override { inner_->post(std::move(fn)); }
+  asio::cancellation_slot cancellation_slot() const noexcept override { return inner_->cancellation_slot(); }
+  const std::type_info& executor_type() const noexcept override { return inner_->executor_type(); }
+  const void* executor_address() const noexcept override { return inner_->executor_address(); }
+  bool executor_equals(const void* other) const noexcept override { return inner_->executor_equals(other); }
+  Diagnostics* diagnostics() const noexcept override { return inner_->diagnostics(); }
+
+ protected:
+  std::unique_ptr<Inner> inner_;
+};
+
 template <class Handler, class... Args>
 class CompletionImpl final : public Completion<Args...> {
  public:

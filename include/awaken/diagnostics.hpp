@@ -76,8 +76,8 @@ struct associated_diagnostics_impl {
   static type get(const T&, const Default& = Default()) noexcept { return nullptr; }
 };
 template <class T, class Default>
-struct associated_diagnostics_impl<
-    T, Default, std::void_t<typename asio::associator<associated_diagnostics, T, Default>::type>>
+struct associated_diagnostics_impl<T, Default,
+                                   std::void_t<typename asio::associator<associated_diagnostics, T, Default>::type>>
     : asio::associator<associated_diagnostics, T, Default> {};
 }  // namespace detail
 
@@ -122,9 +122,7 @@ diagnostics_binder<std::decay_t<Token>> bind_diagnostics(Diagnostics& diagnostic
 template <class T, class Default>
 struct associated_diagnostics<diagnostics_binder<T>, Default> {
   using type = Diagnostics*;
-  static type get(const diagnostics_binder<T>& b, const Default& = Default()) noexcept {
-    return b.get_diagnostics();
-  }
+  static type get(const diagnostics_binder<T>& b, const Default& = Default()) noexcept { return b.get_diagnostics(); }
 };
 
 /// A completion token adapter: an operation that completes with `void(std::error_code, T...)`
@@ -204,7 +202,8 @@ struct associator<Associator, awaken::diagnostics_binder<T>, DefaultCandidate> {
 template <template <typename, typename> class Associator, class H, class DefaultCandidate>
 struct associator<Associator, awaken::detail::throwing_handler<H>, DefaultCandidate> {
   using type = typename Associator<H, DefaultCandidate>::type;
-  static type get(const awaken::detail::throwing_handler<H>& h, const DefaultCandidate& c = DefaultCandidate()) noexcept {
+  static type get(const awaken::detail::throwing_handler<H>& h,
+                  const DefaultCandidate& c = DefaultCandidate()) noexcept {
     return Associator<H, DefaultCandidate>::get(h.get(), c);
   }
 };

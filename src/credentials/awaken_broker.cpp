@@ -193,35 +193,29 @@ namespace {
 // A caller waiting for a flight: turns its entry into an `IssuedToken`, or asks again when the
 // entry was dropped between the flight's end and this delivery (material replaced, token
 // rejected).
-class IssueCompletion final : public EntryCompletion {
+class IssueCompletion final
+    : public ForwardingCompletion<Completion<std::error_code, IssuedToken>, std::error_code, std::shared_ptr<Entry>> {
  public:
   IssueCompletion(std::shared_ptr<BrokerState> st, std::unique_ptr<Completion<std::error_code, IssuedToken>> c)
-      : st_(std::move(st)), c_(std::move(c)) {}
+      : ForwardingCompletion(std::move(c)), st_(std::move(st)) {}
 
   void complete(std::error_code ec, std::shared_ptr<Entry> entry) override {
     if (retry(ec, entry)) return;
-    c_->complete(ec, entry ? issue(entry) : IssuedToken{});
+    inner_->complete(ec, entry ? issue(entry) : IssuedToken{});
   }
   void invoke(std::error_code ec, std::shared_ptr<Entry> entry) override {
     if (retry(ec, entry)) return;
-    c_->invoke(ec, entry ? issue(entry) : IssuedToken{});
+    inner_->invoke(ec, entry ? issue(entry) : IssuedToken{});
   }
-  void post(std::function<void()> fn) override { c_->post(std::move(fn)); }
-  asio::cancellation_slot cancellation_slot() const noexcept override { return c_->cancellation_slot(); }
-  const std::type_info& executor_type() const noexcept override { return c_->executor_type(); }
-  const void* executor_address() const noexcept override { return c_->executor_address(); }
-  bool executor_equals(const void* other) const noexcept override { return c_->executor_equals(other); }
-  Diagnostics* diagnostics() const noexcept override { return c_->diagnostics(); }
 
  private:
   bool retry(std::error_code ec, const std::shared_ptr<Entry>& entry) {
     if (ec || !entry || !entry->dead.load(std::memory_order_acquire)) return false;
-    st_->start(entry->key, std::move(c_));
+    st_->start(entry->key, std::move(inner_));
     return true;
   }
 
   std::shared_ptr<BrokerState> st_;
-  std::unique_ptr<Completion<std::error_code, IssuedToken>> c_;
 };
 
 // One flight: mint (with retries) from the current material until a mint completes under the

@@ -13,8 +13,8 @@ namespace awaken::detail {
 
 Deadlines TokenWindows::deadlines(SteadyTime now, SteadyTime expiry) const noexcept {
   const auto lifetime = expiry - now;
-  auto soft = std::chrono::duration_cast<std::chrono::steady_clock::duration>(lifetime *
-                                                                             std::clamp(soft_fraction, 0.0, 1.0));
+  auto soft =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(lifetime * std::clamp(soft_fraction, 0.0, 1.0));
   soft = std::min<std::chrono::steady_clock::duration>(soft, max_soft);
   return {expiry - hard, expiry - soft};
 }
@@ -239,8 +239,8 @@ std::shared_ptr<Entry> BrokerCore::publish(const CacheKey& key, Token token, Ste
 }
 
 BrokerCore::MintEnd BrokerCore::finish_mint(const std::shared_ptr<Flight>& f, std::uint64_t generation,
-                                            std::optional<Token> token, std::error_code error,
-                                            Diagnostics diagnostics, SteadyTime now) {
+                                            std::optional<Token> token, std::error_code error, Diagnostics diagnostics,
+                                            SteadyTime now) {
   using Kind = MintEnd::Kind;
   if (f->is_done()) return {Kind::abandoned, {}, {}};  // deregistered or shut down meanwhile
   const Material* m = material(f->key.provider);

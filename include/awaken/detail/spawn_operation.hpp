@@ -9,6 +9,7 @@
 #include <utility>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -32,10 +33,10 @@ struct operation_signature<void> {
 // reaches the coroutine (so emit it from the executor the coroutine runs on, as with any Asio
 // operation on a shared object).
 template <class T>
-void spawn_operation(const asio::any_io_executor& executor, asio::awaitable<T> aw,
-                     std::unique_ptr<std::conditional_t<std::is_void_v<T>, Completion<std::error_code>,
-                                                        Completion<std::error_code, T>>>
-                         c) {
+void spawn_operation(
+    const asio::any_io_executor& executor, asio::awaitable<T> aw,
+    std::unique_ptr<std::conditional_t<std::is_void_v<T>, Completion<std::error_code>, Completion<std::error_code, T>>>
+        c) {
   auto slot = c->cancellation_slot();
   std::shared_ptr shared = std::move(c);
   auto fail = [](auto& completion, const std::exception_ptr& e) {
@@ -62,16 +63,18 @@ void spawn_operation(const asio::any_io_executor& executor, asio::awaitable<T> a
 }
 
 // The operation: `make()` (called at initiation, on the initiating thread) returns the
-// `asio::awaitable<T>` to run on `executor`.
+// `asio::awaitable<T>` to run. It runs on the handler's associated executor (a coroutine's own,
+// for `use_awaitable`), else on `fallback`.
 template <class T, class CompletionToken, class Make>
-auto async_spawn(asio::any_io_executor executor, Make make, CompletionToken&& token) {
+auto async_spawn(asio::any_io_executor fallback, Make make, CompletionToken&& token) {
   using Signature = typename operation_signature<T>::type;
   return asio::async_initiate<CompletionToken, Signature>(
-      [executor](auto handler, Make make) {
+      [fallback](auto handler, Make make) {
+        const asio::any_io_executor executor = asio::get_associated_executor(handler, fallback);
         if constexpr (std::is_void_v<T>) {
-          spawn_operation<T>(executor, make(), make_completion<std::error_code>(std::move(handler), executor));
+          spawn_operation<T>(executor, make(), make_completion<std::error_code>(std::move(handler), fallback));
         } else {
-          spawn_operation<T>(executor, make(), make_completion<std::error_code, T>(std::move(handler), executor));
+          spawn_operation<T>(executor, make(), make_completion<std::error_code, T>(std::move(handler), fallback));
         }
       },
       token, std::move(make));

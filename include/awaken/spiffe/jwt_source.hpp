@@ -10,13 +10,20 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/execution/executor.hpp>
+#include <asio/system_executor.hpp>
 
 #include <awaken/clock.hpp>
+#include <awaken/completion.hpp>
+#include <awaken/detail/spawn_operation.hpp>
+#include <awaken/diagnostics.hpp>
 #include <awaken/spiffe/bundle.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
 #include <awaken/spiffe/workload_api.hpp>
@@ -28,8 +35,10 @@ class logger;
 namespace awaken::spiffe {
 
 namespace detail {
+template <class Set>
 struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
-}
+using JwtState = SourceState<JwtBundleSet>;
+}  // namespace detail
 
 /// The failures a `JwtSource` counts.
 enum class MetricsErrorKind {
@@ -66,18 +75,36 @@ class JwtSourceUpdates {
  public:
   /// The source's current sequence: 1 after the initial sync, +1 per content change.
   std::uint64_t last() const noexcept;
-  /// Waits until the sequence passes the last one this object saw, and returns it. Throws
-  /// `Error{spiffe_errc::source_closed}` once the source is shut down (at once when it already
-  /// is), `operation_aborted` when cancelled (per-operation cancellation, any type).
-  asio::awaitable<std::uint64_t> changed();
-  /// Returns the first bundle set, the current one included, for which `predicate` holds.
-  asio::awaitable<std::shared_ptr<const JwtBundleSet>> wait_for(std::function<bool(const JwtBundleSet&)> predicate);
+  /// Waits until the sequence passes the last one this object saw, and completes with it:
+  /// `void(std::error_code, std::uint64_t)`. Fails with `spiffe_errc::source_closed` once the
+  /// source is shut down (at once when it already is), `operation_aborted` when cancelled
+  /// (per-operation cancellation, any type). Any completion token; `co_await updates.changed()`
+  /// throws `awaken::Error`. This object must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto changed(CompletionToken&& token = {}) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
+        [this](auto handler) {
+          start_changed(make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback_executor()));
+        },
+        token);
+  }
+  /// Completes with the first bundle set, the current one included, for which `predicate`
+  /// holds: `void(std::error_code, std::shared_ptr<const JwtBundleSet>)`, failing as `changed`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto wait_for(std::function<bool(const JwtBundleSet&)> predicate, CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::shared_ptr<const JwtBundleSet>>(
+        fallback_executor(), [this, p = std::move(predicate)]() mutable { return run_wait_for(std::move(p)); },
+        std::forward<CompletionToken>(token));
+  }
 
  private:
   friend class JwtSource;
-  explicit JwtSourceUpdates(std::shared_ptr<detail::SourceState> state, std::uint64_t seen) noexcept
+  explicit JwtSourceUpdates(std::shared_ptr<detail::JwtState> state, std::uint64_t seen) noexcept
       : state_(std::move(state)), seen_(seen) {}
-  std::shared_ptr<detail::SourceState> state_;
+  asio::any_io_executor fallback_executor() const noexcept;
+  void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
+  asio::awaitable<std::shared_ptr<const JwtBundleSet>> run_wait_for(std::function<bool(const JwtBundleSet&)> p);
+  std::shared_ptr<detail::JwtState> state_;
   std::uint64_t seen_;
 };
 
@@ -128,23 +155,50 @@ class JwtSource final : public BundleSource {
 
   /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on a fresh
   /// connection; a transient failure (`is_transient_workload_error`) is retried once on another.
-  /// Not cached: put a broker in front for that. Throws `source_closed` after shutdown.
-  asio::awaitable<JwtSvid> fetch_jwt_svid(std::vector<std::string> audiences,
-                                          std::optional<SpiffeId> spiffe_id = std::nullopt) const;
+  /// Not cached: put a broker in front for that. Completes with
+  /// `void(std::error_code, JwtSvid)`; `source_closed` after shutdown.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_jwt_svid(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id = std::nullopt,
+                      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtSvid>(
+        fallback_executor(),
+        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
+          return run_fetch_jwt_svid(std::move(self), std::move(a), std::move(id));
+        },
+        std::forward<CompletionToken>(token));
+  }
 
   /// Stops the supervisor and waits until it has stopped, at most the builder's shutdown
-  /// timeout (30 s by default): `Error{spiffe_errc::shutdown_timeout}` past it. Idempotent:
-  /// later calls wait for the same stop. Waiters of `changed` fail with `source_closed`.
-  asio::awaitable<void> shutdown() const;
+  /// timeout (30 s by default): `spiffe_errc::shutdown_timeout` past it. Idempotent: later
+  /// calls wait for the same stop. Waiters of `changed` fail with `source_closed`. Completes
+  /// with `void(std::error_code)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
+      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<void>(
+        fallback_executor(), [self = *this]() mutable { return run_shutdown(std::move(self), std::nullopt); },
+        std::forward<CompletionToken>(token));
+  }
   /// As above, waiting at most `timeout`.
-  asio::awaitable<void> shutdown(std::chrono::milliseconds timeout) const;
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<void>(
+        fallback_executor(), [self = *this, timeout]() mutable { return run_shutdown(std::move(self), timeout); },
+        std::forward<CompletionToken>(token));
+  }
 
  private:
   friend class JwtSourceBuilder;
   struct Core;
-  JwtSource(std::shared_ptr<Core> core, detail::SourceState* state) noexcept : core_(std::move(core)), state_(state) {}
+  JwtSource(std::shared_ptr<Core> core, detail::JwtState* state) noexcept : core_(std::move(core)), state_(state) {}
+  asio::any_io_executor fallback_executor() const noexcept;
+  // The operations' coroutines take the handle by value: it lives in their frames.
+  static asio::awaitable<JwtSvid> run_fetch_jwt_svid(JwtSource self, std::vector<std::string> audiences,
+                                                     std::optional<SpiffeId> spiffe_id);
+  static asio::awaitable<void> run_shutdown(JwtSource self, std::optional<std::chrono::milliseconds> timeout);
+
   std::shared_ptr<Core> core_;
-  detail::SourceState* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
+  detail::JwtState* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
 };
 
 /// Configures and builds a `JwtSource`.
@@ -175,14 +229,26 @@ class JwtSourceBuilder {
   /// source.
   JwtSourceBuilder& jitter(JitterSource& jitter);
 
-  /// Starts the source on `executor` and returns once the first good bundle set is published.
-  /// Throws `awaken::Error`: `initial_sync_timeout` (with the last failure in its text);
-  /// `invalid_argument` or `unimplemented` (`grpc_status`) at once, since retrying cannot help;
-  /// `endpoint_not_configured` or `invalid_endpoint` for a missing or bad endpoint. On
-  /// failure the supervisor is stopped.
-  asio::awaitable<JwtSource> build(asio::any_io_executor executor) const;
-  /// As above, on the awaiting coroutine's executor.
-  asio::awaitable<JwtSource> build() const;
+  /// Starts the source on `executor` and completes once the first good bundle set is
+  /// published: `void(std::error_code, JwtSource)`. Fails with `initial_sync_timeout` (the
+  /// last failure in the diagnostics); `invalid_argument` or `unimplemented` (`grpc_status`)
+  /// at once, since retrying cannot help; `endpoint_not_configured` or `invalid_endpoint` for
+  /// a missing or bad endpoint. On failure the supervisor is stopped. The builder is copied.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto build(asio::any_io_executor executor, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtSource>(
+        executor, [b = *this, executor]() mutable { return run_build(std::move(b), executor); },
+        std::forward<CompletionToken>(token));
+  }
+  /// As above, on the handler's associated executor (the awaiting coroutine's, for
+  /// awaitables).
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
+      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtSource>(
+        asio::system_executor{}, [b = *this]() mutable { return run_build(std::move(b), std::nullopt); },
+        std::forward<CompletionToken>(token));
+  }
 
  private:
   std::optional<WorkloadEndpoint> endpoint_;
@@ -195,6 +261,8 @@ class JwtSourceBuilder {
   std::shared_ptr<MetricsRecorder> metrics_;
   std::shared_ptr<spdlog::logger> logger_;
   JitterSource* jitter_ = nullptr;
+
+  static asio::awaitable<JwtSource> run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> executor);
 };
 
 }  // namespace awaken::spiffe

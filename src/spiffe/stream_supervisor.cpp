@@ -1,0 +1,91 @@
+// The stream supervisor's rules (see stream_supervisor.hpp).
+#include "spiffe/stream_supervisor.hpp"
+
+#include <algorithm>
+
+#include <awaken/error.hpp>
+
+namespace awaken::spiffe::detail {
+namespace {
+
+using namespace std::chrono_literals;
+using Kind = StreamEvent::Kind;
+using Action = StreamAction::Kind;
+
+// An agent with no identity for us yet needs time: at least this, growing to the cap at most.
+constexpr std::chrono::milliseconds no_identity_floor{1s};
+constexpr std::chrono::milliseconds no_identity_cap{10s};
+
+bool hopeless_before_sync(std::error_code ec) noexcept {
+  return ec == grpc_status::invalid_argument || ec == grpc_status::unimplemented ||
+         ec == spiffe_errc::invalid_endpoint || ec == spiffe_errc::endpoint_not_configured;
+}
+
+}  // namespace
+
+BackoffPolicy SupervisorCore::reconnect_policy(std::chrono::milliseconds min, std::chrono::milliseconds max) noexcept {
+  BackoffPolicy p;
+  p.max_attempts = 0;  // unused: a source never stops reconnecting
+  p.initial_delay = min;
+  p.multiplier = 2.0;
+  p.max_delay = max;
+  p.jitter = 0.1;
+  return p;
+}
+
+StreamAction SupervisorCore::retry(StreamAction a, bool no_identity) noexcept {
+  ++failures_;
+  BackoffPolicy p = policy_;
+  if (no_identity) {
+    p.initial_delay = std::max(p.initial_delay, no_identity_floor);
+    p.max_delay = std::max(std::min(p.max_delay, no_identity_cap), no_identity_floor);
+  }
+  a.delay = std::max(p.delay(failures_, *jitter_), std::chrono::milliseconds{1});
+  if (no_identity) a.delay = std::max(a.delay, no_identity_floor);
+  a.kind = Action::wait;
+  a.reconnect = true;
+  return a;
+}
+
+StreamAction SupervisorCore::on(const StreamEvent& e) noexcept {
+  StreamAction a{Action::read_next};
+  switch (e.kind) {
+    case Kind::update_applied: {
+      const bool publish = !synced_ || e.changed;
+      synced_ = true;
+      first_message_ = false;
+      failures_ = 0;
+      a.kind = publish ? Action::publish : Action::read_next;
+      return a;
+    }
+    case Kind::message_rejected:
+      if (e.error == spiffe_errc::resource_limit_exceeded) a.add(MetricsErrorKind::limit_max_bundles);
+      if (e.error == spiffe_errc::bundle_too_large) a.add(MetricsErrorKind::limit_max_bundle_jwks_bytes);
+      a.add(MetricsErrorKind::update_rejected);
+      if (!synced_) a.add(MetricsErrorKind::initial_sync_failed);
+      first_message_ = false;
+      return a;
+    case Kind::connect_failed:
+      a.add(MetricsErrorKind::client_creation);
+      break;
+    case Kind::stream_failed:
+      a.add(e.no_identity      ? MetricsErrorKind::no_identity_issued
+            : first_message_ ? MetricsErrorKind::stream_connect
+                             : MetricsErrorKind::stream_error);
+      break;
+    case Kind::stream_ended:
+      a.add(MetricsErrorKind::stream_ended);
+      break;
+  }
+  if (!synced_) {
+    a.add(MetricsErrorKind::initial_sync_failed);
+    if (e.kind != Kind::stream_ended && hopeless_before_sync(e.error)) {
+      a.kind = Action::give_up;
+      a.error = e.error;
+      return a;
+    }
+  }
+  return retry(a, e.kind == Kind::stream_failed && e.no_identity);
+}
+
+}  // namespace awaken::spiffe::detail
