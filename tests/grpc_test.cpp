@@ -56,7 +56,7 @@ struct Drained {
 asio::awaitable<Drained> drain(awaken::http::GrpcStream stream) {
   Drained out;
   for (;;) {
-    auto [ec, message] = co_await stream.async_read(asio::experimental::as_tuple(asio::use_awaitable));
+    auto [ec, message] = co_await stream.read(asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) {
       out.error = ec;
       break;
@@ -72,7 +72,7 @@ asio::awaitable<Drained> drain(awaken::http::GrpcStream stream) {
 std::error_code cancelled_read(asio::io_context& io, awaken::http::GrpcStream& stream, asio::cancellation_type type) {
   asio::cancellation_signal signal;
   std::optional<std::error_code> result;
-  stream.async_read(asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, std::optional<std::string>) {
+  stream.read(asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, std::optional<std::string>) {
     result = ec;
     io.stop();
   }));
@@ -320,7 +320,7 @@ TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the 
 
   CHECK(cancelled_read(io, stream, asio::cancellation_type::terminal) == asio::error::operation_aborted);
   // Later reads see the same end.
-  auto [ec, message] = run(io, stream.async_read(asio::experimental::as_tuple(asio::use_awaitable)));
+  auto [ec, message] = run(io, stream.read(asio::experimental::as_tuple(asio::use_awaitable)));
   CHECK(ec == asio::error::operation_aborted);
   CHECK_FALSE(message);
 

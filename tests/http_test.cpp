@@ -60,8 +60,7 @@ HttpRequest get(std::string url) {
 }
 
 std::error_code send_error(asio::io_context& io, HttpClient& client, HttpRequest request) {
-  auto [ec, response] =
-      run(io, client.async_send(std::move(request), asio::experimental::as_tuple(asio::use_awaitable)));
+  auto [ec, response] = run(io, client.send(std::move(request), asio::experimental::as_tuple(asio::use_awaitable)));
   return ec;
 }
 
@@ -216,11 +215,11 @@ TEST_CASE("per-operation cancellation abandons the request at once", "[http]") {
   asio::cancellation_signal signal;
   std::error_code result;
   bool done = false;
-  client.async_send(get(peer.https("/delay/10000")),
-                    asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, HttpResponse) {
-                      result = ec;
-                      done = true;
-                    }));
+  client.send(get(peer.https("/delay/10000")),
+              asio::bind_cancellation_slot(signal.slot(), [&](std::error_code ec, HttpResponse) {
+                result = ec;
+                done = true;
+              }));
   asio::steady_timer timer{io, 100ms};
   timer.async_wait([&](std::error_code) { signal.emit(asio::cancellation_type::terminal); });
   const auto start = std::chrono::steady_clock::now();
@@ -249,7 +248,7 @@ TEST_CASE("a coroutine resumes on its own executor, with use_future and from man
     CHECK(same_executor);
   }
   SECTION("use_future") {
-    auto future = client.async_send(get(peer.https("/hello")), asio::use_future);
+    auto future = client.send(get(peer.https("/hello")), asio::use_future);
     REQUIRE(future.wait_for(10s) == std::future_status::ready);
     CHECK(future.get().body == "hello");
   }
@@ -264,7 +263,7 @@ TEST_CASE("a coroutine resumes on its own executor, with use_future and from man
         r.method = "POST";
         r.url = peer.https("/echo");
         r.body = std::to_string(i);
-        client.async_send(r, [&, i](std::error_code ec, HttpResponse response) {
+        client.send(r, [&, i](std::error_code ec, HttpResponse response) {
           if (!ec && nlohmann::json::parse(response.body)["body"] == std::to_string(i)) ++ok;
           if (++finished == 50) all_done.set_value();
         });
@@ -286,7 +285,7 @@ TEST_CASE("destroying the last client fails pending requests with shut_down", "[
   bool done = false;
   {
     HttpClient client{io.get_executor(), peer.trusting()};
-    client.async_send(get(peer.https("/delay/10000")), [&](std::error_code ec, HttpResponse) {
+    client.send(get(peer.https("/delay/10000")), [&](std::error_code ec, HttpResponse) {
       result = ec;
       done = true;
     });

@@ -159,6 +159,7 @@ Transfer::Transfer() {
 Transfer::~Transfer() {
   if (easy_ != nullptr) curl_easy_cleanup(easy_);
   if (header_list_ != nullptr) free_header_list(header_list_);
+  OPENSSL_cleanse(body_.data(), body_.size());  // a form may carry a secret or an assertion
 }
 
 bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& options, std::error_code& ec) {

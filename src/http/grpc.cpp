@@ -304,8 +304,34 @@ class GrpcCall final : public Transfer {
   std::string status_message_;
 };
 
-void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
-                     std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>> completion) {
+namespace {
+using ReadCompletionPtr = std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>>;
+
+// Puts the method and the server's `grpc-message` in the diagnostics of a failed read.
+class DiagnosedRead final : public ForwardingCompletion<awaken::Completion<std::error_code, std::optional<std::string>>,
+                                                        std::error_code, std::optional<std::string>> {
+ public:
+  DiagnosedRead(std::shared_ptr<GrpcCall> call, ReadCompletionPtr inner)
+      : ForwardingCompletion(std::move(inner)), call_(std::move(call)) {}
+  void complete(std::error_code ec, std::optional<std::string> message) override {
+    diagnose(ec);
+    inner_->complete(ec, std::move(message));
+  }
+  void invoke(std::error_code ec, std::optional<std::string> message) override {
+    diagnose(ec);
+    inner_->invoke(ec, std::move(message));
+  }
+
+ private:
+  void diagnose(std::error_code ec) {
+    if (ec) inner_->set_diagnostics(Diagnostics{"gRPC " + call_->path(), {0, call_->status_message()}});
+  }
+  std::shared_ptr<GrpcCall> call_;
+};
+}  // namespace
+
+void start_grpc_read(const std::shared_ptr<GrpcCall>& call, ReadCompletionPtr completion) {
+  if (completion->diagnostics() != nullptr) completion = std::make_unique<DiagnosedRead>(call, std::move(completion));
   auto slot = completion->cancellation_slot();
   auto ticket = std::make_shared<std::atomic<std::uint64_t>>(0);
   if (slot.is_connected()) {
@@ -333,23 +359,6 @@ bool valid_method_path(std::string_view path) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '.' ||
                   c == '_' || c == '-';
          });
-}
-
-asio::awaitable<std::optional<std::string>> read_from(std::shared_ptr<GrpcCall> call, asio::any_io_executor ex) {
-  auto token = asio::experimental::as_tuple(asio::use_awaitable);
-  auto [ec, message] =
-      co_await asio::async_initiate<decltype(token), void(std::error_code, std::optional<std::string>)>(
-          [&call, &ex](auto handler) {
-            start_grpc_read(
-                call, awaken::make_completion<std::error_code, std::optional<std::string>>(std::move(handler), ex));
-          },
-          token);
-  if (ec) {
-    ErrorDetails details;
-    details.server_message = call->status_message();
-    throw_error(ec, "gRPC " + call->path(), std::move(details));
-  }
-  co_return std::move(message);
 }
 
 }  // namespace
@@ -395,8 +404,6 @@ void GrpcStream::cancel() noexcept {
 
 std::string GrpcStream::status_message() const { return call_ ? call_->status_message() : std::string{}; }
 
-asio::awaitable<std::optional<std::string>> GrpcStream::read() { return detail::read_from(call_, executor_); }
-
 GrpcChannel::GrpcChannel(HttpClient client, GrpcTarget target, GrpcChannelOptions options)
     : client_(std::move(client)), target_(std::move(target)), options_(std::move(options)) {}
 
@@ -437,9 +444,8 @@ GrpcStream GrpcChannel::server_stream(std::string method_path, std::string reque
   return GrpcStream{std::move(call), client_.get_executor()};
 }
 
-namespace {
-asio::awaitable<std::string> unary_call(GrpcChannel channel, std::string method_path, std::string request,
-                                        GrpcCallOptions options) {
+asio::awaitable<std::string> GrpcChannel::run_unary(GrpcChannel channel, std::string method_path, std::string request,
+                                                    GrpcCallOptions options) {
   auto stream = channel.server_stream(method_path, std::move(request), std::move(options));
   std::optional<std::string> reply;
   while (auto message = co_await stream.read()) {
@@ -448,12 +454,6 @@ asio::awaitable<std::string> unary_call(GrpcChannel channel, std::string method_
   }
   if (!reply) throw_error(grpc_status::internal, "gRPC " + method_path, {0, "no response message", {}});
   co_return std::move(*reply);
-}
-}  // namespace
-
-asio::awaitable<std::string> GrpcChannel::unary(std::string method_path, std::string request,
-                                                GrpcCallOptions options) const {
-  return unary_call(*this, std::move(method_path), std::move(request), std::move(options));
 }
 
 }  // namespace awaken::http

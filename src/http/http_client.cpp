@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-#include <asio/experimental/as_tuple.hpp>
+#include <openssl/crypto.h>
 
 #include "core/url_text.hpp"
 #include "http/curl_engine.hpp"
@@ -15,8 +15,16 @@ namespace {
 // Collects the whole response, up to the client's bound.
 class BufferedTransfer final : public Transfer {
  public:
-  BufferedTransfer(std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion, std::size_t max_body)
-      : completion_(std::move(completion)), max_body_(max_body) {}
+  BufferedTransfer(std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion, std::size_t max_body,
+                   std::string context)
+      : completion_(std::move(completion)), max_body_(max_body), context_(std::move(context)) {}
+
+  // Fails the request: the code, and what it was (method and origin) in the diagnostics.
+  void fail(std::error_code ec) {
+    if (!completion_) return;
+    completion_->set_diagnostics(Diagnostics{context_, {}});
+    completion_->complete(ec, HttpResponse{});
+  }
 
   std::size_t on_body(const char* data, std::size_t size) override {
     if (body_.size() + size > max_body_) {
@@ -31,13 +39,12 @@ class BufferedTransfer final : public Transfer {
     std::error_code ec = aborted;
     if (!ec && too_large_) ec = http_errc::response_too_large;
     if (!ec) ec = to_error_code(result);
+    if (ec) return fail(ec);
     HttpResponse response;
-    if (!ec) {
-      response.status = status_;
-      response.headers = std::move(headers_);
-      response.trailers = std::move(trailers_);
-      response.body = std::move(body_);
-    }
+    response.status = status_;
+    response.headers = std::move(headers_);
+    response.trailers = std::move(trailers_);
+    response.body = std::move(body_);
     if (completion_) completion_->complete(ec, std::move(response));
   }
 
@@ -48,8 +55,16 @@ class BufferedTransfer final : public Transfer {
  private:
   std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion_;
   std::size_t max_body_;
+  std::string context_;
   std::string body_;
 };
+
+// Wipes what a request may carry of secrets (an authorization header, a form with a client
+// secret or an assertion) once the transfer holds its own copies.
+void wipe(HttpRequest& request) noexcept {
+  OPENSSL_cleanse(request.body.data(), request.body.size());
+  for (auto& h : request.headers) OPENSSL_cleanse(h.value.data(), h.value.size());
+}
 
 // "POST https://host:port", with no user info, path or query: those may hold secrets.
 std::string describe(const HttpRequest& request) {
@@ -80,31 +95,14 @@ const HttpClientOptions& HttpClient::options() const noexcept { return state_->o
 
 void HttpClient::start_send(const std::shared_ptr<detail::ClientState>& state, HttpRequest request,
                             std::unique_ptr<awaken::Completion<std::error_code, HttpResponse>> completion) {
-  auto transfer =
-      std::make_shared<detail::BufferedTransfer>(std::move(completion), state->options().max_response_bytes);
+  auto transfer = std::make_shared<detail::BufferedTransfer>(std::move(completion), state->options().max_response_bytes,
+                                                             detail::describe(request));
   std::error_code ec;
-  if (!transfer->configure(request, state->options(), ec)) {
-    transfer->completion().complete(ec, HttpResponse{});
-    return;
-  }
+  const bool ok = transfer->configure(request, state->options(), ec);
+  detail::wipe(request);
+  if (!ok) return transfer->fail(ec);
   detail::abandon_on_cancel(transfer->completion().cancellation_slot(), state->engine_ptr(), transfer);
   state->engine().start(std::move(transfer));
-}
-
-namespace {
-// A free coroutine holding its own copy of the client, so that the awaitable stays valid even if
-// the client it came from is gone before it is awaited.
-asio::awaitable<HttpResponse> send_with(HttpClient client, HttpRequest request) {
-  const std::string context = detail::describe(request);
-  auto [ec, response] =
-      co_await client.async_send(std::move(request), asio::experimental::as_tuple(asio::use_awaitable));
-  if (ec) throw_error(ec, context);
-  co_return std::move(response);
-}
-}  // namespace
-
-asio::awaitable<HttpResponse> HttpClient::send(HttpRequest request) const {
-  return send_with(*this, std::move(request));
 }
 
 }  // namespace awaken::http

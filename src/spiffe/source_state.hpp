@@ -15,6 +15,7 @@
 #include <tuple>
 #include <utility>
 
+#include <spdlog/logger.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -23,7 +24,6 @@
 #include <asio/strand.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
-#include <spdlog/logger.h>
 
 #include <awaken/completion.hpp>
 #include <awaken/error.hpp>
@@ -212,7 +212,8 @@ void on_cancel(const std::shared_ptr<State>& s, Map State::*map, std::uint64_t i
 // Completes `c` once the sequence passes `after` (at once if it has), or with the reason the
 // source can publish no more.
 template <class Set>
-void start_changed(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t after, std::unique_ptr<UpdateCompletion> c) {
+void start_changed(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t after,
+                   std::unique_ptr<UpdateCompletion> c) {
   std::unique_lock lk(s->mutex);
   const std::uint64_t seq = s->sequence.load(std::memory_order_acquire);
   if (s->fatal || s->closed.load()) {
@@ -379,9 +380,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         }
         s->log->warn("awaken: {}: cannot make a Workload API client: {}", s->name, text);
         break;
-      case Act::publish:
-        s->publish(std::move(*set));
-        [[fallthrough]];
+      case Act::publish: s->publish(std::move(*set)); [[fallthrough]];
       case Act::read_next:
         try {
           set = co_await stream->next();

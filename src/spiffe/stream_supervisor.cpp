@@ -65,17 +65,13 @@ StreamAction SupervisorCore::on(const StreamEvent& e) noexcept {
       if (!synced_) a.add(MetricsErrorKind::initial_sync_failed);
       first_message_ = false;
       return a;
-    case Kind::connect_failed:
-      a.add(MetricsErrorKind::client_creation);
-      break;
+    case Kind::connect_failed: a.add(MetricsErrorKind::client_creation); break;
     case Kind::stream_failed:
-      a.add(e.no_identity      ? MetricsErrorKind::no_identity_issued
+      a.add(e.no_identity    ? MetricsErrorKind::no_identity_issued
             : first_message_ ? MetricsErrorKind::stream_connect
                              : MetricsErrorKind::stream_error);
       break;
-    case Kind::stream_ended:
-      a.add(MetricsErrorKind::stream_ended);
-      break;
+    case Kind::stream_ended: a.add(MetricsErrorKind::stream_ended); break;
   }
   if (!synced_) {
     a.add(MetricsErrorKind::initial_sync_failed);

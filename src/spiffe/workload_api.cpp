@@ -125,7 +125,7 @@ bool is_no_identity_issued(const std::system_error& e) noexcept {
   return false;
 }
 
-asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::next() {
+asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::run_next() {
   auto message = co_await stream_.read();
   if (!message) co_return std::nullopt;
   co_return to_bundle_set(*message, limits_);
@@ -140,14 +140,17 @@ WorkloadApiClient::WorkloadApiClient(http::HttpClient client, WorkloadEndpoint e
       options_(options),
       channel_(std::move(client), endpoint_.grpc_target(), channel_options(options)) {}
 
-asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::string> audiences,
-                                                               std::optional<SpiffeId> id, bool all) const {
+asio::any_io_executor WorkloadApiClient::executor() const noexcept { return channel_.get_executor(); }
+
+asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::run_fetch(WorkloadApiClient self,
+                                                                   std::vector<std::string> audiences,
+                                                                   std::optional<SpiffeId> id, bool all) {
   if (audiences.empty()) throw_error(spiffe_errc::missing_audience, "fetch_jwt_svid: no audience");
   http::GrpcCallOptions call;
-  call.deadline = options_.call_timeout;
+  call.deadline = self.options_.call_timeout;
   auto request = detail::encode_jwt_svid_request(audiences, id ? std::string_view{id->str()} : std::string_view{});
   std::string path{fetch_jwt_svid_path};  // named: GCC 12 and temporaries inside co_await
-  const std::string response = co_await channel_.unary(std::move(path), std::move(request), call);
+  const std::string response = co_await self.channel_.unary(std::move(path), std::move(request), call);
   auto entries = detail::decode_jwt_svid_response(response, all ? SIZE_MAX : 1);
   if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API JWTSVIDResponse: no SVID");
   std::vector<JwtSvid> out;
@@ -171,19 +174,14 @@ asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch(std::vector<std::
   co_return out;
 }
 
-asio::awaitable<JwtSvid> WorkloadApiClient::fetch_jwt_svid(std::vector<std::string> audiences,
-                                                           std::optional<SpiffeId> spiffe_id) const {
-  auto svids = co_await fetch(std::move(audiences), std::move(spiffe_id), false);
+asio::awaitable<JwtSvid> WorkloadApiClient::run_fetch_one(WorkloadApiClient self, std::vector<std::string> audiences,
+                                                          std::optional<SpiffeId> id) {
+  auto svids = co_await run_fetch(std::move(self), std::move(audiences), std::move(id), false);
   co_return std::move(svids.front());
 }
 
-asio::awaitable<std::vector<JwtSvid>> WorkloadApiClient::fetch_jwt_svids(std::vector<std::string> audiences,
-                                                                         std::optional<SpiffeId> spiffe_id) const {
-  co_return co_await fetch(std::move(audiences), std::move(spiffe_id), true);
-}
-
-asio::awaitable<JwtBundleSet> WorkloadApiClient::fetch_jwt_bundles() const {
-  auto stream = watch_jwt_bundles();
+asio::awaitable<JwtBundleSet> WorkloadApiClient::run_fetch_jwt_bundles(WorkloadApiClient self) {
+  auto stream = self.watch_jwt_bundles();
   auto set = co_await stream.next();
   if (!set)
     throw_error(spiffe_errc::empty_response, "Workload API FetchJWTBundles: the stream ended without a message");
@@ -194,13 +192,14 @@ JwtBundleStream WorkloadApiClient::watch_jwt_bundles(const ResourceLimits& limit
   return JwtBundleStream{channel_.server_stream(std::string{fetch_jwt_bundles_path}, {}), limits};
 }
 
-asio::awaitable<AgentValidation> WorkloadApiClient::validate_jwt_svid(std::string audience, std::string token) const {
+asio::awaitable<AgentValidation> WorkloadApiClient::run_validate(WorkloadApiClient self, std::string audience,
+                                                                 std::string token) {
   if (audience.empty()) throw_error(spiffe_errc::no_expected_audience, "validate_jwt_svid");
   http::GrpcCallOptions call;
-  call.deadline = options_.call_timeout;
+  call.deadline = self.options_.call_timeout;
   auto request = detail::encode_validate_jwt_svid_request(audience, token);
   std::string path{validate_jwt_svid_path};
-  const std::string response = co_await channel_.unary(std::move(path), std::move(request), call);
+  const std::string response = co_await self.channel_.unary(std::move(path), std::move(request), call);
   auto decoded = detail::decode_validate_jwt_svid_response(response);
   std::error_code ec;
   auto id = SpiffeId::parse(decoded.spiffe_id, ec);

@@ -19,8 +19,8 @@
 namespace {
 
 using namespace std::chrono_literals;
-using awaken::CredentialMaterial;
 using awaken::credential_errc;
+using awaken::CredentialMaterial;
 using awaken::RedactedString;
 using awaken::Token;
 using awaken::detail::BrokerCore;
@@ -80,8 +80,8 @@ TEST_CASE("Token windows: hard before soft, the soft one scaled by lifetime and 
 
 TEST_CASE("Token windows: a fraction out of range is clamped", "[unit][broker]") {
   const awaken::detail::SteadyTime t0{};
-  CHECK(TokenWindows{60s, -1.0, 300s}.deadlines(t0, t0 + 600s).soft == t0 + 600s);        // no soft window
-  CHECK(TokenWindows{60s, 7.0, 10'000s}.deadlines(t0, t0 + 600s).soft == t0);             // the whole life
+  CHECK(TokenWindows{60s, -1.0, 300s}.deadlines(t0, t0 + 600s).soft == t0 + 600s);  // no soft window
+  CHECK(TokenWindows{60s, 7.0, 10'000s}.deadlines(t0, t0 + 600s).soft == t0);       // the whole life
 }
 
 TEST_CASE("Hand-out verdicts at each side of the deadlines", "[unit][broker]") {

@@ -61,9 +61,9 @@ TEST_CASE("Before the first sync, InvalidArgument, Unimplemented and a bad endpo
 }
 
 TEST_CASE("After the first sync nothing gives up: the same codes reconnect", "[unit][supervisor]") {
-  const auto code = GENERATE(awaken::make_error_code(grpc_status::invalid_argument),
-                             awaken::make_error_code(grpc_status::unimplemented),
-                             awaken::make_error_code(grpc_status::unavailable));
+  const auto code =
+      GENERATE(awaken::make_error_code(grpc_status::invalid_argument),
+               awaken::make_error_code(grpc_status::unimplemented), awaken::make_error_code(grpc_status::unavailable));
   Supervisor s;
   REQUIRE(s.update().kind == Act::publish);
   REQUIRE(s.core.synced());
@@ -136,11 +136,11 @@ TEST_CASE("A rejected message keeps the stream; its limit is counted", "[unit][s
     spiffe_errc code;
     std::vector<MetricsErrorKind> counted;
   };
-  const auto row = GENERATE(
-      Row{spiffe_errc::resource_limit_exceeded, {MetricsErrorKind::limit_max_bundles, MetricsErrorKind::update_rejected}},
-      Row{spiffe_errc::bundle_too_large,
-          {MetricsErrorKind::limit_max_bundle_jwks_bytes, MetricsErrorKind::update_rejected}},
-      Row{spiffe_errc::malformed_message, {MetricsErrorKind::update_rejected}});
+  const auto row = GENERATE(Row{spiffe_errc::resource_limit_exceeded,
+                                {MetricsErrorKind::limit_max_bundles, MetricsErrorKind::update_rejected}},
+                            Row{spiffe_errc::bundle_too_large,
+                                {MetricsErrorKind::limit_max_bundle_jwks_bytes, MetricsErrorKind::update_rejected}},
+                            Row{spiffe_errc::malformed_message, {MetricsErrorKind::update_rejected}});
   Supervisor s;
   s.update();
   const auto a = s.core.on({Ev::message_rejected, awaken::make_error_code(row.code)});

@@ -17,6 +17,8 @@
 #include <asio/use_awaitable.hpp>
 
 #include <awaken/completion.hpp>
+#include <awaken/detail/spawn_operation.hpp>
+#include <awaken/diagnostics.hpp>
 #include <awaken/http/http_client.hpp>
 
 namespace awaken::http {
@@ -67,7 +69,8 @@ class GrpcStream {
   GrpcStream& operator=(GrpcStream&&) noexcept;
   ~GrpcStream();
 
-  /// Reads the next message: completes with `void(std::error_code, std::optional<std::string>)`:
+  /// Reads the next message (any completion token; the diagnostics carry `grpc-message`):
+  /// completes with `void(std::error_code, std::optional<std::string>)`:
   /// a message; or no message and no error at the end of a call that ended OK; or an error:
   /// a `grpc_status` code (the server's status, `unavailable` for transport failures,
   /// `resource_exhausted` for an oversized message, `internal` for framing faults or a missing
@@ -76,8 +79,8 @@ class GrpcStream {
   /// Per-operation cancellation: terminal cancellation resets the whole stream (later reads
   /// report `operation_aborted`); partial and total cancellation end only this read, with
   /// `operation_aborted`, and the stream goes on: nothing is consumed while a read waits.
-  template <class CompletionToken = asio::use_awaitable_t<>>
-  auto async_read(CompletionToken&& token = {}) {
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto read(CompletionToken&& token = {}) {
     return asio::async_initiate<CompletionToken, void(std::error_code, std::optional<std::string>)>(
         [call = call_, ex = executor_](auto handler) {
           detail::start_grpc_read(
@@ -85,10 +88,6 @@ class GrpcStream {
         },
         token);
   }
-
-  /// `co_await stream.read()`: as `async_read`, throwing `awaken::Error` whose details carry the
-  /// server's `grpc-message` on failure.
-  asio::awaitable<std::optional<std::string>> read();
 
   /// Resets the stream; a pending read completes with `operation_aborted`.
   void cancel() noexcept;
@@ -117,16 +116,37 @@ class GrpcChannel {
   GrpcChannel(HttpClient client, GrpcTarget target, GrpcChannelOptions options = {});
 
   /// Calls `method_path` ("/package.Service/Method") with one request and one response message.
-  /// Throws `awaken::Error` with a `grpc_status` code (details carry `grpc-message`), or
-  /// `operation_aborted` when cancelled.
-  asio::awaitable<std::string> unary(std::string method_path, std::string request, GrpcCallOptions options = {}) const;
+  /// Completes with `void(std::error_code, std::string)`: a `grpc_status` code (the
+  /// diagnostics carry `grpc-message`), or `operation_aborted` when cancelled.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto unary(std::string method_path, std::string request, GrpcCallOptions options,
+             CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<std::string>(
+        client_.get_executor(),
+        [channel = *this, p = std::move(method_path), r = std::move(request), o = std::move(options)]() mutable {
+          return run_unary(std::move(channel), std::move(p), std::move(r), std::move(o));
+        },
+        std::forward<CompletionToken>(token));
+  }
+  /// As above, with default call options.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, GrpcCallOptions>) auto unary(std::string method_path,
+                                                                                std::string request,
+                                                                                CompletionToken&& token = {}) const {
+    return unary(std::move(method_path), std::move(request), GrpcCallOptions{}, std::forward<CompletionToken>(token));
+  }
 
   /// Starts a server-streaming call and returns at once; reads wait for the server.
   GrpcStream server_stream(std::string method_path, std::string request, GrpcCallOptions options = {}) const;
 
   const GrpcTarget& target() const noexcept { return target_; }
+  /// The executor of the channel's HTTP transport.
+  asio::any_io_executor get_executor() const noexcept { return client_.get_executor(); }
 
  private:
+  static asio::awaitable<std::string> run_unary(GrpcChannel channel, std::string method_path, std::string request,
+                                                GrpcCallOptions options);
+
   HttpClient client_;
   GrpcTarget target_;
   GrpcChannelOptions options_;

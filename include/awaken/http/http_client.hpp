@@ -86,7 +86,7 @@ class ClientState;
 /// Lifetime: in-flight requests keep the transport alive; when the last copy of the client is
 /// destroyed, requests still pending complete with `http_errc::shut_down`.
 ///
-/// Per-operation cancellation: `async_send` honours terminal and partial cancellation by
+/// Per-operation cancellation: `send` honours terminal and partial cancellation by
 /// abandoning the request and completing with `asio::error::operation_aborted`; the client stays
 /// usable, but the server may already have received the request, so total cancellation (no side
 /// effects) is not offered.
@@ -108,10 +108,12 @@ class HttpClient {
   const HttpClientOptions& options() const noexcept;
 
   /// Sends `request`; completes with `void(std::error_code, HttpResponse)` on the handler's
-  /// associated executor. Errors are `http_errc` codes (or `operation_aborted`). Works with
-  /// callbacks, `asio::use_future` and `asio::use_awaitable`.
-  template <class CompletionToken = asio::use_awaitable_t<>>
-  auto async_send(HttpRequest request, CompletionToken&& token = {}) {
+  /// associated executor. Errors are `http_errc` codes (or `operation_aborted`); the
+  /// diagnostics name the method and origin of the request, never its path, query or user
+  /// info. Any completion token: `co_await client.send(request)` throws `awaken::Error`. The
+  /// request's body and header values are wiped once the transfer has its own copies.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto send(HttpRequest request, CompletionToken&& token = {}) const {
     return asio::async_initiate<CompletionToken, void(std::error_code, HttpResponse)>(
         [state = state_, ex = executor_](auto handler, HttpRequest req) {
           start_send(state, std::move(req),
@@ -119,10 +121,6 @@ class HttpClient {
         },
         token, std::move(request));
   }
-
-  /// `co_await client.send(request)`: as `async_send`, throwing `awaken::Error` on failure; its
-  /// text names the method and origin of the request, never its path, query or user info.
-  asio::awaitable<HttpResponse> send(HttpRequest request) const;
 
   const std::shared_ptr<detail::ClientState>& state() const noexcept { return state_; }
 

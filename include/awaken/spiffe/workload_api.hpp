@@ -10,12 +10,15 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include <awaken/detail/spawn_operation.hpp>
+#include <awaken/diagnostics.hpp>
 #include <awaken/http/grpc.hpp>
 #include <awaken/http/http_client.hpp>
 #include <awaken/spiffe/bundle.hpp>
@@ -91,12 +94,17 @@ bool is_no_identity_issued(const std::system_error& e) noexcept;
 /// Thread safety: one `next` at a time; `cancel` from any thread.
 class JwtBundleStream {
  public:
-  /// The next bundle set; nullopt when the server ended the stream cleanly. Throws
-  /// `awaken::Error`: a `grpc_status` for a failed call (transport failures are
-  /// `unavailable`); for a message that cannot be used, `malformed_message`, `empty_response`,
+  /// The next bundle set; nullopt when the server ended the stream cleanly. Completes with
+  /// `void(std::error_code, std::optional<JwtBundleSet>)`: a `grpc_status` for a failed call
+  /// (transport failures are `unavailable`; the diagnostics carry `grpc-message`); for a
+  /// message that cannot be used, `malformed_message`, `empty_response`,
   /// `resource_limit_exceeded` or a bundle's own `spiffe_errc` (such as `bundle_too_large`),
-  /// and then the stream goes on: call `next` again.
-  asio::awaitable<std::optional<JwtBundleSet>> next();
+  /// and then the stream goes on: read again. The stream must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto next(CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::optional<JwtBundleSet>>(
+        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+  }
   /// Resets the stream; a pending `next` fails with `operation_aborted`.
   void cancel() noexcept { stream_.cancel(); }
 
@@ -104,17 +112,19 @@ class JwtBundleStream {
   friend class WorkloadApiClient;
   JwtBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
       : stream_(std::move(stream)), limits_(limits) {}
+  asio::awaitable<std::optional<JwtBundleSet>> run_next();
   http::GrpcStream stream_;
   ResourceLimits limits_;
 };
 
 /// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
-/// fail with `awaken::Error`: a `grpc_status` code with the server's `grpc-message` in
-/// `details().server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
-/// response that breaks the Workload API's rules.
+/// fail with a `grpc_status` code, the server's `grpc-message` in the diagnostics'
+/// `details.server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
+/// response that breaks the Workload API's rules; `co_await` throws them as `awaken::Error`.
 ///
 /// Thread safety: copies share one HTTP transport; any number of calls may run at once, from
-/// any thread. Cancellation: the awaitables honour the coroutine's cancellation state.
+/// any thread. Every call completes with `void(std::error_code, T)` for any completion token;
+/// cancellation through the handler's slot reaches the call.
 class WorkloadApiClient {
  public:
   WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
@@ -123,26 +133,76 @@ class WorkloadApiClient {
   const WorkloadEndpoint& endpoint() const noexcept { return endpoint_; }
 
   /// The first JWT-SVID the agent returns for `audiences` (at least one), for `spiffe_id` when
-  /// given. The token is parsed, not validated: it comes from this workload's own agent.
-  /// `empty_response` when none comes back; `malformed_message` when one does not parse or
-  /// names another SPIFFE ID than the token's `sub` (or than `spiffe_id`).
-  asio::awaitable<JwtSvid> fetch_jwt_svid(std::vector<std::string> audiences,
-                                          std::optional<SpiffeId> spiffe_id = std::nullopt) const;
-  /// Every JWT-SVID returned, with its hint; of SVIDs sharing a non-empty hint, the first.
-  asio::awaitable<std::vector<JwtSvid>> fetch_jwt_svids(std::vector<std::string> audiences,
-                                                        std::optional<SpiffeId> spiffe_id = std::nullopt) const;
-  /// The first message of a `FetchJWTBundles` stream.
-  asio::awaitable<JwtBundleSet> fetch_jwt_bundles() const;
+  /// given: `void(std::error_code, JwtSvid)`. The token is parsed, not validated: it comes from
+  /// this workload's own agent. `empty_response` when none comes back; `malformed_message`
+  /// when one does not parse or names another SPIFFE ID than the token's `sub` (or than
+  /// `spiffe_id`).
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_jwt_svid(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id,
+                      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtSvid>(
+        executor(),
+        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
+          return run_fetch_one(std::move(self), std::move(a), std::move(id));
+        },
+        std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::optional<SpiffeId>>) auto fetch_jwt_svid(
+      std::vector<std::string> audiences, CompletionToken&& token = {}) const {
+    return fetch_jwt_svid(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
+  }
+  /// Every JWT-SVID returned, with its hint; of SVIDs sharing a non-empty hint, the first:
+  /// `void(std::error_code, std::vector<JwtSvid>)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_jwt_svids(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id,
+                       CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<std::vector<JwtSvid>>(
+        executor(),
+        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
+          return run_fetch(std::move(self), std::move(a), std::move(id), true);
+        },
+        std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::optional<SpiffeId>>) auto fetch_jwt_svids(
+      std::vector<std::string> audiences, CompletionToken&& token = {}) const {
+    return fetch_jwt_svids(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
+  }
+  /// The first message of a `FetchJWTBundles` stream: `void(std::error_code, JwtBundleSet)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_jwt_bundles(CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtBundleSet>(
+        executor(), [self = *this]() mutable { return run_fetch_jwt_bundles(std::move(self)); },
+        std::forward<CompletionToken>(token));
+  }
   /// Opens a `FetchJWTBundles` stream (reads wait for the server), with the options' limits or
   /// the given ones.
   JwtBundleStream watch_jwt_bundles() const { return watch_jwt_bundles(options_.bundle_limits); }
   JwtBundleStream watch_jwt_bundles(const ResourceLimits& limits) const;
-  /// Asks the agent to validate `token` for `audience` (`ValidateJWTSVID`).
-  asio::awaitable<AgentValidation> validate_jwt_svid(std::string audience, std::string token) const;
+  /// Asks the agent to validate `token` for `audience` (`ValidateJWTSVID`):
+  /// `void(std::error_code, AgentValidation)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto validate_jwt_svid(std::string audience, std::string token, CompletionToken&& completion = {}) const {
+    return awaken::detail::async_spawn<AgentValidation>(
+        executor(),
+        [self = *this, a = std::move(audience), t = std::move(token)]() mutable {
+          return run_validate(std::move(self), std::move(a), std::move(t));
+        },
+        std::forward<CompletionToken>(completion));
+  }
+
+  /// The executor of the client's HTTP transport.
+  asio::any_io_executor executor() const noexcept;
 
  private:
-  asio::awaitable<std::vector<JwtSvid>> fetch(std::vector<std::string> audiences, std::optional<SpiffeId> id,
-                                              bool all) const;
+  // The operations' coroutines take the client by value: it lives in their frames.
+  static asio::awaitable<std::vector<JwtSvid>> run_fetch(WorkloadApiClient self, std::vector<std::string> audiences,
+                                                         std::optional<SpiffeId> id, bool all);
+  static asio::awaitable<JwtSvid> run_fetch_one(WorkloadApiClient self, std::vector<std::string> audiences,
+                                                std::optional<SpiffeId> id);
+  static asio::awaitable<JwtBundleSet> run_fetch_jwt_bundles(WorkloadApiClient self);
+  static asio::awaitable<AgentValidation> run_validate(WorkloadApiClient self, std::string audience, std::string token);
   WorkloadEndpoint endpoint_;
   WorkloadApiOptions options_;
   http::GrpcChannel channel_;
