@@ -36,31 +36,31 @@ void __libc_free(void*);
 }
 namespace {
 std::atomic<std::uint64_t> g_allocations{0};
-void count() noexcept { g_allocations.fetch_add(1, std::memory_order_relaxed); }
+void note_allocation() noexcept { g_allocations.fetch_add(1, std::memory_order_relaxed); }
 }  // namespace
 extern "C" {
 void* malloc(std::size_t n) {
-  count();
+  note_allocation();
   return __libc_malloc(n);
 }
 void* calloc(std::size_t n, std::size_t m) {
-  count();
+  note_allocation();
   return __libc_calloc(n, m);
 }
 void* realloc(void* p, std::size_t n) {
-  count();
+  note_allocation();
   return __libc_realloc(p, n);
 }
 void* aligned_alloc(std::size_t a, std::size_t n) {
-  count();
+  note_allocation();
   return __libc_memalign(a, n);
 }
 void* memalign(std::size_t a, std::size_t n) {
-  count();
+  note_allocation();
   return __libc_memalign(a, n);
 }
 int posix_memalign(void** out, std::size_t a, std::size_t n) {
-  count();
+  note_allocation();
   *out = __libc_memalign(a, n);
   return *out != nullptr ? 0 : 12;  // ENOMEM
 }

@@ -141,13 +141,13 @@ TEST_CASE("frame parser: compressed, unknown flags and oversized messages are re
   std::string flagged = grpc_frame("zz");
   flagged[0] = 2;
   CHECK(GrpcFrameParser{100}.feed(flagged, out) == grpc_status::internal);
-  CHECK(GrpcFrameParser{100}.feed(grpc_frame(std::string(101, 'x')), out) == grpc_status::resource_exhausted);
+  CHECK(GrpcFrameParser{100}.feed(grpc_frame(std::string(101, 'x')), out) == awaken::http_errc::message_too_large);
   GrpcFrameParser exact{100};
   CHECK_FALSE(exact.feed(grpc_frame(std::string(100, 'x')), out));
   // Only the length prefix is needed to refuse: nothing of the payload is buffered.
   GrpcFrameParser early{100};
-  CHECK(early.feed(std::string("\0\xff\xff\xff\xff", 5), out) == grpc_status::resource_exhausted);
-  CHECK(early.feed(grpc_frame("ok"), out) == grpc_status::resource_exhausted);  // stays failed
+  CHECK(early.feed(std::string("\0\xff\xff\xff\xff", 5), out) == awaken::http_errc::message_too_large);
+  CHECK(early.feed(grpc_frame("ok"), out) == awaken::http_errc::message_too_large);  // stays failed
   CHECK(out.size() == 1);
 }
 
@@ -374,7 +374,7 @@ TEST_CASE("a slow reader pauses the transfer and loses nothing", "[grpc]") {
   for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == "m" + std::to_string(i));
 }
 
-TEST_CASE("messages over the bound end the call with resource_exhausted", "[grpc]") {
+TEST_CASE("messages over the bound end the call with message_too_large", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
   GrpcChannelOptions options;
@@ -382,9 +382,9 @@ TEST_CASE("messages over the bound end the call with resource_exhausted", "[grpc
   GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target(), options};
   CHECK(run(io, channel.unary(unary_method, knobs({{"size", 1000}}))).size() == 1000);
   CHECK(expect_error(io, channel.unary(unary_method, knobs({{"size", 1001}}))).code() ==
-        grpc_status::resource_exhausted);
+        awaken::http_errc::message_too_large);
   GrpcChannel raw{HttpClient{io.get_executor()}, peer.raw_target()};
-  CHECK(expect_error(io, raw.unary("/raw/oversized", "")).code() == grpc_status::resource_exhausted);
+  CHECK(expect_error(io, raw.unary("/raw/oversized", "")).code() == awaken::http_errc::message_too_large);
 }
 
 TEST_CASE("framing and status faults from a raw HTTP/2 peer", "[grpc]") {

@@ -26,6 +26,7 @@
 #include <awaken/jose/jws.hpp>
 #include <awaken/jose/keys.hpp>
 
+#include "core/openssl_ptr.hpp"
 #include "support/errors.hpp"
 #include "support/peer.hpp"
 // White-box: a few checks look at the EVP_PKEY behind a key.
@@ -66,10 +67,7 @@ constexpr Algorithm all_algorithms[] = {Algorithm::rs256, Algorithm::rs384, Algo
 
 // --- OpenSSL-side key material, made independently of the code under test ----------------------
 
-struct PkeyFree {
-  void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-};
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
+using Pkey = awaken::detail::OpensslPtr<EVP_PKEY, EVP_PKEY_free>;
 
 // `name` is "rsa<bits>", "ed25519" or an EC group; a "#<n>" suffix asks for another such key.
 Pkey generate(const std::string& name) {

@@ -1,7 +1,14 @@
 // HTTP minters against a real token endpoint and metadata server (tests/peers/token_server.mjs):
 // client credentials (basic and post), the GCE metadata flavour, and the error classification
 // every HTTP minter shares.
+#include <thread>
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/deferred.hpp>
 #include <asio/io_context.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/use_future.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -9,6 +16,7 @@
 #include <awaken/credentials/gce_metadata.hpp>
 #include <awaken/credentials/google_service_account.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
+#include <awaken/diagnostics.hpp>
 #include <awaken/error.hpp>
 
 #include "credentials/token_endpoint.hpp"
@@ -331,5 +339,94 @@ TEST_CASE("Service account key files are validated and never echoed", "[minters]
         "https://oauth2.googleapis.com/token/", "https://evil.example/token"}) {
     INFO(uri);
     CHECK_THAT(with("token_uri", uri), Catch::Contains("is not https://oauth2.googleapis.com/token nor an allowed"));
+  }
+}
+
+// The one signature, void(std::error_code, IssuedToken), through every completion style, with
+// the server's words in the diagnostics (bound, or carried by the exception of the default).
+TEST_CASE("token_for works with every completion token and carries the diagnostics", "[minters][completion]") {
+  TokenPeer peer;
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor(), quick_retries()};
+  auto wrong = client(peer);
+  wrong.client_secret = RedactedString{"not-the-secret"};
+  broker.register_material("bad", awaken::oauth_client_credentials(wrong));
+  broker.register_material("good", awaken::oauth_client_credentials(client(peer)));
+  const auto refused = [](const awaken::Diagnostics& d) {
+    CHECK(d.details.http_status == 401);
+    CHECK(d.details.oauth_error == "invalid_client");
+    CHECK(d.details.oauth_error_description == "client authentication failed");
+    CHECK(d.context.find("provider 'bad'") != std::string::npos);
+    CHECK(d.context.find("not-the-secret") == std::string::npos);
+  };
+
+  SECTION("callback, with bound diagnostics") {
+    awaken::Diagnostics diag;
+    diag.context = "left from before";
+    std::error_code code;
+    bool called = false;
+    broker.token_for("bad", "s", awaken::bind_diagnostics(diag, [&](std::error_code ec, IssuedToken t) {
+                       called = true;
+                       code = ec;
+                       CHECK_FALSE(t);
+                     }));
+    io.run_for(10s);
+    REQUIRE(called);
+    CHECK(code == credential_errc::permanent_upstream);
+    refused(diag);
+    awaken::Diagnostics ok_diag;
+    ok_diag.context = "stale";
+    IssuedToken good;
+    broker.token_for("good", "s", awaken::bind_diagnostics(ok_diag, [&](std::error_code ec, IssuedToken t) {
+                       CHECK_FALSE(ec);
+                       good = t;
+                     }));
+    io.restart();
+    io.run_for(10s);
+    CHECK(good);
+    CHECK(ok_diag.context.empty());  // cleared when the operation started
+  }
+  SECTION("the default token throws awaken::Error with the diagnostics") {
+    try {
+      run(io, broker.token_for("bad", "s"));
+      FAIL("no error");
+    } catch (const awaken::Error& e) {
+      CHECK(e.code() == credential_errc::permanent_upstream);
+      refused(awaken::Diagnostics{e.context(), e.details()});
+    }
+    CHECK(run(io, broker.token_for("good", "s")));
+  }
+  SECTION("as_tuple and with_diagnostics around asio::use_awaitable") {
+    auto [ec, t] = run(io, broker.token_for("bad", "s", asio::experimental::as_tuple(asio::use_awaitable)));
+    CHECK(ec == credential_errc::permanent_upstream);
+    CHECK_FALSE(t);
+    CHECK_THROWS_AS(run(io, broker.token_for("bad", "s", awaken::with_diagnostics(asio::use_awaitable))),
+                    awaken::Error);
+    CHECK_THROWS_AS(run(io, broker.token_for("bad", "s", asio::use_awaitable)), std::system_error);
+  }
+  SECTION("use_future, with the io_context on another thread") {
+    auto guard = asio::make_work_guard(io);
+    std::jthread runner{[&] { io.run_for(20s); }};
+    auto good = broker.token_for("good", "s", asio::use_future);
+    auto bad = broker.token_for("bad", "s", asio::use_future);
+    CHECK(good.get());
+    CHECK_THROWS_AS(bad.get(), std::system_error);
+    guard.reset();
+  }
+  SECTION("deferred: nothing starts until launched") {
+    auto op = broker.token_for("good", "deferred-scope", asio::experimental::deferred);
+    io.run_for(200ms);
+    CHECK(broker.stats().mint_attempts == 0);
+    std::error_code code;
+    IssuedToken got;
+    std::move(op)([&](std::error_code ec, IssuedToken t) {
+      code = ec;
+      got = t;
+    });
+    io.restart();
+    io.run_for(10s);
+    CHECK_FALSE(code);
+    CHECK(got);
+    CHECK(broker.stats().mint_attempts == 1);
   }
 }

@@ -39,6 +39,7 @@ enum class http_errc {
   transfer_failed,      ///< the connection broke during the transfer
   protocol_error,       ///< the peer spoke malformed HTTP or HTTP/2 (including a stream reset)
   shut_down,            ///< the client was destroyed while the request was pending
+  message_too_large,    ///< a gRPC message (sent or received) over awaken's own size bound
 };
 
 /// Errors of the credential broker and its minters. Messages name the provider, never a secret.
@@ -142,8 +143,8 @@ inline std::error_code make_error_code(spiffe_errc e) noexcept { return {static_
 /// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
 /// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
 /// `deadline_exceeded` and `aborted`, and `credential_errc::transient_upstream` and `network`.
-/// `resource_exhausted` is not: awaken reports it for its own size bounds, which a retry would
-/// meet again. Cancellation, bad input, TLS
+/// A size bound of awaken's own (`http_errc::response_too_large`, `message_too_large`) is not:
+/// a retry would meet it again. Cancellation, bad input, TLS
 /// verification failures and every JOSE error are not retryable.
 bool is_retryable(std::error_code ec) noexcept;
 

@@ -46,6 +46,7 @@ class HttpCategory final : public std::error_category {
       case http_errc::transfer_failed: return "connection broken during transfer";
       case http_errc::protocol_error: return "HTTP protocol error";
       case http_errc::shut_down: return "HTTP client shut down";
+      case http_errc::message_too_large: return "message larger than allowed";
     }
     return "unknown HTTP error";
   }

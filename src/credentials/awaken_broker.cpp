@@ -20,6 +20,7 @@
 #include <awaken/log.hpp>
 
 #include "credentials/broker_core.hpp"
+#include "credentials/delivery.hpp"
 #include "credentials/provider_context.hpp"
 #include "credentials/thread_cache.hpp"
 
@@ -46,59 +47,6 @@ struct RunFlight final : Flight {
   asio::cancellation_signal signal;  // on the strand only
   bool running = true;               // on the strand only: the coroutine has not ended
 };
-
-// Runs a batch of completions that share an executor, from a function posted to it. Should a
-// handler throw, the rest are posted again before the exception leaves, so none is lost.
-struct Batch {
-  Waiters waiters;
-  Outcome outcome;
-
-  void operator()() {
-    for (std::size_t i = 0; i < waiters.size(); ++i) {
-      try {
-        waiters[i]->invoke(outcome.error, outcome.entry);
-      } catch (...) {
-        auto rest = std::make_shared<Batch>(
-            Batch{Waiters(std::make_move_iterator(waiters.begin() + static_cast<std::ptrdiff_t>(i) + 1),
-                          std::make_move_iterator(waiters.end())),
-                  outcome});
-        if (!rest->waiters.empty()) rest->waiters.front()->post([rest] { (*rest)(); });
-        throw;
-      }
-    }
-  }
-};
-
-// Completes `waiters` with one posted function per run of waiters sharing an executor (usually
-// one for all): ten thousand waiters cost one queue entry, not ten thousand.
-void deliver(Waiters& waiters, const Outcome& outcome) {
-  auto batch = std::make_shared<Batch>(Batch{{}, outcome});
-  auto flush = [&] {
-    if (batch->waiters.empty()) return;
-    auto& first = *batch->waiters.front();
-    first.post([b = std::move(batch)] { (*b)(); });
-    batch = std::make_shared<Batch>(Batch{{}, outcome});
-  };
-  batch->waiters.reserve(waiters.size());
-  for (auto& w : waiters) {
-    if (!w) continue;
-    if (outcome.error && outcome.diagnostics) w->set_diagnostics(*outcome.diagnostics);
-    if (!batch->waiters.empty() && !batch->waiters.front()->same_executor(*w)) flush();
-    batch->waiters.push_back(std::move(w));
-  }
-  flush();
-  waiters.clear();
-}
-
-void deliver_closed(std::vector<ClosedFlight>& closed, const Outcome& outcome) {
-  for (auto& c : closed) {
-    try {
-      deliver(c.waiters, outcome);
-    } catch (...) {  // out of memory: these waiters are lost with their completions' work
-    }
-    c.flight->cancel();
-  }
-}
 
 // What a failure may say in a log: awaken's own texts (bounded, secret-free by contract), else
 // only the code or the type, since a foreign exception may quote a response body.

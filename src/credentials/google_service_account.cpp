@@ -59,29 +59,16 @@ class GoogleServiceAccountMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return "google_service_account"; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
-    const auto now =
-        std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
-    nlohmann::json header{{"typ", "JWT"}};
-    if (!account_.private_key_id.empty()) header["kid"] = account_.private_key_id;
+    const auto now = detail::unix_seconds(ctx);
     const nlohmann::json claims{{"iss", account_.client_email},
                                 {"scope", std::string{scope}},
                                 {"aud", account_.token_uri},
                                 {"iat", now},
                                 {"exp", now + assertion_lifetime.count()}};
-    std::string assertion;
-    try {
-      assertion = jose::sign_compact(jose::Algorithm::rs256, header, claims.dump(), key_);
-    } catch (const Error& e) {
-      throw_error(credential_errc::signing_failed,
-                  detail::provider_context(ctx.provider_id) + ": RS256 assertion: " + e.code().message());
-    }
-    http::HttpRequest request;
-    request.method = "POST";
-    request.url = account_.token_uri;
-    request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
-    request.headers.push_back({"accept", "application/json"});
-    request.body = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" + assertion;
-    co_return co_await detail::request_token(std::move(request), ctx, origin_);
+    std::string form =
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=" +
+        detail::sign_assertion(jose::Algorithm::rs256, account_.private_key_id, claims, key_, ctx, "RS256 assertion");
+    co_return co_await detail::post_form(account_.token_uri, std::move(form), {}, ctx, origin_);
   }
 
  private:

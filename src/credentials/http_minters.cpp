@@ -52,44 +52,34 @@ class ClientCredentialsMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return "oauth_client_credentials"; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
-    http::HttpRequest request;
-    request.method = "POST";
-    request.url = config_.token_endpoint;
-    request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
-    request.headers.push_back({"accept", "application/json"});
-    request.body = "grant_type=client_credentials";
-    if (!scope.empty()) request.body += "&scope=" + detail::form_encode(scope);
+    std::string form = "grant_type=client_credentials";
+    std::string authorization;
+    if (!scope.empty()) form += "&scope=" + detail::form_encode(scope);
     switch (config_.authentication) {
       case ClientAuthentication::client_secret_basic:
-        request.headers.push_back(
-            {"authorization", detail::basic_authorization(config_.client_id, config_.client_secret.reveal())});
+        authorization = detail::basic_authorization(config_.client_id, config_.client_secret.reveal());
         break;
       case ClientAuthentication::client_secret_post:
-        request.body += "&client_id=" + detail::form_encode(config_.client_id) +
-                        "&client_secret=" + detail::form_encode(config_.client_secret.reveal());
+        form += "&client_id=" + detail::form_encode(config_.client_id) +
+                "&client_secret=" + detail::form_encode(config_.client_secret.reveal());
         break;
       case ClientAuthentication::private_key_jwt:
-        request.body += "&client_id=" + detail::form_encode(config_.client_id) +
-                        "&client_assertion_type=" + std::string{assertion_type} +
-                        "&client_assertion=" + client_assertion(ctx);
+        form += "&client_id=" + detail::form_encode(config_.client_id) +
+                "&client_assertion_type=" + std::string{assertion_type} + "&client_assertion=" + client_assertion(ctx);
         break;
     }
-    co_return co_await detail::request_token(std::move(request), ctx, origin_);
+    co_return co_await detail::post_form(config_.token_endpoint, std::move(form), std::move(authorization), ctx,
+                                         origin_);
   }
 
  private:
   // RFC 7523 section 3 client assertion; base64url needs no form encoding.
   std::string client_assertion(const MintContext& ctx) const {
-    auto fail = [&](std::string_view why) -> std::string {
-      throw_error(credential_errc::signing_failed,
-                  detail::provider_context(ctx.provider_id) + ": client assertion: " + std::string{why});
-    };
     std::array<unsigned char, 16> jti{};
-    if (RAND_bytes(jti.data(), static_cast<int>(jti.size())) != 1) return fail("no random bytes for jti");
-    const auto now =
-        std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
-    nlohmann::json header{{"typ", "JWT"}};
-    if (!config_.key_id.empty()) header["kid"] = config_.key_id;
+    if (RAND_bytes(jti.data(), static_cast<int>(jti.size())) != 1)
+      throw_error(credential_errc::signing_failed,
+                  detail::provider_context(ctx.provider_id) + ": client assertion: no random bytes for jti");
+    const auto now = detail::unix_seconds(ctx);
     const nlohmann::json claims{
         {"iss", config_.client_id},
         {"sub", config_.client_id},
@@ -97,11 +87,7 @@ class ClientCredentialsMinter final : public Minter {
         {"jti", jose::base64url_encode({reinterpret_cast<const char*>(jti.data()), jti.size()})},
         {"iat", now},
         {"exp", now + config_.assertion_lifetime.count()}};
-    try {
-      return jose::sign_compact(config_.signing_algorithm, header, claims.dump(), *key_);
-    } catch (const Error& e) {
-      return fail(e.code().message());
-    }
+    return detail::sign_assertion(config_.signing_algorithm, config_.key_id, claims, *key_, ctx, "client assertion");
   }
 
   std::string origin_;

@@ -84,13 +84,7 @@ class SvidGrantMinter : public Minter {
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
     const std::vector<std::string> audiences{svid_audience_};
     const spiffe::JwtSvid svid = co_await fetch_svid(source_, audiences, id_, ctx);
-    http::HttpRequest request;
-    request.method = "POST";
-    request.url = endpoint_;
-    request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
-    request.headers.push_back({"accept", "application/json"});
-    request.body = form(scope, svid.token().reveal());
-    co_return co_await detail::request_token(std::move(request), ctx, origin_);
+    co_return co_await detail::post_form(endpoint_, form(scope, svid.token().reveal()), {}, ctx, origin_);
   }
 
  protected:

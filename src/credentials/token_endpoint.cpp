@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
+#include <awaken/jose/jws.hpp>
 
 namespace awaken::detail {
 namespace {
@@ -193,6 +194,34 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
     throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(details));
   }
   throw_error(credential_errc::permanent_upstream, context(ctx, origin), std::move(details));
+}
+
+asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
+                                 std::string origin) {
+  http::HttpRequest request;
+  request.method = "POST";
+  request.url = std::move(url);
+  request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
+  request.headers.push_back({"accept", "application/json"});
+  if (!authorization.empty()) request.headers.push_back({"authorization", std::move(authorization)});
+  request.body = std::move(form);
+  co_return co_await request_token(std::move(request), ctx, std::move(origin));
+}
+
+std::int64_t unix_seconds(const MintContext& ctx) {
+  return std::chrono::duration_cast<std::chrono::seconds>(ctx.clock.system_now().time_since_epoch()).count();
+}
+
+std::string sign_assertion(jose::Algorithm algorithm, std::string_view key_id, const nlohmann::json& claims,
+                           const jose::PrivateKey& key, const MintContext& ctx, std::string_view what) {
+  nlohmann::json header{{"typ", "JWT"}};
+  if (!key_id.empty()) header["kid"] = std::string{key_id};
+  try {
+    return jose::sign_compact(algorithm, header, claims.dump(), key);
+  } catch (const Error& e) {
+    throw_error(credential_errc::signing_failed,
+                provider_context(ctx.provider_id) + ": " + std::string{what} + ": " + e.code().message());
+  }
 }
 
 }  // namespace awaken::detail

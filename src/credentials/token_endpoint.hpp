@@ -2,14 +2,18 @@
 // error classification of the broker (network and transient failures retryable, the rest not).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include <asio/awaitable.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/token.hpp>
 #include <awaken/http/http_client.hpp>
+#include <awaken/jose/jws.hpp>
+#include <awaken/jose/keys.hpp>
 
 namespace awaken::detail {
 
@@ -41,5 +45,19 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
 /// - a TLS failure or a refused request keeps its `http_errc` code (a retry would not help).
 /// Texts name the provider and the endpoint's origin, never a secret or a full body.
 asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin);
+
+/// POSTs `form` (application/x-www-form-urlencoded, already encoded) to `url`, with
+/// `authorization` as that header when not empty, and reads the token response as
+/// `request_token` does.
+asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
+                                 std::string origin);
+
+/// Seconds since the epoch on the context's clock, for JWT claims.
+std::int64_t unix_seconds(const MintContext& ctx);
+
+/// A compact JWS of `claims` with header `typ: JWT` (and `kid` when not empty). A failure is
+/// `Error{credential_errc::signing_failed}` naming the provider and `what`.
+std::string sign_assertion(jose::Algorithm algorithm, std::string_view key_id, const nlohmann::json& claims,
+                           const jose::PrivateKey& key, const MintContext& ctx, std::string_view what);
 
 }  // namespace awaken::detail

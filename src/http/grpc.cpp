@@ -32,7 +32,7 @@ std::error_code GrpcFrameParser::feed(std::string_view bytes, std::deque<std::st
                                  (std::size_t{header_[3]} << 8) | std::size_t{header_[4]};
       if (header_[0] == 1) return failed_ = grpc_status::internal;  // compressed: never negotiated
       if (header_[0] != 0) return failed_ = grpc_status::internal;
-      if (length > max_) return failed_ = grpc_status::resource_exhausted;
+      if (length > max_) return failed_ = http_errc::message_too_large;
       expected_ = length;
       payload_.clear();
       payload_.reserve(std::min<std::size_t>(length, 64 * 1024));  // grows with the data, not the claim
@@ -229,14 +229,14 @@ class GrpcCall final : public Transfer {
       if (aborted == http_errc::shut_down) message = "HTTP client shut down";
     } else if (framing_error_) {
       final_ = framing_error_;
-      message = framing_error_ == grpc_status::resource_exhausted ? "message larger than allowed"
-                                                                  : "malformed or compressed message frame";
+      message = framing_error_ == http_errc::message_too_large ? "message larger than allowed"
+                                                               : "malformed or compressed message frame";
     } else if (result != CURLE_OK && !has_grpc_status()) {
       // A transport failure after the server's status was received (a reset after trailers, a
       // send error after an early reply) keeps the server's word below.
       const std::error_code ec = too_large_ ? make_error_code(http_errc::response_too_large) : to_error_code(result);
       final_ = ec == http_errc::timeout              ? grpc_status::deadline_exceeded
-               : ec == http_errc::response_too_large ? grpc_status::resource_exhausted
+               : ec == http_errc::response_too_large ? make_error_code(http_errc::message_too_large)
                                                      : grpc_status::unavailable;
       message = "transport: " + ec.message();
       if (auto d = diagnostic(); !d.empty()) message += " (" + d + ")";
@@ -415,7 +415,7 @@ GrpcStream GrpcChannel::server_stream(std::string method_path, std::string reque
     return GrpcStream{std::move(call), client_.get_executor()};
   }
   if (request.size() > options_.max_message_bytes) {
-    call->fail_now(grpc_status::resource_exhausted, "request message larger than allowed");
+    call->fail_now(http_errc::message_too_large, "request message larger than allowed");
     return GrpcStream{std::move(call), client_.get_executor()};
   }
   HttpRequest req;

@@ -16,6 +16,7 @@
 #include <awaken/jose/base64url.hpp>
 
 #include "core/bounded_json.hpp"
+#include "core/openssl_ptr.hpp"
 #include "jose/key_holder.hpp"
 
 namespace awaken::jose {
@@ -66,14 +67,7 @@ namespace {
 using detail::KeyHolder;
 using detail::OpensslErrorScope;
 
-struct MdCtxDeleter {
-  void operator()(EVP_MD_CTX* p) const noexcept { EVP_MD_CTX_free(p); }
-};
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, MdCtxDeleter>;
-
-struct EcdsaSigDeleter {
-  void operator()(ECDSA_SIG* p) const noexcept { ECDSA_SIG_free(p); }
-};
+using MdCtxPtr = awaken::detail::OpensslPtr<EVP_MD_CTX, EVP_MD_CTX_free>;
 
 [[noreturn]] void fail(jose_errc code, std::string_view context) { throw_error(make_error_code(code), context); }
 
@@ -140,7 +134,8 @@ std::size_t ecdsa_raw_to_der(const unsigned char* raw, std::size_t half,
 // OpenSSL's DER ECDSA signature to JOSE R || S, each left-padded to the field size.
 std::string ecdsa_der_to_raw(const unsigned char* der, std::size_t der_len, std::size_t half) {
   const unsigned char* p = der;
-  const std::unique_ptr<ECDSA_SIG, EcdsaSigDeleter> sig{d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der_len))};
+  const awaken::detail::OpensslPtr<ECDSA_SIG, ECDSA_SIG_free> sig{
+      d2i_ECDSA_SIG(nullptr, &p, static_cast<long>(der_len))};
   if (!sig) fail(jose_errc::signing_failed, "sign_compact: ECDSA signature");
   std::string raw(2 * half, '\0');
   auto* out = reinterpret_cast<unsigned char*>(raw.data());

@@ -8,6 +8,8 @@
 
 #include <awaken/jose/keys.hpp>
 
+#include "core/openssl_ptr.hpp"
+
 namespace awaken::jose::detail {
 
 struct KeyHolder {
@@ -24,10 +26,7 @@ struct KeyHolder {
   const int bits;
 };
 
-struct EvpPkeyDeleter {
-  void operator()(EVP_PKEY* p) const noexcept { EVP_PKEY_free(p); }
-};
-using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
+using EvpPkeyPtr = awaken::detail::OpensslPtr<EVP_PKEY, EVP_PKEY_free>;
 
 /// Bytes of one coordinate (and of R or S in a JOSE ECDSA signature); 0 for Curve::none.
 constexpr int field_bytes(Curve c) noexcept {

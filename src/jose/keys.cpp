@@ -17,6 +17,7 @@
 #include <awaken/jose/base64url.hpp>
 
 #include "core/bounded_json.hpp"
+#include "core/openssl_ptr.hpp"
 #include "jose/key_holder.hpp"
 
 namespace awaken::jose {
@@ -54,24 +55,9 @@ constexpr int min_rsa_bits = 2048;
 constexpr int max_rsa_bits = 16384;
 constexpr std::size_t max_pem_bytes = std::size_t{1} << 20;
 
-struct BnDeleter {
-  void operator()(BIGNUM* p) const noexcept { BN_free(p); }
-};
-using BnPtr = std::unique_ptr<BIGNUM, BnDeleter>;
+using BnPtr = awaken::detail::OpensslPtr<BIGNUM, BN_free>;
 
-struct ParamBldDeleter {
-  void operator()(OSSL_PARAM_BLD* p) const noexcept { OSSL_PARAM_BLD_free(p); }
-};
-struct ParamDeleter {
-  void operator()(OSSL_PARAM* p) const noexcept { OSSL_PARAM_free(p); }
-};
-struct PkeyCtxDeleter {
-  void operator()(EVP_PKEY_CTX* p) const noexcept { EVP_PKEY_CTX_free(p); }
-};
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter>;
-struct DecoderCtxDeleter {
-  void operator()(OSSL_DECODER_CTX* p) const noexcept { OSSL_DECODER_CTX_free(p); }
-};
+using PkeyCtxPtr = awaken::detail::OpensslPtr<EVP_PKEY_CTX, EVP_PKEY_CTX_free>;
 
 [[noreturn]] void fail(jose_errc code, std::string_view context) { throw_error(make_error_code(code), context); }
 
@@ -196,7 +182,7 @@ BnPtr to_bn(std::string_view big_endian) {
 }
 
 EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
-  const std::unique_ptr<OSSL_PARAM, ParamDeleter> params{OSSL_PARAM_BLD_to_param(bld)};
+  const awaken::detail::OpensslPtr<OSSL_PARAM, OSSL_PARAM_free> params{OSSL_PARAM_BLD_to_param(bld)};
   if (!params) throw std::bad_alloc{};
   const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr)};
   EVP_PKEY* pkey = nullptr;
@@ -227,7 +213,7 @@ std::shared_ptr<const KeyHolder> rsa_from_jwk(const nlohmann::json& jwk) {
 
   const BnPtr bn_n = to_bn(n);
   const BnPtr bn_e = to_bn(e);
-  const std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
+  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
   if (!bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) != 1 ||
       OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()) != 1) {
     throw std::bad_alloc{};
@@ -266,7 +252,7 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   point += x;
   point += y;
 
-  const std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld{OSSL_PARAM_BLD_new()};
+  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
   if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
       OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
     throw std::bad_alloc{};
@@ -286,7 +272,7 @@ int refuse_passphrase(char*, std::size_t, std::size_t*, const OSSL_PARAM[], void
 EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_type, const char* structure,
                   int selection) {
   EVP_PKEY* pkey = nullptr;
-  const std::unique_ptr<OSSL_DECODER_CTX, DecoderCtxDeleter> dctx{
+  const awaken::detail::OpensslPtr<OSSL_DECODER_CTX, OSSL_DECODER_CTX_free> dctx{
       OSSL_DECODER_CTX_new_for_pkey(&pkey, input_type, structure, nullptr, selection, nullptr, nullptr)};
   if (!dctx) return nullptr;
   if (OSSL_DECODER_CTX_set_passphrase_cb(dctx.get(), refuse_passphrase, nullptr) != 1) {
@@ -302,10 +288,7 @@ EvpPkeyPtr decode(const unsigned char* data, std::size_t len, const char* input_
 // The decoders take PKCS#1 "RSA PUBLIC KEY" even when asked for SubjectPublicKeyInfo, so the
 // PEM label is checked here before the DER is decoded.
 EvpPkeyPtr decode_public_pem(std::string_view pem) {
-  struct BioDeleter {
-    void operator()(BIO* p) const noexcept { BIO_free(p); }
-  };
-  const std::unique_ptr<BIO, BioDeleter> bio{BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
+  const awaken::detail::OpensslPtr<BIO, BIO_free> bio{BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()))};
   char* name = nullptr;
   char* header = nullptr;
   unsigned char* der = nullptr;
@@ -413,7 +396,7 @@ PublicKey PrivateKey::public_key() const {
   if (EVP_PKEY_todata(key_->pkey, EVP_PKEY_PUBLIC_KEY, &raw) != 1) {
     fail(jose_errc::invalid_private_key, "PrivateKey::public_key: export");
   }
-  const std::unique_ptr<OSSL_PARAM, ParamDeleter> params{raw};
+  const awaken::detail::OpensslPtr<OSSL_PARAM, OSSL_PARAM_free> params{raw};
   const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(nullptr, key_->type == KeyType::rsa ? "RSA" : "EC", nullptr)};
   EVP_PKEY* pkey = nullptr;
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||

@@ -206,6 +206,17 @@ JwtSourceBuilder& JwtSourceBuilder::jitter(JitterSource& jitter) {
   return *this;
 }
 
+JwtSourceBuilder JwtSourceBuilder::resolved() const {
+  JwtSourceBuilder b = *this;
+  if (b.factory_ || b.endpoint_) return b;
+  try {
+    b.endpoint_ = WorkloadEndpoint::from_environment();
+  } catch (const Error& e) {
+    b.endpoint_error_ = e;  // reported by the supervisor, as a bad endpoint given here would be
+  }
+  return b;
+}
+
 asio::awaitable<JwtSource> JwtSourceBuilder::run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> on) {
   const asio::any_io_executor executor = on ? *on : co_await asio::this_coro::executor;
   auto s = std::make_shared<detail::JwtState>(executor, "JwtSource");
@@ -220,12 +231,14 @@ asio::awaitable<JwtSource> JwtSourceBuilder::run_build(JwtSourceBuilder self, st
     s->factory = self.factory_;
   } else {
     // Resolved per client, so that a missing or bad endpoint is reported the same way.
-    s->factory = [endpoint = self.endpoint_, http = http::HttpClient{executor}, limits = self.limits_]() {
+    s->factory = [endpoint = self.endpoint_, failure = self.endpoint_error_, http = http::HttpClient{executor},
+                  limits = self.limits_]() {
+      if (!endpoint) throw failure;
       WorkloadApiOptions options;
       options.bundle_limits = limits;
       options.max_message_bytes =
           std::max<std::size_t>(options.max_message_bytes, limits.max_bundle_jwks_bytes + (1u << 20));
-      return WorkloadApiClient{http, endpoint ? *endpoint : WorkloadEndpoint::from_environment(), options};
+      return WorkloadApiClient{http, *endpoint, options};
     };
   }
   JwtSource source{std::make_shared<JwtSource::Core>(s), s.get()};

@@ -39,7 +39,7 @@ struct GrpcTarget {
 
 /// Per-channel settings.
 struct GrpcChannelOptions {
-  std::size_t max_message_bytes = 4u << 20;  ///< larger messages end the call: resource_exhausted
+  std::size_t max_message_bytes = 4u << 20;  ///< larger messages end the call: http_errc::message_too_large
   std::vector<Header> metadata;              ///< sent with every call
 };
 
@@ -73,7 +73,7 @@ class GrpcStream {
   /// completes with `void(std::error_code, std::optional<std::string>)`:
   /// a message; or no message and no error at the end of a call that ended OK; or an error:
   /// a `grpc_status` code (the server's status, `unavailable` for transport failures,
-  /// `resource_exhausted` for an oversized message, `internal` for framing faults or a missing
+  /// `http_errc::message_too_large` for an oversized message, `internal` for framing faults or a missing
   /// status) or `operation_aborted`. Messages received before an error are all delivered first.
   ///
   /// Per-operation cancellation: terminal cancellation resets the whole stream (later reads

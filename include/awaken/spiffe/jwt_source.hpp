@@ -204,7 +204,8 @@ class JwtSource final : public BundleSource {
 /// Configures and builds a `JwtSource`.
 class JwtSourceBuilder {
  public:
-  /// The Workload API endpoint; by default `SPIFFE_ENDPOINT_SOCKET`.
+  /// The Workload API endpoint; by default `SPIFFE_ENDPOINT_SOCKET`, read when `build` is
+  /// called (on the calling thread).
   JwtSourceBuilder& endpoint(WorkloadEndpoint endpoint);
   JwtSourceBuilder& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
   /// How the source makes its clients (one per connection); replaces `endpoint`. A throwing
@@ -237,7 +238,7 @@ class JwtSourceBuilder {
   template <class CompletionToken = awaken::use_awaitable_t>
   auto build(asio::any_io_executor executor, CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<JwtSource>(
-        executor, [b = *this, executor]() mutable { return run_build(std::move(b), executor); },
+        executor, [b = resolved(), executor]() mutable { return run_build(std::move(b), executor); },
         std::forward<CompletionToken>(token));
   }
   /// As above, on the handler's associated executor (the awaiting coroutine's, for
@@ -246,7 +247,7 @@ class JwtSourceBuilder {
   requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
       CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<JwtSource>(
-        asio::system_executor{}, [b = *this]() mutable { return run_build(std::move(b), std::nullopt); },
+        asio::system_executor{}, [b = resolved()]() mutable { return run_build(std::move(b), std::nullopt); },
         std::forward<CompletionToken>(token));
   }
 
@@ -261,7 +262,11 @@ class JwtSourceBuilder {
   std::shared_ptr<MetricsRecorder> metrics_;
   std::shared_ptr<spdlog::logger> logger_;
   JitterSource* jitter_ = nullptr;
+  Error endpoint_error_{std::error_code{}, {}};  // why the environment gave no endpoint
 
+  // A copy with the endpoint read from the environment now, on the calling thread, so that no
+  // background thread ever calls getenv (which races with a setenv elsewhere).
+  JwtSourceBuilder resolved() const;
   static asio::awaitable<JwtSource> run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> executor);
 };
 

@@ -37,6 +37,8 @@ class WorkloadEndpoint {
   /// Throws `Error{spiffe_errc::invalid_endpoint}` whose text names the broken rule.
   static WorkloadEndpoint parse(std::string_view uri);
   /// From `SPIFFE_ENDPOINT_SOCKET`; `endpoint_not_configured` when it is unset or empty.
+  /// POSIX `getenv` is not safe against a `setenv` on another thread: awaken calls this only
+  /// on threads that call into it (`JwtSourceBuilder::build`), never on its own.
   static WorkloadEndpoint from_environment();
 
   const std::string& uri() const noexcept { return uri_; }
@@ -84,7 +86,7 @@ struct AgentValidation {
 /// the gRPC statuses `unavailable`, `permission_denied` (an agent answers it, "no identity
 /// issued", until the workload is attested), `deadline_exceeded`, `aborted` and `cancelled`.
 /// Not `invalid_argument` (such as a missing security header), `unimplemented` or
-/// `resource_exhausted` (awaken's own size bounds), nor a malformed message or bundle.
+/// `message_too_large` (awaken's own size bound), nor a malformed message or bundle.
 bool is_transient_workload_error(std::error_code ec) noexcept;
 /// Whether `e` is the agent's "no identity issued" (`permission_denied` with that text).
 bool is_no_identity_issued(const std::system_error& e) noexcept;
