@@ -43,8 +43,9 @@ Commands:
         SIGINT / SIGTERM.
 
 Options:
-  --json    print JSON (one object per line for watch)
-  --help    print this help
+  --json     print JSON (one object per line for watch)
+  --verbose  log awaken's work at debug level on stderr (SPDLOG_LEVEL=awaken=trace for more)
+  --help     print this help
 
 Exit codes: 0 success; 1 the token is not valid; 2 bad usage; 3 the Workload API failed or
 could not be reached. Errors are one line on stderr.
@@ -289,6 +290,7 @@ int main(int argc, char** argv) {
     std::cout << usage;
     return 0;
   }
+  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
   return awaken::tools::run_tool<InvalidToken>("awaken-spiffe",
                                                "invalid token: ", [&] { return run(parse(argc, argv)); });
 }

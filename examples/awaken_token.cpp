@@ -41,6 +41,7 @@ Options:
   --watch         keep asking, and print a line each time the broker hands out a new token
                   (a refresh); stop after --count N refreshes, or on SIGINT / SIGTERM
   --json          print JSON, one object per line
+  --verbose       log awaken's work at debug level on stderr (SPDLOG_LEVEL=awaken=trace for more)
   --help          print this help
 
 Exit codes: 0 success; 2 bad usage or configuration; 3 the token could not be minted.
@@ -181,6 +182,7 @@ int main(int argc, char** argv) {
     std::cout << usage;
     return 0;
   }
+  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
   // No refusal exit code here: a failed mint is 3 like any other failure.
   struct NoRefusal : std::exception {};
   return awaken::tools::run_tool<NoRefusal>("awaken-token", "", [&] {

@@ -240,8 +240,9 @@ asio::awaitable<void> brokers(std::string providers_file, std::optional<awaken::
 int main(int argc, char** argv) {
   constexpr const char* usage =
       "usage: awaken_demo --url https://127.0.0.1:PORT --ca-file CA.pem --signing-key KEY.pem"
-      " [--providers FILE] [--workload-endpoint URI [--rotate-url URL]]\n";
+      " [--providers FILE] [--workload-endpoint URI [--rotate-url URL]] [--verbose]\n";
   std::string url, ca_file, key_file, providers_file, workload_endpoint, rotate_url;
+  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
   try {
     awaken::tools::ArgReader r{argc, argv};
     while (r.next()) {

@@ -8,9 +8,15 @@
 #include <stdexcept>
 #include <string>
 
+#include <spdlog/cfg/env.h>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+
+#include <awaken/log.hpp>
 
 namespace awaken::tools {
 
@@ -44,6 +50,32 @@ class ArgReader {
   char** argv_;
   int i_ = 0;
 };
+
+/// Removes `flag` from argv wherever it stands; returns whether it was there.
+inline bool take_flag(int& argc, char** argv, const std::string& flag) {
+  bool found = false;
+  int out = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (flag == argv[i])
+      found = true;
+    else
+      argv[out++] = argv[i];
+  }
+  argc = out;
+  argv[argc] = nullptr;
+  return found;
+}
+
+/// awaken's log for a tool: warnings to stderr; the level from `SPDLOG_LEVEL` when set
+/// ("debug", or per logger: "awaken=trace"); `debug` with `--verbose`. Secrets never reach it.
+inline void configure_logging(bool verbose) {
+  spdlog::cfg::load_env_levels();
+  auto log = std::make_shared<spdlog::logger>("awaken", std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  log->set_level(spdlog::level::warn);
+  spdlog::initialize_logger(log);  // applies SPDLOG_LEVEL to it
+  if (verbose) log->set_level(std::min(log->level(), spdlog::level::debug));
+  awaken::set_logger(std::move(log));
+}
 
 /// Whether argv asks for help.
 inline bool wants_help(int argc, char** argv) {
