@@ -6,11 +6,11 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/logger.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <asio/io_context.hpp>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/logger.h>
-#include <spdlog/sinks/ostream_sink.h>
 
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/spiffe_minters.hpp>
@@ -59,7 +59,8 @@ TEST_CASE("At trace level no secret reaches the log, whatever the material", "[l
   PeerProcess oidc{"oidc_server.mjs", {}};
   PeerProcess tokens{"token_server.mjs", {}};
   awaken::test::WorkloadPeer workload;
-  PeerProcess party{"token_server.mjs", {"--jwks", "http://127.0.0.1:" + std::to_string(workload.control_port()) + "/jwks"}};
+  PeerProcess party{"token_server.mjs",
+                    {"--jwks", "http://127.0.0.1:" + std::to_string(workload.control_port()) + "/jwks"}};
   const std::string endpoint = oidc.info()["token_endpoint"];
   const std::string sa_key = oidc.info()["keys"]["sa"];
   const std::string ps256_key = oidc.info()["keys"]["ps256"];
@@ -117,7 +118,8 @@ TEST_CASE("At trace level no secret reaches the log, whatever the material", "[l
   sb.endpoint(workload.endpoint()).reconnect_backoff(10ms, 100ms).initial_sync_timeout(10s);
   const auto source = run(io, sb.build(io.get_executor()));
   AwakenBroker broker{io.get_executor(), quick_retries()};
-  for (const auto& [name, config] : configs.items()) broker.register_material(name, CredentialMaterial::from_config(config));
+  for (const auto& [name, config] : configs.items())
+    broker.register_material(name, CredentialMaterial::from_config(config));
   broker.register_material("svid", awaken::jwt_svid_material(source));
   awaken::SpiffeClientCredentials cc;
   cc.token_endpoint = party_url + "/spiffe/token";
@@ -133,7 +135,8 @@ TEST_CASE("At trace level no secret reaches the log, whatever the material", "[l
     INFO(name);
     const auto scope = std::string{name} == "gce" || std::string{name} == "google"
                            ? "https://www.googleapis.com/auth/cloud-platform"
-                           : std::string{name} == "svid" ? "my-audience" : "api:read";
+                       : std::string{name} == "svid" ? "my-audience"
+                                                     : "api:read";
     const auto token = run(io, broker.token_for(name, scope));
     secrets.emplace_back(token.bearer().reveal());
   }

@@ -6,12 +6,16 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include <asio/any_io_executor.hpp>
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <awaken/completion.hpp>
 #include <awaken/credentials/material.hpp>
@@ -56,21 +60,14 @@ class CredentialBroker {
   template <class CompletionToken = use_awaitable_t>
   auto token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token = {}) {
     std::optional<IssuedToken> hit = try_hit(provider_id, scope);
-    std::string provider, scope_copy;
-    if (!hit) provider.assign(provider_id), scope_copy.assign(scope);
-    return asio::async_initiate<CompletionToken, void(std::error_code, IssuedToken)>(
-        [this](auto handler, std::optional<IssuedToken> hit, const std::string& provider, const std::string& scope) {
-          if (hit) {
-            const auto ex = asio::get_associated_executor(handler, get_executor());
-            asio::post(ex, [h = std::move(handler), t = std::move(*hit)]() mutable {
-              std::move(h)(std::error_code{}, std::move(t));
-            });
-            return;
-          }
-          start_token_for(provider, scope,
-                          make_completion<std::error_code, IssuedToken>(std::move(handler), get_executor()));
-        },
-        token, std::move(hit), std::move(provider), std::move(scope_copy));
+    if constexpr (std::is_same_v<std::decay_t<CompletionToken>, use_awaitable_t>) {
+      // The default token's own path: a hit resumes the awaiting coroutine at once, with no
+      // round trip through its executor (what any other token must make).
+      if (hit) return ready(std::move(*hit));
+      return awaited(this, std::string{provider_id}, std::string{scope});
+    } else {
+      return initiate(std::move(hit), provider_id, scope, std::forward<CompletionToken>(token));
+    }
   }
 
   /// Tells the broker that a server rejected `rejected` (say, with HTTP 401), so that it is not
@@ -95,6 +92,38 @@ class CredentialBroker {
   virtual std::optional<IssuedToken> try_hit(std::string_view provider_id, std::string_view scope) noexcept {
     (void)provider_id, (void)scope;
     return std::nullopt;
+  }
+
+ private:
+  template <class CompletionToken>
+  auto initiate(std::optional<IssuedToken> hit, std::string_view provider_id, std::string_view scope,
+                CompletionToken&& token) {
+    std::string provider, scope_copy;
+    if (!hit) provider.assign(provider_id), scope_copy.assign(scope);
+    return asio::async_initiate<CompletionToken, void(std::error_code, IssuedToken)>(
+        [this](auto handler, std::optional<IssuedToken> hit, const std::string& provider, const std::string& scope) {
+          if (hit) {
+            const auto ex = asio::get_associated_executor(handler, get_executor());
+            asio::post(ex, [h = std::move(handler), t = std::move(*hit)]() mutable {
+              std::move(h)(std::error_code{}, std::move(t));
+            });
+            return;
+          }
+          start_token_for(provider, scope,
+                          make_completion<std::error_code, IssuedToken>(std::move(handler), get_executor()));
+        },
+        token, std::move(hit), std::move(provider), std::move(scope_copy));
+  }
+
+  static asio::awaitable<IssuedToken> ready(IssuedToken t) { co_return t; }
+
+  static asio::awaitable<IssuedToken> awaited(CredentialBroker* self, std::string provider, std::string scope) {
+    Diagnostics diagnostics;
+    auto [ec, t] =
+        co_await self->initiate(std::nullopt, provider, scope,
+                                bind_diagnostics(diagnostics, asio::experimental::as_tuple(asio::use_awaitable)));
+    if (ec) throw to_error(ec, diagnostics);
+    co_return t;
   }
 };
 
