@@ -14,14 +14,11 @@
 #include <awaken/error.hpp>
 
 #include "credentials/broker_core.hpp"
+#include "support/names.hpp"
 #include "unit/recording_completion.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
-using awaken::credential_errc;
-using awaken::CredentialMaterial;
-using awaken::RedactedString;
 using awaken::Token;
 using awaken::detail::BrokerCore;
 using awaken::detail::Deadlines;

@@ -9,12 +9,10 @@
 #include <awaken/error.hpp>
 
 #include "spiffe/stream_supervisor.hpp"
+#include "support/names.hpp"
 
 namespace {
 
-using namespace std::chrono_literals;
-using awaken::grpc_status;
-using awaken::spiffe_errc;
 using awaken::spiffe::MetricsErrorKind;
 using awaken::spiffe::detail::StreamAction;
 using awaken::spiffe::detail::StreamEvent;

@@ -18,17 +18,11 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();  // exported by lib
 #include <awaken/spiffe/jwt_source.hpp>
 
 #include "support/errors.hpp"
+#include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::code_of;
-using namespace std::chrono_literals;
-using awaken::grpc_status;
-using awaken::spiffe_errc;
-using awaken::spiffe::JwtSource;
-using awaken::spiffe::JwtSvid;
 using awaken::spiffe::MetricsErrorKind;
-using awaken::spiffe::TrustDomain;
-using awaken::test::run;
+using awaken::test::code_of;
 using awaken::test::WorkloadPeer;
 
 namespace {

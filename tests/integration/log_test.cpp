@@ -17,15 +17,11 @@
 #include <awaken/log.hpp>
 
 #include "support/minting.hpp"
+#include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using namespace std::chrono_literals;
-using awaken::AwakenBroker;
-using awaken::CredentialMaterial;
-using awaken::RedactedString;
 using awaken::test::PeerProcess;
 using awaken::test::quick_retries;
-using awaken::test::run;
 
 namespace {
 

@@ -21,18 +21,10 @@
 
 #include "credentials/token_endpoint.hpp"
 #include "support/minting.hpp"
+#include "support/names.hpp"
 
-using namespace std::chrono_literals;
-using awaken::AwakenBroker;
-using awaken::BrokerOptions;
-using awaken::ClientAuthentication;
-using awaken::credential_errc;
-using awaken::IssuedToken;
-using awaken::OAuthClientCredentials;
-using awaken::RedactedString;
 using awaken::test::mint_failure;
 using awaken::test::quick_retries;
-using awaken::test::run;
 
 namespace {
 
@@ -200,7 +192,6 @@ TEST_CASE("The metadata server flavour sends its header and scopes", "[minters][
 }
 
 TEST_CASE("Endpoints and client fields are validated before any request", "[minters][oauth]") {
-  using Catch::Matchers::Contains;
   auto make = [](std::string endpoint, std::string id = "id", std::string secret = "secret") {
     OAuthClientCredentials c;
     c.token_endpoint = std::move(endpoint);

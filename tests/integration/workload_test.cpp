@@ -11,18 +11,13 @@
 
 #include "spiffe/workload_proto.hpp"
 #include "support/errors.hpp"
+#include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::code_of;
-using namespace std::chrono_literals;
-using awaken::grpc_status;
-using awaken::spiffe_errc;
-using awaken::spiffe::SpiffeId;
 using awaken::spiffe::WorkloadApiClient;
 using awaken::spiffe::WorkloadEndpoint;
-using awaken::test::run;
+using awaken::test::code_of;
 using awaken::test::WorkloadPeer;
-using Catch::Matchers::Contains;
 
 namespace {
 

@@ -23,18 +23,11 @@
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/error.hpp>
 
-#include "support/peer.hpp"
+#include "support/names.hpp"
+#include "support/run.hpp"
 
-using namespace std::chrono_literals;
-using awaken::AwakenBroker;
-using awaken::BrokerOptions;
-using awaken::credential_errc;
-using awaken::CredentialMaterial;
-using awaken::IssuedToken;
 using awaken::MintContext;
-using awaken::RedactedString;
 using awaken::Token;
-using awaken::test::run;
 
 namespace {
 
@@ -169,7 +162,6 @@ TEST_CASE("Tokens and issued tokens and materials never print the secret", "[bro
 }
 
 TEST_CASE("Materials refuse empty or null input", "[broker][material]") {
-  using Catch::Matchers::Contains;
   CHECK_THROWS_WITH(CredentialMaterial::static_bearer(RedactedString{}), Contains("empty"));
   CHECK_THROWS_WITH(CredentialMaterial::static_bearer(RedactedString{"k"}, 0s), Contains("positive"));
   CHECK_THROWS_WITH(CredentialMaterial::from_minter(nullptr), Contains("null"));

@@ -19,21 +19,11 @@
 #include <awaken/jose/jws.hpp>
 
 #include "support/minting.hpp"
+#include "support/names.hpp"
 
-using namespace std::chrono_literals;
-using awaken::AwakenBroker;
-using awaken::BrokerOptions;
-using awaken::ClientAuthentication;
-using awaken::credential_errc;
-using awaken::CredentialMaterial;
-using awaken::IssuedToken;
-using awaken::OAuthClientCredentials;
-using awaken::RedactedString;
 using awaken::jose::Algorithm;
 using awaken::test::mint_failure;
 using awaken::test::quick_retries;
-using awaken::test::run;
-using Catch::Matchers::Contains;
 
 namespace {
 

@@ -28,9 +28,10 @@
 
 #include "core/openssl_ptr.hpp"
 #include "support/errors.hpp"
+#include "support/names.hpp"
 #include "support/peer.hpp"
 // White-box: a few checks look at the EVP_PKEY behind a key.
-#include "../src/jose/key_holder.hpp"
+#include "jose/key_holder.hpp"
 
 namespace Catch {
 template <>
@@ -46,7 +47,6 @@ namespace {
 using awaken::test::code_of;
 using namespace awaken::jose;
 using awaken::jose_errc;
-using awaken::RedactedString;
 using nlohmann::json;
 
 std::error_code code(jose_errc e) { return awaken::make_error_code(e); }

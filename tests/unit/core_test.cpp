@@ -17,12 +17,10 @@
 #include <awaken/log.hpp>
 #include <awaken/redacted_string.hpp>
 
-#include "support/peer.hpp"
+#include "support/names.hpp"
+#include "support/run.hpp"
 
-using namespace std::chrono_literals;
 using awaken::BackoffPolicy;
-using awaken::RedactedString;
-using awaken::test::run;
 
 TEST_CASE("RedactedString never prints its secret", "[core][secret]") {
   const RedactedString secret{"sk-live-1234567890"};
@@ -87,7 +85,6 @@ TEST_CASE("errors carry a code, a context and bounded server text", "[core][erro
 }
 
 TEST_CASE("is_retryable classifies every domain", "[core][error]") {
-  using awaken::grpc_status;
   using awaken::http_errc;
   using awaken::is_retryable;
   CHECK(is_retryable(http_errc::connect_failed));

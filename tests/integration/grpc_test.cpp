@@ -15,10 +15,9 @@
 #include <awaken/http/grpc.hpp>
 
 #include "http/grpc_framing.hpp"
+#include "support/names.hpp"
 #include "support/peer.hpp"
 
-using namespace std::chrono_literals;
-using awaken::grpc_status;
 using awaken::http::GrpcCallOptions;
 using awaken::http::GrpcChannel;
 using awaken::http::GrpcChannelOptions;
@@ -26,7 +25,6 @@ using awaken::http::GrpcTarget;
 using awaken::http::HttpClient;
 using awaken::http::detail::grpc_frame;
 using awaken::http::detail::GrpcFrameParser;
-using awaken::test::run;
 
 namespace {
 

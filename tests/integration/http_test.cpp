@@ -18,14 +18,13 @@
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
 
+#include "support/names.hpp"
 #include "support/peer.hpp"
 
-using namespace std::chrono_literals;
 using awaken::http::HttpClient;
 using awaken::http::HttpClientOptions;
 using awaken::http::HttpRequest;
 using awaken::http::HttpResponse;
-using awaken::test::run;
 
 namespace {
 

@@ -12,17 +12,13 @@
 #include <awaken/spiffe/spiffe_id.hpp>
 
 #include "support/errors.hpp"
+#include "support/names.hpp"
 #include "support/peer.hpp"
 
-using awaken::spiffe_errc;
 using awaken::spiffe::JwtBundle;
 using awaken::spiffe::JwtBundleSet;
-using awaken::spiffe::JwtSvid;
 using awaken::spiffe::JwtSvidOptions;
-using awaken::spiffe::SpiffeId;
-using awaken::spiffe::TrustDomain;
 using awaken::test::code_of;
-using Catch::Matchers::Contains;
 
 namespace {
 

@@ -10,18 +10,11 @@
 #include <awaken/error.hpp>
 
 #include "support/minting.hpp"
+#include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using namespace std::chrono_literals;
-using awaken::AwakenBroker;
-using awaken::BrokerOptions;
-using awaken::credential_errc;
-using awaken::IssuedToken;
-using awaken::spiffe::JwtSource;
-using awaken::spiffe::JwtSvid;
 using awaken::test::mint_failure;
 using awaken::test::quick_retries;
-using awaken::test::run;
 using awaken::test::WorkloadPeer;
 
 namespace {

@@ -8,10 +8,10 @@
 
 #include <awaken/spiffe/jwt_svid.hpp>
 
+#include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
 using awaken::test::WorkloadPeer;
-using Catch::Matchers::Contains;
 
 namespace {
 
