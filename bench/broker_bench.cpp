@@ -261,32 +261,13 @@ BENCHMARK(try_cached)
     ->Repetitions(5)
     ->DisplayAggregatesOnly(true);
 BENCHMARK(token_for)->Name("hit/co_await_token_for")->UseRealTime()->Repetitions(5)->DisplayAggregatesOnly(true);
-BENCHMARK(cold_baseline)
-    ->Name("cold/baseline_timer_wait")
-    ->Arg(1000)
-    ->Arg(10000)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(5)
-    ->Repetitions(3)
-    ->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(cold_callers, ok, false)
-    ->Name("cold/20ms_mint")
-    ->Arg(1000)
-    ->Arg(10000)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(5)
-    ->Repetitions(3)
-    ->DisplayAggregatesOnly(true);
-BENCHMARK_CAPTURE(cold_callers, fail, true)
-    ->Name("cold/20ms_permanent_failure")
-    ->Arg(100)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime()
-    ->Iterations(5)
-    ->Repetitions(3)
-    ->DisplayAggregatesOnly(true);
+// The cold benchmarks run few, long iterations.
+void cold(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5)->Repetitions(3)->DisplayAggregatesOnly(true);
+}
+BENCHMARK(cold_baseline)->Name("cold/baseline_timer_wait")->Arg(1000)->Arg(10000)->Apply(cold);
+BENCHMARK_CAPTURE(cold_callers, ok, false)->Name("cold/20ms_mint")->Arg(1000)->Arg(10000)->Apply(cold);
+BENCHMARK_CAPTURE(cold_callers, fail, true)->Name("cold/20ms_permanent_failure")->Arg(100)->Apply(cold);
 
 }  // namespace
 

@@ -14,6 +14,8 @@
 #include <awaken/credentials/oauth_client_credentials.hpp>
 #include <awaken/error.hpp>
 
+#include "tool_main.hpp"
+
 namespace {
 
 // The pattern: ask per request, retry once after `invalidate` on 401. `invalidate` drops the
@@ -78,10 +80,7 @@ int main(int argc, char** argv) {
   }
   try {
     asio::io_context io;
-    std::exception_ptr failure;
-    asio::co_spawn(io, story(token_endpoint, resource, revoke), [&](std::exception_ptr e) { failure = e; });
-    io.run();
-    if (failure) std::rethrow_exception(failure);
+    awaken::tools::run_to_end(io, story(token_endpoint, resource, revoke));
   } catch (const std::exception& e) {
     std::cerr << "authorized_call: " << e.what() << "\n";
     return 1;

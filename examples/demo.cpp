@@ -271,19 +271,10 @@ int main(int argc, char** argv) {
     asio::io_context io;
     awaken::http::HttpClientOptions options;
     options.ca_file = ca_file;
-    std::exception_ptr failure;
-    asio::co_spawn(io, https_part(awaken::http::HttpClient{io.get_executor(), options}, url),
-                   [&](std::exception_ptr e) { failure = e; });
-    io.run();
-    if (failure) std::rethrow_exception(failure);
+    awaken::tools::run_to_end(io, https_part(awaken::http::HttpClient{io.get_executor(), options}, url));
     jose_part(key_file);
-
     // One run for both: the source's supervisor keeps the io_context busy until it is shut down.
-    io.restart();
-    asio::co_spawn(io, identity_and_tokens(workload_endpoint, rotate_url, providers_file),
-                   [&](std::exception_ptr e) { failure = e; });
-    io.run();
-    if (failure) std::rethrow_exception(failure);
+    awaken::tools::run_to_end(io, identity_and_tokens(workload_endpoint, rotate_url, providers_file));
   } catch (const std::exception& e) {
     std::cerr << "demo failed: " << e.what() << "\n";
     return 1;

@@ -84,6 +84,15 @@ inline bool wants_help(int argc, char** argv) {
   return false;
 }
 
+/// Runs `aw` and everything else on `io` to the end; rethrows what `aw` threw.
+inline void run_to_end(asio::io_context& io, asio::awaitable<void> aw) {
+  std::exception_ptr failure;
+  io.restart();
+  asio::co_spawn(io, std::move(aw), [&](std::exception_ptr e) { failure = e; });
+  io.run();
+  if (failure) std::rethrow_exception(failure);
+}
+
 /// Runs `make()`'s coroutine to its end on a fresh io_context and returns its exit code:
 /// `UsageError` gives 2, `Refusal` 1 (with `refusal_prefix`), any other exception 3.
 template <class Refusal, class Make>

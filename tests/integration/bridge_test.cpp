@@ -42,6 +42,15 @@ struct RelyingParty {
   awaken::test::PeerProcess process;
 };
 
+// The peer, a relying party that trusts it, a source and a broker.
+struct Bridge {
+  WorkloadPeer peer;
+  RelyingParty party{peer};
+  asio::io_context io;
+  JwtSource source = source_on(io, peer);
+  AwakenBroker broker{io.get_executor(), quick_retries()};
+};
+
 int svid_calls(const WorkloadPeer& peer) { return peer.control("/stats")["calls"].value("FetchJWTSVID", 0); }
 
 }  // namespace
@@ -109,11 +118,8 @@ TEST_CASE("A JWT-SVID is refreshed in the soft window, across a rotation of the 
 }
 
 TEST_CASE("OAuth client credentials with a JWT-SVID as the client assertion", "[bridge]") {
-  WorkloadPeer peer;
-  RelyingParty party{peer};
-  asio::io_context io;
-  const JwtSource source = source_on(io, peer);
-  AwakenBroker broker{io.get_executor(), quick_retries()};
+  Bridge b;
+  auto& [peer, party, io, source, broker] = b;
   awaken::SpiffeClientCredentials config;
   config.token_endpoint = party.url("/spiffe/token");
   config.client_id = "spiffe-workload";
@@ -147,11 +153,8 @@ TEST_CASE("OAuth client credentials with a JWT-SVID as the client assertion", "[
 }
 
 TEST_CASE("RFC 8693 token exchange with a JWT-SVID as the subject token", "[bridge]") {
-  WorkloadPeer peer;
-  RelyingParty party{peer};
-  asio::io_context io;
-  const JwtSource source = source_on(io, peer);
-  AwakenBroker broker{io.get_executor(), quick_retries()};
+  Bridge b;
+  auto& [peer, party, io, source, broker] = b;
   awaken::SpiffeTokenExchange config;
   config.token_endpoint = party.url("/spiffe/exchange");
   config.audience = "https://api.example.com";

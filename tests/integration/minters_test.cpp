@@ -20,6 +20,7 @@
 #include <awaken/error.hpp>
 
 #include "credentials/token_endpoint.hpp"
+#include "support/json_edit.hpp"
 #include "support/minting.hpp"
 #include "support/names.hpp"
 
@@ -51,6 +52,13 @@ OAuthClientCredentials client(const TokenPeer& peer, const std::string& path = "
   c.client_secret = RedactedString{"s3cret-value"};
   c.authentication = auth;
   return c;
+}
+
+// A client the token endpoint refuses: its secret is wrong.
+awaken::CredentialMaterial refused_client(const TokenPeer& peer) {
+  auto wrong = client(peer);
+  wrong.client_secret = RedactedString{"not-the-secret"};
+  return awaken::oauth_client_credentials(wrong);
 }
 
 }  // namespace
@@ -86,9 +94,7 @@ TEST_CASE("A refused client gets a permanent error with the RFC 6749 error and n
   TokenPeer peer;
   asio::io_context io;
   AwakenBroker broker{io.get_executor(), quick_retries()};
-  auto wrong = client(peer);
-  wrong.client_secret = RedactedString{"not-the-secret"};
-  broker.register_material("p", awaken::oauth_client_credentials(wrong));
+  broker.register_material("p", refused_client(peer));
   const auto e = mint_failure(io, broker, "p");
   CHECK(e.code() == credential_errc::permanent_upstream);
   CHECK(e.details().http_status == 401);
@@ -304,12 +310,7 @@ TEST_CASE("Service account key files are validated and never echoed", "[minters]
   };
   CHECK(error_of(valid) == "accepted");
   auto with = [&](const char* name, nlohmann::json value) {
-    auto j = valid;
-    if (value.is_null())
-      j.erase(name);
-    else
-      j[name] = std::move(value);
-    return error_of(j);
+    return error_of(awaken::test::with_member(valid, name, std::move(value)));
   };
   CHECK_THAT(with("type", "authorized_user"), Catch::Contains("'type' is not service_account"));
   CHECK_THAT(with("client_email", nullptr), Catch::Contains("'client_email' is missing"));
@@ -339,9 +340,7 @@ TEST_CASE("token_for works with every completion token and carries the diagnosti
   TokenPeer peer;
   asio::io_context io;
   AwakenBroker broker{io.get_executor(), quick_retries()};
-  auto wrong = client(peer);
-  wrong.client_secret = RedactedString{"not-the-secret"};
-  broker.register_material("bad", awaken::oauth_client_credentials(wrong));
+  broker.register_material("bad", refused_client(peer));
   broker.register_material("good", awaken::oauth_client_credentials(client(peer)));
   const auto refused = [](const awaken::Diagnostics& d) {
     CHECK(d.details.http_status == 401);

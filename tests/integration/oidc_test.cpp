@@ -18,6 +18,7 @@
 #include <awaken/error.hpp>
 #include <awaken/jose/jws.hpp>
 
+#include "support/json_edit.hpp"
 #include "support/minting.hpp"
 #include "support/names.hpp"
 
@@ -379,12 +380,7 @@ TEST_CASE("from_config names the bad field and never echoes a secret", "[minters
                               {"client_secret", "hunter2-secret"}};
   CHECK_NOTHROW(CredentialMaterial::from_config(client));
   auto with = [&](const char* name, nlohmann::json value) {
-    auto j = client;
-    if (value.is_null())
-      j.erase(name);
-    else
-      j[name] = std::move(value);
-    const auto e = config_error(j);
+    const auto e = config_error(awaken::test::with_member(client, name, std::move(value)));
     CHECK(std::string{e.what()}.find("hunter2") == std::string::npos);
     return std::string{e.what()};
   };

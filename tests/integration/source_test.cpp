@@ -78,13 +78,19 @@ std::size_t live_heap_bytes() {
 #endif
 }
 
+// A source on the peer with counting metrics: the setup most tests share.
+struct Metered {
+  WorkloadPeer peer;
+  asio::io_context io;
+  std::shared_ptr<CountingMetrics> metrics = std::make_shared<CountingMetrics>();
+  JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+};
+
 }  // namespace
 
 TEST_CASE("A JwtSource syncs, serves its bundles without blocking and validates SVIDs", "[source]") {
-  WorkloadPeer peer;
-  asio::io_context io;
-  auto metrics = std::make_shared<CountingMetrics>();
-  const JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+  Metered m;
+  auto& [peer, io, metrics, source] = m;
   CHECK(source.sequence() == 1);
   CHECK(source.is_healthy());
   CHECK(source.bundle_set()->size() == 2);
@@ -128,10 +134,8 @@ TEST_CASE("A rotation reaches changed(), and the new key validates a new token",
 }
 
 TEST_CASE("Re-delivered bundles are silent; stream ends and resets reconnect", "[source]") {
-  WorkloadPeer peer;
-  asio::io_context io;
-  auto metrics = std::make_shared<CountingMetrics>();
-  const JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+  Metered m;
+  auto& [peer, io, metrics, source] = m;
   const auto before = source.bundle_set();
 
   peer.wait_for_streams(1);
@@ -159,10 +163,8 @@ TEST_CASE("Re-delivered bundles are silent; stream ends and resets reconnect", "
 }
 
 TEST_CASE("Malformed and oversized updates are rejected and the last good set is kept", "[source]") {
-  WorkloadPeer peer;
-  asio::io_context io;
-  auto metrics = std::make_shared<CountingMetrics>();
-  const JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+  Metered m;
+  auto& [peer, io, metrics, source] = m;
   const auto good = source.bundle_set();
   peer.wait_for_streams(1);
 
@@ -188,10 +190,8 @@ TEST_CASE("Malformed and oversized updates are rejected and the last good set is
 
 TEST_CASE("A killed peer restarted on the same socket: last good set kept, reconnect within the backoff bound",
           "[source]") {
-  WorkloadPeer peer;
-  asio::io_context io;
-  auto metrics = std::make_shared<CountingMetrics>();
-  const JwtSource source = run(io, quick(peer, metrics).build(io.get_executor()));
+  Metered m;
+  auto& [peer, io, metrics, source] = m;
   const auto before = source.bundle_set();
   peer.wait_for_streams(1);
 

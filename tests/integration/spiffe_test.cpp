@@ -12,6 +12,7 @@
 #include <awaken/spiffe/spiffe_id.hpp>
 
 #include "support/errors.hpp"
+#include "support/json_edit.hpp"
 #include "support/names.hpp"
 #include "support/peer.hpp"
 
@@ -225,12 +226,7 @@ TEST_CASE("Malformed JWT bundles are rejected with the matching error", "[spiffe
   REQUIRE(es_key["kid"] == "es256-kid");
   auto with_key = [&](nlohmann::json key) { return nlohmann::json{{"keys", {std::move(key)}}}.dump(); };
   auto changed = [&](const char* member, nlohmann::json value) {
-    auto k = es_key;
-    if (value.is_null())
-      k.erase(member);
-    else
-      k[member] = std::move(value);
-    return with_key(k);
+    return with_key(awaken::test::with_member(es_key, member, std::move(value)));
   };
   CHECK(bundle_code("not json") == spiffe_errc::invalid_bundle);
   CHECK(bundle_code("[]") == spiffe_errc::invalid_bundle);

@@ -20,12 +20,7 @@
 namespace {
 
 using awaken::Token;
-using awaken::detail::BrokerCore;
-using awaken::detail::Deadlines;
-using awaken::detail::Flight;
-using awaken::detail::HandOut;
-using awaken::detail::KeyView;
-using awaken::detail::TokenWindows;
+using namespace awaken::detail;
 using awaken::test::Recorder;
 using awaken::test::recording;
 using Kind = BrokerCore::Lookup::Kind;

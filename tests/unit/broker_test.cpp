@@ -82,6 +82,12 @@ class ScriptedMinter final : public awaken::Minter {
     co_return Token::expiring_in(RedactedString{bearer_ + "-" + std::to_string(n)}, lifetime_, ctx.clock);
   }
 
+  // Makes each mint open `started` and wait for `release`.
+  void gate(const asio::any_io_executor& ex) {
+    started = std::make_shared<Gate>(ex);
+    release = std::make_shared<Gate>(ex);
+  }
+
   mutable std::atomic<int> calls{0};
   mutable std::string last_scope;
   mutable std::string last_provider;
@@ -94,6 +100,28 @@ class ScriptedMinter final : public awaken::Minter {
  private:
   std::string bearer_;
   std::chrono::seconds lifetime_;
+};
+
+// Broker options on `clock`.
+BrokerOptions clocked(awaken::ManualClock& clock, BrokerOptions options = {}) {
+  options.clock = &clock;
+  return options;
+}
+
+// A scripted minter registered as provider "p" of `broker`.
+std::shared_ptr<ScriptedMinter> scripted(AwakenBroker& broker, std::string bearer,
+                                         std::chrono::seconds lifetime = 3600s) {
+  auto minter = std::make_shared<ScriptedMinter>(std::move(bearer), lifetime);
+  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  return minter;
+}
+
+// A broker whose provider "p" mints through a gated scripted minter.
+struct Gated {
+  explicit Gated(std::string bearer) : minter(scripted(broker, std::move(bearer))) { minter->gate(io.get_executor()); }
+  asio::io_context io;
+  AwakenBroker broker{io.get_executor()};
+  std::shared_ptr<ScriptedMinter> minter;
 };
 
 CredentialMaterial bearer(const char* text) { return CredentialMaterial::static_bearer(RedactedString{text}); }
@@ -177,8 +205,7 @@ TEST_CASE("Materials refuse empty or null input", "[broker][material]") {
 TEST_CASE("A cache hit does not mint", "[broker][cache]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("tok");
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  auto minter = scripted(broker, "tok");
   const auto a = run(io, broker.token_for("p", "any"));
   const auto b = run(io, broker.token_for("p", "any"));
   CHECK(text(a) == "tok-1");
@@ -232,8 +259,7 @@ TEST_CASE("Flights end with their mint and deregister ends them at once", "[brok
   CHECK(broker.stats().flights == 0);  // freed when the flight ended
 
   auto minter = std::make_shared<ScriptedMinter>("slow");
-  minter->started = std::make_shared<Gate>(io.get_executor());
-  minter->release = std::make_shared<Gate>(io.get_executor());
+  minter->gate(io.get_executor());
   broker.register_material("q", CredentialMaterial::from_minter(minter));
   std::error_code waiter_error;
   bool waiter_done = false;
@@ -266,8 +292,7 @@ TEST_CASE("Register during an in-flight mint discards the stale token", "[broker
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
   auto old_minter = std::make_shared<ScriptedMinter>("old");
-  old_minter->started = std::make_shared<Gate>(io.get_executor());
-  old_minter->release = std::make_shared<Gate>(io.get_executor());
+  old_minter->gate(io.get_executor());
   broker.register_material("p", CredentialMaterial::from_minter(old_minter));
   std::future<IssuedToken> waiting = asio::co_spawn(io, broker.token_for("p", "s"), asio::use_future);
   run(io, old_minter->started->wait());
@@ -283,12 +308,8 @@ TEST_CASE("Register during an in-flight mint discards the stale token", "[broker
 }
 
 TEST_CASE("Deregister during an in-flight mint discards the stale token", "[broker][generation]") {
-  asio::io_context io;
-  AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("old");
-  minter->started = std::make_shared<Gate>(io.get_executor());
-  minter->release = std::make_shared<Gate>(io.get_executor());
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  Gated g{"old"};
+  auto& [io, broker, minter] = g;
   std::future<IssuedToken> waiting = asio::co_spawn(io, broker.token_for("p", "s"), asio::use_future);
   run(io, minter->started->wait());
   broker.deregister("p");
@@ -310,8 +331,7 @@ TEST_CASE("Deregister during an in-flight mint discards the stale token", "[brok
 TEST_CASE("Scopes have independent cache entries and register drops them all", "[broker][cache]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("m");
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  auto minter = scripted(broker, "m");
   const auto a = run(io, broker.token_for("p", "scope-a"));
   const auto b = run(io, broker.token_for("p", "scope-b"));
   CHECK(minter->calls == 2);
@@ -327,9 +347,8 @@ TEST_CASE("Scopes have independent cache entries and register drops them all", "
 TEST_CASE("Mint failures are not cached or replayed to later callers", "[broker][failure]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("after-failure");
+  auto minter = scripted(broker, "after-failure");
   minter->failures[1] = credential_errc::permanent_upstream;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   try {
     run(io, broker.token_for("p", "scope"));
     FAIL("no error");
@@ -350,8 +369,7 @@ TEST_CASE("Concurrent rotation is isolated by provider and scope", "[broker][gen
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
   auto rotating = std::make_shared<ScriptedMinter>("old-rotating");
-  rotating->started = std::make_shared<Gate>(io.get_executor());
-  rotating->release = std::make_shared<Gate>(io.get_executor());
+  rotating->gate(io.get_executor());
   broker.register_material("rotating", CredentialMaterial::from_minter(rotating));
   broker.register_material("stable", bearer("stable-token"));
   std::future<IssuedToken> waiting = asio::co_spawn(io, broker.token_for("rotating", "scope-a"), asio::use_future);
@@ -371,9 +389,8 @@ TEST_CASE("Concurrent rotation is isolated by provider and scope", "[broker][gen
 TEST_CASE("Single flight collapses concurrent callers into one mint", "[broker][flight]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("one");
+  auto minter = scripted(broker, "one");
   minter->delay = 20ms;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   std::vector<IssuedToken> got;
   for (int i = 0; i < 50; ++i)
     asio::co_spawn(io, broker.token_for("p", "s"), [&](std::exception_ptr e, IssuedToken t) {
@@ -389,9 +406,8 @@ TEST_CASE("Single flight collapses concurrent callers into one mint", "[broker][
 TEST_CASE("Ten thousand callers on a cold key make exactly one mint", "[broker][flight]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("cold");
+  auto minter = scripted(broker, "cold");
   minter->delay = 20ms;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   std::size_t ok = 0, same = 0;
   IssuedToken first;
   for (int i = 0; i < 10'000; ++i)
@@ -411,10 +427,9 @@ TEST_CASE("Ten thousand callers on a cold key make exactly one mint", "[broker][
 TEST_CASE("A permanent failure reaches every waiter of its flight from one mint", "[broker][flight][failure]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("never");
+  auto minter = scripted(broker, "never");
   minter->delay = 20ms;
   minter->fail_always = credential_errc::permanent_upstream;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   int permanent = 0;
   for (int i = 0; i < 100; ++i)
     asio::co_spawn(io, broker.token_for("p", "s"), [&](std::exception_ptr e, IssuedToken) {
@@ -455,20 +470,6 @@ TEST_CASE("Transient failures are retried within the policy, permanent ones are 
   CHECK(broker.stats().mint_attempts == 3 + 3 + 3);
 }
 
-TEST_CASE("Credential error retry classification is pinned per code", "[broker][retry]") {
-  using awaken::is_retryable;
-  CHECK_FALSE(is_retryable(credential_errc::not_configured));
-  CHECK_FALSE(is_retryable(credential_errc::invalid_material));
-  CHECK_FALSE(is_retryable(credential_errc::signing_failed));
-  CHECK_FALSE(is_retryable(credential_errc::permanent_upstream));
-  CHECK(is_retryable(credential_errc::transient_upstream));
-  CHECK(is_retryable(credential_errc::network));
-  CHECK_FALSE(is_retryable(credential_errc::shut_down));
-  CHECK(std::error_code{credential_errc::network}.category().name() == std::string{"awaken.credentials"});
-  const awaken::Error e{credential_errc::permanent_upstream, "provider 'p'", {403, "invalid_grant", std::nullopt}};
-  CHECK(std::string{e.what()} == "provider 'p': token endpoint rejected the request (HTTP 403: invalid_grant)");
-}
-
 TEST_CASE("A minter that returns an empty or expired token fails transiently", "[broker][retry]") {
   struct Bad final : awaken::Minter {
     std::string_view kind_label() const noexcept override { return "bad"; }
@@ -487,12 +488,8 @@ TEST_CASE("A minter that returns an empty or expired token fails transiently", "
 }
 
 TEST_CASE("A cancelled waiter leaves and the mint goes on for the others", "[broker][cancel]") {
-  asio::io_context io;
-  AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("kept");
-  minter->started = std::make_shared<Gate>(io.get_executor());
-  minter->release = std::make_shared<Gate>(io.get_executor());
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  Gated g{"kept"};
+  auto& [io, broker, minter] = g;
 
   asio::cancellation_signal cancel_first;
   std::error_code first_error;
@@ -526,13 +523,10 @@ TEST_CASE("A cancelled waiter leaves and the mint goes on for the others", "[bro
 TEST_CASE("Inside the soft window the cached token is handed out and one refresh runs", "[broker][window]") {
   asio::io_context io;
   awaken::ManualClock clock;
-  BrokerOptions options;
-  options.clock = &clock;
-  AwakenBroker broker{io.get_executor(), options};
-  auto minter = std::make_shared<ScriptedMinter>("t", 3600s);  // soft window: min(1200 s, 300 s)
+  AwakenBroker broker{io.get_executor(), clocked(clock)};
+  auto minter = scripted(broker, "t", 3600s);  // soft window: min(1200 s, 300 s)
   minter->release = std::make_shared<Gate>(io.get_executor());
   minter->release->open();
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   const auto first = run(io, broker.token_for("p", "s"));
 
   clock.advance(3600s - 301s);  // just before the soft window
@@ -568,10 +562,9 @@ TEST_CASE("A failed background refresh keeps the token until the hard window", "
   options.clock = &clock;
   options.retry.max_attempts = 1;
   AwakenBroker broker{io.get_executor(), options};
-  auto minter = std::make_shared<ScriptedMinter>("t", 3600s);
+  auto minter = scripted(broker, "t", 3600s);
   minter->failures[2] = credential_errc::transient_upstream;
   minter->failures[3] = credential_errc::transient_upstream;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   const auto first = run(io, broker.token_for("p", "s"));
 
   clock.advance(3600s - 200s);  // soft
@@ -601,11 +594,8 @@ TEST_CASE("A failed background refresh keeps the token until the hard window", "
 TEST_CASE("Inside the hard window a token is never handed out", "[broker][window]") {
   asio::io_context io;
   awaken::ManualClock clock;
-  BrokerOptions options;
-  options.clock = &clock;
-  AwakenBroker broker{io.get_executor(), options};
-  auto minter = std::make_shared<ScriptedMinter>("t", 3600s);
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  AwakenBroker broker{io.get_executor(), clocked(clock)};
+  auto minter = scripted(broker, "t", 3600s);
   run(io, broker.token_for("p", "s"));
   clock.advance(3600s - 59s);
   CHECK_FALSE(broker.try_cached("p", "s"));
@@ -622,8 +612,7 @@ TEST_CASE("Inside the hard window a token is never handed out", "[broker][window
 TEST_CASE("Invalidate drops only the token that was rejected", "[broker][invalidate]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("t");
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  auto minter = scripted(broker, "t");
   const auto t1 = run(io, broker.token_for("p", "s"));
   CHECK_FALSE(broker.invalidate("p", "other-scope", t1));
   CHECK_FALSE(broker.invalidate("p", "s", IssuedToken{}));
@@ -644,8 +633,7 @@ TEST_CASE("Invalidate drops only the token that was rejected", "[broker][invalid
 TEST_CASE("try_cached never mints and token_for serves every completion token", "[broker][async]") {
   asio::io_context io;
   AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("a");
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  auto minter = scripted(broker, "a");
   CHECK_FALSE(broker.try_cached("p", "s"));
   io.poll();
   CHECK(minter->calls == 0);
@@ -686,8 +674,7 @@ TEST_CASE("try_cached never mints and token_for serves every completion token", 
 TEST_CASE("Destroying the broker completes its waiters and cancels its mints", "[broker][lifetime]") {
   asio::io_context io;
   auto minter = std::make_shared<ScriptedMinter>("never");
-  minter->started = std::make_shared<Gate>(io.get_executor());
-  minter->release = std::make_shared<Gate>(io.get_executor());
+  minter->gate(io.get_executor());
   std::error_code code;
   int completed = 0;
   {
@@ -808,8 +795,7 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
   // resumption the test rejects the token; the callers must get the next one.
   asio::io_context io1, io2;
   AwakenBroker broker{io1.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("t");
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  auto minter = scripted(broker, "t");
 
   std::future<IssuedToken> coroutine_caller = asio::co_spawn(io2, broker.token_for("p", "s"), asio::use_future);
   std::string callback_result;
@@ -839,9 +825,8 @@ TEST_CASE("A token dropped before its waiter resumes is not handed out", "[broke
 TEST_CASE("Waiters on different executors each resume on their own", "[broker][flight]") {
   asio::io_context io1, io2;
   AwakenBroker broker{io1.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("t");
+  auto minter = scripted(broker, "t");
   minter->delay = 5ms;
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
   std::vector<std::string> on_io1, on_io2;
   for (int i = 0; i < 3; ++i) {
     broker.token_for("p", "s", [&](std::error_code, IssuedToken t) { on_io1.push_back(text(t)); });
@@ -859,11 +844,8 @@ TEST_CASE("Waiters on different executors each resume on their own", "[broker][f
 TEST_CASE("Expired tokens leave the cache when a new one is stored", "[broker][cache]") {
   asio::io_context io;
   awaken::ManualClock clock;
-  BrokerOptions options;
-  options.clock = &clock;
-  AwakenBroker broker{io.get_executor(), options};
-  auto minter = std::make_shared<ScriptedMinter>("t", 600s);
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  AwakenBroker broker{io.get_executor(), clocked(clock)};
+  auto minter = scripted(broker, "t", 600s);
   for (int i = 0; i < 5; ++i) run(io, broker.token_for("p", "audience-" + std::to_string(i)));
   CHECK(broker.stats().cached_tokens == 5);
   clock.advance(601s);
@@ -872,12 +854,8 @@ TEST_CASE("Expired tokens leave the cache when a new one is stored", "[broker][c
 }
 
 TEST_CASE("token_for honours a bound cancellation slot", "[broker][cancel][async]") {
-  asio::io_context io;
-  AwakenBroker broker{io.get_executor()};
-  auto minter = std::make_shared<ScriptedMinter>("kept");
-  minter->started = std::make_shared<Gate>(io.get_executor());
-  minter->release = std::make_shared<Gate>(io.get_executor());
-  broker.register_material("p", CredentialMaterial::from_minter(minter));
+  Gated g{"kept"};
+  auto& [io, broker, minter] = g;
   asio::cancellation_signal cancel;
   std::error_code cancelled;
   broker.token_for("p", "s", asio::bind_cancellation_slot(cancel.slot(), [&](std::error_code e, IssuedToken t) {

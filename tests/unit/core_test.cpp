@@ -85,28 +85,34 @@ TEST_CASE("errors carry a code, a context and bounded server text", "[core][erro
 }
 
 TEST_CASE("is_retryable classifies every domain", "[core][error]") {
+  using awaken::credential_errc;
   using awaken::http_errc;
-  using awaken::is_retryable;
-  CHECK(is_retryable(http_errc::connect_failed));
-  CHECK(is_retryable(http_errc::resolve_failed));
-  CHECK(is_retryable(http_errc::timeout));
-  CHECK(is_retryable(http_errc::transfer_failed));
-  CHECK(is_retryable(http_errc::protocol_error));
-  CHECK_FALSE(is_retryable(http_errc::tls_failed));
-  CHECK_FALSE(is_retryable(http_errc::invalid_request));
-  CHECK_FALSE(is_retryable(http_errc::response_too_large));
-  CHECK_FALSE(is_retryable(http_errc::shut_down));
-  CHECK(is_retryable(grpc_status::unavailable));
-  CHECK(is_retryable(grpc_status::deadline_exceeded));
-  CHECK(is_retryable(grpc_status::aborted));
-  CHECK_FALSE(is_retryable(grpc_status::resource_exhausted));
-  CHECK_FALSE(is_retryable(grpc_status::invalid_argument));
-  CHECK_FALSE(is_retryable(grpc_status::permission_denied));
-  CHECK_FALSE(is_retryable(grpc_status::unimplemented));
-  CHECK_FALSE(is_retryable(awaken::jose_errc::invalid_signature));
-  CHECK_FALSE(is_retryable(asio::error::operation_aborted));
-  CHECK_FALSE(is_retryable(std::make_error_code(std::errc::connection_refused)));
+  struct Row {
+    std::error_code code;
+    bool retryable;
+  };
+  const auto row = GENERATE(
+      Row{http_errc::connect_failed, true}, Row{http_errc::resolve_failed, true}, Row{http_errc::timeout, true},
+      Row{http_errc::transfer_failed, true}, Row{http_errc::protocol_error, true}, Row{http_errc::tls_failed, false},
+      Row{http_errc::invalid_request, false}, Row{http_errc::response_too_large, false},
+      Row{http_errc::message_too_large, false}, Row{http_errc::shut_down, false}, Row{grpc_status::unavailable, true},
+      Row{grpc_status::deadline_exceeded, true}, Row{grpc_status::aborted, true},
+      Row{grpc_status::resource_exhausted, false}, Row{grpc_status::invalid_argument, false},
+      Row{grpc_status::permission_denied, false}, Row{grpc_status::unimplemented, false},
+      Row{credential_errc::not_configured, false}, Row{credential_errc::invalid_material, false},
+      Row{credential_errc::signing_failed, false}, Row{credential_errc::permanent_upstream, false},
+      Row{credential_errc::transient_upstream, true}, Row{credential_errc::network, true},
+      Row{credential_errc::shut_down, false}, Row{awaken::jose_errc::invalid_signature, false},
+      Row{asio::error::operation_aborted, false}, Row{std::make_error_code(std::errc::connection_refused), false});
+  INFO(row.code.category().name() << ":" << row.code.value());
+  CHECK(awaken::is_retryable(row.code) == row.retryable);
+}
+
+TEST_CASE("Codes name their domain and describe themselves", "[core][error]") {
   CHECK(awaken::make_error_code(grpc_status::not_found).message() == "gRPC not found");
+  CHECK(std::error_code{awaken::credential_errc::network}.category().name() == std::string{"awaken.credentials"});
+  const awaken::Error e{awaken::credential_errc::permanent_upstream, "provider 'p'", {403, "invalid_grant"}};
+  CHECK(std::string{e.what()} == "provider 'p': token endpoint rejected the request (HTTP 403: invalid_grant)");
 }
 
 TEST_CASE("ManualClock moves both times together and only when told", "[core][clock]") {

@@ -142,34 +142,25 @@ class WorkloadApiClient {
   template <class CompletionToken = awaken::use_awaitable_t>
   auto fetch_jwt_svid(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id,
                       CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<JwtSvid>(
-        executor(),
-        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
-          return run_fetch_one(std::move(self), std::move(a), std::move(id));
-        },
-        std::forward<CompletionToken>(token));
+    return fetch<JwtSvid>(std::move(audiences), std::move(spiffe_id), std::forward<CompletionToken>(token));
   }
   template <class CompletionToken = awaken::use_awaitable_t>
   requires(!std::is_convertible_v<CompletionToken, std::optional<SpiffeId>>) auto fetch_jwt_svid(
       std::vector<std::string> audiences, CompletionToken&& token = {}) const {
-    return fetch_jwt_svid(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
+    return fetch<JwtSvid>(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
   }
   /// Every JWT-SVID returned, with its hint; of SVIDs sharing a non-empty hint, the first:
   /// `void(std::error_code, std::vector<JwtSvid>)`.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto fetch_jwt_svids(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id,
                        CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<std::vector<JwtSvid>>(
-        executor(),
-        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
-          return run_fetch(std::move(self), std::move(a), std::move(id), true);
-        },
-        std::forward<CompletionToken>(token));
+    return fetch<std::vector<JwtSvid>>(std::move(audiences), std::move(spiffe_id),
+                                       std::forward<CompletionToken>(token));
   }
   template <class CompletionToken = awaken::use_awaitable_t>
   requires(!std::is_convertible_v<CompletionToken, std::optional<SpiffeId>>) auto fetch_jwt_svids(
       std::vector<std::string> audiences, CompletionToken&& token = {}) const {
-    return fetch_jwt_svids(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
+    return fetch<std::vector<JwtSvid>>(std::move(audiences), std::nullopt, std::forward<CompletionToken>(token));
   }
   /// The first message of a `FetchJWTBundles` stream: `void(std::error_code, JwtBundleSet)`.
   template <class CompletionToken = awaken::use_awaitable_t>
@@ -198,6 +189,20 @@ class WorkloadApiClient {
   asio::any_io_executor executor() const noexcept;
 
  private:
+  // FetchJWTSVID as an operation: the first SVID (`T` = JwtSvid) or all of them.
+  template <class T, class CompletionToken>
+  auto fetch(std::vector<std::string> audiences, std::optional<SpiffeId> id, CompletionToken&& token) const {
+    return awaken::detail::async_spawn<T>(
+        executor(),
+        [self = *this, a = std::move(audiences), id = std::move(id)]() mutable {
+          if constexpr (std::is_same_v<T, JwtSvid>)
+            return run_fetch_one(std::move(self), std::move(a), std::move(id));
+          else
+            return run_fetch(std::move(self), std::move(a), std::move(id), true);
+        },
+        std::forward<CompletionToken>(token));
+  }
+
   // The operations' coroutines take the client by value: it lives in their frames.
   static asio::awaitable<std::vector<JwtSvid>> run_fetch(WorkloadApiClient self, std::vector<std::string> audiences,
                                                          std::optional<SpiffeId> id, bool all);
