@@ -51,7 +51,7 @@ int main() {
       [&]() -> asio::awaitable<void> {
         awaken::http::HttpRequest request;
         request.url = "http://127.0.0.1:1/";
-        auto [e, response] = co_await client.async_send(request, asio::experimental::as_tuple(asio::use_awaitable));
+        auto [e, response] = co_await client.send(request, asio::experimental::as_tuple(asio::use_awaitable));
         send_ec = e;
       },
       asio::detached);
