@@ -100,6 +100,7 @@ std::optional<CredentialMaterial> BrokerCore::set_material(std::string provider,
 BrokerCore::Removed BrokerCore::remove_material(std::string_view provider) {
   Removed r;
   r.outcome = failure(credential_errc::not_configured, provider_context(provider));
+  r.closed.reserve(flights_.size());  // nothing below may throw once flights close
   if (auto it = materials_.find(provider); it != materials_.end()) {
     auto& slot = it->second;
     if (slot.generation != std::numeric_limits<std::uint64_t>::max()) ++slot.generation;
@@ -120,7 +121,8 @@ BrokerCore::Removed BrokerCore::remove_material(std::string_view provider) {
 BrokerCore::Removed BrokerCore::shut_down() {
   Removed r;
   r.outcome = failure(credential_errc::shut_down, "credential broker destroyed");
-  r.closed.reserve(flights_.size());
+  r.closed.reserve(flights_.size());  // nothing below may throw once flights close
+  r.retired.reserve(materials_.size());
   shut_ = true;
   for (auto& [key, entry] : cache_) entry->dead.store(true, std::memory_order_release);
   cache_.clear();

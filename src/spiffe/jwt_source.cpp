@@ -3,6 +3,7 @@
 #include <awaken/spiffe/jwt_source.hpp>
 
 #include <algorithm>
+#include <typeinfo>
 
 #include <spdlog/logger.h>
 #include <asio/co_spawn.hpp>
@@ -124,11 +125,12 @@ asio::any_io_executor JwtSource::fallback_executor() const noexcept {
   return core_->state->strand.get_inner_executor();
 }
 
-asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(JwtSource self, std::vector<std::string> audiences,
+std::shared_ptr<detail::JwtState> JwtSource::state_handle() const noexcept { return core_ ? core_->state : nullptr; }
+
+asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::JwtState> state,
+                                                       std::vector<std::string> audiences,
                                                        std::optional<SpiffeId> spiffe_id) {
-  if (!self.core_) closed_error();
-  auto state = self.core_->state;
-  if (state->closed.load()) closed_error();
+  if (!state || state->closed.load()) closed_error();
   std::error_code first_failure;
   try {
     const WorkloadApiClient client = state->factory();
@@ -219,6 +221,9 @@ JwtSourceBuilder JwtSourceBuilder::resolved() const {
 
 asio::awaitable<JwtSource> JwtSourceBuilder::run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> on) {
   const asio::any_io_executor executor = on ? *on : co_await asio::this_coro::executor;
+  if (executor.target_type() == typeid(asio::system_executor))  // Asio 1.22's target<T>() does not check T
+    throw_error(std::make_error_code(std::errc::invalid_argument),
+                "JwtSourceBuilder::build: the handler has no executor; pass one to build");
   auto s = std::make_shared<detail::JwtState>(executor, "JwtSource");
   s->min_backoff = self.min_backoff_;
   s->max_backoff = self.max_backoff_;

@@ -133,7 +133,10 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
       std::lock_guard lk(mutex);
       all.swap(update_waiters);
     }
-    for (auto& [id, w] : all) w.completion->complete(ec, 0);
+    for (auto& [id, w] : all) {
+      w.completion->set_diagnostics(Diagnostics{name + ": waiting for an update", {}});
+      w.completion->complete(ec, 0);
+    }
   }
 
   // Marks the source closed; the version bump sends every reader to its slow path, which is
@@ -340,6 +343,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
   SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter};
   using Act = StreamAction::Kind;
   StreamAction action = core.start();
+  std::optional<WorkloadApiClient> client;  // lives as long as its stream: it owns the transport
   std::optional<decltype(open(std::declval<WorkloadApiClient&>()))> stream;
   std::optional<Set> set;
   struct Forget {  // the stream dies with this frame: nobody may cancel it after
@@ -363,9 +367,10 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         [[fallthrough]];
       case Act::connect:
         stream.reset();
+        client.reset();
         try {
-          WorkloadApiClient client = s->factory();
-          stream.emplace(open(client));
+          client.emplace(s->factory());
+          stream.emplace(open(*client));
           s->cancel_stream = [&stream] {
             if (stream) stream->cancel();
           };
@@ -377,6 +382,9 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         } catch (const std::exception& e) {
           event = {StreamEvent::Kind::connect_failed, make_error_code(grpc_status::internal)};
           text = e.what();
+        } catch (...) {
+          event = {StreamEvent::Kind::connect_failed, make_error_code(grpc_status::internal)};
+          text = "the client factory threw";
         }
         s->log->warn("awaken: {}: cannot make a Workload API client: {}", s->name, text);
         break;

@@ -36,10 +36,7 @@ BackoffPolicy SupervisorCore::reconnect_policy(std::chrono::milliseconds min, st
 StreamAction SupervisorCore::retry(StreamAction a, bool no_identity) noexcept {
   ++failures_;
   BackoffPolicy p = policy_;
-  if (no_identity) {
-    p.initial_delay = std::max(p.initial_delay, no_identity_floor);
-    p.max_delay = std::max(std::min(p.max_delay, no_identity_cap), no_identity_floor);
-  }
+  if (no_identity) p.max_delay = std::max(std::min(p.max_delay, no_identity_cap), no_identity_floor);
   a.delay = std::max(p.delay(failures_, *jitter_), std::chrono::milliseconds{1});
   if (no_identity) a.delay = std::max(a.delay, no_identity_floor);
   a.kind = Action::wait;

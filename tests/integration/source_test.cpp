@@ -457,3 +457,37 @@ TEST_CASE("Seed tests: wait_for, notifications after the initial sync, reconnect
   CHECK(metrics->count(MetricsErrorKind::limit_max_bundle_jwks_bytes) == 0);
   run(io, source.shutdown());
 }
+
+TEST_CASE("A client factory's clients live as long as their streams; a throwing one is retried", "[source]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  auto metrics = std::make_shared<CountingMetrics>();
+  int calls = 0;
+  auto b = quick(peer, metrics);
+  // Each client owns its transport: the stream must keep it alive. The first call throws
+  // something that is not an exception class at all.
+  b.client_factory([&]() -> awaken::spiffe::WorkloadApiClient {
+    if (++calls == 1) throw 42;
+    return awaken::spiffe::WorkloadApiClient{io.get_executor(), peer.endpoint()};
+  });
+  const JwtSource source = run(io, b.build(io.get_executor()));
+  CHECK(source.bundle_for_trust_domain(example) != nullptr);
+  CHECK(metrics->count(MetricsErrorKind::client_creation) == 1);
+  peer.control("/rotate");
+  auto updates = source.updates();
+  CHECK(run(io, updates.changed()) == 2);  // the stream is still up
+  run(io, source.shutdown());
+}
+
+TEST_CASE("build with a handler that has no executor of its own is refused", "[source]") {
+  WorkloadPeer peer;
+  std::error_code code;
+  bool called = false;
+  quick(peer).build([&](std::error_code ec, JwtSource) {
+    called = true;
+    code = ec;
+  });
+  for (int i = 0; i < 500 && !called; ++i) std::this_thread::sleep_for(10ms);  // Asio's system pool
+  REQUIRE(called);
+  CHECK(code == std::errc::invalid_argument);
+}

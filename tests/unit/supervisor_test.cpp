@@ -115,9 +115,15 @@ TEST_CASE("No identity issued: at least 1 s, growing to 10 s at most", "[unit][s
     REQUIRE(a.kind == Act::wait);
     waits.push_back(a.delay);
   }
-  CHECK(waits == std::vector<std::chrono::milliseconds>{1s, 2s, 4s, 8s, 10s, 10s, 10s});
+  CHECK(waits == std::vector<std::chrono::milliseconds>{1s, 1s, 1s, 1600ms, 3200ms, 6400ms, 10s});
   const auto a = core.on({Ev::stream_failed, awaken::make_error_code(grpc_status::permission_denied), false, true});
   CHECK(metrics(a) == std::vector{MetricsErrorKind::no_identity_issued, MetricsErrorKind::initial_sync_failed});
+}
+
+TEST_CASE("No identity after other failures keeps the wait reached, floored at 1 s", "[unit][supervisor]") {
+  Supervisor s;
+  for (int i = 0; i < 3; ++i) s.failed(awaken::make_error_code(grpc_status::unavailable));  // 200, 400, 800 ms
+  CHECK(s.failed(awaken::make_error_code(grpc_status::permission_denied), true).delay == 1600ms);
 }
 
 TEST_CASE("A clean end of stream is a reconnect, not success", "[unit][supervisor]") {

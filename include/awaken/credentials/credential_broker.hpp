@@ -55,8 +55,8 @@ class CredentialBroker {
   /// associated executor (else the broker's), never inside this call.
   ///
   /// The cache is consulted when this is called, whatever the token: a hit costs no copy of
-  /// the strings, a miss copies them, so temporaries may be passed. The broker must outlive the
-  /// initiation.
+  /// the strings, a miss copies them, so temporaries may be passed. As with any Asio I/O
+  /// object, the broker must outlive the operation.
   template <class CompletionToken = use_awaitable_t>
   auto token_for(std::string_view provider_id, std::string_view scope, CompletionToken&& token = {}) {
     std::optional<IssuedToken> hit = try_hit(provider_id, scope);

@@ -90,6 +90,7 @@ class JwtSourceUpdates {
   }
   /// Completes with the first bundle set, the current one included, for which `predicate`
   /// holds: `void(std::error_code, std::shared_ptr<const JwtBundleSet>)`, failing as `changed`.
+  /// This object must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto wait_for(std::function<bool(const JwtBundleSet&)> predicate, CompletionToken&& token = {}) {
     return awaken::detail::async_spawn<std::shared_ptr<const JwtBundleSet>>(
@@ -162,8 +163,8 @@ class JwtSource final : public BundleSource {
                       CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<JwtSvid>(
         fallback_executor(),
-        [self = *this, a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
-          return run_fetch_jwt_svid(std::move(self), std::move(a), std::move(id));
+        [state = state_handle(), a = std::move(audiences), id = std::move(spiffe_id)]() mutable {
+          return run_fetch_jwt_svid(std::move(state), std::move(a), std::move(id));
         },
         std::forward<CompletionToken>(token));
   }
@@ -193,7 +194,10 @@ class JwtSource final : public BundleSource {
   JwtSource(std::shared_ptr<Core> core, detail::JwtState* state) noexcept : core_(std::move(core)), state_(state) {}
   asio::any_io_executor fallback_executor() const noexcept;
   // The operations' coroutines take the handle by value: it lives in their frames.
-  static asio::awaitable<JwtSvid> run_fetch_jwt_svid(JwtSource self, std::vector<std::string> audiences,
+  // A fetch holds the state only: it does not keep the supervisor running.
+  std::shared_ptr<detail::JwtState> state_handle() const noexcept;
+  static asio::awaitable<JwtSvid> run_fetch_jwt_svid(std::shared_ptr<detail::JwtState> state,
+                                                     std::vector<std::string> audiences,
                                                      std::optional<SpiffeId> spiffe_id);
   static asio::awaitable<void> run_shutdown(JwtSource self, std::optional<std::chrono::milliseconds> timeout);
 
@@ -242,7 +246,8 @@ class JwtSourceBuilder {
         std::forward<CompletionToken>(token));
   }
   /// As above, on the handler's associated executor (the awaiting coroutine's, for
-  /// awaitables).
+  /// awaitables). A handler without one fails with `std::errc::invalid_argument`: a source
+  /// needs an executor of yours, not Asio's system pool.
   template <class CompletionToken = awaken::use_awaitable_t>
   requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
       CompletionToken&& token = {}) const {
