@@ -14,5 +14,10 @@ if(NOT TARGET awaken::asio)
   # would choose differently from the others, and its recycled handler memory would be freed
   # with the wrong function. One choice for every unit that links awaken::asio.
   target_compile_definitions(awaken::asio INTERFACE ASIO_STANDALONE ASIO_NO_DEPRECATED ASIO_DISABLE_STD_ALIGNED_ALLOC)
+  # Asio 1.22 looks for coroutines under clang only in libc++'s <experimental/coroutine>; clang
+  # has them in <coroutine> with libstdc++ too, and awaken's headers need them.
+  target_compile_definitions(awaken::asio INTERFACE
+    $<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_CO_AWAIT=1>
+    $<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_STD_COROUTINE=1>)
   target_link_libraries(awaken::asio INTERFACE Threads::Threads)
 endif()
