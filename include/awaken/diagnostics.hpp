@@ -8,6 +8,7 @@
 //   broker.token_for("idp", "read", [](std::error_code ec, awaken::IssuedToken t) { ... });
 //   auto [ec, t] = co_await broker.token_for("idp", "read", asio::experimental::as_tuple(asio::use_awaitable));
 //   std::future<awaken::IssuedToken> f = broker.token_for("idp", "read", asio::use_future);
+//   auto op = broker.token_for("idp", "read", asio::experimental::deferred);  // starts when launched
 //   awaken::IssuedToken t = co_await broker.token_for("idp", "read");  // the default token
 //
 // The default token, `awaken::use_awaitable`, is `with_diagnostics(asio::use_awaitable)`: a

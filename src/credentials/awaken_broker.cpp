@@ -144,26 +144,36 @@ namespace {
 class IssueCompletion final
     : public ForwardingCompletion<Completion<std::error_code, IssuedToken>, std::error_code, std::shared_ptr<Entry>> {
  public:
-  IssueCompletion(std::shared_ptr<BrokerState> st, std::unique_ptr<Completion<std::error_code, IssuedToken>> c)
+  // The broker is held weakly: a caller's handler may run (and this die) on an executor of its
+  // own after the broker and its execution context are gone.
+  IssueCompletion(std::weak_ptr<BrokerState> st, std::unique_ptr<Completion<std::error_code, IssuedToken>> c)
       : ForwardingCompletion(std::move(c)), st_(std::move(st)) {}
 
   void complete(std::error_code ec, std::shared_ptr<Entry> entry) override {
     if (retry(ec, entry)) return;
-    inner_->complete(ec, entry ? issue(entry) : IssuedToken{});
+    inner_->complete(ec, ec || !entry ? IssuedToken{} : issue(entry));
   }
   void invoke(std::error_code ec, std::shared_ptr<Entry> entry) override {
     if (retry(ec, entry)) return;
-    inner_->invoke(ec, entry ? issue(entry) : IssuedToken{});
+    inner_->invoke(ec, ec || !entry ? IssuedToken{} : issue(entry));
   }
 
  private:
-  bool retry(std::error_code ec, const std::shared_ptr<Entry>& entry) {
+  // A token dropped between the flight's end and this delivery (material replaced, token
+  // rejected) is not handed out: the caller asks again, or learns the broker is gone.
+  bool retry(std::error_code& ec, std::shared_ptr<Entry>& entry) {
     if (ec || !entry || !entry->dead.load(std::memory_order_acquire)) return false;
-    st_->start(entry->key, std::move(inner_));
-    return true;
+    if (auto st = st_.lock()) {
+      st->start(entry->key, std::move(inner_));
+      return true;
+    }
+    inner_->set_diagnostics(Diagnostics{"credential broker destroyed", {}});
+    ec = make_error_code(credential_errc::shut_down);
+    entry.reset();
+    return false;
   }
 
-  std::shared_ptr<BrokerState> st_;
+  std::weak_ptr<BrokerState> st_;
 };
 
 // One flight: mint (with retries) from the current material until a mint completes under the
@@ -288,7 +298,7 @@ void BrokerState::start(KeyView key, std::unique_ptr<Completion<std::error_code,
       if (found.flight) spawn(found.flight);
       return c->complete({}, issue(found.entry));
     case Kind::start: spawn(found.flight); [[fallthrough]];
-    case Kind::join: found.flight->join(std::make_unique<IssueCompletion>(shared_from_this(), std::move(c)));
+    case Kind::join: found.flight->join(std::make_unique<IssueCompletion>(weak_from_this(), std::move(c)));
   }
 }
 

@@ -311,8 +311,10 @@ using ReadCompletionPtr = std::unique_ptr<awaken::Completion<std::error_code, st
 class DiagnosedRead final : public ForwardingCompletion<awaken::Completion<std::error_code, std::optional<std::string>>,
                                                         std::error_code, std::optional<std::string>> {
  public:
-  DiagnosedRead(std::shared_ptr<GrpcCall> call, ReadCompletionPtr inner)
-      : ForwardingCompletion(std::move(inner)), call_(std::move(call)) {}
+  // The call is held weakly: this may die on the handler's executor after the call's own
+  // execution context is gone.
+  DiagnosedRead(const std::shared_ptr<GrpcCall>& call, ReadCompletionPtr inner)
+      : ForwardingCompletion(std::move(inner)), call_(call) {}
   void complete(std::error_code ec, std::optional<std::string> message) override {
     diagnose(ec);
     inner_->complete(ec, std::move(message));
@@ -324,9 +326,13 @@ class DiagnosedRead final : public ForwardingCompletion<awaken::Completion<std::
 
  private:
   void diagnose(std::error_code ec) {
-    if (ec) inner_->set_diagnostics(Diagnostics{"gRPC " + call_->path(), {0, call_->status_message()}});
+    if (!ec) return;
+    if (auto call = call_.lock())
+      inner_->set_diagnostics(Diagnostics{"gRPC " + call->path(), {0, call->status_message()}});
+    else
+      inner_->set_diagnostics(Diagnostics{"gRPC call", {}});
   }
-  std::shared_ptr<GrpcCall> call_;
+  std::weak_ptr<GrpcCall> call_;
 };
 }  // namespace
 

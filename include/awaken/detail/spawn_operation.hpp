@@ -63,14 +63,19 @@ void spawn_operation(
 }
 
 // The operation: `make()` (called at initiation, on the initiating thread) returns the
-// `asio::awaitable<T>` to run. It runs on the handler's associated executor (a coroutine's own,
-// for `use_awaitable`), else on `fallback`.
-template <class T, class CompletionToken, class Make>
-auto async_spawn(asio::any_io_executor fallback, Make make, CompletionToken&& token) {
+// `asio::awaitable<T>` to run. It runs on `object_executor`, the executor of the I/O objects it
+// uses, so that its frame lives and dies in their execution context whatever the handler's
+// executor is (`use_future` handlers run on Asio's system pool); the handler then runs on its
+// own associated executor, `object_executor` when it has none. With `OnHandlerExecutor` the
+// coroutine runs on the handler's executor instead (for an operation that makes its objects
+// there).
+template <class T, bool OnHandlerExecutor = false, class CompletionToken, class Make>
+auto async_spawn(asio::any_io_executor object_executor, Make make, CompletionToken&& token) {
   using Signature = typename operation_signature<T>::type;
   return asio::async_initiate<CompletionToken, Signature>(
-      [fallback](auto handler, Make make) {
-        const asio::any_io_executor executor = asio::get_associated_executor(handler, fallback);
+      [fallback = std::move(object_executor)](auto handler, Make make) {
+        const asio::any_io_executor executor =
+            OnHandlerExecutor ? asio::any_io_executor{asio::get_associated_executor(handler, fallback)} : fallback;
         if constexpr (std::is_void_v<T>) {
           spawn_operation<T>(executor, make(), make_completion<std::error_code>(std::move(handler), fallback));
         } else {

@@ -251,7 +251,7 @@ class JwtSourceBuilder {
   template <class CompletionToken = awaken::use_awaitable_t>
   requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
       CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<JwtSource>(
+    return awaken::detail::async_spawn<JwtSource, true>(
         asio::system_executor{}, [b = resolved()]() mutable { return run_build(std::move(b), std::nullopt); },
         std::forward<CompletionToken>(token));
   }
