@@ -13,6 +13,7 @@
 #include <awaken/log.hpp>
 
 #include "spiffe/source_state.hpp"
+#include "spiffe/stream_driver.hpp"
 
 namespace awaken::spiffe {
 

@@ -66,7 +66,9 @@ class CredentialBroker {
       if (hit) return ready(std::move(*hit));
       return awaited(this, std::string{provider_id}, std::string{scope});
     } else {
-      return initiate(std::move(hit), provider_id, scope, std::forward<CompletionToken>(token));
+      std::string provider, scope_copy;  // a hit needs no copy
+      if (!hit) provider.assign(provider_id), scope_copy.assign(scope);
+      return initiate(std::move(hit), std::move(provider), std::move(scope_copy), std::forward<CompletionToken>(token));
     }
   }
 
@@ -96,10 +98,7 @@ class CredentialBroker {
 
  private:
   template <class CompletionToken>
-  auto initiate(std::optional<IssuedToken> hit, std::string_view provider_id, std::string_view scope,
-                CompletionToken&& token) {
-    std::string provider, scope_copy;
-    if (!hit) provider.assign(provider_id), scope_copy.assign(scope);
+  auto initiate(std::optional<IssuedToken> hit, std::string provider, std::string scope_copy, CompletionToken&& token) {
     return asio::async_initiate<CompletionToken, void(std::error_code, IssuedToken)>(
         [this](auto handler, std::optional<IssuedToken> hit, const std::string& provider, const std::string& scope) {
           if (hit) {
@@ -120,7 +119,7 @@ class CredentialBroker {
   static asio::awaitable<IssuedToken> awaited(CredentialBroker* self, std::string provider, std::string scope) {
     Diagnostics diagnostics;
     auto [ec, t] =
-        co_await self->initiate(std::nullopt, provider, scope,
+        co_await self->initiate(std::nullopt, std::move(provider), std::move(scope),
                                 bind_diagnostics(diagnostics, asio::experimental::as_tuple(asio::use_awaitable)));
     if (ec) throw to_error(ec, diagnostics);
     co_return t;
