@@ -8,10 +8,10 @@
 #include <system_error>
 #include <utility>
 
+#include <spdlog/logger.h>
 #include <asio/awaitable.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
-#include <spdlog/logger.h>
 
 #include <awaken/error.hpp>
 #include <awaken/spiffe/workload_api.hpp>
@@ -79,9 +79,9 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
       case Act::read_next:
         try {
           set = co_await stream->next();
-          event = set ? StreamEvent{StreamEvent::Kind::update_applied, {},
-                                    !core.synced() || !(*s->load_current() == *set)}
-                      : StreamEvent{StreamEvent::Kind::stream_ended};
+          event =
+              set ? StreamEvent{StreamEvent::Kind::update_applied, {}, !core.synced() || !(*s->load_current() == *set)}
+                  : StreamEvent{StreamEvent::Kind::stream_ended};
           if (!set) text = "the Workload API ended the " + what + " stream";
         } catch (const std::system_error& e) {
           text = e.what();

@@ -1,6 +1,7 @@
 // HTTP minters against a real token endpoint and metadata server (tests/peers/token_server.mjs):
 // client credentials (basic and post), the GCE metadata flavour, and the error classification
 // every HTTP minter shares.
+#include <future>
 #include <thread>
 
 #include <asio/executor_work_guard.hpp>
@@ -399,6 +400,8 @@ TEST_CASE("token_for works with every completion token and carries the diagnosti
     std::jthread runner{[&] { io.run_for(20s); }};
     auto good = broker.token_for("good", "s", asio::use_future);
     auto bad = broker.token_for("bad", "s", asio::use_future);
+    REQUIRE(good.wait_for(20s) == std::future_status::ready);  // no test waits without a deadline
+    REQUIRE(bad.wait_for(20s) == std::future_status::ready);
     CHECK(good.get());
     CHECK_THROWS_AS(bad.get(), std::system_error);
     guard.reset();
