@@ -102,6 +102,32 @@ enum class spiffe_errc {
   source_closed,            ///< the JwtSource was shut down
   initial_sync_timeout,     ///< no valid bundle set arrived within the initial-sync timeout
   shutdown_timeout,         ///< the supervisor did not stop within the shutdown timeout
+  // X.509-SVIDs and X.509 bundles (X509-SVID standard, sections 4 and 5)
+  invalid_certificate,           ///< bytes that are not a DER or PEM X.509 certificate
+  invalid_chain,                 ///< an empty certificate chain, or one longer than the bound
+  invalid_private_key,           ///< an SVID key that is not an unencrypted PKCS#8 private key
+  unsupported_key,               ///< a key other than EC P-256/P-384, RSA of 2048 bits or more, Ed25519
+  missing_uri_san,               ///< the leaf has no URI SAN
+  multiple_uri_sans,             ///< the leaf has more than one URI SAN
+  invalid_uri_san,               ///< the leaf's URI SAN is not a SPIFFE ID
+  root_path_id,                  ///< the leaf's SPIFFE ID has no path (the trust domain itself)
+  leaf_is_ca,                    ///< the leaf's basic constraints make it a CA
+  missing_key_usage,             ///< a certificate without the key usage extension
+  key_usage_not_critical,        ///< key usage present but not marked critical
+  missing_digital_signature,     ///< the leaf's key usage lacks digitalSignature
+  leaf_has_key_cert_sign,        ///< the leaf's key usage has keyCertSign
+  leaf_has_crl_sign,             ///< the leaf's key usage has cRLSign
+  signer_not_ca,                 ///< a certificate that signs another is not a CA
+  signer_missing_key_cert_sign,  ///< a certificate that signs another lacks keyCertSign
+  key_mismatch,                  ///< the private key does not match the leaf's public key
+  certificate_expired,           ///< a certificate of the chain is past its notAfter
+  certificate_not_yet_valid,     ///< a certificate's notBefore is ahead, beyond the leeway
+  no_authorities,                ///< the trust domain's bundle holds no authority (fails closed)
+  leaf_is_authority,             ///< the leaf is itself one of its trust domain's authorities
+  untrusted_chain,               ///< no path from the leaf to an authority of its own trust domain
+  peer_not_authorized,           ///< a verified peer whose SPIFFE ID the authorizer refuses
+  no_svid,                       ///< no X.509-SVID to present (none received, or none picked)
+  too_many_svids,                ///< an X.509 update with more SVIDs than a source's resource limits
 };
 
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and

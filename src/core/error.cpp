@@ -131,6 +131,31 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::source_closed: return "source is closed";
       case spiffe_errc::initial_sync_timeout: return "initial sync timed out";
       case spiffe_errc::shutdown_timeout: return "shutdown timed out";
+      case spiffe_errc::invalid_certificate: return "not an X.509 certificate";
+      case spiffe_errc::invalid_chain: return "invalid certificate chain";
+      case spiffe_errc::invalid_private_key: return "not a PKCS#8 private key";
+      case spiffe_errc::unsupported_key: return "unsupported key type or size";
+      case spiffe_errc::missing_uri_san: return "leaf certificate has no URI SAN";
+      case spiffe_errc::multiple_uri_sans: return "leaf certificate has more than one URI SAN";
+      case spiffe_errc::invalid_uri_san: return "leaf certificate's URI SAN is not a SPIFFE ID";
+      case spiffe_errc::root_path_id: return "leaf certificate's SPIFFE ID has no path";
+      case spiffe_errc::leaf_is_ca: return "leaf certificate is a CA";
+      case spiffe_errc::missing_key_usage: return "certificate has no key usage extension";
+      case spiffe_errc::key_usage_not_critical: return "certificate's key usage is not critical";
+      case spiffe_errc::missing_digital_signature: return "leaf certificate's key usage lacks digitalSignature";
+      case spiffe_errc::leaf_has_key_cert_sign: return "leaf certificate's key usage has keyCertSign";
+      case spiffe_errc::leaf_has_crl_sign: return "leaf certificate's key usage has cRLSign";
+      case spiffe_errc::signer_not_ca: return "signing certificate is not a CA";
+      case spiffe_errc::signer_missing_key_cert_sign: return "signing certificate's key usage lacks keyCertSign";
+      case spiffe_errc::key_mismatch: return "private key does not match the leaf certificate";
+      case spiffe_errc::certificate_expired: return "certificate has expired";
+      case spiffe_errc::certificate_not_yet_valid: return "certificate is not valid yet";
+      case spiffe_errc::no_authorities: return "trust domain has no X.509 authorities";
+      case spiffe_errc::leaf_is_authority: return "leaf certificate is an authority of its trust domain";
+      case spiffe_errc::untrusted_chain: return "certificate chain does not lead to an authority of its trust domain";
+      case spiffe_errc::peer_not_authorized: return "peer SPIFFE ID is not authorized";
+      case spiffe_errc::no_svid: return "no X.509-SVID";
+      case spiffe_errc::too_many_svids: return "more X.509-SVIDs than allowed";
     }
     return "unknown SPIFFE error";
   }

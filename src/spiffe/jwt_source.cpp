@@ -17,21 +17,6 @@
 
 namespace awaken::spiffe {
 
-std::string_view to_string(MetricsErrorKind kind) noexcept {
-  switch (kind) {
-    case MetricsErrorKind::client_creation: return "client_creation";
-    case MetricsErrorKind::stream_connect: return "stream_connect";
-    case MetricsErrorKind::stream_error: return "stream_error";
-    case MetricsErrorKind::stream_ended: return "stream_ended";
-    case MetricsErrorKind::no_identity_issued: return "no_identity_issued";
-    case MetricsErrorKind::initial_sync_failed: return "initial_sync_failed";
-    case MetricsErrorKind::limit_max_bundles: return "limit_max_bundles";
-    case MetricsErrorKind::limit_max_bundle_jwks_bytes: return "limit_max_bundle_jwks_bytes";
-    case MetricsErrorKind::update_rejected: return "update_rejected";
-  }
-  return "unknown";
-}
-
 struct JwtSource::Core {
   explicit Core(std::shared_ptr<detail::JwtState> s) noexcept : state(std::move(s)) {}
   ~Core() { state->request_stop(); }
@@ -85,29 +70,8 @@ asio::any_io_executor JwtSourceUpdates::fallback_executor() const noexcept {
   return state_->strand.get_inner_executor();
 }
 
-namespace {
-// Remembers the sequence a successful wait returns, then completes the caller.
-class SeenCompletion final
-    : public ForwardingCompletion<Completion<std::error_code, std::uint64_t>, std::error_code, std::uint64_t> {
- public:
-  SeenCompletion(std::uint64_t& seen, std::unique_ptr<Completion<std::error_code, std::uint64_t>> c)
-      : ForwardingCompletion(std::move(c)), seen_(seen) {}
-  void complete(std::error_code ec, std::uint64_t seq) override {
-    if (!ec) seen_ = seq;
-    inner_->complete(ec, seq);
-  }
-  void invoke(std::error_code ec, std::uint64_t seq) override {
-    if (!ec) seen_ = seq;
-    inner_->invoke(ec, seq);
-  }
-
- private:
-  std::uint64_t& seen_;
-};
-}  // namespace
-
 void JwtSourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
-  detail::start_changed(state_, seen_, std::make_unique<SeenCompletion>(seen_, std::move(completion)));
+  detail::start_changed(state_, seen_, std::make_unique<detail::SeenCompletion>(seen_, std::move(completion)));
 }
 
 asio::awaitable<std::shared_ptr<const JwtBundleSet>> JwtSourceUpdates::run_wait_for(
@@ -160,130 +124,14 @@ asio::awaitable<void> JwtSource::run_shutdown(JwtSource self, std::optional<std:
   if (auto ec = std::get<0>(result)) throw_error(ec, "JwtSource: shutdown");
 }
 
-JwtSourceBuilder& JwtSourceBuilder::endpoint(WorkloadEndpoint endpoint) {
-  endpoint_ = std::move(endpoint);
-  factory_ = nullptr;
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::client_factory(std::function<WorkloadApiClient()> factory) {
-  factory_ = std::move(factory);
-  endpoint_.reset();
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max) {
-  if (min > max) std::swap(min, max);
-  min_backoff_ = std::max(min, std::chrono::milliseconds{1});
-  max_backoff_ = std::max(max, min_backoff_);
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::resource_limits(ResourceLimits limits) {
-  limits_ = limits;
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::initial_sync_timeout(std::chrono::milliseconds timeout) {
-  initial_sync_timeout_ = timeout;
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::shutdown_timeout(std::chrono::milliseconds timeout) {
-  shutdown_timeout_ = timeout;
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::metrics(std::shared_ptr<MetricsRecorder> recorder) {
-  metrics_ = std::move(recorder);
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::logger(std::shared_ptr<spdlog::logger> logger) {
-  logger_ = std::move(logger);
-  return *this;
-}
-
-JwtSourceBuilder& JwtSourceBuilder::jitter(JitterSource& jitter) {
-  jitter_ = &jitter;
-  return *this;
-}
-
-JwtSourceBuilder JwtSourceBuilder::resolved() const {
-  JwtSourceBuilder b = *this;
-  if (b.factory_ || b.endpoint_) return b;
-  try {
-    b.endpoint_ = WorkloadEndpoint::from_environment();
-  } catch (const Error& e) {
-    b.endpoint_error_ = e;  // reported by the supervisor, as a bad endpoint given here would be
-  }
-  return b;
-}
-
-asio::awaitable<JwtSource> JwtSourceBuilder::run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> on) {
-  const asio::any_io_executor executor = on ? *on : co_await asio::this_coro::executor;
-  if (executor.target_type() == typeid(asio::system_executor))  // Asio 1.22's target<T>() does not check T
-    throw_error(std::make_error_code(std::errc::invalid_argument),
-                "JwtSourceBuilder::build: the handler has no executor; pass one to build");
-  auto s = std::make_shared<detail::JwtState>(executor, "JwtSource");
-  s->min_backoff = self.min_backoff_;
-  s->max_backoff = self.max_backoff_;
-  s->shutdown_timeout = self.shutdown_timeout_;
-  s->limits = self.limits_;
-  s->metrics = self.metrics_;
-  s->log = self.logger_ ? self.logger_ : awaken::logger();
-  s->jitter = self.jitter_ != nullptr ? self.jitter_ : &default_jitter();
-  if (self.factory_) {
-    s->factory = self.factory_;
-  } else {
-    // Resolved per client, so that a missing or bad endpoint is reported the same way.
-    s->factory = [endpoint = self.endpoint_, failure = self.endpoint_error_, http = http::HttpClient{executor},
-                  limits = self.limits_]() {
-      if (!endpoint) throw failure;
-      WorkloadApiOptions options;
-      options.bundle_limits = limits;
-      options.max_message_bytes =
-          std::max<std::size_t>(options.max_message_bytes, limits.max_bundle_jwks_bytes + (1u << 20));
-      return WorkloadApiClient{http, *endpoint, options};
-    };
-  }
-  JwtSource source{std::make_shared<JwtSource::Core>(s), s.get()};
-  s->running.store(true);
-  const auto open = [limits = self.limits_](WorkloadApiClient& client) { return client.watch_jwt_bundles(limits); };
-  asio::co_spawn(s->strand, detail::supervise(s, open, "bundle"), [s](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        s->log->error("awaken: JwtSource: the supervisor failed: {}", ex.what());
-      } catch (...) {
-        s->log->error("awaken: JwtSource: the supervisor failed");
-      }
-    }
-    s->finish(e != nullptr);
-  });
-
-  const auto sync_timeout = self.initial_sync_timeout_;
-  const auto first_set = [&](auto token) { return detail::async_changed(s, 0, std::move(token)); };
-  auto [expired, result] = co_await detail::with_deadline<std::uint64_t>(sync_timeout, first_set);
-  const std::error_code ec = std::get<0>(result);
-  if (!expired && !ec) co_return source;
-
-  std::string why;
-  std::error_code fatal;
-  {
-    std::lock_guard lk(s->mutex);
-    why = s->last_failure;
-    fatal = s->fatal;
-    if (fatal) why = s->fatal_text;
-  }
-  s->request_stop();
-  if (fatal) throw_error(fatal, "JwtSource: initial sync: " + why);
-  if (expired)
-    throw_error(spiffe_errc::initial_sync_timeout, "JwtSource: no bundle set within " +
-                                                       std::to_string(sync_timeout->count()) + " ms" +
-                                                       (why.empty() ? std::string{} : "; last failure: " + why));
-  throw_error(ec, "JwtSource: initial sync");
+asio::awaitable<JwtSource> JwtSourceBuilder::run_build(detail::SourceSettings settings,
+                                                       std::optional<asio::any_io_executor> on) {
+  const auto executor = co_await detail::source_executor(on, "JwtSourceBuilder");
+  auto s = detail::make_source_state<JwtBundleSet>(settings, executor, "JwtSource");
+  JwtSource source{std::make_shared<JwtSource::Core>(s), s.get()};  // its end stops the supervisor
+  const auto open = [limits = settings.limits](WorkloadApiClient& client) { return client.watch_jwt_bundles(limits); };
+  co_await detail::start_source(s, settings, open, "bundle");
+  co_return source;
 }
 
 }  // namespace awaken::spiffe

@@ -27,7 +27,7 @@
 
 #include <awaken/completion.hpp>
 #include <awaken/error.hpp>
-#include <awaken/spiffe/jwt_source.hpp>
+#include <awaken/spiffe/source.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
 #include "spiffe/stream_supervisor.hpp"
@@ -54,6 +54,7 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::shared_ptr<MetricsRecorder> metrics;
   std::shared_ptr<spdlog::logger> log;
   JitterSource* jitter = nullptr;
+  bool x509 = false;  // the stream carries X.509 material (for the metrics of rejected updates)
   const std::uint64_t id = next_source_id.fetch_add(1, std::memory_order_relaxed);
 
   // What readers see. `current` changes under `current_mutex`, then `version` is bumped; a
@@ -235,6 +236,24 @@ void start_changed(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t aft
   on_cancel(s, &SourceState<Set>::update_waiters, id, c->cancellation_slot(), std::uint64_t{0});
   s->update_waiters.emplace(id, typename SourceState<Set>::UpdateWaiter{after, std::move(c)});
 }
+
+// Remembers the sequence a successful wait returns, then completes the caller.
+class SeenCompletion final : public ForwardingCompletion<UpdateCompletion, std::error_code, std::uint64_t> {
+ public:
+  SeenCompletion(std::uint64_t& seen, std::unique_ptr<UpdateCompletion> c)
+      : ForwardingCompletion(std::move(c)), seen_(seen) {}
+  void complete(std::error_code ec, std::uint64_t seq) override {
+    if (!ec) seen_ = seq;
+    inner_->complete(ec, seq);
+  }
+  void invoke(std::error_code ec, std::uint64_t seq) override {
+    if (!ec) seen_ = seq;
+    inner_->invoke(ec, seq);
+  }
+
+ private:
+  std::uint64_t& seen_;
+};
 
 template <class Set, class CompletionToken>
 auto async_changed(std::shared_ptr<SourceState<Set>> s, std::uint64_t after, CompletionToken&& token) {

@@ -2,18 +2,25 @@
 // I/O each action asks for and turning what happens into the core's events.
 #pragma once
 
+#include <algorithm>
 #include <exception>
 #include <optional>
 #include <string>
 #include <system_error>
+#include <typeinfo>
 #include <utility>
 
 #include <spdlog/logger.h>
 #include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
+#include <asio/system_executor.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
 #include <awaken/error.hpp>
+#include <awaken/log.hpp>
+#include <awaken/spiffe/source.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
 #include "spiffe/source_state.hpp"
@@ -27,7 +34,7 @@ namespace awaken::spiffe::detail {
 // the stream goes on), and whose `cancel()` resets it.
 template <class Set, class Open>
 asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, std::string what) {
-  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter};
+  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter, s->x509};
   using Act = StreamAction::Kind;
   StreamAction action = core.start();
   std::optional<WorkloadApiClient> client;  // lives as long as its stream: it owns the transport
@@ -104,6 +111,89 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
     action = core.on(event);
     s->record(action);
   }
+}
+
+// The executor a source runs on: the one given, else the awaiting coroutine's, which must not
+// be Asio's system executor (a handler without an executor of its own).
+inline asio::awaitable<asio::any_io_executor> source_executor(std::optional<asio::any_io_executor> given,
+                                                              const char* what) {
+  const asio::any_io_executor executor = given ? *given : co_await asio::this_coro::executor;
+  if (executor.target_type() == typeid(asio::system_executor))  // Asio 1.22's target<T>() does not check T
+    throw_error(std::make_error_code(std::errc::invalid_argument),
+                std::string{what} + "::build: the handler has no executor; pass one to build");
+  co_return executor;
+}
+
+// A source's state, configured from its builder's settings.
+template <class Set>
+std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settings,
+                                                    const asio::any_io_executor& executor, std::string name) {
+  auto s = std::make_shared<SourceState<Set>>(executor, std::move(name));
+  s->min_backoff = settings.min_backoff;
+  s->max_backoff = settings.max_backoff;
+  s->shutdown_timeout = settings.shutdown_timeout;
+  s->limits = settings.limits;
+  s->metrics = settings.metrics;
+  s->log = settings.logger ? settings.logger : awaken::logger();
+  s->jitter = settings.jitter != nullptr ? settings.jitter : &default_jitter();
+  if (settings.factory) {
+    s->factory = settings.factory;
+    return s;
+  }
+  // Resolved per client, so that a missing or bad endpoint is reported the same way.
+  s->factory = [endpoint = settings.endpoint, failure = settings.endpoint_error, http = http::HttpClient{executor},
+                limits = settings.limits]() {
+    if (!endpoint) throw failure;
+    WorkloadApiOptions options;
+    options.bundle_limits = limits;
+    const std::size_t largest = std::max(limits.max_bundle_jwks_bytes, limits.max_bundle_der_bytes);
+    options.max_message_bytes =
+        std::max<std::size_t>(options.max_message_bytes, largest > SIZE_MAX / 2 ? SIZE_MAX : largest + (1u << 20));
+    return WorkloadApiClient{http, *endpoint, options};
+  };
+  return s;
+}
+
+// Starts the supervisor of `s` with `open` and waits for the first good set, within the
+// settings' initial-sync timeout. On failure the source is stopped and the reason thrown.
+template <class Set, class Open>
+asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings, Open open,
+                                   std::string what) {
+  s->running.store(true);
+  asio::co_spawn(s->strand, supervise(s, std::move(open), std::move(what)), [s](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        s->log->error("awaken: {}: the supervisor failed: {}", s->name, ex.what());
+      } catch (...) {
+        s->log->error("awaken: {}: the supervisor failed", s->name);
+      }
+    }
+    s->finish(e != nullptr);
+  });
+
+  const auto sync_timeout = settings.initial_sync_timeout;
+  const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
+  auto [expired, result] = co_await with_deadline<std::uint64_t>(sync_timeout, first_set);
+  const std::error_code ec = std::get<0>(result);
+  if (!expired && !ec) co_return;
+
+  std::string why;
+  std::error_code fatal;
+  {
+    std::lock_guard lk(s->mutex);
+    why = s->last_failure;
+    fatal = s->fatal;
+    if (fatal) why = s->fatal_text;
+  }
+  s->request_stop();
+  if (fatal) throw_error(fatal, s->name + ": initial sync: " + why);
+  if (expired)
+    throw_error(spiffe_errc::initial_sync_timeout, s->name + ": no update within " +
+                                                       std::to_string(sync_timeout->count()) + " ms" +
+                                                       (why.empty() ? std::string{} : "; last failure: " + why));
+  throw_error(ec, s->name + ": initial sync");
 }
 
 }  // namespace awaken::spiffe::detail

@@ -57,7 +57,10 @@ StreamAction SupervisorCore::on(const StreamEvent& e) noexcept {
     }
     case Kind::message_rejected:
       if (e.error == spiffe_errc::resource_limit_exceeded) a.add(MetricsErrorKind::limit_max_bundles);
-      if (e.error == spiffe_errc::bundle_too_large) a.add(MetricsErrorKind::limit_max_bundle_jwks_bytes);
+      if (e.error == spiffe_errc::bundle_too_large)
+        a.add(x509_ ? MetricsErrorKind::limit_max_bundle_der_bytes : MetricsErrorKind::limit_max_bundle_jwks_bytes);
+      if (e.error == spiffe_errc::too_many_svids) a.add(MetricsErrorKind::limit_max_svids);
+      if (e.error == spiffe_errc::no_svid) a.add(MetricsErrorKind::no_suitable_svid);
       a.add(MetricsErrorKind::update_rejected);
       if (!synced_) a.add(MetricsErrorKind::initial_sync_failed);
       first_message_ = false;
@@ -81,4 +84,37 @@ StreamAction SupervisorCore::on(const StreamEvent& e) noexcept {
   return retry(a, e.kind == Kind::stream_failed && e.no_identity);
 }
 
+SourceSettings SourceSettings::resolved() const {
+  SourceSettings s = *this;
+  if (s.factory || s.endpoint) return s;
+  try {
+    s.endpoint = WorkloadEndpoint::from_environment();
+  } catch (const Error& e) {
+    s.endpoint_error = e;  // reported by the supervisor, as a bad endpoint given here would be
+  }
+  return s;
+}
+
 }  // namespace awaken::spiffe::detail
+
+namespace awaken::spiffe {
+
+std::string_view to_string(MetricsErrorKind kind) noexcept {
+  switch (kind) {
+    case MetricsErrorKind::client_creation: return "client_creation";
+    case MetricsErrorKind::stream_connect: return "stream_connect";
+    case MetricsErrorKind::stream_error: return "stream_error";
+    case MetricsErrorKind::stream_ended: return "stream_ended";
+    case MetricsErrorKind::no_identity_issued: return "no_identity_issued";
+    case MetricsErrorKind::initial_sync_failed: return "initial_sync_failed";
+    case MetricsErrorKind::limit_max_bundles: return "limit_max_bundles";
+    case MetricsErrorKind::limit_max_bundle_jwks_bytes: return "limit_max_bundle_jwks_bytes";
+    case MetricsErrorKind::update_rejected: return "update_rejected";
+    case MetricsErrorKind::limit_max_svids: return "limit_max_svids";
+    case MetricsErrorKind::limit_max_bundle_der_bytes: return "limit_max_bundle_der_bytes";
+    case MetricsErrorKind::no_suitable_svid: return "no_suitable_svid";
+  }
+  return "unknown";
+}
+
+}  // namespace awaken::spiffe

@@ -11,7 +11,7 @@
 
 #include <awaken/backoff.hpp>
 #include <awaken/clock.hpp>
-#include <awaken/spiffe/jwt_source.hpp>
+#include <awaken/spiffe/source.hpp>
 
 namespace awaken::spiffe::detail {
 
@@ -69,7 +69,9 @@ class SupervisorCore {
   /// Reconnect waits: from `min` doubling to `max`, each shortened at random by up to 10%.
   static BackoffPolicy reconnect_policy(std::chrono::milliseconds min, std::chrono::milliseconds max) noexcept;
 
-  SupervisorCore(BackoffPolicy policy, JitterSource& jitter) noexcept : policy_(policy), jitter_(&jitter) {}
+  /// `x509`: the stream carries X.509 material (bundle size failures count as DER bytes).
+  SupervisorCore(BackoffPolicy policy, JitterSource& jitter, bool x509 = false) noexcept
+      : policy_(policy), jitter_(&jitter), x509_(x509) {}
 
   /// The first action: connect.
   StreamAction start() noexcept { return {StreamAction::Kind::connect}; }
@@ -90,6 +92,7 @@ class SupervisorCore {
 
   BackoffPolicy policy_;
   JitterSource* jitter_;
+  bool x509_ = false;
   bool synced_ = false;
   bool first_message_ = true;  // nothing read on this stream yet
   unsigned failures_ = 0;

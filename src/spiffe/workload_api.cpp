@@ -8,7 +8,10 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdlib>
+#include <map>
 #include <unordered_set>
+
+#include <openssl/crypto.h>
 
 #include "core/url_text.hpp"
 #include "spiffe/workload_proto.hpp"
@@ -21,6 +24,8 @@ using awaken::detail::starts_with_nocase;
 constexpr std::string_view fetch_jwt_svid_path = "/SpiffeWorkloadAPI/FetchJWTSVID";
 constexpr std::string_view fetch_jwt_bundles_path = "/SpiffeWorkloadAPI/FetchJWTBundles";
 constexpr std::string_view validate_jwt_svid_path = "/SpiffeWorkloadAPI/ValidateJWTSVID";
+constexpr std::string_view fetch_x509_svid_path = "/SpiffeWorkloadAPI/FetchX509SVID";
+constexpr std::string_view fetch_x509_bundles_path = "/SpiffeWorkloadAPI/FetchX509Bundles";
 
 [[noreturn]] void bad_endpoint(std::string_view uri, const std::string& why) {
   throw_error(spiffe_errc::invalid_endpoint, "Workload API endpoint '" + bounded_excerpt(uri, 200) + "': " + why);
@@ -50,7 +55,88 @@ JwtBundleSet to_bundle_set(const std::string& message, const ResourceLimits& lim
   return JwtBundleSet{std::move(bundles)};
 }
 
+std::span<const std::uint8_t> bytes_of(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+TrustDomain bundle_key(const std::string& key, std::string_view message) {
+  std::error_code ec;
+  auto td = TrustDomain::parse(key, ec);
+  if (!td)
+    throw_error(spiffe_errc::malformed_message, "Workload API " + std::string{message} + ": key '" +
+                                                    bounded_excerpt(key, 128) + "' is not a trust domain (" +
+                                                    ec.message() + ")");
+  return std::move(*td);
+}
+
+// One X509SVIDResponse as a context: each SVID's bundle under its trust domain, then the
+// federated bundles (a federated entry for the SVIDs' own trust domain replaces theirs).
+X509Context to_x509_context(std::string_view message, const ResourceLimits& limits) {
+  constexpr std::string_view name = "X509SVIDResponse";
+  auto decoded = detail::decode_x509_svid_response(message, limits.max_svids, limits.max_bundles);
+  if (decoded.svids.empty()) throw_error(spiffe_errc::empty_response, "Workload API X509SVIDResponse: no SVID");
+  X509Context out;
+  std::unordered_set<std::string> hints;
+  std::map<TrustDomain, std::shared_ptr<const X509Bundle>> bundles;
+  for (auto& entry : decoded.svids) {
+    if (!entry.hint.empty() && !hints.insert(entry.hint).second) continue;  // the first wins
+    X509Svid svid = X509Svid::from_der(bytes_of(entry.chain), bytes_of(entry.key), std::move(entry.hint));
+    if (svid.spiffe_id().str() != entry.spiffe_id)
+      throw_error(spiffe_errc::malformed_message, "Workload API X509SVIDResponse: spiffe_id '" +
+                                                      bounded_excerpt(entry.spiffe_id, 128) +
+                                                      "' is not the certificate's " + svid.spiffe_id().str());
+    const TrustDomain& td = svid.spiffe_id().trust_domain();
+    if (!bundles.contains(td))
+      bundles.emplace(td, std::make_shared<const X509Bundle>(
+                              X509Bundle::parse_der(td, bytes_of(entry.bundle), limits.max_bundle_der_bytes)));
+    out.svids.push_back(std::move(svid));
+  }
+  for (auto& [key, der] : decoded.federated) {
+    TrustDomain td = bundle_key(key, name);
+    auto bundle =
+        std::make_shared<const X509Bundle>(X509Bundle::parse_der(td, bytes_of(der), limits.max_bundle_der_bytes));
+    bundles.insert_or_assign(std::move(td), std::move(bundle));
+  }
+  if (bundles.size() > limits.max_bundles)
+    throw_error(spiffe_errc::resource_limit_exceeded,
+                "Workload API X509SVIDResponse: more than " + std::to_string(limits.max_bundles) + " trust domains");
+  std::vector<std::shared_ptr<const X509Bundle>> list;
+  list.reserve(bundles.size());
+  for (auto& [td, b] : bundles) list.push_back(std::move(b));
+  out.bundles = X509BundleSet{std::move(list)};
+  return out;
+}
+
+X509BundleSet to_x509_bundle_set(std::string_view message, const ResourceLimits& limits) {
+  auto entries = detail::decode_x509_bundles_response(message, limits.max_bundles);
+  if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API X509BundlesResponse: no bundles");
+  std::vector<X509Bundle> bundles;
+  bundles.reserve(entries.size());
+  for (auto& [key, der] : entries)
+    bundles.push_back(
+        X509Bundle::parse_der(bundle_key(key, "X509BundlesResponse"), bytes_of(der), limits.max_bundle_der_bytes));
+  return X509BundleSet{std::move(bundles)};
+}
+
+// Wipes a message that carried private keys, whatever happens to its parse.
+struct WipeOnExit {
+  std::string& message;
+  ~WipeOnExit() { OPENSSL_cleanse(message.data(), message.size()); }
+};
+
 }  // namespace
+
+const X509Svid* X509Context::svid_by_hint(std::string_view hint) const noexcept {
+  for (const auto& s : svids)
+    if (s.hint() == hint) return &s;
+  return nullptr;
+}
+
+const X509Svid* X509Context::svid_by_id(const SpiffeId& id) const noexcept {
+  for (const auto& s : svids)
+    if (s.spiffe_id() == id) return &s;
+  return nullptr;
+}
 
 WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
   for (char c : uri)
@@ -131,6 +217,19 @@ asio::awaitable<std::optional<JwtBundleSet>> JwtBundleStream::run_next() {
   co_return to_bundle_set(*message, limits_);
 }
 
+asio::awaitable<std::optional<X509Context>> X509ContextStream::run_next() {
+  auto message = co_await stream_.read();
+  if (!message) co_return std::nullopt;
+  const WipeOnExit wipe{*message};
+  co_return to_x509_context(*message, limits_);
+}
+
+asio::awaitable<std::optional<X509BundleSet>> X509BundleStream::run_next() {
+  auto message = co_await stream_.read();
+  if (!message) co_return std::nullopt;
+  co_return to_x509_bundle_set(*message, limits_);
+}
+
 WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint,
                                      WorkloadApiOptions options)
     : WorkloadApiClient(http::HttpClient{std::move(executor)}, std::move(endpoint), options) {}
@@ -190,6 +289,35 @@ asio::awaitable<JwtBundleSet> WorkloadApiClient::run_fetch_jwt_bundles(WorkloadA
 
 JwtBundleStream WorkloadApiClient::watch_jwt_bundles(const ResourceLimits& limits) const {
   return JwtBundleStream{channel_.server_stream(std::string{fetch_jwt_bundles_path}, {}), limits};
+}
+
+asio::awaitable<X509Context> WorkloadApiClient::run_fetch_x509_context(WorkloadApiClient self) {
+  auto stream = self.watch_x509_context();
+  auto context = co_await stream.next();
+  if (!context)
+    throw_error(spiffe_errc::empty_response, "Workload API FetchX509SVID: the stream ended without a message");
+  co_return std::move(*context);
+}
+
+asio::awaitable<X509Svid> WorkloadApiClient::run_fetch_x509_svid(WorkloadApiClient self) {
+  auto context = co_await run_fetch_x509_context(std::move(self));
+  co_return std::move(context.svids.front());
+}
+
+asio::awaitable<X509BundleSet> WorkloadApiClient::run_fetch_x509_bundles(WorkloadApiClient self) {
+  auto stream = self.watch_x509_bundles();
+  auto set = co_await stream.next();
+  if (!set)
+    throw_error(spiffe_errc::empty_response, "Workload API FetchX509Bundles: the stream ended without a message");
+  co_return std::move(*set);
+}
+
+X509ContextStream WorkloadApiClient::watch_x509_context(const ResourceLimits& limits) const {
+  return X509ContextStream{channel_.server_stream(std::string{fetch_x509_svid_path}, {}), limits};
+}
+
+X509BundleStream WorkloadApiClient::watch_x509_bundles(const ResourceLimits& limits) const {
+  return X509BundleStream{channel_.server_stream(std::string{fetch_x509_bundles_path}, {}), limits};
 }
 
 asio::awaitable<AgentValidation> WorkloadApiClient::run_validate(WorkloadApiClient self, std::string audience,

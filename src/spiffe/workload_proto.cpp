@@ -260,35 +260,106 @@ std::vector<JwtSvidEntry> decode_jwt_svid_response(std::string_view message, std
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message,
-                                                                             std::size_t max_entries) {
-  std::vector<std::pair<std::string, std::string>> out;
-  Reader r{message, "JWTBundlesResponse"};
-  while (!r.done()) {
-    const Field f = r.next();
-    if (f.number != 1) continue;
-    if (out.size() == max_entries)
-      throw_error(spiffe_errc::resource_limit_exceeded,
-                  "Workload API JWTBundlesResponse: more than " + std::to_string(max_entries) + " trust domains");
-    if (f.wire != bytes_wire) malformed(r.message_name(), "bundles is not length-delimited");
-    std::pair<std::string, std::string> entry;
-    Reader e{f.bytes, "JWTBundlesResponse"};
-    while (!e.done()) {
-      const Field g = e.next();
-      if (g.number == 1)
-        entry.first = e.string(g, "a bundle key");
-      else if (g.number == 2)
-        entry.second = e.bytes(g, "a bundle");
+namespace {
+
+// One map<string, bytes> entry: key = 1, value = 2.
+std::pair<std::string, std::string_view> map_entry(const Reader& r, const Field& f, const char* what) {
+  if (f.wire != bytes_wire) malformed(r.message_name(), std::string{what} + " is not length-delimited");
+  std::pair<std::string, std::string_view> entry;
+  Reader e{f.bytes, r.message_name()};
+  while (!e.done()) {
+    const Field g = e.next();
+    if (g.number == 1)
+      entry.first = e.string(g, "a bundle key");
+    else if (g.number == 2) {
+      if (g.wire != bytes_wire) malformed(r.message_name(), "a bundle is not length-delimited");
+      entry.second = g.bytes;
     }
-    out.push_back(std::move(entry));
   }
+  return entry;
+}
+
+template <class Entries>
+void refuse_duplicate_keys(const Entries& entries, std::string_view message) {
   std::vector<std::string_view> keys;
-  keys.reserve(out.size());
-  for (const auto& e : out) keys.emplace_back(e.first);
+  keys.reserve(entries.size());
+  for (const auto& e : entries) keys.emplace_back(e.first);
   std::sort(keys.begin(), keys.end());
   if (auto dup = std::adjacent_find(keys.begin(), keys.end()); dup != keys.end())
-    malformed(r.message_name(), "trust domain '" + bounded_excerpt(*dup, 64) + "' twice");
+    malformed(message, "trust domain '" + bounded_excerpt(*dup, 64) + "' twice");
+}
+
+[[noreturn]] void too_many(std::string_view message, std::size_t max, const char* what) {
+  throw_error(spiffe_errc::resource_limit_exceeded,
+              "Workload API " + std::string{message} + ": more than " + std::to_string(max) + " " + what);
+}
+
+// Bundle map entries of field `number`, at most `max_entries`.
+std::vector<std::pair<std::string, std::string_view>> bundle_map(std::string_view message, std::string_view name,
+                                                                 std::uint32_t number, std::size_t max_entries) {
+  std::vector<std::pair<std::string, std::string_view>> out;
+  Reader r{message, name};
+  while (!r.done()) {
+    const Field f = r.next();
+    if (f.number != number) continue;
+    if (out.size() == max_entries) too_many(name, max_entries, "trust domains");
+    out.push_back(map_entry(r, f, "bundles"));
+  }
+  refuse_duplicate_keys(out, name);
   return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std::string_view message,
+                                                                             std::size_t max_entries) {
+  auto views = bundle_map(message, "JWTBundlesResponse", 1, max_entries);
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(views.size());
+  for (auto& [key, value] : views) out.emplace_back(std::move(key), std::string{value});
+  return out;
+}
+
+X509SvidResponse decode_x509_svid_response(std::string_view message, std::size_t max_svids, std::size_t max_bundles) {
+  X509SvidResponse out;
+  Reader r{message, "X509SVIDResponse"};
+  while (!r.done()) {
+    const Field f = r.next();
+    if (f.number == 1) {
+      if (out.svids.size() == max_svids)
+        throw_error(spiffe_errc::too_many_svids,
+                    "Workload API X509SVIDResponse: more than " + std::to_string(max_svids) + " SVIDs");
+      if (f.wire != bytes_wire) malformed(r.message_name(), "svids is not length-delimited");
+      X509SvidEntry e;
+      Reader svid{f.bytes, r.message_name()};
+      while (!svid.done()) {
+        const Field g = svid.next();
+        switch (g.number) {
+          case 1: e.spiffe_id = svid.string(g, "spiffe_id"); break;
+          case 5: e.hint = svid.string(g, "hint"); break;
+          case 2:
+          case 3:
+          case 4: {
+            if (g.wire != bytes_wire) malformed(r.message_name(), "an SVID's bytes are not length-delimited");
+            (g.number == 2 ? e.chain : g.number == 3 ? e.key : e.bundle) = g.bytes;
+            break;
+          }
+          default: break;
+        }
+      }
+      out.svids.push_back(std::move(e));
+    } else if (f.number == 3) {
+      if (out.federated.size() == max_bundles) too_many(r.message_name(), max_bundles, "federated trust domains");
+      out.federated.push_back(map_entry(r, f, "federated_bundles"));
+    }
+  }
+  refuse_duplicate_keys(out.federated, r.message_name());
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string_view>> decode_x509_bundles_response(std::string_view message,
+                                                                                   std::size_t max_entries) {
+  return bundle_map(message, "X509BundlesResponse", 2, max_entries);
 }
 
 ValidateResponse decode_validate_jwt_svid_response(std::string_view message) {

@@ -1,4 +1,4 @@
-// The protobuf wire codec of the Workload API's JWT messages (field numbers from the SPIFFE
+// The protobuf wire codec of the Workload API's JWT and X.509 messages (field numbers from the SPIFFE
 // standard's workloadapi.proto). Decoders skip unknown fields, refuse groups, overlong varints,
 // truncated fields, invalid UTF-8 in strings and nesting deeper than 64, and throw
 // `Error{spiffe_errc::malformed_message}` naming the message and the fault.
@@ -42,5 +42,27 @@ struct ValidateResponse {
   nlohmann::json claims = nlohmann::json::object();
 };
 ValidateResponse decode_validate_jwt_svid_response(std::string_view message);
+
+/// One X509SVID: spiffe_id = 1, x509_svid = 2 (DER chain), x509_svid_key = 3 (PKCS#8 DER),
+/// bundle = 4 (DER authorities), hint = 5. The fields view the decoded message.
+struct X509SvidEntry {
+  std::string spiffe_id;
+  std::string_view chain;
+  std::string_view key;
+  std::string_view bundle;
+  std::string hint;
+};
+/// X509SVIDResponse: svids = 1, crl = 2 (ignored), federated_bundles = 3 (map<string, bytes>).
+/// More than `max_svids` SVIDs or `max_bundles` federated bundles throw
+/// `resource_limit_exceeded`; a federated key given twice is refused.
+struct X509SvidResponse {
+  std::vector<X509SvidEntry> svids;
+  std::vector<std::pair<std::string, std::string_view>> federated;
+};
+X509SvidResponse decode_x509_svid_response(std::string_view message, std::size_t max_svids, std::size_t max_bundles);
+/// X509BundlesResponse: crl = 1 (ignored), bundles = 2 (map<string, bytes>), as
+/// `decode_jwt_bundles_response` with views into the message.
+std::vector<std::pair<std::string, std::string_view>> decode_x509_bundles_response(std::string_view message,
+                                                                                   std::size_t max_entries);
 
 }  // namespace awaken::spiffe::detail

@@ -1,5 +1,6 @@
 // A SPIFFE Workload API server (@grpc/grpc-js, workload.proto) on a unix socket, for the trust
-// domain example.org, signing ES256 JWT-SVIDs with npm jose, and a control port for faults.
+// domain example.org, signing ES256 JWT-SVIDs with npm jose and serving X.509-SVIDs made with the
+// openssl tool, and a control port for faults.
 //   node workload_server.mjs SOCKET_PATH [--tcp]
 // A stale socket file is removed first, so a peer can be restarted on the same path. Prints one
 // JSON line when ready: {"socket":PATH, "control_port":N, "tcp_port":N (with --tcp), "kid":KID}
@@ -13,25 +14,56 @@
 //                    workload (hint "primary"), spiffe://example.org/other ("secondary"), and a
 //                    third SVID that repeats the hint "primary"; with spiffe_id set, that one only
 //   ValidateJWTSVID  verifies with the current keys and the audience, returns the claims
-//   FetchX509SVID    UNIMPLEMENTED
+//   FetchX509SVID    a stream: the current X.509-SVIDs at once and after every X.509 change:
+//                    spiffe://example.org/workload (hint "primary") and spiffe://example.org/other
+//                    ("secondary"), each x509_svid = leaf DER + intermediate DER, x509_svid_key =
+//                    PKCS#8 DER, bundle = the example.org root(s) DER; federated_bundles =
+//                    {"spiffe://federated.org": its root DER}
+//   FetchX509Bundles a stream: {"spiffe://example.org": root(s) DER, "spiffe://federated.org": root
+//                    DER} at once and after every X.509 change
+// X.509 world, made at start-up: example.org root CA -> intermediate CA (EC P-256, 2 days, URI SAN
+// spiffe://example.org) -> leaves (EC P-256 by default, 1 day, URI SAN the ID, EKU serverAuth and
+// clientAuth); federated.org root CA. Each openssl run gets a scratch directory of its own, removed
+// at once (the harness ends peers with SIGKILL, which no exit hook survives).
 // Control (HTTP POST on 127.0.0.1:control_port, JSON reply):
 //   /rotate                 a new signing key replaces the old one; pushed to every stream
 //   /push?mode=M            same (the current bundles again), malformed (JWKS that is not JSON),
 //                           too_many (201 trust domains), huge (a JWKS over 4 MiB), empty (no bundles)
-//   /end, /reset            end every bundle stream cleanly, or with RST_STREAM
+//   /end, /reset            end every stream (JWT and X.509 bundle and SVID streams) cleanly, or
+//                           with RST_STREAM: {"ended"|"reset": JWT streams,
+//                           "x509_ended"|"x509_reset": X.509 streams}
 //   /restart?rotate=1       stop the gRPC server (dropping every connection) and serve again on
-//                           the same socket, with a new signing key when rotate=1
+//                           the same socket, with a new signing key and new X.509 leaves when
+//                           rotate=1 (else the same X.509 world): {kid, x509_serial}
 //   /churn?ms=N             push a changed set (spiffe_sequence + 1) every N ms; 0 stops
 //   /fail?code=C&count=N&message=T&method=M   the next N calls (of method M, default any) fail
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
 //                           answers before the workload is attested; /fail?clear=1 disarms all
 //   /delay?ms=N             wait N ms before answering each later call
-//   /stats (GET)            {"streams": open bundle streams, "calls": {method: count}}
+//   /stats (GET)            {"streams": open JWT bundle streams, "x509_streams": open X.509
+//                           streams, "x509_serial": N, "calls": {method: count}, "kid": KID}
 //   /jwks (GET)             the current JWT key as a JWKS (without use), for relying parties
-import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, unlinkSync } from 'node:fs';
+//   /x509/rotate?key=K      new leaf keys (K: ec256, ec384, rsa2048, ed25519; default the current
+//                           kind, ec256 at start) and certificates for both SVIDs, pushed to every
+//                           X.509 stream: {serial, streams: X.509 streams, pushed_ns}
+//     &authority=1          ...and first a new example.org root and intermediate, whose root alone
+//                           is the bundle; with &keep_old=1 the new root joins the old ones
+//   /x509/push?mode=M       to every X.509 stream: same (the current messages again), malformed
+//                           (the first SVID's x509_svid, or the example.org bundle, is 'not a
+//                           certificate'), empty (no SVIDs, no bundles), huge (the example.org
+//                           bundle followed by 5 MiB of random bytes), too_many (federated.org and
+//                           201 more, spiffe://tdN.example, each its root): {streams}
+//   /x509/issue?id=ID&td=T&key=K  a leaf for any ID (not served), signed by T's CA (example.org,
+//                           the default: its intermediate; federated.org: its root):
+//                           {chain_pem: leaf + intermediate (if any), key_pem: PKCS#8}
+//   /x509/ca (GET)          {example_root_pem (the newest), example_intermediate_pem,
+//                           federated_root_pem}
+import { execFileSync } from 'node:child_process';
+import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -68,7 +100,90 @@ const bundles = () => ({
   'spiffe://federated.org': Buffer.from(JSON.stringify({ keys: [federated] })),
 });
 
+// X.509: one openssl run per certificate (a new key, signed by `issuer` {cert, key} PEM, or
+// self-signed), in a scratch directory of its own. Returns {cert, key: PKCS#8 PEM, der, keyDer}.
+const keyArgs = {
+  ec256: ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'],
+  ec384: ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384'],
+  rsa2048: ['-newkey', 'rsa:2048'],
+  ed25519: ['-newkey', 'ed25519'],
+};
+const opensslConf = `[req]
+distinguished_name = dn
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = @san
+[leaf]
+subjectAltName = @san
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,$ENV::KU
+extendedKeyUsage = serverAuth,clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[san]
+URI.1 = $ENV::SAN
+`;
+function certify({ subj, san, leaf = false, key = 'ec256', issuer }) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'awaken-x509-'));
+  const f = (name) => path.join(dir, name);
+  try {
+    writeFileSync(f('x509.cnf'), opensslConf);
+    const args = ['req', '-config', f('x509.cnf'), '-extensions', leaf ? 'leaf' : 'ca', ...keyArgs[key], '-nodes',
+      '-keyout', f('key.pem'), '-out', f('cert.pem'), '-days', leaf ? '1' : '2', '-subj', subj];
+    if (issuer) {
+      writeFileSync(f('ca.pem'), issuer.cert);
+      writeFileSync(f('ca.key'), issuer.key);
+      args.push('-CA', f('ca.pem'), '-CAkey', f('ca.key'));
+    } else args.push('-x509');
+    const KU = key === 'rsa2048' ? 'digitalSignature,keyEncipherment' : 'digitalSignature';
+    execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SAN: san, KU } });
+    const cert = readFileSync(f('cert.pem'), 'utf8');
+    const pkey = createPrivateKey(readFileSync(f('key.pem')));
+    return { cert, der: new X509Certificate(cert).raw, key: pkey.export({ type: 'pkcs8', format: 'pem' }),
+      keyDer: pkey.export({ type: 'pkcs8', format: 'der' }) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+const x509 = { roots: [], intermediate: null, leaves: [], key: 'ec256', serial: 0 };
+function newAuthority(keepOld) {
+  const root = certify({ subj: '/O=awaken test/CN=example.org root', san: 'spiffe://example.org' });
+  x509.intermediate = certify({ subj: '/O=awaken test/CN=example.org intermediate', san: 'spiffe://example.org', issuer: root });
+  x509.roots = keepOld ? [...x509.roots, root] : [root];
+}
+const leafFor = (id, td, key) => certify({ subj: '/O=awaken test', san: id, leaf: true, key,
+  issuer: td === 'federated.org' ? x509.federated : x509.intermediate });
+function newLeaves(key = x509.key) {
+  x509.key = key;
+  x509.leaves = [['spiffe://example.org/workload', 'primary'], ['spiffe://example.org/other', 'secondary']]
+    .map(([id, hint]) => ({ id, hint, ...leafFor(id, 'example.org', key) }));
+  x509.serial += 1;
+}
+x509.federated = certify({ subj: '/O=awaken test/CN=federated.org root', san: 'spiffe://federated.org' });
+newAuthority(false);
+newLeaves();
+
+// The X.509 messages for a stream kind ('svid' or 'bundles') and a /x509/push mode.
+function x509Message(kind, mode = 'same', pad = undefined) {
+  if (mode === 'empty') return kind === 'svid' ? { svids: [] } : { bundles: {} };
+  let bundle = Buffer.concat(x509.roots.map((r) => r.der));
+  if (mode === 'huge') bundle = Buffer.concat([bundle, pad]);
+  if (mode === 'malformed' && kind === 'bundles') bundle = Buffer.from('not a certificate');
+  const federatedBundles = { 'spiffe://federated.org': x509.federated.der };
+  if (mode === 'too_many') for (let i = 0; i < 201; i++) federatedBundles[`spiffe://td${i}.example`] = x509.federated.der;
+  if (kind === 'bundles') return { crl: [], bundles: { 'spiffe://example.org': bundle, ...federatedBundles } };
+  const svids = x509.leaves.map((l) => ({ spiffe_id: l.id, x509_svid: Buffer.concat([l.der, x509.intermediate.der]),
+    x509_svid_key: l.keyDer, bundle, hint: l.hint }));
+  if (mode === 'malformed') svids[0].x509_svid = Buffer.from('not a certificate');
+  return { svids, crl: [], federated_bundles: federatedBundles };
+}
+
 const streams = new Set();
+const x509Streams = new Set();  // FetchX509SVID and FetchX509Bundles calls, each with .x509 = its kind
 const calls = {};
 const faults = [];  // {code, message, count, method}
 let delayMs = 0;
@@ -120,15 +235,27 @@ function h2stream(call) {
   return undefined;
 }
 
+// Keeps a server stream in `set` until it ends.
+function track(set, call) {
+  set.add(call);
+  const forget = () => set.delete(call);
+  call.on('cancelled', forget);
+  call.on('close', forget);
+  call.on('finish', forget);
+}
+async function x509Stream(call, method, kind) {
+  const err = await admit(call, method);
+  if (err) return call.emit('error', err);
+  call.x509 = kind;
+  track(x509Streams, call);
+  call.write(x509Message(kind));
+}
+
 const impl = {
   async FetchJWTBundles(call) {
     const err = await admit(call, 'FetchJWTBundles');
     if (err) return call.emit('error', err);
-    streams.add(call);
-    const forget = () => streams.delete(call);
-    call.on('cancelled', forget);
-    call.on('close', forget);
-    call.on('finish', forget);
+    track(streams, call);
     call.write({ bundles: bundles() });
   },
   async FetchJWTSVID(call, callback) {
@@ -156,9 +283,8 @@ const impl = {
       callback({ code: grpc.status.INVALID_ARGUMENT, details: `unable to validate JWT-SVID: ${e.code || e.message}` });
     }
   },
-  async FetchX509SVID(call) {
-    call.emit('error', { code: grpc.status.UNIMPLEMENTED, details: 'X.509-SVIDs are not served here' });
-  },
+  FetchX509SVID: (call) => x509Stream(call, 'FetchX509SVID', 'svid'),
+  FetchX509Bundles: (call) => x509Stream(call, 'FetchX509Bundles', 'bundles'),
 };
 
 let server;
@@ -176,6 +302,11 @@ const tcpPort = withTcp ? await bind('127.0.0.1:0') : undefined;
 let churn;
 function push(message) {
   for (const call of streams) call.write(message);
+}
+function pushX509(mode = 'same') {
+  const pad = mode === 'huge' ? randomBytes(5 << 20) : undefined;
+  const messages = {};
+  for (const call of x509Streams) call.write(messages[call.x509] ??= x509Message(call.x509, mode, pad));
 }
 
 const control = http.createServer(async (req, res) => {
@@ -213,23 +344,29 @@ const control = http.createServer(async (req, res) => {
       return reply({ streams: streams.size });
     }
     case '/end': {
-      const n = streams.size;
-      for (const call of [...streams]) call.end();
+      const [n, m] = [streams.size, x509Streams.size];
+      for (const call of [...streams, ...x509Streams]) call.end();
       streams.clear();
-      return reply({ ended: n });
+      x509Streams.clear();
+      return reply({ ended: n, x509_ended: m });
     }
     case '/reset': {
-      const n = streams.size;
-      for (const call of [...streams]) h2stream(call)?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      const [n, m] = [streams.size, x509Streams.size];
+      for (const call of [...streams, ...x509Streams]) h2stream(call)?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       streams.clear();
-      return reply({ reset: n });
+      x509Streams.clear();
+      return reply({ reset: n, x509_reset: m });
     }
     case '/restart':
       server.forceShutdown();
       streams.clear();
-      if (q('rotate', '0') === '1') await newKey();
+      x509Streams.clear();
+      if (q('rotate', '0') === '1') {
+        await newKey();
+        newLeaves();
+      }
       await serve();
-      return reply({ kid: signing.kid });
+      return reply({ kid: signing.kid, x509_serial: x509.serial });
     case '/fail':
       if (q('clear', '0') === '1') {
         faults.length = 0;
@@ -245,7 +382,37 @@ const control = http.createServer(async (req, res) => {
       return reply({ keys: [key] });
     }
     case '/stats':
-      return reply({ streams: streams.size, calls, kid: signing.kid });
+      return reply({ streams: streams.size, x509_streams: x509Streams.size, x509_serial: x509.serial, calls, kid: signing.kid });
+    case '/x509/rotate': {
+      const key = q('key', x509.key);
+      if (!keyArgs[key]) return reply({ error: `unknown key ${key}` }, 400);
+      if (q('authority', '0') === '1') newAuthority(q('keep_old', '0') === '1');
+      newLeaves(key);
+      const pushed = process.hrtime.bigint();
+      pushX509();
+      return reply({ serial: x509.serial, streams: x509Streams.size, pushed_ns: pushed.toString() });
+    }
+    case '/x509/push': {
+      const mode = q('mode', 'same');
+      if (!['same', 'malformed', 'empty', 'huge', 'too_many'].includes(mode)) return reply({ error: `unknown mode ${mode}` }, 400);
+      pushX509(mode);
+      return reply({ streams: x509Streams.size });
+    }
+    case '/x509/issue': {
+      const [id, td, key] = [q('id', ''), q('td', 'example.org'), q('key', 'ec256')];
+      if (!id || !['example.org', 'federated.org'].includes(td) || !keyArgs[key]) {
+        return reply({ error: 'needs id, td example.org|federated.org, key ec256|ec384|rsa2048|ed25519' }, 400);
+      }
+      try {
+        const leaf = leafFor(id, td, key);
+        return reply({ chain_pem: leaf.cert + (td === 'example.org' ? x509.intermediate.cert : ''), key_pem: leaf.key });
+      } catch (e) {
+        return reply({ error: `openssl: ${e.stderr?.toString().trim() || e.message}` }, 500);
+      }
+    }
+    case '/x509/ca':
+      return reply({ example_root_pem: x509.roots.at(-1).cert, example_intermediate_pem: x509.intermediate.cert,
+        federated_root_pem: x509.federated.cert });
     default:
       return reply({ error: 'not found' }, 404);
   }

@@ -26,6 +26,7 @@
 #include <awaken/diagnostics.hpp>
 #include <awaken/spiffe/bundle.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
+#include <awaken/spiffe/source.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
 namespace spdlog {
@@ -39,32 +40,6 @@ template <class Set>
 struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
 using JwtState = SourceState<JwtBundleSet>;
 }  // namespace detail
-
-/// The failures a `JwtSource` counts.
-enum class MetricsErrorKind {
-  client_creation,              ///< the Workload API client could not be made (a bad endpoint)
-  stream_connect,               ///< the bundle stream failed before its first message
-  stream_error,                 ///< the bundle stream failed after messages
-  stream_ended,                 ///< the server ended the bundle stream (a reconnect follows)
-  no_identity_issued,           ///< the agent has no identity for this workload yet
-  initial_sync_failed,          ///< an attempt of the initial sync failed (besides its own kind)
-  limit_max_bundles,            ///< an update had more trust domains than allowed
-  limit_max_bundle_jwks_bytes,  ///< an update had a JWKS larger than allowed
-  update_rejected,              ///< an update was malformed or over a limit; the last good set stays
-};
-/// "client_creation", "stream_connect", ...
-std::string_view to_string(MetricsErrorKind kind) noexcept;
-
-/// Hooks for a metrics system. Called from the source's executor; must not block or throw.
-class MetricsRecorder {
- public:
-  virtual ~MetricsRecorder() = default;
-  /// A new bundle set was published (its content changed).
-  virtual void record_update() noexcept {}
-  /// The supervisor is about to wait before it reconnects.
-  virtual void record_reconnect() noexcept {}
-  virtual void record_error(MetricsErrorKind kind) noexcept { (void)kind; }
-};
 
 /// The sequence numbers of a source's bundle sets, and waiting for the next one. Each object
 /// remembers the last sequence it returned (at first, the one current when it was made), so
@@ -205,35 +180,9 @@ class JwtSource final : public BundleSource {
   detail::JwtState* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
 };
 
-/// Configures and builds a `JwtSource`.
-class JwtSourceBuilder {
+/// Configures and builds a `JwtSource` (the settings are `SourceBuilder`'s).
+class JwtSourceBuilder : public SourceBuilder<JwtSourceBuilder> {
  public:
-  /// The Workload API endpoint; by default `SPIFFE_ENDPOINT_SOCKET`, read when `build` is
-  /// called (on the calling thread).
-  JwtSourceBuilder& endpoint(WorkloadEndpoint endpoint);
-  JwtSourceBuilder& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
-  /// How the source makes its clients (one per connection); replaces `endpoint`. A throwing
-  /// factory counts as `client_creation` and is retried with backoff.
-  JwtSourceBuilder& client_factory(std::function<WorkloadApiClient()> factory);
-  /// Reconnect backoff: from `min` doubling to `max`, each wait jittered down by up to 10%.
-  /// Defaults 200 ms and 10 s; swapped when `min > max`; `min` at least 1 ms.
-  JwtSourceBuilder& reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max);
-  std::chrono::milliseconds min_backoff() const noexcept { return min_backoff_; }
-  std::chrono::milliseconds max_backoff() const noexcept { return max_backoff_; }
-  /// Bounds on bundle updates (200 trust domains, 4 MiB of JWKS each, by default); an update
-  /// over them is rejected and the last good set kept.
-  JwtSourceBuilder& resource_limits(ResourceLimits limits);
-  /// How long `build` waits for the first good bundle set; unbounded by default.
-  JwtSourceBuilder& initial_sync_timeout(std::chrono::milliseconds timeout);
-  /// The bound of `shutdown()`; 30 s by default.
-  JwtSourceBuilder& shutdown_timeout(std::chrono::milliseconds timeout);
-  JwtSourceBuilder& metrics(std::shared_ptr<MetricsRecorder> recorder);
-  /// The logger for reconnects and rejected updates; `awaken::logger()` by default.
-  JwtSourceBuilder& logger(std::shared_ptr<spdlog::logger> logger);
-  /// The jitter of the reconnect waits (tests); `default_jitter()` by default. Must outlive the
-  /// source.
-  JwtSourceBuilder& jitter(JitterSource& jitter);
-
   /// Starts the source on `executor` and completes once the first good bundle set is
   /// published: `void(std::error_code, JwtSource)`. Fails with `initial_sync_timeout` (the
   /// last failure in the diagnostics); `invalid_argument` or `unimplemented` (`grpc_status`)
@@ -242,7 +191,7 @@ class JwtSourceBuilder {
   template <class CompletionToken = awaken::use_awaitable_t>
   auto build(asio::any_io_executor executor, CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<JwtSource>(
-        executor, [b = resolved(), executor]() mutable { return run_build(std::move(b), executor); },
+        executor, [b = settings_.resolved(), executor]() mutable { return run_build(std::move(b), executor); },
         std::forward<CompletionToken>(token));
   }
   /// As above, on the handler's associated executor (the awaiting coroutine's, for
@@ -252,27 +201,13 @@ class JwtSourceBuilder {
   requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
       CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<JwtSource, true>(
-        asio::system_executor{}, [b = resolved()]() mutable { return run_build(std::move(b), std::nullopt); },
+        asio::system_executor{}, [b = settings_.resolved()]() mutable { return run_build(std::move(b), std::nullopt); },
         std::forward<CompletionToken>(token));
   }
 
  private:
-  std::optional<WorkloadEndpoint> endpoint_;
-  std::function<WorkloadApiClient()> factory_;
-  std::chrono::milliseconds min_backoff_{200};
-  std::chrono::milliseconds max_backoff_{10'000};
-  ResourceLimits limits_;
-  std::optional<std::chrono::milliseconds> initial_sync_timeout_;
-  std::chrono::milliseconds shutdown_timeout_{30'000};
-  std::shared_ptr<MetricsRecorder> metrics_;
-  std::shared_ptr<spdlog::logger> logger_;
-  JitterSource* jitter_ = nullptr;
-  Error endpoint_error_{std::error_code{}, {}};  // why the environment gave no endpoint
-
-  // A copy with the endpoint read from the environment now, on the calling thread, so that no
-  // background thread ever calls getenv (which races with a setenv elsewhere).
-  JwtSourceBuilder resolved() const;
-  static asio::awaitable<JwtSource> run_build(JwtSourceBuilder self, std::optional<asio::any_io_executor> executor);
+  static asio::awaitable<JwtSource> run_build(detail::SourceSettings settings,
+                                              std::optional<asio::any_io_executor> executor);
 };
 
 }  // namespace awaken::spiffe

@@ -1,5 +1,6 @@
 // The SPIFFE Workload API client: the endpoint, JWT-SVIDs, JWT bundles (one-shot and as a
-// stream), and the agent's own validation. gRPC over HTTP/2, on a unix socket or loopback TCP.
+// stream), the agent's own validation, and X.509 contexts and bundles (one-shot and as streams). gRPC over HTTP/2, on a
+// unix socket or loopback TCP.
 #pragma once
 
 #include <chrono>
@@ -24,6 +25,8 @@
 #include <awaken/spiffe/bundle.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
 #include <awaken/spiffe/spiffe_id.hpp>
+#include <awaken/spiffe/x509_bundle.hpp>
+#include <awaken/spiffe/x509_svid.hpp>
 
 namespace awaken::spiffe {
 
@@ -54,15 +57,34 @@ class WorkloadEndpoint {
   std::uint16_t port_ = 0;
 };
 
-/// Bounds on what one bundle message may hold.
+/// Bounds on what one bundle or X.509 message may hold.
 struct ResourceLimits {
-  /// Trust domains per message; over it: `resource_limit_exceeded`, before any JWKS is parsed.
+  /// Trust domains per message; over it: `resource_limit_exceeded`, before any bundle is parsed.
   std::size_t max_bundles = 200;
   /// JWKS bytes per trust domain; over it: `bundle_too_large`.
   std::size_t max_bundle_jwks_bytes = JwtBundle::default_max_bytes;
+  /// X.509-SVIDs per message; over it: `resource_limit_exceeded`.
+  std::size_t max_svids = 100;
+  /// DER bytes of one trust domain's X.509 authorities; over it: `bundle_too_large`.
+  std::size_t max_bundle_der_bytes = X509Bundle::default_max_bytes;
 
   /// No bound at all (the message size bound of the client still holds).
-  static constexpr ResourceLimits unlimited() noexcept { return {SIZE_MAX, SIZE_MAX}; }
+  static constexpr ResourceLimits unlimited() noexcept { return {SIZE_MAX, SIZE_MAX, SIZE_MAX, SIZE_MAX}; }
+};
+
+/// What a `FetchX509SVID` message carries: this workload's X.509-SVIDs (at least one, in the
+/// agent's order; the first is the default) and the X.509 bundles of its own trust domain and
+/// of every federated one.
+struct X509Context {
+  std::vector<X509Svid> svids;
+  X509BundleSet bundles;
+
+  /// The SVID whose hint is `hint`, or null.
+  const X509Svid* svid_by_hint(std::string_view hint) const noexcept;
+  /// The first SVID of `id`, or null.
+  const X509Svid* svid_by_id(const SpiffeId& id) const noexcept;
+
+  friend bool operator==(const X509Context&, const X509Context&) noexcept = default;
 };
 
 /// Settings of a `WorkloadApiClient`.
@@ -115,6 +137,54 @@ class JwtBundleStream {
   JwtBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
       : stream_(std::move(stream)), limits_(limits) {}
   asio::awaitable<std::optional<JwtBundleSet>> run_next();
+  http::GrpcStream stream_;
+  ResourceLimits limits_;
+};
+
+/// The X.509 contexts a `FetchX509SVID` stream delivers, one complete context per message.
+/// Fails and goes on as `JwtBundleStream` does.
+///
+/// Thread safety: one `next` at a time; `cancel` from any thread.
+class X509ContextStream {
+ public:
+  /// `void(std::error_code, std::optional<X509Context>)`; nullopt at a clean end. A message
+  /// without SVIDs is `empty_response`; an SVID or bundle that breaks the X509-SVID standard
+  /// fails with that rule's `spiffe_errc`, and the stream goes on. The message's key bytes are
+  /// wiped once parsed. The stream must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto next(CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::optional<X509Context>>(
+        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+  }
+  void cancel() noexcept { stream_.cancel(); }
+
+ private:
+  friend class WorkloadApiClient;
+  X509ContextStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+      : stream_(std::move(stream)), limits_(limits) {}
+  asio::awaitable<std::optional<X509Context>> run_next();
+  http::GrpcStream stream_;
+  ResourceLimits limits_;
+};
+
+/// The X.509 bundles a `FetchX509Bundles` stream delivers, one complete set per message.
+///
+/// Thread safety: one `next` at a time; `cancel` from any thread.
+class X509BundleStream {
+ public:
+  /// `void(std::error_code, std::optional<X509BundleSet>)`, as `JwtBundleStream::next`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto next(CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::optional<X509BundleSet>>(
+        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+  }
+  void cancel() noexcept { stream_.cancel(); }
+
+ private:
+  friend class WorkloadApiClient;
+  X509BundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+      : stream_(std::move(stream)), limits_(limits) {}
+  asio::awaitable<std::optional<X509BundleSet>> run_next();
   http::GrpcStream stream_;
   ResourceLimits limits_;
 };
@@ -185,6 +255,34 @@ class WorkloadApiClient {
         std::forward<CompletionToken>(completion));
   }
 
+  /// The first message of a `FetchX509SVID` stream: `void(std::error_code, X509Context)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_x509_context(CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<X509Context>(
+        executor(), [self = *this]() mutable { return run_fetch_x509_context(std::move(self)); },
+        std::forward<CompletionToken>(token));
+  }
+  /// The default (first) X.509-SVID: `void(std::error_code, X509Svid)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_x509_svid(CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<X509Svid>(
+        executor(), [self = *this]() mutable { return run_fetch_x509_svid(std::move(self)); },
+        std::forward<CompletionToken>(token));
+  }
+  /// The first message of a `FetchX509Bundles` stream: `void(std::error_code, X509BundleSet)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_x509_bundles(CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<X509BundleSet>(
+        executor(), [self = *this]() mutable { return run_fetch_x509_bundles(std::move(self)); },
+        std::forward<CompletionToken>(token));
+  }
+  /// Opens a `FetchX509SVID` stream.
+  X509ContextStream watch_x509_context() const { return watch_x509_context(options_.bundle_limits); }
+  X509ContextStream watch_x509_context(const ResourceLimits& limits) const;
+  /// Opens a `FetchX509Bundles` stream.
+  X509BundleStream watch_x509_bundles() const { return watch_x509_bundles(options_.bundle_limits); }
+  X509BundleStream watch_x509_bundles(const ResourceLimits& limits) const;
+
   /// The executor of the client's HTTP transport.
   asio::any_io_executor executor() const noexcept;
 
@@ -209,6 +307,9 @@ class WorkloadApiClient {
   static asio::awaitable<JwtSvid> run_fetch_one(WorkloadApiClient self, std::vector<std::string> audiences,
                                                 std::optional<SpiffeId> id);
   static asio::awaitable<JwtBundleSet> run_fetch_jwt_bundles(WorkloadApiClient self);
+  static asio::awaitable<X509Context> run_fetch_x509_context(WorkloadApiClient self);
+  static asio::awaitable<X509Svid> run_fetch_x509_svid(WorkloadApiClient self);
+  static asio::awaitable<X509BundleSet> run_fetch_x509_bundles(WorkloadApiClient self);
   static asio::awaitable<AgentValidation> run_validate(WorkloadApiClient self, std::string audience, std::string token);
   WorkloadEndpoint endpoint_;
   WorkloadApiOptions options_;

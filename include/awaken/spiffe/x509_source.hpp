@@ -1,0 +1,187 @@
+// X509Source: this workload's X.509-SVIDs and the X.509 bundles of every trust domain it is
+// told about, kept current from the Workload API by the same supervisor as JwtSource, and read
+// without blocking.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/execution/executor.hpp>
+#include <asio/system_executor.hpp>
+
+#include <awaken/completion.hpp>
+#include <awaken/detail/spawn_operation.hpp>
+#include <awaken/diagnostics.hpp>
+#include <awaken/spiffe/source.hpp>
+#include <awaken/spiffe/workload_api.hpp>
+#include <awaken/spiffe/x509_bundle.hpp>
+#include <awaken/spiffe/x509_svid.hpp>
+
+namespace awaken::spiffe {
+
+namespace detail {
+template <class Set>
+struct SourceState;
+struct X509Snapshot;  // a context and the SVID picked from it
+using X509State = SourceState<X509Snapshot>;
+}  // namespace detail
+
+/// Chooses the SVID a source serves from those of an update: its index, or nullopt when none
+/// fits (the update is then rejected with `no_svid` and the last good one kept).
+using X509SvidPicker = std::function<std::optional<std::size_t>(std::span<const X509Svid>)>;
+/// Picks the first SVID whose hint is `hint`.
+X509SvidPicker pick_by_hint(std::string hint);
+/// Picks the first SVID of `id`.
+X509SvidPicker pick_by_id(SpiffeId id);
+
+/// Sequence numbers of an `X509Source`'s updates and waiting for the next one, as
+/// `JwtSourceUpdates`.
+///
+/// Thread safety: one wait at a time per object; copies wait independently.
+class X509SourceUpdates {
+ public:
+  std::uint64_t last() const noexcept;
+  /// `void(std::error_code, std::uint64_t)`: the sequence once it passes the last one this
+  /// object saw; `source_closed` after shutdown, `operation_aborted` when cancelled. This object
+  /// must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto changed(CompletionToken&& token = {}) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
+        [this](auto handler) {
+          start_changed(make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback_executor()));
+        },
+        token);
+  }
+
+ private:
+  friend class X509Source;
+  X509SourceUpdates(std::shared_ptr<detail::X509State> state, std::uint64_t seen) noexcept
+      : state_(std::move(state)), seen_(seen) {}
+  asio::any_io_executor fallback_executor() const noexcept;
+  void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
+  std::shared_ptr<detail::X509State> state_;
+  std::uint64_t seen_;
+};
+
+class X509SourceBuilder;
+
+/// This workload's X.509-SVIDs and bundles, kept current by a supervisor that holds a
+/// `FetchX509SVID` stream open, with the contract of `JwtSource`: an initial sync (with a
+/// timeout; `invalid_argument` and `unimplemented` fail at once), jittered backoff reset by a
+/// good update, the last good context kept through any failure, resource limits checked before
+/// anything is published, publication by atomic swap, notifications only for changed content,
+/// and a bounded idempotent shutdown. An update is refused when no SVID fits the picker or the
+/// picked SVID has expired.
+///
+/// A cheap handle: copies share one source; destroying the last handle stops the supervisor.
+///
+/// Thread safety: every member may be called from any thread at once. Readers (`svid`,
+/// `x509_context`, `x509_bundle_for_trust_domain`, `is_healthy`) take no lock and allocate
+/// nothing once their thread has seen the current update.
+class X509Source final : public X509BundleSource, public X509SvidSource {
+ public:
+  X509Source() = default;  ///< an empty handle, which behaves as a closed source
+  X509Source(const X509Source&) = default;
+  X509Source& operator=(const X509Source&) = default;
+  X509Source(X509Source&& other) noexcept
+      : core_(std::move(other.core_)), state_(std::exchange(other.state_, nullptr)) {}
+  X509Source& operator=(X509Source&& other) noexcept {
+    core_ = std::move(other.core_);
+    state_ = std::exchange(other.state_, nullptr);
+    return *this;
+  }
+  ~X509Source() override = default;
+
+  static X509SourceBuilder builder();
+
+  /// The SVID to present now (the picker's choice). Throws `source_closed` after shutdown.
+  std::shared_ptr<const X509Svid> svid() const;
+  std::shared_ptr<const X509Svid> x509_svid() const override { return svid(); }
+  /// Everything the last good update carried.
+  std::shared_ptr<const X509Context> x509_context() const;
+  /// The bundles of every trust domain the last good update carried.
+  std::shared_ptr<const X509BundleSet> bundle_set() const;
+  /// The current bundle of `td`, or null. Throws `source_closed` after shutdown.
+  std::shared_ptr<const X509Bundle> x509_bundle_for_trust_domain(const TrustDomain& td) const override;
+
+  /// Open, supervisor running, an SVID that has not expired, and at least one authority.
+  bool is_healthy() const noexcept;
+  std::uint64_t sequence() const noexcept;
+  X509SourceUpdates updates() const;
+
+  /// Stops the supervisor and waits for it, at most the builder's shutdown timeout:
+  /// `void(std::error_code)`, as `JwtSource::shutdown`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
+      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<void>(
+        fallback_executor(), [self = *this]() mutable { return run_shutdown(std::move(self), std::nullopt); },
+        std::forward<CompletionToken>(token));
+  }
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<void>(
+        fallback_executor(), [self = *this, timeout]() mutable { return run_shutdown(std::move(self), timeout); },
+        std::forward<CompletionToken>(token));
+  }
+
+ private:
+  friend class X509SourceBuilder;
+  struct Core;
+  X509Source(std::shared_ptr<Core> core, detail::X509State* state) noexcept : core_(std::move(core)), state_(state) {}
+  asio::any_io_executor fallback_executor() const noexcept;
+  static asio::awaitable<void> run_shutdown(X509Source self, std::optional<std::chrono::milliseconds> timeout);
+
+  std::shared_ptr<Core> core_;
+  detail::X509State* state_ = nullptr;
+};
+
+/// Configures and builds an `X509Source` (the common settings are `SourceBuilder`'s).
+class X509SourceBuilder : public SourceBuilder<X509SourceBuilder> {
+ public:
+  /// Which SVID the source serves; the first of each update by default.
+  X509SourceBuilder& svid_picker(X509SvidPicker picker) {
+    picker_ = std::move(picker);
+    return *this;
+  }
+
+  /// Starts the source on `executor` and completes once the first good update is published:
+  /// `void(std::error_code, X509Source)`, failing as `JwtSourceBuilder::build`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto build(asio::any_io_executor executor, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<X509Source>(
+        executor,
+        [s = settings_.resolved(), p = picker_, executor]() mutable {
+          return run_build(std::move(s), std::move(p), executor);
+        },
+        std::forward<CompletionToken>(token));
+  }
+  /// As above, on the handler's associated executor.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
+      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<X509Source, true>(
+        asio::system_executor{},
+        [s = settings_.resolved(), p = picker_]() mutable {
+          return run_build(std::move(s), std::move(p), std::nullopt);
+        },
+        std::forward<CompletionToken>(token));
+  }
+
+ private:
+  X509SvidPicker picker_;
+  static asio::awaitable<X509Source> run_build(detail::SourceSettings settings, X509SvidPicker picker,
+                                               std::optional<asio::any_io_executor> executor);
+};
+
+}  // namespace awaken::spiffe

@@ -1,0 +1,175 @@
+// X509Source: a FetchX509SVID stream under the one supervisor (spiffe/stream_driver.hpp), the
+// picker, and readers.
+#include <awaken/spiffe/x509_source.hpp>
+
+#include <spdlog/logger.h>
+
+#include <awaken/error.hpp>
+
+#include "spiffe/source_state.hpp"
+#include "spiffe/stream_driver.hpp"
+
+namespace awaken::spiffe {
+namespace detail {
+
+struct X509Snapshot {
+  X509Context context;
+  std::size_t picked = 0;
+
+  const X509Svid* svid() const noexcept { return picked < context.svids.size() ? &context.svids[picked] : nullptr; }
+  friend bool operator==(const X509Snapshot&, const X509Snapshot&) noexcept = default;
+};
+
+namespace {
+
+// The context stream as the supervisor reads it: each context with its SVID picked, or a
+// rejected update (a `spiffe_errc`) when none fits or the picked one has expired.
+struct PickedStream {
+  X509ContextStream stream;
+  X509SvidPicker picker;
+  const Clock* clock;
+
+  asio::awaitable<std::optional<X509Snapshot>> next() {
+    auto context = co_await stream.next();
+    if (!context) co_return std::nullopt;
+    std::optional<std::size_t> picked = std::size_t{0};
+    if (picker) picked = picker(context->svids);
+    if (!picked || *picked >= context->svids.size())
+      throw_error(spiffe_errc::no_svid, "X509Source: no SVID of the update fits the picker");
+    const X509Svid& svid = context->svids[*picked];
+    if (svid.expires_at() <= clock->system_now())
+      throw_error(spiffe_errc::certificate_expired,
+                  "X509Source: the SVID of " + svid.spiffe_id().str() + " expired at " + utc_text(svid.expires_at()));
+    co_return X509Snapshot{std::move(*context), *picked};
+  }
+  void cancel() noexcept { stream.cancel(); }
+};
+
+}  // namespace
+}  // namespace detail
+
+X509SvidPicker pick_by_hint(std::string hint) {
+  return [hint = std::move(hint)](std::span<const X509Svid> svids) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      if (svids[i].hint() == hint) return i;
+    return std::nullopt;
+  };
+}
+
+X509SvidPicker pick_by_id(SpiffeId id) {
+  return [id = std::move(id)](std::span<const X509Svid> svids) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      if (svids[i].spiffe_id() == id) return i;
+    return std::nullopt;
+  };
+}
+
+struct X509Source::Core {
+  explicit Core(std::shared_ptr<detail::X509State> s) noexcept : state(std::move(s)) {}
+  ~Core() { state->request_stop(); }
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  std::shared_ptr<detail::X509State> state;
+};
+
+namespace {
+[[noreturn]] void closed_error() { detail::closed_error("X509Source"); }
+}  // namespace
+
+X509SourceBuilder X509Source::builder() { return X509SourceBuilder{}; }
+
+std::shared_ptr<const X509Svid> X509Source::svid() const {
+  if (state_ == nullptr) [[unlikely]]
+    closed_error();
+  const auto& snapshot = detail::thread_view(*state_);
+  const X509Svid* svid = snapshot->svid();
+  if (svid == nullptr) [[unlikely]]
+    throw_error(spiffe_errc::no_svid, "X509Source");
+  return std::shared_ptr<const X509Svid>(snapshot, svid);
+}
+
+std::shared_ptr<const X509Context> X509Source::x509_context() const {
+  if (state_ == nullptr) closed_error();
+  const auto& snapshot = detail::thread_view(*state_);
+  return std::shared_ptr<const X509Context>(snapshot, &snapshot->context);
+}
+
+std::shared_ptr<const X509BundleSet> X509Source::bundle_set() const {
+  if (state_ == nullptr) closed_error();
+  const auto& snapshot = detail::thread_view(*state_);
+  return std::shared_ptr<const X509BundleSet>(snapshot, &snapshot->context.bundles);
+}
+
+std::shared_ptr<const X509Bundle> X509Source::x509_bundle_for_trust_domain(const TrustDomain& td) const {
+  if (state_ == nullptr) [[unlikely]]
+    closed_error();
+  const auto& snapshot = detail::thread_view(*state_);
+  const X509Bundle* bundle = snapshot->context.bundles.find(td.name());
+  return bundle == nullptr ? nullptr : std::shared_ptr<const X509Bundle>(snapshot, bundle);
+}
+
+bool X509Source::is_healthy() const noexcept {
+  if (!core_) return false;
+  auto& s = *core_->state;
+  if (s.closed.load() || !s.running.load()) return false;
+  try {
+    const auto& snapshot = detail::thread_view(s);
+    const X509Svid* svid = snapshot->svid();
+    return svid != nullptr && svid->expires_at() > std::chrono::system_clock::now() &&
+           snapshot->context.bundles.authority_count() > 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::uint64_t X509Source::sequence() const noexcept {
+  return core_ ? core_->state->sequence.load(std::memory_order_acquire) : 0;
+}
+
+X509SourceUpdates X509Source::updates() const {
+  if (!core_) closed_error();
+  return X509SourceUpdates{core_->state, sequence()};
+}
+
+std::uint64_t X509SourceUpdates::last() const noexcept { return state_->sequence.load(std::memory_order_acquire); }
+
+asio::any_io_executor X509SourceUpdates::fallback_executor() const noexcept {
+  return state_->strand.get_inner_executor();
+}
+
+void X509SourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
+  detail::start_changed(state_, seen_, std::make_unique<detail::SeenCompletion>(seen_, std::move(completion)));
+}
+
+asio::any_io_executor X509Source::fallback_executor() const noexcept {
+  if (!core_) return asio::system_executor{};
+  return core_->state->strand.get_inner_executor();
+}
+
+asio::awaitable<void> X509Source::run_shutdown(X509Source self, std::optional<std::chrono::milliseconds> timeout) {
+  if (!self.core_) co_return;
+  auto state = self.core_->state;
+  const auto bound = timeout.value_or(state->shutdown_timeout);
+  state->request_stop();
+  const auto stopped = [&](auto token) { return detail::async_stopped(state, std::move(token)); };
+  auto [expired, result] = co_await detail::with_deadline(bound, stopped);
+  if (expired)
+    throw_error(spiffe_errc::shutdown_timeout,
+                "X509Source: the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
+  if (auto ec = std::get<0>(result)) throw_error(ec, "X509Source: shutdown");
+}
+
+asio::awaitable<X509Source> X509SourceBuilder::run_build(detail::SourceSettings settings, X509SvidPicker picker,
+                                                         std::optional<asio::any_io_executor> on) {
+  const auto executor = co_await detail::source_executor(on, "X509SourceBuilder");
+  auto s = detail::make_source_state<detail::X509Snapshot>(settings, executor, "X509Source");
+  s->x509 = true;
+  X509Source source{std::make_shared<X509Source::Core>(s), s.get()};  // its end stops the supervisor
+  const auto open = [limits = settings.limits, picker = std::move(picker)](WorkloadApiClient& client) {
+    return detail::PickedStream{client.watch_x509_context(limits), picker, &system_clock()};
+  };
+  co_await detail::start_source(s, settings, open, "X.509 context");
+  co_return source;
+}
+
+}  // namespace awaken::spiffe
