@@ -98,8 +98,8 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::dot_segment: return "path has a '.' or '..' segment";
       case spiffe_errc::trailing_slash: return "path has a trailing slash";
       case spiffe_errc::bad_path_char: return "path has a character outside [a-zA-Z0-9.-_]";
-      case spiffe_errc::bundle_too_large: return "JWT bundle larger than allowed";
-      case spiffe_errc::invalid_bundle: return "invalid JWT bundle";
+      case spiffe_errc::bundle_too_large: return "bundle larger than allowed";
+      case spiffe_errc::invalid_bundle: return "invalid bundle";
       case spiffe_errc::missing_key_id: return "key id (kid) is missing";
       case spiffe_errc::duplicate_key_id: return "duplicate key id (kid)";
       case spiffe_errc::invalid_authority: return "unusable JWT authority key";

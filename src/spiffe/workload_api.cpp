@@ -80,7 +80,14 @@ X509Context to_x509_context(std::string_view message, const ResourceLimits& limi
   std::map<TrustDomain, std::shared_ptr<const X509Bundle>> bundles;
   for (auto& entry : decoded.svids) {
     if (!entry.hint.empty() && !hints.insert(entry.hint).second) continue;  // the first wins
-    X509Svid svid = X509Svid::from_der(bytes_of(entry.chain), bytes_of(entry.key), std::move(entry.hint));
+    X509Svid svid = [&] {
+      try {
+        return X509Svid::from_der(bytes_of(entry.chain), bytes_of(entry.key), std::move(entry.hint));
+      } catch (const Error& e) {  // the rule's own code, with the SVID named
+        throw_error(e.code(), "Workload API X509SVIDResponse: SVID '" + bounded_excerpt(entry.spiffe_id, 128) +
+                                  "': " + e.context());
+      }
+    }();
     if (svid.spiffe_id().str() != entry.spiffe_id)
       throw_error(spiffe_errc::malformed_message, "Workload API X509SVIDResponse: spiffe_id '" +
                                                       bounded_excerpt(entry.spiffe_id, 128) +

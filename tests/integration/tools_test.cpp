@@ -1,4 +1,8 @@
 // The command-line tools run as subprocesses: output, errors on stderr, exit codes.
+#include <sys/stat.h>
+
+#include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -21,12 +25,11 @@ struct Ran {
   std::string err;
 };
 
-// Runs tool `name` of this build with `args`; stdout and stderr apart.
-Ran tool(const std::string& name, const std::vector<std::string>& args) {
+// Runs `program` (found on PATH unless a path) with `args`; stdout and stderr apart.
+Ran run_program(const std::string& program, const std::vector<std::string>& args) {
   awaken::test::TempDir dir;
   const std::string err_file = dir.path() + "/stderr";
-  std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>\"" + err_file + "\"",
-                                std::string{AWAKEN_TOOLS_DIR} + "/" + name};
+  std::vector<std::string> argv{"/bin/sh", "-c", "exec \"$0\" \"$@\" 2>\"" + err_file + "\"", program};
   argv.insert(argv.end(), args.begin(), args.end());
   Ran r;
   r.status = awaken::test::run_command(argv, &r.out, std::chrono::seconds{60});
@@ -37,12 +40,45 @@ Ran tool(const std::string& name, const std::vector<std::string>& args) {
   return r;
 }
 
+// Runs tool `name` of this build with `args`; stdout and stderr apart.
+Ran tool(const std::string& name, const std::vector<std::string>& args) {
+  return run_program(std::string{AWAKEN_TOOLS_DIR} + "/" + name, args);
+}
+
 int lines(const std::string& text) { return static_cast<int>(std::count(text.begin(), text.end(), '\n')); }
 
 std::string write(const awaken::test::TempDir& dir, const std::string& name, const std::string& text) {
   const std::string path = dir.path() + "/" + name;
   std::ofstream{path} << text;
   return path;
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+int occurrences(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + what.size())) ++n;
+  return n;
+}
+
+// The permission bits of a file, or -1 when it does not exist.
+int mode_of(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<int>(st.st_mode & 07777) : -1;
+}
+
+// Waits until the peer has `n` X.509 streams (FetchX509SVID or FetchX509Bundles) open.
+void wait_for_x509_streams(const WorkloadPeer& peer, int n) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (peer.control("/stats")["x509_streams"].get<int>() < n) {
+    if (std::chrono::steady_clock::now() > until) throw std::runtime_error("no X.509 stream opened");
+    std::this_thread::sleep_for(std::chrono::milliseconds{5});
+  }
 }
 
 }  // namespace
@@ -181,4 +217,233 @@ TEST_CASE("The header-injection example retries once after invalidating a reject
                           Contains("401 from the resource: invalidating the token and retrying once") &&
                           Contains("third call: HTTP 200, mints so far 2"));
   CHECK(ran.err.empty());
+}
+
+TEST_CASE("awaken-spiffe: fetch-x509 lists the X.509 context and writes SPIRE's files", "[tools]") {
+  WorkloadPeer peer;
+  const std::string endpoint = "unix://" + peer.socket();
+
+  const auto listed = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "fetch-x509"});
+  REQUIRE(listed.status == 0);
+  const auto context = nlohmann::json::parse(listed.out);
+  REQUIRE(context["svids"].size() == 2);
+  CHECK(context["svids"][0]["spiffe_id"] == "spiffe://example.org/workload");
+  CHECK(context["svids"][0]["hint"] == "primary");
+  CHECK(context["svids"][0]["chain_length"] == 2);
+  CHECK_THAT(context["svids"][0]["expires_at"].get<std::string>(), Contains("T") && Contains("Z"));
+  CHECK(context["svids"][1]["spiffe_id"] == "spiffe://example.org/other");
+  CHECK(context["svids"][1]["hint"] == "secondary");
+  REQUIRE(context["bundles"].size() == 2);
+  CHECK(context["bundles"][0] == nlohmann::json{{"trust_domain", "example.org"}, {"authorities", 1}});
+  CHECK(context["bundles"][1] == nlohmann::json{{"trust_domain", "federated.org"}, {"authorities", 1}});
+  CHECK(!context.contains("written"));
+
+  const auto text = tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-x509"});
+  CHECK(text.status == 0);
+  CHECK_THAT(text.out, Contains("svid 0  spiffe://example.org/workload  hint=primary  expires=") &&
+                           Contains("chain=2") && Contains("svid 1  spiffe://example.org/other  hint=secondary") &&
+                           Contains("bundle example.org  authorities=1") &&
+                           Contains("bundle federated.org  authorities=1"));
+
+  // --write: SPIRE's file names; the keys 0600 from the start, and never on stdout or stderr.
+  awaken::test::TempDir dir;
+  const std::string d = dir.path();
+  const std::string stale_key = write(dir, "svid.1.key", "an older key\n");  // 0644 under the usual umask
+  ::chmod(stale_key.c_str(), 0644);
+  const auto wrote = tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-x509", "--write", d});
+  REQUIRE(wrote.status == 0);
+  for (const auto* name : {"svid.0.pem", "svid.0.key", "bundle.0.pem", "federated_bundle.0.0.pem", "svid.1.pem",
+                           "svid.1.key", "bundle.1.pem", "federated_bundle.1.0.pem"}) {
+    INFO(name);
+    CHECK(std::filesystem::is_regular_file(d + "/" + name));
+    CHECK_THAT(wrote.out, Contains("wrote " + d + "/" + name));
+  }
+  CHECK(!std::filesystem::exists(d + "/federated_bundle.0.1.pem"));
+  CHECK(mode_of(d + "/svid.0.key") == 0600);
+  CHECK(mode_of(d + "/svid.1.key") == 0600);  // narrowed before the key went in
+  CHECK(occurrences(read(d + "/svid.0.pem"), "-----BEGIN CERTIFICATE-----") == 2);
+  CHECK(occurrences(read(d + "/bundle.0.pem"), "-----BEGIN CERTIFICATE-----") == 1);
+  CHECK(occurrences(read(d + "/svid.0.key"), "-----BEGIN PRIVATE KEY-----") == 1);
+  CHECK(read(d + "/bundle.0.pem") == peer.control("/x509/ca")["example_root_pem"].get<std::string>());
+  CHECK(read(d + "/federated_bundle.0.0.pem") == peer.control("/x509/ca")["federated_root_pem"].get<std::string>());
+  CHECK(wrote.out.find("PRIVATE KEY") == std::string::npos);
+  CHECK(wrote.err.empty());
+  const auto as_json =
+      nlohmann::json::parse(tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "fetch-x509", "--write", d}).out);
+  CHECK(as_json["written"].size() == 8);
+  CHECK(as_json.dump().find("PRIVATE KEY") == std::string::npos);
+
+  const auto no_dir = tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-x509", "--write", d + "/absent"});
+  CHECK(no_dir.status == 2);
+  CHECK(lines(no_dir.err) == 1);
+  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "bundles", "--write", d}).status == 2);
+
+  // The files verify as an X.509-SVID against their own trust domain's bundle only.
+  const auto valid =
+      tool("awaken-spiffe", {"validate-x509", d + "/svid.0.pem", "--bundle", "example.org=" + d + "/bundle.0.pem"});
+  CHECK(valid.status == 0);
+  CHECK_THAT(valid.out, Contains("valid: spiffe://example.org/workload, chain of 2"));
+  CHECK(valid.err.empty());
+  const auto valid_json =
+      nlohmann::json::parse(tool("awaken-spiffe", {"--json", "validate-x509", d + "/svid.1.pem", "--bundle",
+                                                   "example.org=" + d + "/bundle.1.pem"})
+                                .out);
+  CHECK(valid_json["valid"] == true);
+  CHECK(valid_json["spiffe_id"] == "spiffe://example.org/other");
+  CHECK(valid_json["chain_length"] == 2);
+
+  const auto foreign = tool("awaken-spiffe", {"validate-x509", d + "/svid.0.pem", "--bundle",
+                                              "federated.org=" + d + "/federated_bundle.0.0.pem"});
+  CHECK(foreign.status == 1);
+  CHECK(lines(foreign.err) == 1);
+  CHECK_THAT(foreign.err, Contains("invalid X.509-SVID") && Contains("no bundle for trust domain example.org"));
+  CHECK(foreign.out.empty());
+  const auto foreign_json = tool("awaken-spiffe", {"--json", "validate-x509", d + "/svid.0.pem", "--bundle",
+                                                   "federated.org=" + d + "/federated_bundle.0.0.pem"});
+  CHECK(foreign_json.status == 1);
+  const auto refusal = nlohmann::json::parse(foreign_json.out);
+  CHECK(refusal["valid"] == false);
+  CHECK(refusal["code"] == "bundle_not_found");
+  CHECK(refusal["error"] == "no bundle for the trust domain");
+  CHECK_THAT(refusal["detail"].get<std::string>(), Contains("spiffe://example.org/workload"));
+
+  // Usage: a bundle argument that is not TRUST_DOMAIN=FILE, a file that is not there, no chain.
+  CHECK(tool("awaken-spiffe", {"validate-x509", d + "/svid.0.pem", "--bundle", d + "/bundle.0.pem"}).status == 2);
+  CHECK(tool("awaken-spiffe", {"validate-x509", d + "/svid.0.pem", "--bundle", "example.org=" + d + "/absent.pem"})
+            .status == 2);
+  CHECK(tool("awaken-spiffe", {"validate-x509", d + "/absent.pem", "--bundle", "example.org=" + d + "/bundle.0.pem"})
+            .status == 2);
+  CHECK(tool("awaken-spiffe", {"validate-x509", "--bundle", "example.org=" + d + "/bundle.0.pem"}).status == 2);
+
+  // The files are standard: OpenSSL's own tools read them and agree.
+  const auto verified = run_program("openssl", {"verify", "-partial_chain", "-CAfile", d + "/bundle.0.pem",
+                                                "-untrusted", d + "/svid.0.pem", d + "/svid.0.pem"});
+  CHECK(verified.status == 0);
+  CHECK_THAT(verified.out, Contains(": OK"));
+  const auto from_key = run_program("openssl", {"pkey", "-in", d + "/svid.0.key", "-pubout"});
+  const auto from_cert = run_program("openssl", {"x509", "-in", d + "/svid.0.pem", "-pubkey", "-noout"});
+  REQUIRE(from_key.status == 0);
+  REQUIRE(from_cert.status == 0);
+  CHECK_THAT(from_key.out, Contains("-----BEGIN PUBLIC KEY-----"));
+  CHECK(from_key.out == from_cert.out);
+  // The other SVID's key is its own.
+  CHECK(run_program("openssl", {"pkey", "-in", d + "/svid.1.key", "-pubout"}).out != from_key.out);
+}
+
+TEST_CASE("awaken-spiffe: validate-x509 against the agent's X.509 bundles", "[tools]") {
+  WorkloadPeer peer;
+  const std::string endpoint = "unix://" + peer.socket();
+  awaken::test::TempDir dir;
+  REQUIRE(tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-x509", "--write", dir.path()}).status == 0);
+
+  const auto valid = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-x509", dir.path() + "/svid.1.pem"});
+  CHECK(valid.status == 0);
+  CHECK_THAT(valid.out, Contains("valid: spiffe://example.org/other"));
+  ::setenv("SPIFFE_ENDPOINT_SOCKET", endpoint.c_str(), 1);
+  CHECK(tool("awaken-spiffe", {"validate-x509", dir.path() + "/svid.0.pem"}).status == 0);
+  ::unsetenv("SPIFFE_ENDPOINT_SOCKET");
+
+  // A federated.org ID signed by example.org's CA: no path to federated.org's root.
+  const auto issued = peer.control("/x509/issue?id=spiffe%3A%2F%2Ffederated.org%2Fx&td=example.org");
+  REQUIRE(issued.contains("chain_pem"));
+  const std::string chain = write(dir, "impostor.pem", issued["chain_pem"].get<std::string>());
+  const auto impostor = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-x509", chain});
+  CHECK(impostor.status == 1);
+  CHECK(lines(impostor.err) == 1);
+  CHECK_THAT(impostor.err, Contains("spiffe://federated.org/x") && Contains("authorities of federated.org"));
+  CHECK(impostor.err.find("PRIVATE KEY") == std::string::npos);
+  const auto impostor_json =
+      nlohmann::json::parse(tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "validate-x509", chain}).out);
+  CHECK(impostor_json["valid"] == false);
+  CHECK(impostor_json["code"] == "untrusted_chain");
+
+  // A chain file without a certificate is refused as such; a failed agent call is exit 3.
+  const auto garbage = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "validate-x509",
+                                              write(dir, "garbage.pem", "not a certificate\n")});
+  CHECK(garbage.status == 1);
+  CHECK(nlohmann::json::parse(garbage.out)["code"] == "invalid_certificate");
+  const auto down = tool("awaken-spiffe", {"--endpoint", "unix:///nonexistent/agent.sock", "validate-x509", chain});
+  CHECK(down.status == 3);
+  CHECK(lines(down.err) == 1);
+}
+
+TEST_CASE("awaken-spiffe: bundles lists X.509 authorities; watch --x509 reports rotations", "[tools]") {
+  WorkloadPeer peer;
+  const std::string endpoint = "unix://" + peer.socket();
+
+  const auto text = tool("awaken-spiffe", {"--endpoint", endpoint, "bundles"});
+  CHECK(text.status == 0);
+  CHECK_THAT(text.out, Contains("example.org  refresh_hint=60s") && Contains("k1  EC P-256 (ES256)") &&
+                           Contains("x509 example.org  authorities=1") && Contains("CN=example.org root") &&
+                           Contains("x509 federated.org  authorities=1") && Contains("CN=federated.org root"));
+  const auto as_json = nlohmann::json::parse(tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "bundles"}).out);
+  CHECK(as_json["example.org"]["keys"][0]["kid"] == "k1");
+  REQUIRE(as_json["x509"]["example.org"]["authorities"].size() == 1);
+  CHECK_THAT(as_json["x509"]["example.org"]["authorities"][0]["subject"].get<std::string>(),
+             Contains("example.org root"));
+  CHECK_THAT(as_json["x509"]["federated.org"]["authorities"][0]["expires_at"].get<std::string>(), Contains("Z"));
+
+  // An agent without FetchX509Bundles: the JWT bundles alone. Any other failure is one.
+  peer.control("/fail?code=12&count=2&method=FetchX509Bundles&message=not+here");
+  const auto jwt_only = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "bundles"});
+  CHECK(jwt_only.status == 0);
+  const auto jwt_only_json = nlohmann::json::parse(jwt_only.out);
+  CHECK(jwt_only_json["example.org"]["keys"][0]["kid"] == "k1");
+  CHECK(!jwt_only_json.contains("x509"));
+  const auto jwt_only_text = tool("awaken-spiffe", {"--endpoint", endpoint, "bundles"});
+  CHECK(jwt_only_text.status == 0);
+  CHECK_THAT(jwt_only_text.out, Contains("k1  EC P-256 (ES256)"));
+  CHECK(jwt_only_text.out.find("x509") == std::string::npos);
+  peer.control("/fail?code=13&count=1&method=FetchX509Bundles&message=broken");
+  const auto failed = tool("awaken-spiffe", {"--endpoint", endpoint, "bundles"});
+  CHECK(failed.status == 3);
+  CHECK(lines(failed.err) == 1);
+  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "bundles", "--x509"}).status == 2);
+
+  // watch --x509: one line for the state, one per update; rotated until the tool has seen one.
+  Ran watched;
+  {
+    std::atomic<bool> done{false};
+    std::jthread watcher{[&] {
+      watched = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "watch", "--x509", "--count", "1"});
+      done = true;
+    }};
+    wait_for_x509_streams(peer, 1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (!done && std::chrono::steady_clock::now() < until) {
+      peer.control("/x509/rotate");
+      for (int i = 0; i < 50 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+  }
+  CHECK(watched.status == 0);
+  REQUIRE(lines(watched.out) == 2);
+  const auto first = nlohmann::json::parse(watched.out.substr(0, watched.out.find('\n')));
+  const auto second = nlohmann::json::parse(watched.out.substr(watched.out.find('\n') + 1));
+  CHECK(first["spiffe_id"] == "spiffe://example.org/workload");
+  CHECK(second["spiffe_id"] == "spiffe://example.org/workload");
+  CHECK(first["bundles"] == 2);
+  CHECK(first["leaf_sha256"].get<std::string>().size() == 16);
+  CHECK(second["leaf_sha256"] != first["leaf_sha256"]);
+  CHECK(second["sequence"].get<std::uint64_t>() > first["sequence"].get<std::uint64_t>());
+  CHECK(watched.out.find("PRIVATE KEY") == std::string::npos);
+
+  // The text form.
+  Ran plain;
+  {
+    std::atomic<bool> done{false};
+    std::jthread watcher{[&] {
+      plain = tool("awaken-spiffe", {"--endpoint", endpoint, "watch", "--x509", "--count", "1"});
+      done = true;
+    }};
+    wait_for_x509_streams(peer, 1);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (!done && std::chrono::steady_clock::now() < until) {
+      peer.control("/x509/rotate");
+      for (int i = 0; i < 50 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+  }
+  CHECK(plain.status == 0);
+  CHECK(lines(plain.out) == 2);
+  CHECK_THAT(plain.out, Contains(": spiffe://example.org/workload  expires=") && Contains("  leaf_sha256=") &&
+                            Contains("  bundles=2"));
 }

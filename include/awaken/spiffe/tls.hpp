@@ -63,7 +63,8 @@ struct TlsOptions {
 };
 
 /// The SVID and bundles a TLS context reads at each handshake; an `X509Source` is both.
-/// `StaticX509Source` serves fixed ones.
+/// `StaticX509Source` serves fixed ones. The context holds them until it is freed (after its
+/// last stream): an `X509Source` lives on its io_context, so free the context first.
 struct TlsSources {
   std::shared_ptr<const X509SvidSource> svids;
   std::shared_ptr<const X509BundleSource> bundles;
