@@ -1,6 +1,6 @@
-// Fuzzes the Workload API protobuf decoders: JWTSVIDResponse, JWTBundlesResponse and
-// ValidateJWTSVIDResponse (with its google.protobuf.Struct claims). No crash; decoded strings are
-// valid UTF-8 where the wire format says string (checked by re-encoding the claims as JSON).
+// Fuzzes the Workload API protobuf decoders: JWTSVIDResponse, JWTBundlesResponse,
+// X509SVIDResponse, X509BundlesResponse and ValidateJWTSVIDResponse (with its google.protobuf.Struct claims). No crash;
+// decoded strings are valid UTF-8 where the wire format says string (checked by re-encoding the claims as JSON).
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -21,6 +21,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto bundles = decode_jwt_bundles_response(message);
     for (std::size_t i = 1; i < bundles.size(); ++i)
       if (bundles[i].first == bundles[i - 1].first) std::abort();
+  } catch (const std::system_error&) {
+  }
+  try {
+    const auto x509 = decode_x509_svid_response(message, 100, 200);
+    for (const auto& svid : x509.svids)
+      if (svid.chain.size() + svid.key.size() + svid.bundle.size() > size) std::abort();
+  } catch (const std::system_error&) {
+  }
+  try {
+    (void)decode_x509_bundles_response(message, 200);
   } catch (const std::system_error&) {
   }
   try {
