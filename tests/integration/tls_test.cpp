@@ -22,6 +22,7 @@
 #include <awaken/spiffe/tls.hpp>
 #include <awaken/spiffe/x509_source.hpp>
 
+#include "support/certs.hpp"
 #include "support/errors.hpp"
 #include "support/names.hpp"
 #include "support/peer.hpp"
@@ -429,4 +430,41 @@ TEST_CASE("interop with node's TLS stack from PEM files, both directions", "[tls
   REQUIRE(server.accepted.size() == 1);
   CHECK(server.accepted[0].peer == svid->spiffe_id());
   run(io, source.shutdown());
+}
+
+TEST_CASE("handshakes succeed with 200 authorities sharing one subject and 10 federated trust domains", "[tls]") {
+  // Certificates made here: example.org's real root among 199 others of the same subject, and
+  // ten more trust domains. No client CA list is sent, so the handshake stays small.
+  const awaken::test::TestAuthority example{"example.org"};
+  std::vector<awaken::spiffe::Certificate> roots;
+  for (int i = 0; i < 199; ++i)
+    roots.push_back(
+        awaken::test::issue(awaken::test::ca_spec("example.org root", {"spiffe://example.org"})).certificate());
+  roots.push_back(example.root.certificate());
+  std::vector<awaken::spiffe::X509Bundle> bundles{awaken::spiffe::X509Bundle{TrustDomain::parse("example.org"), roots}};
+  for (int i = 0; i < 10; ++i) {
+    const awaken::test::TestAuthority other{"fed" + std::to_string(i) + ".example"};
+    bundles.push_back(other.bundle());
+  }
+  const X509BundleSet set{std::move(bundles)};
+  auto server_svid = std::make_shared<StaticX509Source>(
+      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/server"))), set);
+  auto client_svid = std::make_shared<StaticX509Source>(
+      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/client"))), set);
+
+  asio::io_context io;
+  asio::ssl::context server_ctx{asio::ssl::context::tls_server};
+  asio::ssl::context client_ctx{asio::ssl::context::tls_client};
+  awaken::spiffe::configure_mtls_server(server_ctx, TlsSources{server_svid, server_svid}, authorize_any());
+  awaken::spiffe::configure_mtls_client(client_ctx, TlsSources{client_svid, client_svid}, authorize_any());
+  EchoServer server{io, server_ctx};
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 10; ++i) {
+    auto c = run(io, connect(client_ctx, server.port()));
+    REQUIRE(!c.ec);
+    CHECK(c.peer == SpiffeId::parse("spiffe://example.org/server"));
+  }
+  CHECK(std::chrono::steady_clock::now() - start < 10s);  // a bound, not a benchmark
+  CHECK(run_until(io, [&] { return server.accepted.size() == 10; }));
+  CHECK(server.accepted.back().peer == SpiffeId::parse("spiffe://example.org/client"));
 }
