@@ -160,7 +160,7 @@ template <class Set, class Open>
 asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings, Open open,
                                    std::string what) {
   s->running.store(true);
-  asio::co_spawn(s->strand, supervise(s, std::move(open), std::move(what)), [s](std::exception_ptr e) {
+  asio::co_spawn(s->strand, supervise(s, std::move(open), what), [s](std::exception_ptr e) {
     if (e) {
       try {
         std::rethrow_exception(e);

@@ -1,4 +1,5 @@
-// Uses each layer through the installed package: secrets, JOSE, the HTTP transport.
+// Uses each layer through the installed package: secrets, JOSE, the HTTP transport, and a SPIFFE
+// TLS context (which brings asio::ssl and OpenSSL in through the package's own dependencies).
 #include <cstdio>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include <awaken/jose/base64url.hpp>
 #include <awaken/jose/jws.hpp>
 #include <awaken/redacted_string.hpp>
+#include <awaken/spiffe/tls.hpp>
 
 namespace {
 // A throwaway P-256 key made for this check; it protects nothing.
@@ -58,6 +60,11 @@ int main() {
   io.run();
   expect(send_ec == awaken::http_errc::connect_failed, "HTTP transport reports connect_failed");
 
-  std::printf("%d passed, %d failed\n", 4 - failures, failures);
+  asio::ssl::context tls{asio::ssl::context::tls_client};
+  auto bundles = std::make_shared<awaken::spiffe::X509BundleSet>();
+  awaken::spiffe::configure_tls_client(tls, bundles, awaken::spiffe::authorize_any());
+  expect(SSL_CTX_get_verify_mode(tls.native_handle()) == SSL_VERIFY_PEER, "SPIFFE TLS client verifies its peer");
+
+  std::printf("%d passed, %d failed\n", 5 - failures, failures);
   return failures == 0 ? 0 : 1;
 }
