@@ -103,14 +103,13 @@ PkeyPtr parse_pkcs8(std::span<const std::uint8_t> der) {
   return key;
 }
 
-std::string read_file(const std::filesystem::path& file, std::size_t max_bytes, const char* what) {
+std::string read_file(const std::filesystem::path& file, std::size_t max_bytes, const char* what, spiffe_errc code) {
   std::ifstream in{file, std::ios::binary};
-  if (!in) fail(spiffe_errc::invalid_certificate, std::string{what} + " '" + file.string() + "' cannot be read");
+  if (!in) fail(code, std::string{what} + " '" + file.string() + "' cannot be read");
   std::string text(max_bytes + 1, '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > max_bytes)
-    fail(spiffe_errc::invalid_certificate, std::string{what} + " '" + file.string() + "' is too large");
+  if (text.size() > max_bytes) fail(code, std::string{what} + " '" + file.string() + "' is too large");
   return text;
 }
 
@@ -222,8 +221,9 @@ PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
 }  // namespace
 
 X509Svid X509Svid::load(const std::filesystem::path& chain_file, const std::filesystem::path& key_file) {
-  const std::string chain = read_file(chain_file, max_x509_chain_length * Certificate::max_der_bytes * 2, "chain file");
-  RedactedString key{read_file(key_file, max_key_file_bytes, "key file")};
+  const std::string chain = read_file(chain_file, max_x509_chain_length * Certificate::max_der_bytes * 2, "chain file",
+                                      spiffe_errc::invalid_certificate);
+  RedactedString key{read_file(key_file, max_key_file_bytes, "key file", spiffe_errc::invalid_private_key)};
   return from_pem(chain, key);
 }
 
