@@ -36,18 +36,32 @@ struct PeerInfo {
   std::optional<Error> refusal;
 };
 
+// Every configuration a context was given; the last one applies. Earlier ones are kept until
+// the context is freed, so that a handshake that read one just before a reconfiguration never
+// reads freed memory.
+struct TlsConfigs {
+  std::vector<std::unique_ptr<TlsConfig>> all;
+};
+
 template <class T>
 void free_ex_data(void* /*parent*/, void* ptr, CRYPTO_EX_DATA* /*ad*/, int /*idx*/, long /*argl*/, void* /*argp*/) {
   delete static_cast<T*>(ptr);
 }
 
+// A duplicated connection (SSL_dup) has verified nobody yet.
+int dup_peer_info(CRYPTO_EX_DATA* /*to*/, const CRYPTO_EX_DATA* /*from*/, void** from_d, int /*idx*/, long /*argl*/,
+                  void* /*argp*/) {
+  *from_d = nullptr;
+  return 1;
+}
+
 int config_index() {
-  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_ex_data<TlsConfig>);
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, free_ex_data<TlsConfigs>);
   return index;
 }
 
 int peer_index() {
-  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, free_ex_data<PeerInfo>);
+  static const int index = SSL_get_ex_new_index(0, nullptr, nullptr, dup_peer_info, free_ex_data<PeerInfo>);
   return index;
 }
 
@@ -61,11 +75,21 @@ PeerInfo& peer_info(SSL* ssl) {
   return *info;
 }
 
+// The configuration in force for `ssl`: its context's latest. (OpenSSL copies the certificate
+// callback's argument into each connection when it is made, but reads the verification
+// callback's from the context at each handshake; both read the context's here.)
+const TlsConfig* current_config(const SSL* ssl) noexcept {
+  const auto* configs = static_cast<const TlsConfigs*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), config_index()));
+  return configs == nullptr || configs->all.empty() ? nullptr : configs->all.back().get();
+}
+
 // Presents the SVID current at this handshake: leaf, key and intermediates.
-int certificate_callback(SSL* ssl, void* arg) {
-  const auto* config = static_cast<const TlsConfig*>(arg);
+int certificate_callback(SSL* ssl, void* /*arg*/) {
+  const TlsConfig* config = current_config(ssl);
+  if (config == nullptr || !config->svids) return 0;
   try {
     const auto svid = config->svids->x509_svid();
+    if (!svid) throw_error(spiffe_errc::no_svid, "the SVID source gave none");
     const auto chain = svid->chain();
     const OpensslPtr<STACK_OF(X509), free_stack> rest{sk_X509_new_null()};
     if (!rest) return 0;
@@ -79,15 +103,20 @@ int certificate_callback(SSL* ssl, void* arg) {
     return 1;
   } catch (const std::exception& e) {
     awaken::logger()->warn("awaken: TLS: no X.509-SVID to present: {}", e.what());
-    return 0;
+  } catch (...) {  // nothing may unwind through OpenSSL
+    awaken::logger()->warn("awaken: TLS: the SVID source threw");
   }
+  return 0;
 }
 
 // Verifies the peer's chain as an X.509-SVID of its own trust domain and authorizes its ID.
-int verify_callback(X509_STORE_CTX* store, void* arg) {
-  const auto* config = static_cast<const TlsConfig*>(arg);
+int verify_callback(X509_STORE_CTX* store, void* /*arg*/) {
   auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(store, SSL_get_ex_data_X509_STORE_CTX_idx()));
-  if (ssl == nullptr) return 0;
+  const TlsConfig* config = ssl == nullptr ? nullptr : current_config(ssl);
+  if (config == nullptr || !config->bundles || !config->authorizer) {
+    X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+  }
   try {
     PeerInfo& info = peer_info(ssl);
     info.id.reset();
@@ -115,8 +144,10 @@ int verify_callback(X509_STORE_CTX* store, void* arg) {
       awaken::logger()->debug("awaken: TLS: peer refused: {}", e.what());
       info.refusal = e;
     }
-  } catch (const std::exception& e) {  // out of memory
+  } catch (const std::exception& e) {  // out of memory, or a source or authorizer of the user's
     awaken::logger()->warn("awaken: TLS: peer verification failed: {}", e.what());
+  } catch (...) {  // nothing may unwind through OpenSSL
+    awaken::logger()->warn("awaken: TLS: peer verification failed: a source or the authorizer threw");
   }
   X509_STORE_CTX_set_error(store, X509_V_ERR_APPLICATION_VERIFICATION);
   return 0;
@@ -127,7 +158,9 @@ void install(asio::ssl::context& ctx, std::unique_ptr<TlsConfig> config, int ver
   if (native == nullptr) throw_error(std::make_error_code(std::errc::invalid_argument), "SPIFFE TLS: no SSL_CTX");
   ERR_clear_error();
   if (SSL_CTX_set_min_proto_version(native, TLS1_2_VERSION) != 1)
-    throw_error(spiffe_errc::invalid_certificate, "SPIFFE TLS: cannot require TLS 1.2");
+    throw_error(std::make_error_code(std::errc::not_supported), "SPIFFE TLS: cannot require TLS 1.2");
+  // A renegotiation could change the peer, and its ID, within one connection.
+  SSL_CTX_set_options(native, SSL_OP_NO_RENEGOTIATION);
   // No resumption: a resumed session would skip the verification and the authorizer, and
   // outlive a bundle that no longer trusts the peer.
   SSL_CTX_set_session_cache_mode(native, SSL_SESS_CACHE_OFF);
@@ -138,16 +171,20 @@ void install(asio::ssl::context& ctx, std::unique_ptr<TlsConfig> config, int ver
   SSL_CTX_set_client_CA_list(native, nullptr);
 
   TlsConfig* raw = config.get();
-  delete static_cast<TlsConfig*>(SSL_CTX_get_ex_data(native, config_index()));  // configured again
-  if (SSL_CTX_set_ex_data(native, config_index(), raw) != 1) throw std::bad_alloc{};
-  config.release();
+  auto* configs = static_cast<TlsConfigs*>(SSL_CTX_get_ex_data(native, config_index()));
+  if (configs == nullptr) {
+    auto fresh = std::make_unique<TlsConfigs>();
+    if (SSL_CTX_set_ex_data(native, config_index(), fresh.get()) != 1) throw std::bad_alloc{};
+    configs = fresh.release();
+  }
+  configs->all.push_back(std::move(config));
   if (raw->svids)
-    SSL_CTX_set_cert_cb(native, certificate_callback, raw);
+    SSL_CTX_set_cert_cb(native, certificate_callback, nullptr);
   else
     SSL_CTX_set_cert_cb(native, nullptr, nullptr);
   if (raw->bundles) {
     SSL_CTX_set_verify(native, verify_mode, nullptr);
-    SSL_CTX_set_cert_verify_callback(native, verify_callback, raw);
+    SSL_CTX_set_cert_verify_callback(native, verify_callback, nullptr);
   } else {
     SSL_CTX_set_verify(native, SSL_VERIFY_NONE, nullptr);
     SSL_CTX_set_cert_verify_callback(native, nullptr, nullptr);

@@ -53,8 +53,8 @@ struct X509SvidEntry {
   std::string hint;
 };
 /// X509SVIDResponse: svids = 1, crl = 2 (ignored), federated_bundles = 3 (map<string, bytes>).
-/// More than `max_svids` SVIDs or `max_bundles` federated bundles throw
-/// `resource_limit_exceeded`; a federated key given twice is refused.
+/// More than `max_svids` SVIDs throw `too_many_svids`, more than `max_bundles` federated
+/// bundles `resource_limit_exceeded`; a federated key given twice is refused.
 struct X509SvidResponse {
   std::vector<X509SvidEntry> svids;
   std::vector<std::pair<std::string, std::string_view>> federated;

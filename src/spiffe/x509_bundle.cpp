@@ -186,9 +186,7 @@ X509Bundle::X509Bundle(TrustDomain td, std::vector<Certificate> authorities) : t
   store_.reset(X509_STORE_new(), X509_STORE_free);
   if (!store_) throw std::bad_alloc{};
   for (const auto& c : authorities_)
-    if (X509_STORE_add_cert(store_.get(), c.native_handle()) != 1) {
-      ERR_clear_error();  // two authorities with one subject and key: OpenSSL keeps one, which is fine
-    }
+    if (X509_STORE_add_cert(store_.get(), c.native_handle()) != 1) throw std::bad_alloc{};
 }
 
 X509Bundle X509Bundle::parse_der(TrustDomain td, std::span<const std::uint8_t> der, std::size_t max_bytes) {
@@ -228,13 +226,13 @@ X509Bundle X509Bundle::parse_jwks(TrustDomain td, std::string_view jwks, std::si
     if (!key.is_object()) throw_error(spiffe_errc::invalid_bundle, ctx + ": a key is not an object");
     const auto use = key.find("use");
     if (use == key.end() || *use != "x509-svid") continue;
+    // An entry without a known `kty` or without `x5c` is ignored, not the whole bundle
+    // (Trust Domain and Bundle standard, 4.2.2).
     const auto kty = key.find("kty");
-    if (kty == key.end() || !kty->is_string()) throw_error(spiffe_errc::invalid_bundle, ctx + ": a key without `kty`");
-    if (*kty != "EC" && *kty != "RSA" && *kty != "OKP") continue;  // a key type of the future
+    if (kty == key.end() || !kty->is_string() || (*kty != "EC" && *kty != "RSA" && *kty != "OKP")) continue;
     const auto x5c = key.find("x5c");
-    if (x5c == key.end() || !x5c->is_array())
-      throw_error(spiffe_errc::invalid_bundle, ctx + ": an x509-svid key without an `x5c` array");
-    if (x5c->empty()) continue;
+    if (x5c == key.end() || (x5c->is_array() && x5c->empty())) continue;
+    if (!x5c->is_array()) throw_error(spiffe_errc::invalid_bundle, ctx + ": `x5c` is not an array");
     if (!x5c->front().is_string()) throw_error(spiffe_errc::invalid_bundle, ctx + ": an `x5c` value is not a string");
     // Standard base64 (RFC 7517 4.7), read through the strict base64url decoder.
     std::string text = x5c->front().get<std::string>();

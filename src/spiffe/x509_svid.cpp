@@ -109,7 +109,10 @@ std::string read_file(const std::filesystem::path& file, std::size_t max_bytes, 
   std::string text(max_bytes + 1, '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > max_bytes) fail(code, std::string{what} + " '" + file.string() + "' is too large");
+  if (text.size() > max_bytes) {
+    OPENSSL_cleanse(text.data(), text.size());  // a key file, perhaps
+    fail(code, std::string{what} + " '" + file.string() + "' is too large");
+  }
   return text;
 }
 
@@ -159,6 +162,7 @@ SpiffeId check_x509_svid_chain(std::span<const Certificate> chain) {
     if ((f & EXFLAG_CA) == 0) fail(spiffe_errc::signer_not_ca, nth(i) + ": signs the one before it but is not a CA");
     if ((f & EXFLAG_KUSAGE) == 0 || (X509_get_key_usage(signer) & KU_KEY_CERT_SIGN) == 0)
       fail(spiffe_errc::signer_missing_key_cert_sign, nth(i) + ": key usage lacks keyCertSign");
+    if (!key_usage_critical(signer)) fail(spiffe_errc::key_usage_not_critical, nth(i) + ": key usage not critical");
   }
   return id;
 }
@@ -194,6 +198,9 @@ X509Svid X509Svid::from_pem(std::string_view chain_pem, const RedactedString& ke
 
 namespace {
 PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
+  if (key_pem.size() > max_key_file_bytes)
+    fail(spiffe_errc::invalid_private_key,
+         "X.509-SVID key: PEM text over " + std::to_string(max_key_file_bytes) + " bytes");
   const BioPtr bio{BIO_new_mem_buf(key_pem.reveal().data(), static_cast<int>(key_pem.size()))};
   if (!bio) throw std::bad_alloc{};
   PkeyPtr key;
@@ -202,17 +209,19 @@ PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
     char* header = nullptr;
     unsigned char* data = nullptr;
     long len = 0;
-    if (PEM_read_bio(bio.get(), &name, &header, &data, &len) != 1) break;
+    // PEM_FLAG_SECURE: the decoded key is built in OpenSSL's secure heap, not in buffers that
+    // a realloc would leave behind.
+    if (PEM_read_bio_ex(bio.get(), &name, &header, &data, &len, PEM_FLAG_SECURE) != 1) break;
     const bool pkcs8 = std::strcmp(name, "PRIVATE KEY") == 0;
-    OPENSSL_free(name);
-    OPENSSL_free(header);
+    OPENSSL_secure_free(name);
+    OPENSSL_secure_free(header);
     try {
       if (pkcs8 && !key) key = parse_pkcs8({data, static_cast<std::size_t>(len)});
     } catch (...) {
-      OPENSSL_clear_free(data, static_cast<std::size_t>(len));
+      OPENSSL_secure_clear_free(data, static_cast<std::size_t>(len));
       throw;
     }
-    OPENSSL_clear_free(data, static_cast<std::size_t>(len));
+    OPENSSL_secure_clear_free(data, static_cast<std::size_t>(len));
   }
   ERR_clear_error();
   if (!key) fail(spiffe_errc::invalid_private_key, "X.509-SVID key: no PRIVATE KEY (PKCS#8) block in the PEM text");

@@ -185,11 +185,15 @@ TEST_CASE("X509Source syncs the peer's SVIDs and bundles and follows rotations",
   peer.control("/x509/rotate?key=ed25519");
   CHECK(run(io, updates.changed()) == 3);
 
-  // After the stream ends the source reconnects, and rotations keep arriving.
+  // After the stream ends, or is reset, the source reconnects and rotations keep arriving.
   peer.control("/end");
-  peer.wait_for_streams(0);
   peer.control("/x509/rotate?key=ec384");
   CHECK(run_until(io, [&] { return source.sequence() >= 4; }));
+  CHECK(run_until(io, [&] { return peer.control("/stats")["x509_streams"] == 1; }));
+  peer.control("/reset");
+  peer.control("/x509/rotate?key=rsa2048");
+  CHECK(run_until(io, [&] { return source.sequence() >= 5; }));
+  CHECK(source.svid()->chain().size() == 2);
 
   // A picker by hint serves the other SVID.
   auto other = run(io, quick(peer).svid_picker(awaken::spiffe::pick_by_hint("secondary")).build(io.get_executor()));
@@ -467,4 +471,51 @@ TEST_CASE("handshakes succeed with 200 authorities sharing one subject and 10 fe
   CHECK(std::chrono::steady_clock::now() - start < 10s);  // a bound, not a benchmark
   CHECK(run_until(io, [&] { return server.accepted.size() == 10; }));
   CHECK(server.accepted.back().peer == SpiffeId::parse("spiffe://example.org/client"));
+}
+
+TEST_CASE("a reconfiguration applies to the next handshake of every stream; a throwing authorizer refuses", "[tls]") {
+  const awaken::test::TestAuthority example{"example.org"};
+  const X509BundleSet set{std::vector<awaken::spiffe::X509Bundle>{example.bundle()}};
+  auto server_svid = std::make_shared<StaticX509Source>(
+      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/server"))), set);
+  auto client_svid = std::make_shared<StaticX509Source>(
+      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/client"))), set);
+  asio::io_context io;
+  asio::ssl::context server_ctx{asio::ssl::context::tls_server};
+  asio::ssl::context client_ctx{asio::ssl::context::tls_client};
+  awaken::spiffe::configure_mtls_server(server_ctx, TlsSources{server_svid, server_svid}, authorize_any());
+  awaken::spiffe::configure_mtls_client(client_ctx, TlsSources{client_svid, client_svid}, authorize_any());
+  EchoServer server{io, server_ctx};
+
+  auto first = run(io, connect(client_ctx, server.port()));
+  REQUIRE(!first.ec);
+  CHECK(first.peer == SpiffeId::parse("spiffe://example.org/server"));
+  // A stream made before the client context is configured again, and one made after: both
+  // handshake under the new configuration, which refuses this server.
+  auto early = std::make_unique<SslStream>(io, client_ctx);
+  awaken::spiffe::configure_mtls_client(client_ctx, TlsSources{client_svid, client_svid},
+                                        authorize_id(SpiffeId::parse("spiffe://example.org/nobody")));
+  auto [ec] = run(io, [&]() -> asio::awaitable<std::tuple<std::error_code>> {
+    co_await early->next_layer().async_connect({asio::ip::make_address("127.0.0.1"), server.port()},
+                                               asio::use_awaitable);
+    co_return co_await early->async_handshake(asio::ssl::stream_base::client, tuple);
+  }());
+  CHECK(ec);
+  REQUIRE(awaken::spiffe::peer_refusal(*early));
+  CHECK(awaken::spiffe::peer_refusal(*early)->code() == spiffe_errc::peer_not_authorized);
+  auto late = run(io, connect(client_ctx, server.port()));
+  CHECK(late.ec);
+  REQUIRE(late.refusal);
+  CHECK(late.refusal->code() == spiffe_errc::peer_not_authorized);
+  CHECK(run(io, echo(*first.stream, "still open")) == "still open");
+
+  // An authorizer that throws something that is not an exception: refused, nothing unwinds
+  // through OpenSSL.
+  asio::ssl::context odd_ctx{asio::ssl::context::tls_client};
+  awaken::spiffe::configure_mtls_client(
+      odd_ctx, TlsSources{client_svid, client_svid},
+      Authorizer{[](const SpiffeId&, std::span<const awaken::spiffe::Certificate>) -> bool { throw 42; }, "throws"});
+  auto odd = run(io, connect(odd_ctx, server.port()));
+  CHECK(odd.ec);
+  CHECK(!odd.peer);
 }

@@ -142,14 +142,17 @@ TEST_CASE("each X509-SVID rule has its own error, for our own SVID and for a pee
   }
 }
 
-TEST_CASE("signing certificates must be CAs with keyCertSign", "[x509]") {
+TEST_CASE("signing certificates must be CAs with keyCertSign, key usage critical", "[x509]") {
   const TestAuthority& a = example();
   CertSpec not_ca = awaken::test::ca_spec("not a CA");
   not_ca.ca = false;
   CertSpec no_sign = awaken::test::ca_spec("no keyCertSign");
   no_sign.key_usage = "cRLSign";
+  CertSpec lax = awaken::test::ca_spec("key usage not critical");
+  lax.key_usage_critical = false;
   for (auto [spec, expected] :
-       {std::pair{not_ca, spiffe_errc::signer_not_ca}, std::pair{no_sign, spiffe_errc::signer_missing_key_cert_sign}}) {
+       {std::pair{not_ca, spiffe_errc::signer_not_ca}, std::pair{no_sign, spiffe_errc::signer_missing_key_cert_sign},
+        std::pair{lax, spiffe_errc::key_usage_not_critical}}) {
     const Issued middle = issue(spec, &a.root);
     const Issued leaf = issue(leaf_spec("spiffe://example.org/workload"), &middle);
     const std::string chain = leaf.der() + middle.der();
@@ -262,8 +265,10 @@ TEST_CASE("X.509 bundles from DER, PEM and SPIFFE JWKS", "[x509]") {
   const X509Bundle from_jwks = X509Bundle::parse_jwks(td, jwks.dump());
   CHECK(from_jwks == from_der);
   CHECK(code_of([&] { (void)X509Bundle::parse_jwks(td, R"({"keys": 1})"); }) == spiffe_errc::invalid_bundle);
-  CHECK(code_of([&] { (void)X509Bundle::parse_jwks(td, R"({"keys": [{"use": "x509-svid", "kty": "EC"}]})"); }) ==
-        spiffe_errc::invalid_bundle);
+  CHECK(X509Bundle::parse_jwks(td, R"({"keys": [{"use": "x509-svid", "kty": "EC"}, {"use": "x509-svid"}]})").empty());
+  CHECK(code_of([&] {
+          (void)X509Bundle::parse_jwks(td, R"({"keys": [{"use": "x509-svid", "kty": "EC", "x5c": "a"}]})");
+        }) == spiffe_errc::invalid_bundle);
 }
 
 TEST_CASE("200 authorities sharing one subject still verify the right chain", "[x509]") {

@@ -73,6 +73,15 @@ struct TlsSources {
   static TlsSources from(const X509Source& source);
 };
 
+/// Each `configure_*` replaces the context's verification with awaken's: OpenSSL's chain
+/// building, `set_verify_callback` and host-name checks no longer apply, and the peer's verified
+/// chain is not kept on the connection (`peer_spiffe_id` tells who it is). Configure a context
+/// before its first handshake: a later configuration applies to the next handshake of every
+/// stream of the context, those made before included, but must not run while handshakes are
+/// under way on other threads. Do not lower the verify mode
+/// afterwards: a client set to `verify_none` would finish handshakes that verification refused.
+/// `TlsOptions::verify.clock`, when set, must outlive the context.
+///
 /// A server that presents its SVID and requires and verifies the client's.
 void configure_mtls_server(asio::ssl::context& ctx, TlsSources sources, Authorizer authorizer, TlsOptions options = {});
 /// A client that presents its SVID when asked and verifies the server's.

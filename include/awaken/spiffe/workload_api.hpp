@@ -63,7 +63,7 @@ struct ResourceLimits {
   std::size_t max_bundles = 200;
   /// JWKS bytes per trust domain; over it: `bundle_too_large`.
   std::size_t max_bundle_jwks_bytes = JwtBundle::default_max_bytes;
-  /// X.509-SVIDs per message; over it: `resource_limit_exceeded`.
+  /// X.509-SVIDs per message; over it: `too_many_svids`.
   std::size_t max_svids = 100;
   /// DER bytes of one trust domain's X.509 authorities; over it: `bundle_too_large`.
   std::size_t max_bundle_der_bytes = X509Bundle::default_max_bytes;
@@ -149,8 +149,9 @@ class X509ContextStream {
  public:
   /// `void(std::error_code, std::optional<X509Context>)`; nullopt at a clean end. A message
   /// without SVIDs is `empty_response`; an SVID or bundle that breaks the X509-SVID standard
-  /// fails with that rule's `spiffe_errc`, and the stream goes on. The message's key bytes are
-  /// wiped once parsed. The stream must outlive the operation.
+  /// fails with that rule's `spiffe_errc`, and the stream goes on. The decoded message, private
+  /// keys included, is wiped once parsed (the HTTP/2 transport's own buffers are not). The
+  /// stream must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto next(CompletionToken&& token = {}) {
     return awaken::detail::async_spawn<std::optional<X509Context>>(

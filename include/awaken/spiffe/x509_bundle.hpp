@@ -82,8 +82,8 @@ class X509Bundle {
   /// PEM `CERTIFICATE` blocks; throws as `parse_der` (no block at all: `invalid_certificate`).
   static X509Bundle parse_pem(TrustDomain td, std::string_view pem, std::size_t max_bytes = default_max_bytes);
   /// A SPIFFE bundle (a JWK set): every key with `use` `x509-svid` gives its first `x5c` value
-  /// (standard base64 DER) as an authority; a key with an empty `x5c` or an unknown `kty` is
-  /// skipped, as are keys of other uses. Throws `bundle_too_large`, `invalid_bundle` (not a JWK
+  /// (standard base64 DER) as an authority; a key with a missing or empty `x5c` or a missing or
+  /// unknown `kty` is skipped, as are keys of other uses. Throws `bundle_too_large`, `invalid_bundle` (not a JWK
   /// set, `x5c` not an array of strings), `invalid_certificate`.
   static X509Bundle parse_jwks(TrustDomain td, std::string_view jwks, std::size_t max_bytes = default_max_bytes);
   /// A file of PEM or DER certificates (told apart by content).
@@ -98,7 +98,7 @@ class X509Bundle {
   /// The authorities as concatenated PEM.
   std::string to_pem() const;
   /// An OpenSSL store of the authorities, built once; shared by every verification against
-  /// this bundle. Null for an empty bundle.
+  /// this bundle, so never modify it. Null for an empty bundle.
   x509_store_st* native_store() const noexcept;
 
   /// Same trust domain and the same authorities, in any order.

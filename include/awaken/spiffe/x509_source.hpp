@@ -87,7 +87,9 @@ class X509SourceBuilder;
 ///
 /// Thread safety: every member may be called from any thread at once. Readers (`svid`,
 /// `x509_context`, `x509_bundle_for_trust_domain`, `is_healthy`) take no lock and allocate
-/// nothing once their thread has seen the current update.
+/// nothing once their thread has seen the current update (a thread keeps one view: reading two
+/// sources in turn on one thread allocates). A thread's view keeps the snapshot it last read,
+/// private keys included, until that thread reads again.
 class X509Source final : public X509BundleSource, public X509SvidSource {
  public:
   X509Source() = default;  ///< an empty handle, which behaves as a closed source

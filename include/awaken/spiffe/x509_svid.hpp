@@ -28,7 +28,7 @@ inline constexpr std::size_t max_x509_chain_length = 16;
 
 /// Checks that `chain` (leaf first) has the shape the X509-SVID standard requires, without
 /// path validation: exactly one URI SAN, a SPIFFE ID with a path; the leaf not a CA; key usage
-/// present and critical on every certificate, the leaf's with `digitalSignature` and neither
+/// present and critical on every certificate of the chain, the leaf's with `digitalSignature` and neither
 /// `keyCertSign` nor `cRLSign`; every other certificate a CA with `keyCertSign`; keys EC
 /// P-256/P-384, RSA of 2048 bits or more, or Ed25519. Returns the leaf's SPIFFE ID. Throws
 /// `awaken::Error` with the code of the first rule broken (`missing_uri_san`,
