@@ -385,7 +385,7 @@ TEST_CASE("no earlier session resumes, TLS 1.2 and 1.3", "[tls]") {
   run(io, source.shutdown());
 }
 
-TEST_CASE("interop with node's TLS stack from PEM files, both directions", "[tls]") {
+TEST_CASE("interop with node's TLS stack from the files fetch-x509 --write makes, both directions", "[tls]") {
   WorkloadPeer peer;
   awaken::test::TempDir dir;
   asio::io_context io;  // first: the contexts hold sources whose timers belong to it
@@ -393,6 +393,15 @@ TEST_CASE("interop with node's TLS stack from PEM files, both directions", "[tls
   asio::ssl::context client_ctx{asio::ssl::context::tls_client};
   auto source = run(io, quick(peer).build(io.get_executor()));
   const auto svid = source.svid();
+#ifdef AWAKEN_TOOLS_DIR
+  // The files `awaken-spiffe fetch-x509 --write` makes, as another tool would read them.
+  const int status = awaken::test::run_command({std::string{AWAKEN_TOOLS_DIR} + "/awaken-spiffe", "--endpoint",
+                                                peer.endpoint().uri(), "fetch-x509", "--write", dir.path()});
+  REQUIRE(status == 0);
+  const std::string cert = dir.path() + "/svid.0.pem";
+  const std::string key = dir.path() + "/svid.0.key";
+  const std::string ca = dir.path() + "/bundle.0.pem";
+#else
   auto write = [&](const std::string& name, std::string_view text) {
     std::ofstream{dir.path() + "/" + name} << text;
     return dir.path() + "/" + name;
@@ -401,6 +410,7 @@ TEST_CASE("interop with node's TLS stack from PEM files, both directions", "[tls
   const std::string key = write("svid.key", svid->private_key_pem().reveal());
   const std::string ca =
       write("bundle.pem", source.x509_bundle_for_trust_domain(TrustDomain::parse("example.org"))->to_pem());
+#endif
 
   // node as the server, awaken as the client.
   awaken::test::PeerProcess node_server{"tls_peer.mjs", {"server", cert, key, ca}};
