@@ -69,6 +69,8 @@ Commands:
 
 Options:
   --json     print JSON (one object per line for watch)
+  --timeout SECONDS
+             how long validate and watch wait for the Workload API's first update (default 10)
   --verbose  log awaken's work at debug level on stderr (SPDLOG_LEVEL=awaken=trace for more)
   --help     print this help
 
@@ -93,6 +95,7 @@ struct Args {
   std::optional<std::string> spiffe_id;
   bool agent = false;
   std::optional<int> count;
+  int timeout_seconds = 10;
   bool x509 = false;
   std::optional<std::string> write_dir;
   std::vector<std::string> bundles;  // TRUST_DOMAIN=FILE
@@ -116,6 +119,8 @@ Args parse(int argc, char** argv) {
       a.agent = true;
     else if (arg == "--count")
       a.count = r.number();
+    else if (arg == "--timeout")
+      a.timeout_seconds = r.number();
     else if (arg == "--x509")
       a.x509 = true;
     else if (arg == "--write")
@@ -130,6 +135,7 @@ Args parse(int argc, char** argv) {
       a.positional.push_back(arg);
   }
   if (a.command.empty()) throw UsageError{"no command (try --help)"};
+  if (a.timeout_seconds <= 0) throw UsageError{"--timeout needs a positive number of seconds"};
   if (a.x509 && a.command != "watch") throw UsageError{"--x509 is an option of watch"};
   if (a.write_dir && a.command != "fetch-x509") throw UsageError{"--write is an option of fetch-x509"};
   if (!a.bundles.empty() && a.command != "validate-x509") throw UsageError{"--bundle is an option of validate-x509"};
@@ -408,7 +414,7 @@ void print_x509_update(std::uint64_t sequence, const spiffe::X509Source& source,
 
 asio::awaitable<spiffe::JwtSource> source_for(const Args& a) {
   auto builder = spiffe::JwtSource::builder();
-  builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{30});
+  builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{a.timeout_seconds});
   co_return co_await builder.build();
 }
 
@@ -561,7 +567,7 @@ asio::awaitable<int> run(Args a) {
   }
   if (a.command == "watch" && a.x509) {
     auto builder = spiffe::X509Source::builder();
-    builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{30});
+    builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{a.timeout_seconds});
     const spiffe::X509Source source = co_await builder.build();
     auto updates = source.updates();
     print_x509_update(updates.last(), source, a.json);

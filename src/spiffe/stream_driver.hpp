@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <exception>
 #include <optional>
 #include <string>
@@ -124,6 +125,9 @@ inline asio::awaitable<asio::any_io_executor> source_executor(std::optional<asio
   co_return executor;
 }
 
+// When a source still waiting for its first update first says so.
+inline constexpr std::chrono::milliseconds first_sync_warning{3000};
+
 // A source's state, configured from its builder's settings.
 template <class Set>
 std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settings,
@@ -136,6 +140,9 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
   s->metrics = settings.metrics;
   s->log = settings.logger ? settings.logger : awaken::logger();
   s->jitter = settings.jitter != nullptr ? settings.jitter : &default_jitter();
+  s->endpoint_text = settings.factory    ? std::string{"the client factory's endpoint"}
+                     : settings.endpoint ? settings.endpoint->uri()
+                                         : std::string{"no endpoint (SPIFFE_ENDPOINT_SOCKET unset)"};
   if (settings.factory) {
     s->factory = settings.factory;
     return s;
@@ -173,10 +180,43 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     s->finish(e != nullptr);
   });
 
+  // Waits for the first set; while it has not come, says so at growing intervals (3 s, 6 s,
+  // 12 s ... at most a minute apart) with the endpoint and the last failure.
   const auto sync_timeout = settings.initial_sync_timeout;
   const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
-  auto [expired, result] = co_await with_deadline<std::uint64_t>(sync_timeout, first_set);
-  const std::error_code ec = std::get<0>(result);
+  const auto started = std::chrono::steady_clock::now();
+  std::chrono::milliseconds warn_after = first_sync_warning;
+  bool expired = false;
+  std::error_code ec;
+  for (;;) {
+    std::chrono::milliseconds wait = warn_after;
+    bool last_wait = false;
+    if (sync_timeout) {
+      const auto elapsed =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      const auto left = std::max(*sync_timeout - elapsed, std::chrono::milliseconds{0});
+      if (left <= wait) {
+        wait = left;
+        last_wait = true;
+      }
+    }
+    auto [cut, result] = co_await with_deadline<std::uint64_t>(wait, first_set);
+    ec = std::get<0>(result);
+    if (!cut) break;
+    if (last_wait) {
+      expired = true;
+      break;
+    }
+    std::string last;
+    {
+      std::lock_guard lk(s->mutex);
+      last = s->last_failure;
+    }
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    s->log->warn("awaken: {}: no update yet from the Workload API at {} after {} s; last failure: {}", s->name,
+                 s->endpoint_text, waited.count(), last.empty() ? "none" : last);
+    warn_after = std::min(warn_after * 2, std::chrono::milliseconds{std::chrono::minutes{1}});
+  }
   if (!expired && !ec) co_return;
 
   std::string why;
@@ -188,7 +228,13 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     if (fatal) why = s->fatal_text;
   }
   s->request_stop();
-  if (fatal) throw_error(fatal, s->name + ": initial sync: " + why);
+  if (fatal) {
+    // The failure's text ends with its code's message, which the error adds again.
+    const std::string tail = ": " + fatal.message();
+    if (why.size() >= tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0)
+      why.resize(why.size() - tail.size());
+    throw_error(fatal, s->name + ": initial sync: " + why);
+  }
   if (expired)
     throw_error(spiffe_errc::initial_sync_timeout, s->name + ": no update within " +
                                                        std::to_string(sync_timeout->count()) + " ms" +

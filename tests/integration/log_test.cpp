@@ -15,7 +15,9 @@
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/log.hpp>
+#include <awaken/spiffe/x509_source.hpp>
 
+#include "support/errors.hpp"
 #include "support/minting.hpp"
 #include "support/names.hpp"
 #include "support/workload_peer.hpp"
@@ -152,4 +154,18 @@ TEST_CASE("At trace level no secret reaches the log, whatever the material", "[l
   }
   CHECK(text.find("eyJ") == std::string::npos);  // no JWT of any kind: assertions, SVIDs
   CHECK(text.find("PRIVATE KEY") == std::string::npos);
+}
+
+TEST_CASE("A source still waiting for its first update says so, with the endpoint and the last failure", "[log]") {
+  CapturedLog log;
+  awaken::test::TempDir dir;
+  const std::string socket = dir.path() + "/missing.sock";
+  asio::io_context io;
+  auto builder = awaken::spiffe::X509Source::builder();
+  builder.endpoint("unix://" + socket).reconnect_backoff(50ms, 200ms).initial_sync_timeout(3500ms);
+  CHECK(awaken::test::code_of([&] { (void)run(io, builder.build(io.get_executor())); }) ==
+        spiffe_errc::initial_sync_timeout);
+  const std::string text = log.text();
+  CHECK_THAT(text, Contains("X509Source: no update yet from the Workload API at unix://" + socket + " after 3 s"));
+  CHECK_THAT(text, Contains("last failure: "));
 }

@@ -246,8 +246,17 @@ TEST_CASE("The initial sync fails at its timeout, or at once on InvalidArgument 
     CHECK(std::chrono::steady_clock::now() - start < 1s);
   }
   ::unsetenv("SPIFFE_ENDPOINT_SOCKET");
-  CHECK(code_of([&] { run(io, JwtSource::builder().build(io.get_executor())); }) ==
-        spiffe_errc::endpoint_not_configured);
+  try {
+    (void)run(io, JwtSource::builder().build(io.get_executor()));
+    FAIL("built without an endpoint");
+  } catch (const awaken::Error& e) {
+    CHECK(e.code() == spiffe_errc::endpoint_not_configured);
+    // The reason is said once.
+    const std::string what = e.what();
+    const std::string reason = e.code().message();
+    CHECK(what.find(reason) != std::string::npos);
+    CHECK(what.find(reason) == what.rfind(reason));
+  }
 
   // "No identity issued" is retried, after at least a second.
   peer.control("/fail?code=7&count=1&message=no%20identity%20issued&method=FetchJWTBundles");

@@ -97,6 +97,14 @@ TEST_CASE("awaken-spiffe: help, usage errors and exit codes", "[tools]") {
   CHECK(down.status == 3);
   CHECK(lines(down.err) == 1);
   CHECK_THAT(down.err, Contains("unavailable"));
+  // watch waits --timeout seconds (10 by default) for the first update, then says why it gave up.
+  const auto started = std::chrono::steady_clock::now();
+  const auto waited =
+      tool("awaken-spiffe", {"--endpoint", "unix:///nonexistent/agent.sock", "watch", "--timeout", "1"});
+  CHECK(waited.status == 3);
+  CHECK_THAT(waited.err, Contains("no update within 1000 ms"));
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds{8});
+  CHECK(tool("awaken-spiffe", {"watch", "--timeout", "0"}).status == 2);
 }
 
 TEST_CASE("awaken-spiffe: fetch-jwt, validate, bundles and watch against the Workload API", "[tools]") {
