@@ -30,6 +30,8 @@ bool is_loopback(const std::string& host) {
   return host == "[::1]" || host == "localhost";
 }
 
+}  // namespace
+
 // Retry-After: delay-seconds or an HTTP-date (RFC 9110 section 10.2.3).
 std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r, const Clock& clock) {
   auto value = r.header("retry-after");
@@ -42,16 +44,19 @@ std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r
   std::tm tm{};
   const std::string text{v};
   if (const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm); end != nullptr && *end == '\0') {
-    const auto at = std::chrono::system_clock::from_time_t(::timegm(&tm));
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(at - clock.system_now());
-    return std::max(wait, std::chrono::milliseconds{0});
+    // In whole seconds, capped as delay-seconds are: a date far from now (the year 1007, say)
+    // overflows a nanosecond time_point.
+    const std::time_t at = ::timegm(&tm);
+    const std::time_t now = std::chrono::system_clock::to_time_t(clock.system_now());
+    if (at <= now) return std::chrono::milliseconds{0};
+    return std::chrono::milliseconds{std::min<std::time_t>(at - now, 86'400) * 1000};
   }
   return std::nullopt;
 }
 
 // What a refusing server said: its RFC 6749 section 5.2 `error` and `error_description`
 // (bounded) when the body has them, and as the message "error: description"; else a body excerpt.
-ErrorDetails server_words(int status, std::string_view body) {
+ErrorDetails oauth_error_details(int status, std::string_view body) {
   ErrorDetails d{status, {}};
   auto j = parse_bounded_json(body);
   if (j.is_object() && j.contains("error") && j["error"].is_string()) {
@@ -67,8 +72,6 @@ ErrorDetails server_words(int status, std::string_view body) {
   d.server_message = bounded_excerpt(body, 256);
   return d;
 }
-
-}  // namespace
 
 std::string check_endpoint(std::string_view url, std::string_view what, bool allow_plain_http) {
   // Texts quote the origin only: user info, path and query may hold secrets.
@@ -188,7 +191,7 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
   } wipe{response.body};
   const int status = response.status;
   if (status >= 200 && status < 300) co_return parse_token_response(response.body, ctx, origin);
-  ErrorDetails details = server_words(status, response.body);
+  ErrorDetails details = oauth_error_details(status, response.body);
   if (status >= 500 || status == 408 || status == 429) {
     details.retry_after = retry_after(response, ctx.clock);
     throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(details));

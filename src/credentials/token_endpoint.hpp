@@ -2,7 +2,9 @@
 // error classification of the broker (network and transient failures retryable, the rest not).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +34,15 @@ std::string form_encode(std::string_view text);
 
 /// `Basic base64(form(id):form(secret))` (RFC 6749 section 2.3.1).
 std::string basic_authorization(std::string_view client_id, std::string_view client_secret);
+
+/// Retry-After of `r`: delay-seconds (at most a day) or an HTTP-date, as a wait from now on
+/// `clock`; nullopt when absent or malformed.
+std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r, const Clock& clock);
+
+/// What a refusing server said: its RFC 6749 section 5.2 `error` and `error_description`
+/// (bounded) when the body has them, and as the message "error: description"; else a bounded
+/// excerpt of the body.
+ErrorDetails oauth_error_details(int status, std::string_view body);
 
 /// Parses a 2xx token response body (RFC 6749 section 5.1). Throws
 /// `Error{credential_errc::transient_upstream}` when it is not one.
