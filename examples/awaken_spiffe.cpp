@@ -428,6 +428,29 @@ std::string read_token(const Args& a) {
 // Locals are initialised in statements of their own, never inside a co_await expression: GCC 12
 // mishandles temporaries there.
 // `a` by value: the coroutine outlives the caller's Args.
+// Calls `print` with each update's sequence until `count` updates were printed or SIGINT /
+// SIGTERM shuts `source` down; then shuts it down.
+template <class Source, class Updates, class Print>
+asio::awaitable<void> watch(const Source& source, Updates updates, std::optional<int> count, Print print) {
+  const auto executor = co_await asio::this_coro::executor;
+  asio::signal_set signals{executor, SIGINT, SIGTERM};
+  signals.async_wait([source, executor](std::error_code ec, int) {
+    if (!ec) asio::co_spawn(executor, source.shutdown(), [](std::exception_ptr) {});
+  });
+  for (int seen = 0; !count || seen < *count; ++seen) {
+    std::uint64_t seq = 0;
+    try {
+      seq = co_await updates.changed();
+    } catch (const awaken::Error& e) {
+      if (e.code() == awaken::spiffe_errc::source_closed) break;  // a signal
+      throw;
+    }
+    print(seq);
+  }
+  signals.cancel();
+  co_await source.shutdown();
+}
+
 asio::awaitable<int> run(Args a) {
   const auto executor = co_await asio::this_coro::executor;
   if (a.command == "fetch-jwt") {
@@ -571,22 +594,8 @@ asio::awaitable<int> run(Args a) {
     const spiffe::X509Source source = co_await builder.build();
     auto updates = source.updates();
     print_x509_update(updates.last(), source, a.json);
-    asio::signal_set signals{executor, SIGINT, SIGTERM};
-    signals.async_wait([source, executor](std::error_code ec, int) {
-      if (!ec) asio::co_spawn(executor, source.shutdown(), [](std::exception_ptr) {});
-    });
-    for (int seen = 0; !a.count || seen < *a.count; ++seen) {
-      std::uint64_t seq = 0;
-      try {
-        seq = co_await updates.changed();
-      } catch (const awaken::Error& e) {
-        if (e.code() == awaken::spiffe_errc::source_closed) break;  // a signal
-        throw;
-      }
-      print_x509_update(seq, source, a.json);
-    }
-    signals.cancel();
-    co_await source.shutdown();
+    co_await watch(source, std::move(updates), a.count,
+                   [&](std::uint64_t seq) { print_x509_update(seq, source, a.json); });
     co_return 0;
   }
   if (a.command == "watch") {
@@ -598,27 +607,14 @@ asio::awaitable<int> run(Args a) {
                 << std::endl;
     else
       std::cout << "sequence " << updates.last() << ": " << changes(spiffe::JwtBundleSet{}, *current) << std::endl;
-    asio::signal_set signals{executor, SIGINT, SIGTERM};
-    signals.async_wait([source, executor](std::error_code ec, int) {
-      if (!ec) asio::co_spawn(executor, source.shutdown(), [](std::exception_ptr) {});
-    });
-    for (int seen = 0; !a.count || seen < *a.count; ++seen) {
-      std::uint64_t seq = 0;
-      try {
-        seq = co_await updates.changed();
-      } catch (const awaken::Error& e) {
-        if (e.code() == awaken::spiffe_errc::source_closed) break;  // a signal
-        throw;
-      }
+    co_await watch(source, std::move(updates), a.count, [&](std::uint64_t seq) {
       auto next = source.bundle_set();
       if (a.json)
         std::cout << nlohmann::json{{"sequence", seq}, {"changes", changes(*current, *next)}}.dump() << std::endl;
       else
         std::cout << "sequence " << seq << ": " << changes(*current, *next) << std::endl;
       current = std::move(next);
-    }
-    signals.cancel();
-    co_await source.shutdown();
+    });
     co_return 0;
   }
   throw UsageError{"unknown command '" + a.command + "' (try --help)"};

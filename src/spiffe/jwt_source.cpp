@@ -17,12 +17,8 @@
 
 namespace awaken::spiffe {
 
-struct JwtSource::Core {
-  explicit Core(std::shared_ptr<detail::JwtState> s) noexcept : state(std::move(s)) {}
-  ~Core() { state->request_stop(); }
-  Core(const Core&) = delete;
-  Core& operator=(const Core&) = delete;
-  std::shared_ptr<detail::JwtState> state;
+struct JwtSource::Core : detail::SourceCore<JwtBundleSet> {
+  using SourceCore::SourceCore;
 };
 
 namespace {
@@ -71,7 +67,7 @@ asio::any_io_executor JwtSourceUpdates::fallback_executor() const noexcept {
 }
 
 void JwtSourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
-  detail::start_changed(state_, seen_, std::make_unique<detail::SeenCompletion>(seen_, std::move(completion)));
+  detail::start_changed_seen(state_, seen_, std::move(completion));
 }
 
 asio::awaitable<std::shared_ptr<const JwtBundleSet>> JwtSourceUpdates::run_wait_for(
@@ -112,16 +108,7 @@ asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::J
 }
 
 asio::awaitable<void> JwtSource::run_shutdown(JwtSource self, std::optional<std::chrono::milliseconds> timeout) {
-  if (!self.core_) co_return;
-  auto state = self.core_->state;
-  const auto bound = timeout.value_or(state->shutdown_timeout);
-  state->request_stop();
-  const auto stopped = [&](auto token) { return detail::async_stopped(state, std::move(token)); };
-  auto [expired, result] = co_await detail::with_deadline(bound, stopped);
-  if (expired)
-    throw_error(spiffe_errc::shutdown_timeout,
-                "JwtSource: the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
-  if (auto ec = std::get<0>(result)) throw_error(ec, "JwtSource: shutdown");
+  if (self.core_) co_await detail::stop_source(self.core_->state, timeout);
 }
 
 asio::awaitable<JwtSource> JwtSourceBuilder::run_build(detail::SourceSettings settings,

@@ -284,6 +284,25 @@ auto async_stopped(std::shared_ptr<SourceState<Set>> s, CompletionToken&& token)
       token);
 }
 
+// What a source's handles share: the state, and the stop of the supervisor when the last
+// handle goes.
+template <class Set>
+struct SourceCore {
+  explicit SourceCore(std::shared_ptr<SourceState<Set>> s) noexcept : state(std::move(s)) {}
+  ~SourceCore() { state->request_stop(); }
+  SourceCore(const SourceCore&) = delete;
+  SourceCore& operator=(const SourceCore&) = delete;
+  std::shared_ptr<SourceState<Set>> state;
+};
+
+// `changed()` of a source's updates object: completes once the sequence passes `seen`, and
+// remembers the sequence it returns.
+template <class Set>
+void start_changed_seen(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t& seen,
+                        std::unique_ptr<UpdateCompletion> completion) {
+  start_changed(s, seen, std::make_unique<SeenCompletion>(seen, std::move(completion)));
+}
+
 // Runs `start(token)` with a deadline: a timer on the awaiting coroutine's executor that
 // cancels the operation when it fires. Returns the operation's results and whether the deadline
 // cut it short. The timer's handler shares the signal, so it may run after this frame is gone.
@@ -352,6 +371,21 @@ template <class Set>
     slot.source = s.id;
   }
   return slot.set;
+}
+
+// A source's shutdown: asks the supervisor to stop and waits for it, at most `timeout` (the
+// source's own bound when none is given).
+template <class Set>
+asio::awaitable<void> stop_source(std::shared_ptr<SourceState<Set>> state,
+                                  std::optional<std::chrono::milliseconds> timeout) {
+  const auto bound = timeout.value_or(state->shutdown_timeout);
+  state->request_stop();
+  const auto stopped = [&](auto token) { return async_stopped(state, std::move(token)); };
+  auto [expired, result] = co_await with_deadline(bound, stopped);
+  if (expired)
+    throw_error(spiffe_errc::shutdown_timeout,
+                state->name + ": the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
+  if (auto ec = std::get<0>(result)) throw_error(ec, state->name + ": shutdown");
 }
 
 }  // namespace awaken::spiffe::detail

@@ -125,9 +125,6 @@ inline asio::awaitable<asio::any_io_executor> source_executor(std::optional<asio
   co_return executor;
 }
 
-// When a source still waiting for its first update first says so.
-inline constexpr std::chrono::milliseconds first_sync_warning{3000};
-
 // A source's state, configured from its builder's settings.
 template <class Set>
 std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settings,
@@ -180,8 +177,8 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     s->finish(e != nullptr);
   });
 
-  // Waits for the first set; while it has not come, says so at growing intervals (3 s, 6 s,
-  // 12 s ... at most a minute apart) with the endpoint and the last failure.
+  // Waits for the first set; while it has not come, says so on the supervisor's schedule
+  // (`first_sync_warning`, `next_sync_warning`) with the endpoint and the last failure.
   const auto sync_timeout = settings.initial_sync_timeout;
   const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
   const auto started = std::chrono::steady_clock::now();
@@ -215,7 +212,7 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
     s->log->warn("awaken: {}: no update yet from the Workload API at {} after {} s; last failure: {}", s->name,
                  s->endpoint_text, waited.count(), last.empty() ? "none" : last);
-    warn_after = std::min(warn_after * 2, std::chrono::milliseconds{std::chrono::minutes{1}});
+    warn_after = next_sync_warning(warn_after);
   }
   if (!expired && !ec) co_return;
 

@@ -4,6 +4,7 @@
 // driver runs the I/O; unit tests drive this with plain values.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -55,6 +56,14 @@ struct StreamAction {
 
   void add(MetricsErrorKind k) noexcept { metrics[count++] = k; }
 };
+
+/// A source still waiting for its first update says so after this long, then at the intervals
+/// `next_sync_warning` gives.
+inline constexpr std::chrono::milliseconds first_sync_warning{3000};
+/// The wait before the next "still no update" warning: double the last one, at most a minute.
+constexpr std::chrono::milliseconds next_sync_warning(std::chrono::milliseconds previous) noexcept {
+  return std::min(previous * 2, std::chrono::milliseconds{60'000});
+}
 
 /// The rules:
 /// - before the first valid update (the initial sync), `InvalidArgument` and `Unimplemented`

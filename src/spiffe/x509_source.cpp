@@ -64,12 +64,8 @@ X509SvidPicker pick_by_id(SpiffeId id) {
   };
 }
 
-struct X509Source::Core {
-  explicit Core(std::shared_ptr<detail::X509State> s) noexcept : state(std::move(s)) {}
-  ~Core() { state->request_stop(); }
-  Core(const Core&) = delete;
-  Core& operator=(const Core&) = delete;
-  std::shared_ptr<detail::X509State> state;
+struct X509Source::Core : detail::SourceCore<detail::X509Snapshot> {
+  using SourceCore::SourceCore;
 };
 
 namespace {
@@ -138,7 +134,7 @@ asio::any_io_executor X509SourceUpdates::fallback_executor() const noexcept {
 }
 
 void X509SourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
-  detail::start_changed(state_, seen_, std::make_unique<detail::SeenCompletion>(seen_, std::move(completion)));
+  detail::start_changed_seen(state_, seen_, std::move(completion));
 }
 
 asio::any_io_executor X509Source::fallback_executor() const noexcept {
@@ -147,16 +143,7 @@ asio::any_io_executor X509Source::fallback_executor() const noexcept {
 }
 
 asio::awaitable<void> X509Source::run_shutdown(X509Source self, std::optional<std::chrono::milliseconds> timeout) {
-  if (!self.core_) co_return;
-  auto state = self.core_->state;
-  const auto bound = timeout.value_or(state->shutdown_timeout);
-  state->request_stop();
-  const auto stopped = [&](auto token) { return detail::async_stopped(state, std::move(token)); };
-  auto [expired, result] = co_await detail::with_deadline(bound, stopped);
-  if (expired)
-    throw_error(spiffe_errc::shutdown_timeout,
-                "X509Source: the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
-  if (auto ec = std::get<0>(result)) throw_error(ec, "X509Source: shutdown");
+  if (self.core_) co_await detail::stop_source(self.core_->state, timeout);
 }
 
 asio::awaitable<X509Source> X509SourceBuilder::run_build(detail::SourceSettings settings, X509SvidPicker picker,

@@ -20,35 +20,16 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();  // exported by lib
 
 #include "support/errors.hpp"
 #include "support/names.hpp"
+#include "support/source_support.hpp"
 #include "support/workload_peer.hpp"
 
 using awaken::spiffe::MetricsErrorKind;
 using awaken::test::code_of;
+using awaken::test::CountingMetrics;
+using awaken::test::run_until;
 using awaken::test::WorkloadPeer;
 
 namespace {
-
-struct CountingMetrics final : awaken::spiffe::MetricsRecorder {
-  std::atomic<int> updates{0};
-  std::atomic<int> reconnects{0};
-  std::array<std::atomic<int>, 9> errors{};
-  void record_update() noexcept override { ++updates; }
-  void record_reconnect() noexcept override { ++reconnects; }
-  void record_error(MetricsErrorKind kind) noexcept override { ++errors[static_cast<std::size_t>(kind)]; }
-  int count(MetricsErrorKind kind) const { return errors[static_cast<std::size_t>(kind)].load(); }
-};
-
-// Runs `io` until `done()` holds or `deadline` passes; returns whether it held.
-template <class Pred>
-bool run_until(asio::io_context& io, Pred done, std::chrono::milliseconds deadline = 10s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
-}
 
 awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer,
                                        const std::shared_ptr<CountingMetrics>& metrics = nullptr) {

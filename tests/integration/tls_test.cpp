@@ -26,6 +26,7 @@
 #include "support/errors.hpp"
 #include "support/names.hpp"
 #include "support/peer.hpp"
+#include "support/source_support.hpp"
 #include "support/workload_peer.hpp"
 
 using asio::ip::tcp;
@@ -40,6 +41,8 @@ using awaken::spiffe::X509BundleSet;
 using awaken::spiffe::X509Source;
 using awaken::spiffe::X509Svid;
 using awaken::test::code_of;
+using awaken::test::CountingMetrics;
+using awaken::test::run_until;
 using awaken::test::WorkloadPeer;
 using SslStream = asio::ssl::stream<tcp::socket>;
 
@@ -47,24 +50,7 @@ namespace {
 
 constexpr auto tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
-struct Counting final : awaken::spiffe::MetricsRecorder {
-  std::array<std::atomic<int>, 16> errors{};
-  void record_error(MetricsErrorKind kind) noexcept override { ++errors[static_cast<std::size_t>(kind)]; }
-  int count(MetricsErrorKind kind) const { return errors[static_cast<std::size_t>(kind)].load(); }
-};
-
-template <class Pred>
-bool run_until(asio::io_context& io, Pred done, std::chrono::milliseconds deadline = 10s) {
-  const auto until = std::chrono::steady_clock::now() + deadline;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
-}
-
-awaken::spiffe::X509SourceBuilder quick(const WorkloadPeer& peer, std::shared_ptr<Counting> metrics = nullptr) {
+awaken::spiffe::X509SourceBuilder quick(const WorkloadPeer& peer, std::shared_ptr<CountingMetrics> metrics = nullptr) {
   auto b = X509Source::builder();
   b.endpoint(peer.endpoint()).reconnect_backoff(10ms, 100ms).initial_sync_timeout(10s).shutdown_timeout(5s);
   if (metrics) b.metrics(std::move(metrics));
@@ -155,6 +141,17 @@ asio::awaitable<std::string> echo(SslStream& stream, std::string line) {
   co_return out;
 }
 
+// spiffe://example.org/server and spiffe://example.org/client, made here, trusting `bundles`.
+struct TwoWorkloads {
+  std::shared_ptr<StaticX509Source> server, client;
+};
+TwoWorkloads two_workloads(const awaken::test::TestAuthority& authority, const X509BundleSet& bundles) {
+  auto make = [&](const char* id) {
+    return std::make_shared<StaticX509Source>(authority.svid(authority.leaf(awaken::test::leaf_spec(id))), bundles);
+  };
+  return {make("spiffe://example.org/server"), make("spiffe://example.org/client")};
+}
+
 }  // namespace
 
 TEST_CASE("X509Source syncs the peer's SVIDs and bundles and follows rotations", "[x509source]") {
@@ -206,7 +203,7 @@ TEST_CASE("X509Source syncs the peer's SVIDs and bundles and follows rotations",
 TEST_CASE("X509Source keeps the last good context through bad and oversized updates", "[x509source]") {
   WorkloadPeer peer;
   asio::io_context io;
-  auto metrics = std::make_shared<Counting>();
+  auto metrics = std::make_shared<CountingMetrics>();
   auto source = run(io, quick(peer, metrics).build(io.get_executor()));
   const auto good = source.x509_context();
   for (const char* mode : {"malformed", "empty", "too_many", "huge"}) {
@@ -233,7 +230,7 @@ TEST_CASE("X509Source fails fast where retrying cannot help, and waits out no id
   CHECK(code_of([&] { (void)run(io, quick(peer).build(io.get_executor())); }) == grpc_status::unimplemented);
   peer.control("/fail?clear=1");
   peer.control("/fail?code=7&count=1&method=FetchX509SVID&message=no%20identity%20issued");
-  auto metrics = std::make_shared<Counting>();
+  auto metrics = std::make_shared<CountingMetrics>();
   auto source = run(io, quick(peer, metrics).build(io.get_executor()));
   CHECK(metrics->count(MetricsErrorKind::no_identity_issued) == 1);
   // The agent is killed and restarted: the source reconnects and picks up the new SVIDs.
@@ -460,11 +457,7 @@ TEST_CASE("handshakes succeed with 200 authorities sharing one subject and 10 fe
     const awaken::test::TestAuthority other{"fed" + std::to_string(i) + ".example"};
     bundles.push_back(other.bundle());
   }
-  const X509BundleSet set{std::move(bundles)};
-  auto server_svid = std::make_shared<StaticX509Source>(
-      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/server"))), set);
-  auto client_svid = std::make_shared<StaticX509Source>(
-      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/client"))), set);
+  const auto [server_svid, client_svid] = two_workloads(example, X509BundleSet{std::move(bundles)});
 
   asio::io_context io;
   asio::ssl::context server_ctx{asio::ssl::context::tls_server};
@@ -485,11 +478,8 @@ TEST_CASE("handshakes succeed with 200 authorities sharing one subject and 10 fe
 
 TEST_CASE("a reconfiguration applies to the next handshake of every stream; a throwing authorizer refuses", "[tls]") {
   const awaken::test::TestAuthority example{"example.org"};
-  const X509BundleSet set{std::vector<awaken::spiffe::X509Bundle>{example.bundle()}};
-  auto server_svid = std::make_shared<StaticX509Source>(
-      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/server"))), set);
-  auto client_svid = std::make_shared<StaticX509Source>(
-      example.svid(example.leaf(awaken::test::leaf_spec("spiffe://example.org/client"))), set);
+  const auto [server_svid, client_svid] =
+      two_workloads(example, X509BundleSet{std::vector<awaken::spiffe::X509Bundle>{example.bundle()}});
   asio::io_context io;
   asio::ssl::context server_ctx{asio::ssl::context::tls_server};
   asio::ssl::context client_ctx{asio::ssl::context::tls_client};

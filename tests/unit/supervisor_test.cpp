@@ -167,3 +167,18 @@ TEST_CASE("The first update is published; later ones only when they changed", "[
   s.core.connected();
   CHECK(s.update(false).kind == Act::read_next);
 }
+
+TEST_CASE("A source still waiting for its first update warns at 3 s, then at doubling intervals up to a minute",
+          "[supervisor]") {
+  using awaken::spiffe::detail::first_sync_warning;
+  using awaken::spiffe::detail::next_sync_warning;
+  std::vector<long> at;  // seconds since the start at which each warning comes
+  auto wait = first_sync_warning;
+  long elapsed_ms = 0;
+  for (int i = 0; i < 8; ++i) {
+    elapsed_ms += wait.count();
+    at.push_back(elapsed_ms / 1000);
+    wait = next_sync_warning(wait);
+  }
+  CHECK(at == std::vector<long>{3, 9, 21, 45, 93, 153, 213, 273});
+}
