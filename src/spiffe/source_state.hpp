@@ -79,7 +79,8 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   bool stopped = false;
   std::error_code fatal;  // why the initial sync gave up, when it did
   std::string fatal_text;
-  std::string last_failure;  // the latest failure, for the initial-sync timeout's text
+  std::string last_failure;          // the latest failure, for the initial-sync timeout's text
+  std::string last_failure_context;  // the same without its code's message, for a fatal one's
 
   // The supervisor's own, touched on `strand` only.
   asio::strand<asio::any_io_executor> strand;
@@ -98,9 +99,10 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
     if (a.reconnect) metrics->record_reconnect();
   }
 
-  void note_failure(const std::string& text) {
+  void note_failure(const std::string& text, const std::string& context) {
     std::lock_guard lk(mutex);
     last_failure = text;
+    last_failure_context = context;
   }
 
   // Publishes `set` and wakes the waiters it is news for.

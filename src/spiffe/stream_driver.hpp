@@ -29,6 +29,13 @@
 
 namespace awaken::spiffe::detail {
 
+// What an awaken::Error says it was doing (its text without the code's message); any other
+// exception's text.
+inline std::string context_of(const std::system_error& e) {
+  if (const auto* err = dynamic_cast<const Error*>(&e)) return err->context();
+  return e.what();
+}
+
 // Keeps one stream open for as long as the source lives, by the supervisor's rules. `open`
 // starts the stream on a client: a `Stream` whose `next()` returns the next set (nullopt at a
 // clean end) and throws for a failed call (a `spiffe_errc` for one bad message, after which
@@ -48,11 +55,12 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
   while (!s->stopping) {
     StreamEvent event{StreamEvent::Kind::stream_ended};
     std::string text;
+    std::string context;  // `text` without the code's message, when the failure is an awaken::Error
     switch (action.kind) {
       case Act::give_up: {
         std::lock_guard lk(s->mutex);
         s->fatal = action.error;
-        s->fatal_text = s->last_failure;
+        s->fatal_text = s->last_failure_context;  // the error that ends the sync adds its code's message
         co_return;
       }
       case Act::wait:
@@ -74,6 +82,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         } catch (const std::system_error& e) {
           event = {StreamEvent::Kind::connect_failed, e.code()};
           text = e.what();
+          context = context_of(e);
         } catch (const std::exception& e) {
           event = {StreamEvent::Kind::connect_failed, make_error_code(grpc_status::internal)};
           text = e.what();
@@ -93,6 +102,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
           if (!set) text = "the Workload API ended the " + what + " stream";
         } catch (const std::system_error& e) {
           text = e.what();
+          context = context_of(e);
           // A `spiffe_errc` is one bad message: the stream goes on.
           event = e.code().category() == spiffe_category()
                       ? StreamEvent{StreamEvent::Kind::message_rejected, e.code()}
@@ -108,7 +118,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
           s->log->debug("awaken: {}: {} stream ended or failed: {}", s->name, what, text);
         break;
     }
-    if (event.kind != StreamEvent::Kind::update_applied) s->note_failure(text);
+    if (event.kind != StreamEvent::Kind::update_applied) s->note_failure(text, context.empty() ? text : context);
     action = core.on(event);
     s->record(action);
   }
@@ -225,13 +235,7 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     if (fatal) why = s->fatal_text;
   }
   s->request_stop();
-  if (fatal) {
-    // The failure's text ends with its code's message, which the error adds again.
-    const std::string tail = ": " + fatal.message();
-    if (why.size() >= tail.size() && why.compare(why.size() - tail.size(), tail.size(), tail) == 0)
-      why.resize(why.size() - tail.size());
-    throw_error(fatal, s->name + ": initial sync: " + why);
-  }
+  if (fatal) throw_error(fatal, s->name + ": initial sync: " + why);
   if (expired)
     throw_error(spiffe_errc::initial_sync_timeout, s->name + ": no update within " +
                                                        std::to_string(sync_timeout->count()) + " ms" +
