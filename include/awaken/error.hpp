@@ -13,19 +13,20 @@ namespace awaken {
 
 /// Errors of the JOSE layer (base64url, JWK, JWS).
 enum class jose_errc {
-  malformed_base64url = 1,  ///< padding, a foreign character or non-canonical trailing bits
-  input_too_large,          ///< an encoded input is larger than the configured bound
-  malformed_json,           ///< a JOSE header, payload or JWK is not the JSON it must be
-  invalid_jwk,              ///< a JWK member is missing, of the wrong type or out of range
-  unsupported_key_type,     ///< `kty` or `crv` is not one awaken handles
-  weak_key,                 ///< an RSA modulus under 2048 bits
-  point_not_on_curve,       ///< EC coordinates that are not a point of the named curve
-  invalid_private_key,      ///< a PEM that is not a PKCS#8 or PKCS#1 private key
-  unsupported_algorithm,    ///< `alg` is not in RS/PS/ES 256/384/512
-  algorithm_key_mismatch,   ///< `alg` does not fit the key type or curve
-  malformed_jws,            ///< not three base64url segments of a compact JWS
-  invalid_signature,        ///< the signature does not verify
-  signing_failed,           ///< the crypto library failed to sign
+  malformed_base64url = 1,      ///< padding, a foreign character or non-canonical trailing bits
+  input_too_large,              ///< an encoded input is larger than the configured bound
+  malformed_json,               ///< a JOSE header, payload or JWK is not the JSON it must be
+  invalid_jwk,                  ///< a JWK member is missing, of the wrong type or out of range
+  unsupported_key_type,         ///< `kty` or `crv` is not one awaken handles
+  weak_key,                     ///< an RSA modulus under 2048 bits
+  point_not_on_curve,           ///< EC coordinates that are not a point of the named curve
+  invalid_private_key,          ///< a PEM that is not a PKCS#8 or PKCS#1 private key
+  unsupported_algorithm,        ///< `alg` is not in RS/PS/ES 256/384/512
+  algorithm_key_mismatch,       ///< `alg` does not fit the key type or curve
+  malformed_jws,                ///< not three base64url segments of a compact JWS
+  invalid_signature,            ///< the signature does not verify
+  signing_failed,               ///< the crypto library failed to sign
+  unsupported_critical_header,  ///< a `crit` header names extensions, and awaken understands none
 };
 
 /// Errors of the HTTP transport.

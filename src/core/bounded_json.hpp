@@ -36,6 +36,11 @@ inline bool nesting_within(std::string_view text, int max_depth) noexcept {
   return true;
 }
 
+/// Whether `text` begins with a UTF-8 byte-order mark, which nlohmann's parser skips silently.
+/// JOSE headers and claims are refused with one: RFC 8259 forbids adding it, and a signed text
+/// that parses the same with and without leading bytes is a text two parsers can disagree on.
+inline bool starts_with_bom(std::string_view text) noexcept { return text.substr(0, 3) == "\xEF\xBB\xBF"; }
+
 /// Parses `text`; a discarded value (`is_discarded()`) when it is not JSON or nests deeper than
 /// `max_depth`.
 inline nlohmann::json parse_bounded_json(std::string_view text, int max_depth = max_json_depth) {

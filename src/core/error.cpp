@@ -27,6 +27,7 @@ class JoseCategory final : public std::error_category {
       case jose_errc::malformed_jws: return "malformed compact JWS";
       case jose_errc::invalid_signature: return "invalid signature";
       case jose_errc::signing_failed: return "signing failed";
+      case jose_errc::unsupported_critical_header: return "unsupported critical header parameter";
     }
     return "unknown JOSE error";
   }

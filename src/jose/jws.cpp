@@ -226,6 +226,8 @@ CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   jws.signature_ = base64url_decode(signature_text, ec, max_bytes);
   if (ec) throw_error(ec, "CompactJws::parse: signature segment");
 
+  if (awaken::detail::starts_with_bom(header_bytes))
+    fail(jose_errc::malformed_json, "CompactJws::parse: header begins with a byte-order mark");
   jws.header_ = awaken::detail::parse_bounded_json(header_bytes);
   if (jws.header_.is_discarded() || !jws.header_.is_object()) {
     fail(jose_errc::malformed_json, "CompactJws::parse: header is not a JSON object");
@@ -242,7 +244,7 @@ CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {
   // RFC 7515 section 4.1.11: a recipient must reject extensions it does not understand, and we
   // understand none.
   if (jws.header_.contains("crit")) {
-    fail(jose_errc::malformed_jws, "CompactJws::parse: crit header present");
+    fail(jose_errc::unsupported_critical_header, "CompactJws::parse");
   }
   jws.signing_input_.assign(token.substr(0, second));
   return jws;

@@ -45,7 +45,8 @@ long long add_seconds(long long a, long long b) noexcept {
 spiffe_errc from_jose(std::error_code ec) noexcept {
   if (ec == jose_errc::input_too_large) return spiffe_errc::token_too_large;
   if (ec == jose_errc::malformed_base64url) return spiffe_errc::invalid_base64;
-  if (ec == jose_errc::malformed_json) return spiffe_errc::invalid_header;
+  if (ec == jose_errc::malformed_json || ec == jose_errc::unsupported_critical_header)
+    return spiffe_errc::invalid_header;
   if (ec == jose_errc::unsupported_algorithm) return spiffe_errc::unsupported_algorithm;
   return spiffe_errc::malformed_token;
 }
@@ -130,6 +131,8 @@ struct JwtSvidParser {
     if (validate && kid.empty()) fail(spiffe_errc::missing_key_id);
 
     if (jws.payload().empty()) fail(spiffe_errc::malformed_token, "the payload is empty");
+    if (awaken::detail::starts_with_bom(jws.payload()))
+      fail(spiffe_errc::invalid_claims, "the claims begin with a byte-order mark");
     auto claims = awaken::detail::parse_bounded_json(jws.payload());
     if (!claims.is_object())
       fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");

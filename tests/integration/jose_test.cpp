@@ -975,8 +975,21 @@ TEST_CASE("JWS: crit headers are refused", "[jose]") {
   for (const json& crit : {json::array({"exp"}), json::array(), json("b64"), json(nullptr)}) {
     INFO(crit.dump());
     const std::string token = sign_compact(Algorithm::es256, {{"crit", crit}, {"exp", 1}}, "x", priv);
-    CHECK(code_of([&] { CompactJws::parse(token); }) == code(jose_errc::malformed_jws));
+    CHECK(code_of([&] { CompactJws::parse(token); }) == code(jose_errc::unsupported_critical_header));
   }
+  try {
+    CompactJws::parse(sign_compact(Algorithm::es256, {{"crit", json::array({"exp"})}}, "x", priv));
+    FAIL("crit accepted");
+  } catch (const awaken::Error& e) {
+    CHECK(std::string{e.what()}.find("unsupported critical header parameter") != std::string::npos);
+  }
+}
+
+TEST_CASE("JWS: a header that begins with a byte-order mark is refused", "[jose]") {
+  const std::string rest = "." + base64url_encode("{}") + "." + base64url_encode("sig");
+  CHECK(code_of([&] { CompactJws::parse(base64url_encode("\xEF\xBB\xBF{\"alg\":\"ES256\"}") + rest); }) ==
+        code(jose_errc::malformed_json));
+  CHECK_FALSE(code_of([&] { CompactJws::parse(base64url_encode("{\"alg\":\"ES256\"}") + rest); }));
 }
 
 TEST_CASE("JWS: segment structure, base64url and header JSON", "[jose]") {

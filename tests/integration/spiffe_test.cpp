@@ -427,6 +427,13 @@ TEST_CASE("Adversarial token shapes are refused before any key is touched", "[sp
   CHECK(code(header + "." + awaken::jose::base64url_encode("not json") + "." + signature) ==
         spiffe_errc::invalid_claims);
   CHECK(code(header + ".." + signature) == spiffe_errc::malformed_token);  // an empty payload
+  // A byte-order mark before the claims or the header: refused, though nlohmann would skip it.
+  CHECK(code(header + "." + awaken::jose::base64url_encode("\xEF\xBB\xBF" + awaken::jose::base64url_decode(payload)) +
+             "." + signature) == spiffe_errc::invalid_claims);
+  CHECK(code(awaken::jose::base64url_encode("\xEF\xBB\xBF" + awaken::jose::base64url_decode(header)) + "." + payload +
+             "." + signature) == spiffe_errc::invalid_header);
+  CHECK(code(awaken::jose::base64url_encode(R"({"alg":"ES256","kid":"es256-kid","crit":["exp"]})") + "." + payload +
+             "." + signature) == spiffe_errc::invalid_header);
   const std::string nested = std::string(20000, '[') + std::string(20000, ']');
   CHECK(code(header + "." + awaken::jose::base64url_encode(R"({"sub":"spiffe://example.org/w","x":)" + nested + "}") +
              "." + signature) == spiffe_errc::invalid_claims);
