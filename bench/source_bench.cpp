@@ -179,8 +179,7 @@ int main(int argc, char** argv) {
   const double fetch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   awaken::http::GrpcChannelOptions options;
   options.metadata.push_back({"workload.spiffe.io", "true"});
-  const awaken::http::GrpcChannel bare{awaken::http::HttpClient{w.io.get_executor()}, w.endpoint.grpc_target(),
-                                       options};
+  const awaken::http::GrpcChannel bare{w.io.get_executor(), w.endpoint.grpc_target(), options};
   const std::string request = spiffe::detail::encode_jwt_svid_request(std::vector<std::string>{"svc-a"}, "");
   const auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < calls; ++i)

@@ -383,22 +383,6 @@ void Engine::abandon(const std::weak_ptr<Transfer>& transfer, std::error_code re
   });
 }
 
-void Engine::resume(const std::weak_ptr<Transfer>& transfer) {
-  asio::post(strand_, [self = shared_from_this(), transfer] {
-    auto t = transfer.lock();
-    if (!t || t->finished_ || self->active_.count(t->easy()) == 0) return;
-    // Unpausing replays held-back data through the callbacks; if that fails, curl 7.88 leaves
-    // the transfer with neither socket nor timer, so end it here.
-    if (const CURLcode rc = curl_easy_pause(t->easy(), CURLPAUSE_CONT); rc != CURLE_OK) {
-      self->remove(*t);
-      t->finished_ = true;
-      t->on_done(rc, {});
-      return;
-    }
-    self->finish_done_transfers();
-  });
-}
-
 void Engine::shutdown() {
   asio::post(strand_, [self = shared_from_this()] {
     if (self->closed_) return;

@@ -40,7 +40,7 @@ class Transfer : public std::enable_shared_from_this<Transfer> {
   /// A header line as curl delivers it (status line, fields, blank line, trailers), CRLF
   /// stripped. Return false to abort the transfer.
   virtual bool on_header(std::string_view line);
-  /// Body bytes. Return `size` to accept them, 0 to abort, or CURL_WRITEFUNC_PAUSE to pause.
+  /// Body bytes. Return `size` to accept them, 0 to abort.
   virtual std::size_t on_body(const char* data, std::size_t size) = 0;
   /// The transfer ended (`result` is CURLE_OK on success) or was abandoned (`aborted` holds the
   /// reason: operation_aborted or shut_down). Called exactly once.
@@ -85,8 +85,6 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void start(std::shared_ptr<Transfer> transfer);
   /// Abandons the transfer if it is still running; it completes with `reason`.
   void abandon(const std::weak_ptr<Transfer>& transfer, std::error_code reason);
-  /// Resumes a transfer that paused its body.
-  void resume(const std::weak_ptr<Transfer>& transfer);
   /// Abandons every transfer with `http_errc::shut_down` and releases curl's sockets.
   void shutdown();
   /// Forgets every transfer without completing it and releases curl's sockets; for when the

@@ -9,8 +9,8 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
 
-#include "http/curl_engine.hpp"
 #include "http/grpc_framing.hpp"
+#include "http/grpc_transport.hpp"
 
 namespace awaken::http {
 namespace detail {
@@ -149,167 +149,11 @@ GrpcFinalStatus grpc_final_status(int http_status, const std::vector<Header>& he
   return out;
 }
 
-// ---------------------------------------------------------------------------------------------
-// One call
-
-class GrpcCall final : public Transfer {
- public:
-  using ReadCompletion = awaken::Completion<std::error_code, std::optional<std::string>>;
-
-  GrpcCall(std::shared_ptr<Engine> engine, std::string path, std::size_t max_message)
-      : engine_(engine),
-        strand_(engine->strand()),
-        path_(std::move(path)),
-        parser_(max_message),
-        high_water_bytes_(std::max<std::size_t>(max_message, 64 * 1024)) {}
-
-  // The strand outlives the engine, so reads can always be queued on it.
-  const asio::strand<asio::any_io_executor>& strand() const noexcept { return strand_; }
-
-  // The engine, or null once the client that ran the call is gone.
-  std::shared_ptr<Engine> engine() const noexcept { return engine_.lock(); }
-  const std::string& path() const noexcept { return path_; }
-
-  // Ends the call before it starts (the request was refused locally).
-  void fail_now(std::error_code ec, std::string message) {
-    ended_ = true;
-    final_ = ec;
-    set_status_message(std::move(message));
-  }
-
-  std::string status_message() const {
-    std::lock_guard lock{message_mutex_};
-    return status_message_;
-  }
-
-  // On the strand. Returns the reader's ticket, for detach_reader.
-  std::uint64_t add_reader(std::unique_ptr<ReadCompletion> reader) {
-    if (reader_) {
-      reader->complete(asio::error::already_started, std::nullopt);
-      return 0;
-    }
-    reader_ = std::move(reader);
-    const std::uint64_t ticket = ++reader_ticket_;
-    deliver();
-    return ticket;
-  }
-
-  // On the strand: a read cancelled without ending the stream (nothing was consumed).
-  void detach_reader(std::uint64_t ticket) {
-    if (reader_ && ticket == reader_ticket_)
-      std::exchange(reader_, nullptr)->complete(asio::error::operation_aborted, std::nullopt);
-  }
-
-  void drop_handlers() noexcept override { reader_.reset(); }
-
-  std::size_t on_body(const char* data, std::size_t size) override {
-    if (ended_) return 0;
-    // Not a gRPC response (a proxy's error page, say): its body is not frames; the status is
-    // decided from the headers when the transfer ends.
-    if (!is_grpc_response()) return size;
-    if (queued_bytes_ >= high_water_bytes_ || messages_.size() >= high_water_messages) {
-      paused_ = true;
-      return CURL_WRITEFUNC_PAUSE;  // curl keeps the bytes and offers them again on resume
-    }
-    const std::size_t before = messages_.size();
-    const auto ec = parser_.feed({data, size}, messages_);
-    for (std::size_t i = before; i < messages_.size(); ++i) queued_bytes_ += messages_[i].size();
-    if (ec) {
-      framing_error_ = ec;
-      return 0;
-    }
-    deliver();
-    return size;
-  }
-
-  void on_done(CURLcode result, std::error_code aborted) override {
-    std::string message;
-    if (aborted) {
-      final_ = aborted == asio::error::operation_aborted ? aborted : make_error_code(grpc_status::cancelled);
-      if (aborted == http_errc::shut_down) message = "HTTP client shut down";
-    } else if (framing_error_) {
-      final_ = framing_error_;
-      message = framing_error_ == http_errc::message_too_large ? "message larger than allowed"
-                                                               : "malformed or compressed message frame";
-    } else if (result != CURLE_OK && !has_grpc_status()) {
-      // A transport failure after the server's status was received (a reset after trailers, a
-      // send error after an early reply) keeps the server's word below.
-      const std::error_code ec = too_large_ ? make_error_code(http_errc::response_too_large) : to_error_code(result);
-      final_ = ec == http_errc::timeout              ? grpc_status::deadline_exceeded
-               : ec == http_errc::response_too_large ? make_error_code(http_errc::message_too_large)
-                                                     : grpc_status::unavailable;
-      message = "transport: " + ec.message();
-      if (auto d = diagnostic(); !d.empty()) message += " (" + d + ")";
-    } else {
-      auto status = grpc_final_status(status_, headers_, trailers_);
-      final_ = status.code;
-      message = std::move(status.message);
-      if (!final_ && parser_.mid_message()) {
-        final_ = grpc_status::internal;
-        message = "stream ended inside a message";
-      }
-    }
-    set_status_message(std::move(message));
-    ended_ = true;
-    deliver();
-  }
-
- private:
-  bool has_grpc_status() const {
-    return find_header(trailers_, "grpc-status") != nullptr || find_header(headers_, "grpc-status") != nullptr;
-  }
-
-  bool is_grpc_response() const {
-    const Header* content_type = find_header(headers_, "content-type");
-    return status_ == 200 && content_type != nullptr && content_type->value.rfind("application/grpc", 0) == 0;
-  }
-
-  static constexpr std::size_t high_water_messages = 64;
-
-  void set_status_message(std::string message) {
-    std::lock_guard lock{message_mutex_};
-    status_message_ = std::move(message);
-  }
-
-  void deliver() {
-    if (!reader_) return;
-    if (!messages_.empty()) {
-      std::string message = std::move(messages_.front());
-      messages_.pop_front();
-      queued_bytes_ -= message.size();
-      std::exchange(reader_, nullptr)->complete({}, std::move(message));
-      if (paused_ && !ended_ && queued_bytes_ <= high_water_bytes_ / 4 && messages_.size() <= high_water_messages / 4) {
-        paused_ = false;
-        if (auto engine = engine_.lock()) engine->resume(shared_from_this());
-      }
-      return;
-    }
-    if (ended_) std::exchange(reader_, nullptr)->complete(final_, std::nullopt);
-  }
-
-  std::weak_ptr<Engine> engine_;  // weak: the engine owns running calls
-  asio::strand<asio::any_io_executor> strand_;
-  std::string path_;
-  GrpcFrameParser parser_;
-  std::size_t high_water_bytes_;
-  std::size_t queued_bytes_ = 0;
-  std::deque<std::string> messages_;
-  std::unique_ptr<ReadCompletion> reader_;
-  std::uint64_t reader_ticket_ = 0;
-  bool paused_ = false;
-  bool ended_ = false;
-  std::error_code final_;
-  std::error_code framing_error_;
-  mutable std::mutex message_mutex_;
-  std::string status_message_;
-};
-
 namespace {
-using ReadCompletionPtr = std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>>;
+using ReadCompletionPtr = std::unique_ptr<ReadCompletion>;
 
-// Puts the method and the server's `grpc-message` in the diagnostics of a failed read.
-class DiagnosedRead final : public ForwardingCompletion<awaken::Completion<std::error_code, std::optional<std::string>>,
-                                                        std::error_code, std::optional<std::string>> {
+// Puts the method and the call's status message in the diagnostics of a failed read.
+class DiagnosedRead final : public ForwardingCompletion<ReadCompletion, std::error_code, std::optional<std::string>> {
  public:
   // The call is held weakly: this may die on the handler's executor after the call's own
   // execution context is gone.
@@ -334,6 +178,11 @@ class DiagnosedRead final : public ForwardingCompletion<awaken::Completion<std::
   }
   std::weak_ptr<GrpcCall> call_;
 };
+
+void post_abandon(const std::shared_ptr<GrpcCall>& call) {
+  asio::post(call->strand(), [call] { call->abandon(asio::error::operation_aborted, "cancelled"); });
+}
+
 }  // namespace
 
 void start_grpc_read(const std::shared_ptr<GrpcCall>& call, ReadCompletionPtr completion) {
@@ -345,7 +194,7 @@ void start_grpc_read(const std::shared_ptr<GrpcCall>& call, ReadCompletionPtr co
       auto c = weak.lock();
       if (!c) return;
       if ((type & asio::cancellation_type::terminal) != asio::cancellation_type::none) {
-        if (auto engine = c->engine()) engine->abandon(c, asio::error::operation_aborted);  // resets the stream
+        post_abandon(c);  // resets the stream
       } else if (type != asio::cancellation_type::none) {
         // Partial or total: only this read ends; the stream and its queued messages stay.
         asio::post(c->strand(), [c, ticket] { c->detach_reader(ticket->load()); });
@@ -359,12 +208,28 @@ void start_grpc_read(const std::shared_ptr<GrpcCall>& call, ReadCompletionPtr co
 namespace {
 
 bool valid_method_path(std::string_view path) {
-  // No "." or ".." segments: curl would normalise them into another method's path.
+  // No "." or ".." segments: a proxy could normalise them into another method's path.
   return path.size() > 1 && path.front() == '/' && path.find("/.") == std::string_view::npos &&
          std::all_of(path.begin(), path.end(), [](char c) {
            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '/' || c == '.' ||
                   c == '_' || c == '-';
          });
+}
+
+// Metadata names are lowercase tokens (no pseudo-headers, none of the call's own); values have
+// no control bytes but tab.
+bool valid_metadata(const std::vector<Header>& metadata) {
+  static constexpr std::string_view reserved[] = {"content-type", "te", "grpc-timeout", "host", "connection"};
+  return std::all_of(metadata.begin(), metadata.end(), [](const Header& h) {
+    const bool name_ok = !h.name.empty() && std::all_of(h.name.begin(), h.name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    });
+    const bool value_ok = std::all_of(h.value.begin(), h.value.end(), [](char c) {
+      const auto u = static_cast<unsigned char>(c);
+      return u == '\t' || (u >= 0x20 && u != 0x7f);
+    });
+    return name_ok && value_ok && std::find(std::begin(reserved), std::end(reserved), h.name) == std::end(reserved);
+  });
 }
 
 }  // namespace
@@ -375,7 +240,7 @@ bool valid_method_path(std::string_view path) {
 GrpcTarget GrpcTarget::unix_socket(std::string path) { return GrpcTarget{std::move(path), "localhost"}; }
 
 GrpcTarget GrpcTarget::tcp(std::string host, std::uint16_t port) {
-  // Host names, IPv4 and bracketed IPv6 only: nothing that would change the URL around it.
+  // Host names, IPv4 and bracketed IPv6 only: nothing that would change the authority around it.
   const bool valid = !host.empty() && std::all_of(host.begin(), host.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
            c == ':' || c == '[' || c == ']';
@@ -403,51 +268,38 @@ GrpcStream::~GrpcStream() { cancel(); }
 void GrpcStream::cancel() noexcept {
   if (!call_) return;
   try {
-    if (auto engine = call_->engine()) engine->abandon(call_, asio::error::operation_aborted);
-  } catch (...) {  // posting fails only without memory; the call then ends with its context
+    detail::post_abandon(call_);
+  } catch (...) {  // posting fails only without memory; the call then ends with its connection
   }
 }
 
 std::string GrpcStream::status_message() const { return call_ ? call_->status_message() : std::string{}; }
 
-GrpcChannel::GrpcChannel(HttpClient client, GrpcTarget target, GrpcChannelOptions options)
-    : client_(std::move(client)), target_(std::move(target)), options_(std::move(options)) {}
+GrpcChannel::GrpcChannel(asio::any_io_executor executor, GrpcTarget target, GrpcChannelOptions options)
+    : executor_(std::move(executor)),
+      core_(std::make_shared<detail::ChannelCore>(executor_, std::move(target), std::move(options))) {}
+
+const GrpcTarget& GrpcChannel::target() const noexcept { return core_->target(); }
 
 GrpcStream GrpcChannel::server_stream(std::string method_path, std::string request, GrpcCallOptions options) const {
-  const auto& state = client_.state();
-  auto call = std::make_shared<detail::GrpcCall>(state->engine_ptr(), method_path, options_.max_message_bytes);
-  if (!detail::valid_method_path(method_path)) {
+  const GrpcChannelOptions& channel = core_->options();
+  detail::H2Call head{core_->target().authority, method_path, channel.metadata, options.deadline};
+  head.metadata.insert(head.metadata.end(), options.metadata.begin(), options.metadata.end());
+  if (head.timeout) head.timeout = std::max(*head.timeout, std::chrono::milliseconds{1});
+  const bool valid_path = detail::valid_method_path(method_path);
+  const bool valid_metadata = detail::valid_metadata(head.metadata);
+  const bool too_large = request.size() > channel.max_message_bytes;
+  auto call = std::make_shared<detail::GrpcCall>(core_->strand(), std::move(head), std::move(request));
+  if (!valid_path) {
     call->fail_now(grpc_status::invalid_argument, "invalid method path");
-    return GrpcStream{std::move(call), client_.get_executor()};
-  }
-  if (request.size() > options_.max_message_bytes) {
+  } else if (!valid_metadata) {
+    call->fail_now(grpc_status::invalid_argument, "invalid metadata (names are lowercase tokens, values text)");
+  } else if (too_large) {
     call->fail_now(http_errc::message_too_large, "request message larger than allowed");
-    return GrpcStream{std::move(call), client_.get_executor()};
-  }
-  HttpRequest req;
-  req.method = "POST";
-  req.url = "http://" + target_.authority + method_path;
-  req.unix_socket_path = target_.unix_path;
-  req.version = HttpVersion::http2_prior_knowledge;
-  req.headers = {{"content-type", "application/grpc"}, {"te", "trailers"}};
-  if (options.deadline) {
-    req.headers.push_back({"grpc-timeout", detail::grpc_timeout_value(*options.deadline)});
-    req.timeout = std::max(*options.deadline, std::chrono::milliseconds{1});
-  }
-  req.headers.insert(req.headers.end(), options_.metadata.begin(), options_.metadata.end());
-  req.headers.insert(req.headers.end(), options.metadata.begin(), options.metadata.end());
-  req.body = detail::grpc_frame(request);
-  std::error_code ec;
-  if (!call->configure(req, state->options(), ec)) {
-    call->fail_now(grpc_status::invalid_argument, "invalid request: " + ec.message());
   } else {
-    // Streams may live for days: no total time unless a deadline was given, and no total size
-    // (each message is bounded instead).
-    if (!options.deadline) curl_easy_setopt(call->easy(), CURLOPT_TIMEOUT_MS, 0L);
-    curl_easy_setopt(call->easy(), CURLOPT_MAXFILESIZE_LARGE, curl_off_t{0});
-    state->engine().start(call);
+    core_->start(call);
   }
-  return GrpcStream{std::move(call), client_.get_executor()};
+  return GrpcStream{std::move(call), executor_};
 }
 
 asio::awaitable<std::string> GrpcChannel::run_unary(GrpcChannel channel, std::string method_path, std::string request,

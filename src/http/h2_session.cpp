@@ -42,6 +42,13 @@ struct H2Callbacks {
     return 0;
   }
 
+  static bool is_grpc_response(const H2GrpcSession::Call& call) {
+    if (call.http_status != 200) return false;
+    for (const auto& h : call.headers)
+      if (h.name == "content-type") return h.value.rfind("application/grpc", 0) == 0;
+    return false;
+  }
+
   static int on_data_chunk(nghttp2_session* session, std::uint8_t /*flags*/, std::int32_t stream,
                            const std::uint8_t* data, std::size_t len, void* user) {
     auto& s = self(user);
@@ -52,6 +59,10 @@ struct H2Callbacks {
       return 0;
     }
     H2GrpcSession::Call& call = it->second;
+    if (!is_grpc_response(call)) {  // a proxy's error page, say: not frames; the status says what
+      nghttp2_session_consume(session, stream, len);
+      return 0;
+    }
     std::deque<std::string> messages;
     const std::error_code ec = call.parser.feed({reinterpret_cast<const char*>(data), len}, messages);
     // Flow control follows the consumer: while a message of this call waits to be taken, no
@@ -78,6 +89,7 @@ struct H2Callbacks {
     if (frame->hd.type != NGHTTP2_GOAWAY) return 0;
     auto& s = self(user);
     s.goaway_ = true;
+    s.goaway_error_ = frame->goaway.error_code;
     H2Event e{H2Event::Kind::goaway};
     e.last_stream = frame->goaway.last_stream_id;
     e.h2_error = frame->goaway.error_code;
@@ -201,6 +213,28 @@ std::string H2GrpcSession::take_output() {
   return out;
 }
 
+void H2GrpcSession::take_events(std::vector<H2Event>& events) {
+  for (auto& e : later_) events.push_back(std::move(e));
+  later_.clear();
+}
+
+void H2GrpcSession::fail_all(const std::string& why) {
+  dead_ = true;
+  for (auto& [stream, call] : calls_) {
+    H2Event e{H2Event::Kind::finished, stream};
+    e.status.code = call.failed ? call.failed : make_error_code(grpc_status::unavailable);
+    e.status.message = why;
+    later_.push_back(std::move(e));
+  }
+  calls_.clear();
+}
+
+std::string H2GrpcSession::goaway_text() const {
+  if (!goaway_) return {};
+  const std::string code = goaway_error_ == NGHTTP2_NO_ERROR ? "no error" : nghttp2_http2_strerror(goaway_error_);
+  return "peer closed the connection (GOAWAY, " + code + ")";
+}
+
 void H2GrpcSession::taken(std::int32_t stream) {
   auto it = calls_.find(stream);
   if (it == calls_.end() || it->second.untaken == 0) return;  // finished: its bytes were credited
@@ -234,6 +268,9 @@ void H2GrpcSession::finish(std::int32_t stream, std::uint32_t h2_error) {
                        : call.failed == http_errc::message_too_large
                            ? "message larger than " + std::to_string(options_.max_message_bytes) + " bytes"
                            : "malformed or compressed message frame";
+  } else if (h2_error == NGHTTP2_REFUSED_STREAM && goaway_) {  // above the GOAWAY's last stream
+    e.status.code = make_error_code(grpc_status::unavailable);
+    e.status.message = goaway_text();
   } else if (h2_error != NGHTTP2_NO_ERROR) {
     e.status.code = make_error_code(grpc_status::unavailable);
     e.status.message = std::string{"stream reset by the peer ("} + nghttp2_http2_strerror(h2_error) + ")";

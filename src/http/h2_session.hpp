@@ -4,8 +4,8 @@
 // follows the consumer (window credit is returned only for what it has taken); cancelling a call
 // sends RST_STREAM(CANCEL); GOAWAY is reported with the last stream the peer will process.
 //
-// The core of the coming Workload API transport on nghttp2: unit tests drive it; the Asio driver
-// that will carry GrpcChannel's calls over it is not written yet.
+// The core of GrpcChannel's transport: unit tests drive it without sockets, and the Asio driver
+// (grpc_transport.cpp) only moves bytes between it and a socket.
 #pragma once
 
 #include <chrono>
@@ -71,8 +71,17 @@ class H2GrpcSession {
   /// broke HTTP/2) is returned, after which the session is dead.
   std::error_code receive(std::string_view bytes, std::vector<H2Event>& events);
   /// Bytes to send to the peer now (preface, settings, requests, window updates, resets);
-  /// empty when there is nothing.
+  /// empty when there is nothing. Sending may end calls (a reset stream closes once its
+  /// RST_STREAM is out): `take_events` collects what that raised.
   std::string take_output();
+  /// Appends the events raised outside `receive` (by `take_output`, `cancel` or `fail_all`).
+  void take_events(std::vector<H2Event>& events);
+  /// The connection is gone (`why` says how, for the calls' status messages): every open call
+  /// finishes with `unavailable`, and the session is dead.
+  void fail_all(const std::string& why);
+  /// How the peer's GOAWAY reads in a status ("peer closed the connection (GOAWAY, no error)"),
+  /// or empty when none came.
+  std::string goaway_text() const;
   /// The consumer took a message of `stream`. While any message of a call waits to be taken,
   /// the peer gets no window credit for that call: a slow consumer slows the sender.
   void taken(std::int32_t stream);
@@ -106,6 +115,7 @@ class H2GrpcSession {
   std::vector<H2Event>* events_ = nullptr;  // during receive()
   std::vector<H2Event> later_;              // events raised outside receive()
   bool goaway_ = false;
+  std::uint32_t goaway_error_ = 0;
   bool connection_error_ = false;  // nghttp2 found the peer breaking HTTP/2
   bool dead_ = false;
 };

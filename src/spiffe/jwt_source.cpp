@@ -101,8 +101,7 @@ asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::J
     first_failure = e.code();
   }
   if (state->closed.load()) closed_error();
-  state->log->debug("awaken: JwtSource: fetch_jwt_svid failed ({}), once more on a fresh connection",
-                    first_failure.message());
+  state->log->debug("awaken: JwtSource: fetch_jwt_svid failed ({}), trying once more", first_failure.message());
   const WorkloadApiClient client = state->factory();
   co_return co_await client.fetch_jwt_svid(std::move(audiences), std::move(spiffe_id));
 }

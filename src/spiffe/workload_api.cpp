@@ -35,6 +35,9 @@ http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {
   http::GrpcChannelOptions c;
   c.max_message_bytes = o.max_message_bytes;
   c.metadata.push_back({"workload.spiffe.io", "true"});
+  c.server_name = "Workload API";
+  c.keepalive_interval = o.keepalive_interval;
+  c.keepalive_timeout = o.keepalive_timeout;
   return c;
 }
 
@@ -239,12 +242,13 @@ asio::awaitable<std::optional<X509BundleSet>> X509BundleStream::run_next() {
 
 WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint,
                                      WorkloadApiOptions options)
-    : WorkloadApiClient(http::HttpClient{std::move(executor)}, std::move(endpoint), options) {}
-
-WorkloadApiClient::WorkloadApiClient(http::HttpClient client, WorkloadEndpoint endpoint, WorkloadApiOptions options)
     : endpoint_(std::move(endpoint)),
       options_(options),
-      channel_(std::move(client), endpoint_.grpc_target(), channel_options(options)) {}
+      channel_(std::move(executor), endpoint_.grpc_target(), channel_options(options_)) {}
+
+WorkloadApiClient::WorkloadApiClient(const http::HttpClient& client, WorkloadEndpoint endpoint,
+                                     WorkloadApiOptions options)
+    : WorkloadApiClient(client.get_executor(), std::move(endpoint), std::move(options)) {}
 
 asio::any_io_executor WorkloadApiClient::executor() const noexcept { return channel_.get_executor(); }
 

@@ -1,5 +1,9 @@
 // gRPC over HTTP/2: the framing and status rules on their own, then calls against a real
 // @grpc/grpc-js server and a raw HTTP/2 peer for the faults a conforming server never sends.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <thread>
 
@@ -22,7 +26,6 @@ using awaken::http::GrpcCallOptions;
 using awaken::http::GrpcChannel;
 using awaken::http::GrpcChannelOptions;
 using awaken::http::GrpcTarget;
-using awaken::http::HttpClient;
 using awaken::http::detail::grpc_frame;
 using awaken::http::detail::GrpcFrameParser;
 
@@ -43,6 +46,8 @@ struct GrpcPeer {
 };
 
 std::string knobs(const nlohmann::json& j) { return j.dump(); }
+
+using awaken::test::open_fds;
 
 // Reads a whole stream; returns the messages and the error that ended it (empty when OK).
 struct Drained {
@@ -182,7 +187,7 @@ TEST_CASE("status comes from trailers or a trailers-only response, and must be t
 TEST_CASE("unary calls over a unix socket and over TCP", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  HttpClient client{io.get_executor()};
+  const auto client = io.get_executor();
   for (const auto& target : {peer.unix_target(), peer.tcp_target()}) {
     GrpcChannel channel{client, target};
     CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "hi there"}}))) == "hi there");
@@ -194,7 +199,7 @@ TEST_CASE("unary calls over a unix socket and over TCP", "[grpc]") {
 TEST_CASE("channel metadata reaches the server", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  HttpClient client{io.get_executor()};
+  const auto client = io.get_executor();
   const auto request = knobs({{"require_header", "workload.spiffe.io"}});
 
   GrpcChannel bare{client, peer.unix_target()};
@@ -211,7 +216,7 @@ TEST_CASE("channel metadata reaches the server", "[grpc]") {
 TEST_CASE("a server status ends a unary call with that code and its message", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto e = expect_error(
       io, channel.unary(unary_method, knobs({{"status", 7}, {"message", "no identity issued: 100% sure"}})));
   CHECK(e.code() == grpc_status::permission_denied);
@@ -234,7 +239,7 @@ TEST_CASE("a server status ends a unary call with that code and its message", "[
 TEST_CASE("a unary deadline ends a slow call with deadline_exceeded", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   GrpcCallOptions options;
   options.deadline = 300ms;
   const auto start = std::chrono::steady_clock::now();
@@ -246,7 +251,7 @@ TEST_CASE("a unary deadline ends a slow call with deadline_exceeded", "[grpc]") 
 TEST_CASE("a server stream delivers every message in order, then its end", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto result = run(io, drain(channel.server_stream(stream_method, knobs({{"count", 5}}))));
   CHECK_FALSE(result.error);
   CHECK(result.messages == std::vector<std::string>{"m0", "m1", "m2", "m3", "m4"});
@@ -268,7 +273,7 @@ TEST_CASE("a server stream delivers every message in order, then its end", "[grp
 TEST_CASE("a stream that fails after messages delivers them, then the status", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto result = run(io, drain(channel.server_stream(
                             stream_method, knobs({{"count", 2}, {"status", 14}, {"message", "agent going away"}}))));
   CHECK(result.messages == std::vector<std::string>{"m0", "m1"});
@@ -279,7 +284,7 @@ TEST_CASE("a stream that fails after messages delivers them, then the status", "
 TEST_CASE("a reset stream ends with unavailable after the messages before it", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto result = run(
       io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"reset_after", 2}, {"interval_ms", 20}}))));
   CHECK(result.messages == std::vector<std::string>{"m0", "m1"});
@@ -290,7 +295,7 @@ TEST_CASE("a reset stream ends with unavailable after the messages before it", "
 TEST_CASE("a server killed mid-stream ends the stream with unavailable", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto result = run(
       io, drain(channel.server_stream(stream_method, knobs({{"count", 5}, {"kill_after", 2}, {"interval_ms", 20}}))));
   CHECK(result.messages == std::vector<std::string>{"m0", "m1"});
@@ -303,16 +308,17 @@ TEST_CASE("a server killed mid-stream ends the stream with unavailable", "[grpc]
 TEST_CASE("no server at the socket: unavailable", "[grpc]") {
   awaken::test::TempDir dir;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, GrpcTarget::unix_socket(dir.path() + "/absent.sock")};
+  GrpcChannel channel{io.get_executor(), GrpcTarget::unix_socket(dir.path() + "/absent.sock")};
   auto e = expect_error(io, channel.unary(unary_method, ""));
   CHECK(e.code() == grpc_status::unavailable);
-  CHECK(e.details().server_message.find("transport") != std::string::npos);
+  CHECK(e.details().server_message ==
+        "no gRPC server socket at " + dir.path() + "/absent.sock (No such file or directory)");
 }
 
 TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the read", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto stream = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 1}}));
   CHECK(run(io, stream.read()) == std::optional<std::string>{"m0"});
 
@@ -337,13 +343,13 @@ TEST_CASE("cancelling a read: terminal resets the stream, partial ends only the 
 TEST_CASE("big messages split across reads and many small ones packed together arrive intact", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto big = run(io, drain(channel.server_stream(stream_method, knobs({{"count", 3}, {"size", 1 << 20}}))));
   REQUIRE_FALSE(big.error);
   REQUIRE(big.messages.size() == 3);
   CHECK(big.messages[2] == std::string(1 << 20, '2'));
 
-  GrpcChannel raw{HttpClient{io.get_executor()}, peer.raw_target()};
+  GrpcChannel raw{io.get_executor(), peer.raw_target()};
   auto chunks = run(io, drain(raw.server_stream("/raw/split", "")));
   REQUIRE_FALSE(chunks.error);
   REQUIRE(chunks.messages.size() == 6);
@@ -354,7 +360,7 @@ TEST_CASE("big messages split across reads and many small ones packed together a
 TEST_CASE("a slow reader pauses the transfer and loses nothing", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target()};
+  GrpcChannel channel{io.get_executor(), peer.unix_target()};
   auto got = run(io, [&]() -> asio::awaitable<std::vector<std::string>> {
     auto stream = channel.server_stream(stream_method, knobs({{"count", 400}}));
     std::vector<std::string> out;
@@ -377,18 +383,18 @@ TEST_CASE("messages over the bound end the call with message_too_large", "[grpc]
   asio::io_context io;
   GrpcChannelOptions options;
   options.max_message_bytes = 1000;
-  GrpcChannel channel{HttpClient{io.get_executor()}, peer.unix_target(), options};
+  GrpcChannel channel{io.get_executor(), peer.unix_target(), options};
   CHECK(run(io, channel.unary(unary_method, knobs({{"size", 1000}}))).size() == 1000);
   CHECK(expect_error(io, channel.unary(unary_method, knobs({{"size", 1001}}))).code() ==
         awaken::http_errc::message_too_large);
-  GrpcChannel raw{HttpClient{io.get_executor()}, peer.raw_target()};
+  GrpcChannel raw{io.get_executor(), peer.raw_target()};
   CHECK(expect_error(io, raw.unary("/raw/oversized", "")).code() == awaken::http_errc::message_too_large);
 }
 
 TEST_CASE("framing and status faults from a raw HTTP/2 peer", "[grpc]") {
   GrpcPeer peer;
   asio::io_context io;
-  GrpcChannel raw{HttpClient{io.get_executor()}, peer.raw_target()};
+  GrpcChannel raw{io.get_executor(), peer.raw_target()};
   CHECK(expect_error(io, raw.unary("/raw/compressed", "")).code() == grpc_status::internal);
   CHECK(expect_error(io, raw.unary("/raw/truncated", "")).code() == grpc_status::internal);
   auto no_status = expect_error(io, raw.unary("/raw/no_status", ""));
@@ -399,4 +405,122 @@ TEST_CASE("framing and status faults from a raw HTTP/2 peer", "[grpc]") {
   auto trailers_only = expect_error(io, raw.unary("/raw/trailers_only", ""));
   CHECK(trailers_only.code() == grpc_status::not_found);
   CHECK(trailers_only.details().server_message == "not here \xe2\x9c\x93");
+}
+
+TEST_CASE("one connection carries every call of a channel and its copies, at once", "[grpc][h2]") {
+  GrpcPeer peer;
+  asio::io_context io;
+  const GrpcChannel channel{io.get_executor(), peer.unix_target()};
+  CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "warm"}}))) == "warm");
+  const std::size_t fds = open_fds();
+  // 20 unary calls from copies of the channel and two streams, all in flight together.
+  std::vector<std::string> replies;
+  int pending = 20;
+  for (int i = 0; i < 20; ++i) {
+    const GrpcChannel copy = channel;
+    copy.unary(unary_method, knobs({{"reply", "r" + std::to_string(i)}, {"delay_ms", 50}}),
+               [&](std::error_code ec, std::string reply) {
+                 replies.push_back(ec ? ec.message() : reply);
+                 if (--pending == 0) io.stop();
+               });
+  }
+  auto first = run(io, drain(channel.server_stream(stream_method, knobs({{"count", 3}}))));
+  io.restart();
+  io.run_for(10s);
+  REQUIRE(pending == 0);
+  std::sort(replies.begin(), replies.end());
+  CHECK(replies.size() == 20);
+  CHECK(replies.front() == "r0");
+  CHECK(replies.back() == "r9");
+  CHECK(first.messages.size() == 3);
+  CHECK(open_fds() == fds);  // no second socket
+
+  // Idle, the connection holds no pending operation: run() returns at once.
+  io.restart();
+  const auto before = std::chrono::steady_clock::now();
+  io.run_for(5s);
+  CHECK(std::chrono::steady_clock::now() - before < 4s);
+  CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "again"}}))) == "again");
+  CHECK(open_fds() == fds);  // the same connection, reused
+}
+
+TEST_CASE("connection failures name what happened, once", "[grpc][h2]") {
+  awaken::test::TempDir dir;
+  asio::io_context io;
+  GrpcChannelOptions options;
+  options.server_name = "Workload API";
+  GrpcChannel missing{io.get_executor(), GrpcTarget::unix_socket(dir.path() + "/agent.sock"), options};
+  auto e = expect_error(io, missing.unary(unary_method, ""));
+  CHECK(e.code() == grpc_status::unavailable);
+  CHECK(e.details().server_message ==
+        "no Workload API socket at " + dir.path() + "/agent.sock (No such file or directory)");
+  const std::string what = e.what();
+  CHECK(what.find("No such file or directory") == what.rfind("No such file or directory"));  // said once
+
+  // A socket file that nobody listens on: refused.
+  const std::string dead = dir.path() + "/dead.sock";
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", dead.c_str());
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  GrpcChannel refused{io.get_executor(), GrpcTarget::unix_socket(dead), options};
+  auto r = expect_error(io, refused.unary(unary_method, ""));
+  ::close(fd);
+  CHECK(r.code() == grpc_status::unavailable);
+  CHECK(r.details().server_message == "Workload API at " + dead + ": connection refused");
+  CHECK(awaken::is_retryable(r.code()));
+}
+
+TEST_CASE("GOAWAY: the calls the server kept finish, the others fail as transient, new calls reconnect", "[grpc][h2]") {
+  GrpcPeer peer;
+  asio::io_context io;
+  GrpcChannel raw{io.get_executor(), peer.raw_target()};
+  auto held = raw.server_stream("/raw/hold", "");
+  CHECK(run(io, held.read()) == std::optional<std::string>{"held"});
+  auto refused = expect_error(io, raw.unary("/raw/goaway", ""));
+  CHECK(refused.code() == grpc_status::unavailable);
+  CHECK(refused.details().server_message == "peer closed the connection (GOAWAY, no error)");
+  // The held stream was below the GOAWAY's last stream: it goes on to its clean end.
+  auto rest = run(io, drain(std::move(held)));
+  CHECK_FALSE(rest.error);
+  CHECK(rest.messages == std::vector<std::string>{"after goaway"});
+  // A new call opens a new connection.
+  auto trailers_only = expect_error(io, raw.unary("/raw/trailers_only", ""));
+  CHECK(trailers_only.code() == grpc_status::not_found);
+}
+
+TEST_CASE("keepalive PINGs find a server that stopped answering", "[grpc][h2]") {
+  GrpcPeer peer;
+  asio::io_context io;
+  GrpcChannelOptions options;
+  options.keepalive_interval = 200ms;
+  options.keepalive_timeout = 300ms;
+  GrpcChannel channel{io.get_executor(), peer.tcp_target(), options};
+  auto stream = channel.server_stream(stream_method, knobs({{"count", 5}, {"hang_after", 1}}));
+  CHECK(run(io, stream.read()) == std::optional<std::string>{"m0"});
+  // A quiet stream on a live server stays up across several pings.
+  asio::steady_timer wait{io, 700ms};
+  run(io, wait.async_wait(asio::use_awaitable));
+  peer.process.signal(SIGSTOP);  // alive, connected, silent
+  auto result = run(io, drain(std::move(stream)));
+  peer.process.signal(SIGCONT);
+  CHECK(result.error == grpc_status::unavailable);
+  CHECK(result.status_message == "gRPC server did not answer a keepalive PING within 300 ms");
+  // Over a unix socket, no pings by default: the same quiet stream is not disturbed.
+  GrpcChannel local{io.get_executor(), peer.unix_target()};
+  auto quiet = local.server_stream(stream_method, knobs({{"count", 2}, {"interval_ms", 600}}));
+  CHECK(run(io, drain(std::move(quiet))).messages == std::vector<std::string>{"m0", "m1"});
+}
+
+TEST_CASE("a server restarted between calls is reconnected to without a failed call", "[grpc][h2]") {
+  awaken::test::TempDir dir;
+  asio::io_context io;
+  std::optional<awaken::test::PeerProcess> process;
+  process.emplace(std::string{"grpc_server.mjs"}, std::vector<std::string>{dir.path()});
+  const GrpcChannel channel{io.get_executor(), GrpcTarget::unix_socket(process->info()["unix"])};
+  CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "one"}}))) == "one");
+  process.reset();  // killed: the idle connection's socket is closed under it
+  process.emplace(std::string{"grpc_server.mjs"}, std::vector<std::string>{dir.path()});
+  CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "two"}}))) == "two");
 }

@@ -1,6 +1,5 @@
 // JwtSource against the @grpc/grpc-js Workload API peer: initial sync, rotations, reconnects,
 // rejected updates, shutdown, retries, restarts without leaks, and readers on many threads.
-#include <dirent.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <unistd.h>
@@ -41,14 +40,7 @@ awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer,
 
 const TrustDomain example = TrustDomain::parse("example.org");
 
-std::size_t open_fds() {
-  std::size_t n = 0;
-  if (DIR* d = ::opendir("/proc/self/fd")) {
-    while (::readdir(d) != nullptr) ++n;
-    ::closedir(d);
-  }
-  return n;
-}
+using awaken::test::open_fds;
 
 // Bytes of heap in use: live allocations only, so that AddressSanitizer's quarantine of freed
 // blocks does not count as growth.

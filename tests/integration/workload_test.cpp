@@ -227,7 +227,7 @@ TEST_CASE("Workload API statuses are classified, and the security header is alwa
   const WorkloadApiClient client{io.get_executor(), peer.endpoint()};
 
   // The header: a plain gRPC channel without it is refused the way an agent refuses it.
-  const awaken::http::GrpcChannel bare{awaken::http::HttpClient{io.get_executor()}, peer.endpoint().grpc_target()};
+  const awaken::http::GrpcChannel bare{io.get_executor(), peer.endpoint().grpc_target()};
   try {
     run(io, bare.unary("/SpiffeWorkloadAPI/FetchJWTSVID",
                        awaken::spiffe::detail::encode_jwt_svid_request(std::vector<std::string>{"a"}, "")));

@@ -15,11 +15,12 @@
 // Every request's metadata is echoed in response metadata "x-seen-<name>" for names that start
 // with "workload." or "x-".
 //
-// Raw HTTP/2 paths (/raw/<case>): compressed, oversized (length prefix 64 MiB), truncated,
+// Raw HTTP/2 paths (/raw/<case>): hold (open until a GOAWAY), goaway, compressed, oversized (length prefix 64 MiB), truncated,
 // no_status, http_503, bad_content_type, trailers_only (grpc-status 5 with "not%20here"),
 // split (one 100000-byte message in many DATA frames, then five tiny ones in one frame).
 import grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
+import fs from 'node:fs';
 import path from 'node:path';
 
 const dir = process.argv[2];
@@ -145,6 +146,24 @@ function rawHandler(stream, headers) {
       const tiny = Buffer.concat([0, 1, 2, 3, 4].map((i) => frame(Buffer.from(`t${i}`))));
       return stream.end(tiny);
     }
+    case 'hold': {  // one message, then open until a GOAWAY on its connection ends it cleanly
+      stream.respond(ok, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+      stream.write(frame(Buffer.from('held')));
+      const held = stream.session.held ?? (stream.session.held = []);
+      held.push(stream);
+      return;
+    }
+    case 'goaway': {  // GOAWAY(NO_ERROR) that keeps the streams before this one, which then end
+      const session = stream.session;
+      session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id - 2);
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      setTimeout(() => {
+        for (const h of session.held ?? []) if (!h.destroyed) h.end(frame(Buffer.from('after goaway')));
+        setTimeout(() => session.close(), 50);
+      }, 100);
+      return;
+    }
     default:
       stream.respond({ ...ok, 'grpc-status': '12', 'grpc-message': 'unknown raw case' }, { endStream: true });
   }
@@ -155,10 +174,12 @@ server.addService(service, impl);
 const bind = (address) => new Promise((resolve, reject) =>
   server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
 const unix = path.join(dir, 'grpc.sock');
+fs.rmSync(unix, { force: true });  // left by a killed predecessor
 await bind(`unix://${unix}`);
 const tcp_port = await bind('127.0.0.1:0');
 
 const raw_unix = path.join(dir, 'raw.sock');
+fs.rmSync(raw_unix, { force: true });
 const rawServer = http2.createServer();
 rawServer.on('stream', rawHandler);
 await new Promise((resolve) => rawServer.listen(raw_unix, resolve));

@@ -1,5 +1,6 @@
 #include "support/peer.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -101,6 +102,10 @@ void PeerProcess::kill(int sig) {
   pid_ = -1;
 }
 
+void PeerProcess::signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
 bool PeerProcess::running() {
   if (pid_ <= 0) return false;
   int status = 0;
@@ -138,6 +143,15 @@ int run_command(const std::vector<std::string>& argv, std::string* output, std::
   ::waitpid(pid, &status, 0);
   if (output != nullptr) *output = std::move(all);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::size_t open_fds() {
+  std::size_t n = 0;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (::readdir(d) != nullptr) ++n;
+    ::closedir(d);
+  }
+  return n;
 }
 
 }  // namespace awaken::test

@@ -47,6 +47,8 @@ class PeerProcess {
   const nlohmann::json& info() const { return info_; }
   /// Sends `sig` and reaps the process.
   void kill(int sig);
+  /// Sends `sig` only (SIGSTOP, SIGCONT).
+  void signal(int sig);
   bool running();
   /// Reads further stdout lines (after the ready line) until one arrives or `timeout` passes.
   std::optional<std::string> read_line(std::chrono::milliseconds timeout);
@@ -61,5 +63,8 @@ class PeerProcess {
 /// Runs a command to completion and returns its exit status; stdout goes to `output`.
 int run_command(const std::vector<std::string>& argv, std::string* output = nullptr,
                 std::chrono::milliseconds timeout = std::chrono::seconds{60});
+
+/// File descriptors this process has open (a leak check).
+std::size_t open_fds();
 
 }  // namespace awaken::test

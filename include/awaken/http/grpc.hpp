@@ -40,7 +40,17 @@ struct GrpcTarget {
 /// Per-channel settings.
 struct GrpcChannelOptions {
   std::size_t max_message_bytes = 4u << 20;  ///< larger messages end the call: http_errc::message_too_large
-  std::vector<Header> metadata;              ///< sent with every call
+  std::vector<Header> metadata;              ///< sent with every call (lowercase names)
+  /// How error texts name the server ("no Workload API socket at /run/agent.sock (...)").
+  std::string server_name = "gRPC server";
+  /// Time to open the connection; calls waiting for it fail with `unavailable` after it.
+  std::chrono::milliseconds connect_timeout{5'000};
+  /// HTTP/2 PING interval while calls are open, to find a server that vanished without closing
+  /// the connection (a host gone, a cable cut): with no answer within `keepalive_timeout`, the
+  /// connection's calls fail with `unavailable`. Unset: every 30 s over TCP, never on a unix
+  /// socket (the kernel reports a dead peer there); zero: never.
+  std::optional<std::chrono::milliseconds> keepalive_interval;
+  std::chrono::milliseconds keepalive_timeout{10'000};
 };
 
 /// Per-call settings.
@@ -53,14 +63,14 @@ struct GrpcCallOptions {
 
 namespace detail {
 class GrpcCall;
+class ChannelCore;
 void start_grpc_read(const std::shared_ptr<GrpcCall>& call,
                      std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>> completion);
 }  // namespace detail
 
 /// A server-streaming call in progress. Move-only; destroying it (or `cancel()`) resets the
-/// stream. A moved-from stream may only be assigned to or destroyed. When the client that
-/// carries the call is destroyed, the call ends with `cancelled` after the messages already
-/// received.
+/// stream. A moved-from stream may only be assigned to or destroyed. The call keeps its
+/// connection open, even when every copy of the channel is gone.
 ///
 /// Thread safety: one read at a time; `cancel` may be called from any thread.
 class GrpcStream {
@@ -69,12 +79,16 @@ class GrpcStream {
   GrpcStream& operator=(GrpcStream&&) noexcept;
   ~GrpcStream();
 
-  /// Reads the next message (any completion token; the diagnostics carry `grpc-message`):
-  /// completes with `void(std::error_code, std::optional<std::string>)`:
-  /// a message; or no message and no error at the end of a call that ended OK; or an error:
-  /// a `grpc_status` code (the server's status, `unavailable` for transport failures,
-  /// `http_errc::message_too_large` for an oversized message, `internal` for framing faults or a missing
-  /// status) or `operation_aborted`. Messages received before an error are all delivered first.
+  /// Reads the next message (any completion token; the diagnostics carry `grpc-message`, or
+  /// awaken's own reason for a transport failure): completes with
+  /// `void(std::error_code, std::optional<std::string>)`: a message; or no message and no error
+  /// at the end of a call that ended OK; or an error: a `grpc_status` code (the server's
+  /// status; `unavailable` for transport failures, a GOAWAY that left the call out included;
+  /// `deadline_exceeded` past the call's deadline; `internal` for framing faults or a missing
+  /// status), `http_errc::message_too_large` for an oversized message, or `operation_aborted`.
+  /// Messages received before an error are all delivered first. While a message waits to be
+  /// read, the server gets no flow-control credit for the call: a slow reader slows the
+  /// sender and nothing piles up.
   ///
   /// Per-operation cancellation: terminal cancellation resets the whole stream (later reads
   /// report `operation_aborted`); partial and total cancellation end only this read, with
@@ -89,7 +103,7 @@ class GrpcStream {
         token);
   }
 
-  /// Resets the stream; a pending read completes with `operation_aborted`.
+  /// Resets the stream (RST_STREAM CANCEL); a pending read completes with `operation_aborted`.
   void cancel() noexcept;
 
   /// The decoded `grpc-message` of the ended call; valid once a read has reported the end.
@@ -106,14 +120,19 @@ class GrpcStream {
   asio::any_io_executor executor_;
 };
 
-/// A gRPC channel: a target, options and the `HttpClient` whose transport carries the calls.
-/// Calls use a fresh HTTP/2 connection each while the runtime libcurl is older than 8.0, which
-/// cannot reuse prior-knowledge connections.
+/// A gRPC channel: a target and options. Copies share one HTTP/2 connection (nghttp2), opened
+/// on first use and carrying every call at once. A connection that fails fails its calls with
+/// `unavailable` (the caller's retry or the sources' backoff decides when to try again); the
+/// next call opens a new one. After a GOAWAY, the calls the server kept go on, the others fail
+/// with `unavailable`, and new calls open a new connection. The transport is event-driven: an
+/// open stream without traffic costs no CPU, and an idle connection holds no pending operation
+/// (`io_context::run` returns when nothing else is pending).
 ///
-/// Thread safety: a channel may be used from any number of threads at once.
+/// Thread safety: a channel may be used from any number of threads at once. As with any Asio
+/// I/O object, it must not outlive the execution context of its executor.
 class GrpcChannel {
  public:
-  GrpcChannel(HttpClient client, GrpcTarget target, GrpcChannelOptions options = {});
+  GrpcChannel(asio::any_io_executor executor, GrpcTarget target, GrpcChannelOptions options = {});
 
   /// Calls `method_path` ("/package.Service/Method") with one request and one response message.
   /// Completes with `void(std::error_code, std::string)`: a `grpc_status` code (the
@@ -122,7 +141,7 @@ class GrpcChannel {
   auto unary(std::string method_path, std::string request, GrpcCallOptions options,
              CompletionToken&& token = {}) const {
     return awaken::detail::async_spawn<std::string>(
-        client_.get_executor(),
+        executor_,
         [channel = *this, p = std::move(method_path), r = std::move(request), o = std::move(options)]() mutable {
           return run_unary(std::move(channel), std::move(p), std::move(r), std::move(o));
         },
@@ -139,17 +158,16 @@ class GrpcChannel {
   /// Starts a server-streaming call and returns at once; reads wait for the server.
   GrpcStream server_stream(std::string method_path, std::string request, GrpcCallOptions options = {}) const;
 
-  const GrpcTarget& target() const noexcept { return target_; }
-  /// The executor of the channel's HTTP transport.
-  asio::any_io_executor get_executor() const noexcept { return client_.get_executor(); }
+  const GrpcTarget& target() const noexcept;
+  /// The executor that calls complete on when their handlers have none of their own.
+  asio::any_io_executor get_executor() const noexcept { return executor_; }
 
  private:
   static asio::awaitable<std::string> run_unary(GrpcChannel channel, std::string method_path, std::string request,
                                                 GrpcCallOptions options);
 
-  HttpClient client_;
-  GrpcTarget target_;
-  GrpcChannelOptions options_;
+  asio::any_io_executor executor_;
+  std::shared_ptr<detail::ChannelCore> core_;
 };
 
 }  // namespace awaken::http

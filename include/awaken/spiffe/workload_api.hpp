@@ -96,6 +96,11 @@ struct WorkloadApiOptions {
   ResourceLimits bundle_limits;
   /// Deadline of unary calls (`fetch_jwt_svid`, `validate_jwt_svid`).
   std::chrono::milliseconds call_timeout{std::chrono::seconds{30}};
+  /// HTTP/2 PING keepalive of the connection while streams are open (see
+  /// `http::GrpcChannelOptions`): unset pings every 30 s over TCP and never on a unix socket;
+  /// zero turns it off.
+  std::optional<std::chrono::milliseconds> keepalive_interval;
+  std::chrono::milliseconds keepalive_timeout{std::chrono::seconds{10}};
 };
 
 /// The agent's verdict on a token: the SPIFFE ID and the claims it returned.
@@ -195,13 +200,15 @@ class X509BundleStream {
 /// `details.server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
 /// response that breaks the Workload API's rules; `co_await` throws them as `awaken::Error`.
 ///
-/// Thread safety: copies share one HTTP transport; any number of calls may run at once, from
-/// any thread. Every call completes with `void(std::error_code, T)` for any completion token;
+/// Thread safety: copies share one HTTP/2 connection to the agent (see `http::GrpcChannel`),
+/// opened on first use and shared by every call and stream; any number of calls may run at
+/// once, from any thread. Every call completes with `void(std::error_code, T)` for any completion token;
 /// cancellation through the handler's slot reaches the call.
 class WorkloadApiClient {
  public:
   WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
-  WorkloadApiClient(http::HttpClient client, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
+  /// On `client`'s executor (the Workload API has its own HTTP/2 connection, not the client's).
+  WorkloadApiClient(const http::HttpClient& client, WorkloadEndpoint endpoint, WorkloadApiOptions options = {});
 
   const WorkloadEndpoint& endpoint() const noexcept { return endpoint_; }
 
@@ -284,7 +291,7 @@ class WorkloadApiClient {
   X509BundleStream watch_x509_bundles() const { return watch_x509_bundles(options_.bundle_limits); }
   X509BundleStream watch_x509_bundles(const ResourceLimits& limits) const;
 
-  /// The executor of the client's HTTP transport.
+  /// The executor that operations complete on when their handlers have none of their own.
   asio::any_io_executor executor() const noexcept;
 
  private:

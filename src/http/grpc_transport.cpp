@@ -1,0 +1,461 @@
+// GrpcChannel's transport: calls, connections and the channel's shared core (see
+// grpc_transport.hpp).
+#include "http/grpc_transport.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+
+#include <openssl/crypto.h>
+#include <asio/error.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+
+namespace awaken::http::detail {
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+
+std::string millis(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
+
+GrpcFinalStatus unavailable(std::string why) { return {make_error_code(grpc_status::unavailable), std::move(why)}; }
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// GrpcCall
+
+GrpcCall::GrpcCall(Strand strand, H2Call head, std::string request)
+    : strand_(std::move(strand)), head_(std::move(head)), request_(std::move(request)) {}
+
+GrpcCall::~GrpcCall() { release_request(); }
+
+void GrpcCall::release_request() noexcept {
+  // A request may carry a token (ValidateJWTSVID): wiped once the session has its own copy.
+  OPENSSL_cleanse(request_.data(), request_.size());
+  std::string{}.swap(request_);
+}
+
+std::string GrpcCall::status_message() const {
+  std::lock_guard lock{message_mutex_};
+  return status_message_;
+}
+
+void GrpcCall::fail_now(std::error_code ec, std::string message) {
+  ended_ = true;
+  final_ = ec;
+  std::lock_guard lock{message_mutex_};
+  status_message_ = std::move(message);
+}
+
+std::uint64_t GrpcCall::add_reader(std::unique_ptr<ReadCompletion> reader) {
+  if (reader_) {
+    reader->complete(asio::error::already_started, std::nullopt);
+    return 0;
+  }
+  reader_ = std::move(reader);
+  const std::uint64_t ticket = ++reader_ticket_;
+  deliver();
+  return ticket;
+}
+
+void GrpcCall::detach_reader(std::uint64_t ticket) {
+  if (reader_ && ticket == reader_ticket_)
+    std::exchange(reader_, nullptr)->complete(asio::error::operation_aborted, std::nullopt);
+}
+
+void GrpcCall::abandon(std::error_code ec, std::string message) {
+  if (ended_) return;
+  if (auto connection = connection_) connection->drop(*this);
+  end(ec, std::move(message));
+}
+
+void GrpcCall::arm_deadline() {
+  if (!head_.timeout || ended_) return;
+  deadline_ = std::make_unique<asio::steady_timer>(strand_, *head_.timeout);
+  deadline_->async_wait([weak = weak_from_this(), d = *head_.timeout](std::error_code ec) {
+    if (ec) return;
+    if (auto call = weak.lock())
+      call->abandon(make_error_code(grpc_status::deadline_exceeded), "deadline of " + millis(d) + " exceeded");
+  });
+}
+
+void GrpcCall::on_message(std::string message) {
+  if (ended_) return;
+  messages_.push_back(std::move(message));
+  deliver();
+}
+
+void GrpcCall::on_finished(const GrpcFinalStatus& status) { end(status.code, status.message); }
+
+void GrpcCall::end(std::error_code ec, std::string message) {
+  if (ended_) return;
+  ended_ = true;
+  final_ = ec;
+  {
+    std::lock_guard lock{message_mutex_};
+    status_message_ = std::move(message);
+  }
+  if (deadline_) deadline_->cancel();
+  connection_.reset();  // the call no longer holds its connection open
+  deliver();
+}
+
+void GrpcCall::deliver() {
+  if (!reader_) return;
+  if (!messages_.empty()) {
+    std::string message = std::move(messages_.front());
+    messages_.pop_front();
+    std::exchange(reader_, nullptr)->complete({}, std::move(message));
+    if (auto connection = connection_) connection->taken(stream_);
+    return;
+  }
+  if (ended_) std::exchange(reader_, nullptr)->complete(final_, std::nullopt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// H2Connection
+
+H2Connection::H2Connection(Strand strand, const GrpcTarget& target, const GrpcChannelOptions& options)
+    : strand_(std::move(strand)),
+      target_(target),
+      server_name_(options.server_name),
+      connect_timeout_(options.connect_timeout),
+      keepalive_timeout_(options.keepalive_timeout),
+      socket_(strand_),
+      timer_(strand_),
+      session_(H2GrpcSession::Options{options.max_message_bytes}),
+      in_(new char[read_chunk]) {
+  if (options.keepalive_interval)
+    keepalive_interval_ = *options.keepalive_interval;
+  else if (target_.unix_path.empty())
+    keepalive_interval_ = std::chrono::seconds{30};
+}
+
+std::string H2Connection::connect_failure(std::error_code ec) const {
+  // Asio's own system category: compared by value, as std::errc would not match it.
+  const bool system = ec.category() == asio::system_category();
+  if (!target_.unix_path.empty() && system && ec.value() == ENOENT)
+    return "no " + server_name_ + " socket at " + target_.unix_path + " (" + ec.message() + ")";
+  const std::string& where = target_.unix_path.empty() ? target_.authority : target_.unix_path;
+  if (ec == asio::error::connection_refused) return server_name_ + " at " + where + ": connection refused";
+  return server_name_ + " at " + where + ": cannot connect (" + ec.message() + ")";
+}
+
+void H2Connection::open() {
+  auto self = shared_from_this();
+  timer_.expires_after(connect_timeout_);
+  timer_.async_wait([self](std::error_code ec) {
+    if (ec || self->state_ != State::connecting) return;
+    self->fail(self->server_name_ + " at " +
+               (self->target_.unix_path.empty() ? self->target_.authority : self->target_.unix_path) +
+               ": no connection within " + millis(self->connect_timeout_));
+  });
+  if (!target_.unix_path.empty()) {
+    socket_.async_connect(asio::local::stream_protocol::endpoint{target_.unix_path},
+                          [self](std::error_code ec) { self->on_connected(ec); });
+    return;
+  }
+  // "host:port", the host maybe a bracketed IPv6 address or a name.
+  const auto colon = target_.authority.rfind(':');
+  std::string host = target_.authority.substr(0, colon);
+  const std::string port = target_.authority.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (!ec) {
+    std::uint16_t port_number = 0;
+    std::from_chars(port.data(), port.data() + port.size(), port_number);
+    socket_.async_connect(asio::ip::tcp::endpoint{address, port_number},
+                          [self](std::error_code e) { self->on_connected(e); });
+    return;
+  }
+  resolver_.emplace(strand_);
+  resolver_->async_resolve(host, port, [self](std::error_code e, const asio::ip::tcp::resolver::results_type& found) {
+    if (self->state_ != State::connecting) return;
+    if (e || found.empty()) {
+      self->fail(self->server_name_ + " at " + self->target_.authority + ": cannot resolve the host (" +
+                 (e ? e.message() : std::string{"no address"}) + ")");
+      return;
+    }
+    self->socket_.async_connect(found.begin()->endpoint(), [self](std::error_code ec2) { self->on_connected(ec2); });
+  });
+}
+
+void H2Connection::on_connected(std::error_code ec) {
+  if (state_ != State::connecting) return;  // failed meanwhile (the connect timeout)
+  if (ec) {
+    fail(connect_failure(ec));
+    return;
+  }
+  std::error_code ignored;
+  timer_.cancel();
+  state_ = State::open;
+  if (target_.unix_path.empty()) socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket_.non_blocking(true, ignored);  // for the idle probe's reads
+  auto queued = std::move(queued_);
+  queued_.clear();
+  for (auto& weak : queued)
+    if (auto call = weak.lock()) start_call(call);
+  pump();
+  settle();
+}
+
+void H2Connection::start_call(const std::shared_ptr<GrpcCall>& call) {
+  std::int32_t stream = 0;
+  try {
+    stream = session_.start(call->head(), call->request());
+  } catch (const std::exception&) {  // stream ids exhausted: this connection takes no more calls
+    exhausted_ = true;
+    call->on_finished(unavailable("the connection to " + server_name_ + " can start no more calls"));
+    return;
+  }
+  call->release_request();
+  calls_[stream] = call;
+  call->on_started(stream);
+}
+
+void H2Connection::submit(const std::shared_ptr<GrpcCall>& call) {
+  auto self = shared_from_this();
+  call->on_queued(self);
+  switch (state_) {
+    case State::connecting: queued_.push_back(call); return;
+    case State::closed: call->on_finished(unavailable(failure_)); return;
+    case State::open:
+      start_call(call);
+      pump();
+      settle();
+      return;
+  }
+}
+
+void H2Connection::drop(const GrpcCall& call) {
+  auto self = shared_from_this();
+  if (call.stream() == 0) {
+    std::erase_if(queued_, [&](const std::weak_ptr<GrpcCall>& w) {
+      auto c = w.lock();
+      return !c || c.get() == &call;
+    });
+  } else if (calls_.erase(call.stream()) > 0 && state_ == State::open) {
+    session_.cancel(call.stream());
+    pump();
+  }
+  settle();
+}
+
+void H2Connection::taken(std::int32_t stream) {
+  if (state_ != State::open) return;
+  session_.taken(stream);
+  pump();
+}
+
+bool H2Connection::accepting() {
+  if (state_ == State::closed || detached_ || exhausted_ || !session_.usable()) return false;
+  if (state_ == State::open && !reading_) {
+    // Idle, so nothing has been read lately: did the server close or say GOAWAY meanwhile?
+    for (;;) {
+      std::error_code ec;
+      const std::size_t n = socket_.read_some(asio::buffer(in_.get(), read_chunk), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec) {
+        fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
+        return false;
+      }
+      receive(n);
+      if (state_ == State::closed) return false;
+    }
+  }
+  return state_ != State::closed && session_.usable();
+}
+
+void H2Connection::detach() {
+  detached_ = true;
+  settle();
+}
+
+std::string H2Connection::closed_text() const {
+  std::string text = session_.goaway_text();
+  return text.empty() ? server_name_ + " closed the connection" : text;
+}
+
+void H2Connection::read() {
+  if (reading_ || state_ != State::open) return;
+  reading_ = true;
+  socket_.async_read_some(asio::buffer(in_.get(), read_chunk),
+                          [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_read(ec, n); });
+}
+
+void H2Connection::on_read(std::error_code ec, std::size_t n) {
+  reading_ = false;
+  if (state_ == State::closed) return;
+  if (ec == asio::error::operation_aborted) {  // idle (see settle); calls may have come since
+    settle();
+    return;
+  }
+  if (ec) {
+    fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
+    return;
+  }
+  receive(n);
+  settle();
+}
+
+void H2Connection::receive(std::size_t n) {
+  heard_ = true;
+  const std::error_code ec = session_.receive({in_.get(), n}, events_);
+  pump();
+  if (ec) fail(server_name_ + " broke the HTTP/2 protocol");
+}
+
+void H2Connection::pump() {
+  if (pumping_) {
+    repump_ = true;
+    return;
+  }
+  auto self = shared_from_this();
+  pumping_ = true;
+  do {
+    repump_ = false;
+    if (state_ != State::closed) {
+      out_ += session_.take_output();
+      session_.take_events(events_);
+    }
+    std::vector<H2Event> events = std::move(events_);
+    events_.clear();
+    dispatch(events);
+  } while (repump_ || !events_.empty());
+  pumping_ = false;
+  write();
+}
+
+void H2Connection::dispatch(std::vector<H2Event>& events) {
+  for (auto& e : events) {
+    if (e.kind == H2Event::Kind::goaway) continue;  // the session stops accepting; the channel moves on
+    auto it = calls_.find(e.stream);
+    std::shared_ptr<GrpcCall> call = it == calls_.end() ? nullptr : it->second.lock();
+    if (e.kind == H2Event::Kind::message) {
+      if (call)
+        call->on_message(std::move(e.message));
+      else if (state_ != State::closed)
+        session_.taken(e.stream);  // nobody will read it
+    } else {
+      if (it != calls_.end()) calls_.erase(it);
+      if (call) call->on_finished(e.status);
+    }
+  }
+}
+
+void H2Connection::write() {
+  if (writing_in_flight_ || state_ != State::open || out_.empty()) return;
+  writing_ = std::move(out_);
+  out_.clear();
+  writing_in_flight_ = true;
+  asio::async_write(socket_, asio::buffer(writing_), [self = shared_from_this()](std::error_code ec, std::size_t) {
+    self->writing_in_flight_ = false;
+    self->writing_.clear();
+    if (self->state_ == State::closed) return;
+    if (ec) {
+      self->fail(self->server_name_ + ": connection lost (" + ec.message() + ")");
+      return;
+    }
+    self->write();
+  });
+}
+
+void H2Connection::fail(const std::string& why) {
+  if (state_ == State::closed) return;
+  auto self = shared_from_this();
+  failure_ = why;
+  state_ = State::closed;
+  session_.fail_all(why);
+  session_.take_events(events_);
+  for (auto& weak : std::exchange(queued_, {}))
+    if (auto call = weak.lock()) call->on_finished(unavailable(why));
+  close();
+  pump();
+}
+
+void H2Connection::close() {
+  state_ = State::closed;
+  std::error_code ignored;
+  timer_.cancel();
+  if (resolver_) resolver_->cancel();
+  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+  socket_.close(ignored);
+}
+
+void H2Connection::settle() {
+  if (state_ == State::connecting) return;
+  if (state_ == State::closed) return;
+  if (!idle()) {
+    read();
+    if (keepalive_interval_.count() > 0 && !keepalive_armed_) arm_keepalive(keepalive_interval_);
+    return;
+  }
+  // Idle: nothing pending, so no CPU and no reason for run() to wait; or closed when no one
+  // will call again.
+  std::error_code ignored;
+  if (reading_) socket_.cancel(ignored);
+  if (keepalive_armed_) {
+    timer_.cancel();
+    keepalive_armed_ = false;
+    ping_out_ = false;
+  }
+  if (detached_) close();
+}
+
+void H2Connection::arm_keepalive(std::chrono::milliseconds after) {
+  keepalive_armed_ = true;
+  timer_.expires_after(after);
+  timer_.async_wait([self = shared_from_this()](std::error_code ec) {
+    if (!ec) self->keepalive_tick();
+  });
+}
+
+void H2Connection::keepalive_tick() {
+  keepalive_armed_ = false;
+  if (state_ != State::open || idle()) return;
+  if (ping_out_) {
+    if (!heard_) {
+      fail(server_name_ + " did not answer a keepalive PING within " + millis(keepalive_timeout_));
+      return;
+    }
+    ping_out_ = false;
+    arm_keepalive(keepalive_interval_);
+    return;
+  }
+  heard_ = false;
+  ping_out_ = true;
+  session_.ping();
+  pump();
+  arm_keepalive(keepalive_timeout_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ChannelCore
+
+ChannelCore::ChannelCore(const asio::any_io_executor& executor, GrpcTarget target, GrpcChannelOptions options)
+    : strand_(asio::make_strand(executor)), target_(std::move(target)), options_(std::move(options)) {}
+
+ChannelCore::~ChannelCore() {
+  if (!current_) return;
+  try {
+    asio::post(strand_, [connection = std::move(current_)] { connection->detach(); });
+  } catch (...) {  // only without memory: the connection then closes with its last call
+  }
+}
+
+void ChannelCore::start(std::shared_ptr<GrpcCall> call) {
+  asio::post(strand_, [self = shared_from_this(), call = std::move(call)] {
+    call->arm_deadline();
+    if (!self->current_ || !self->current_->accepting()) {
+      if (self->current_) self->current_->detach();
+      self->current_ = std::make_shared<H2Connection>(self->strand_, self->target_, self->options_);
+      self->current_->open();
+    }
+    self->current_->submit(call);
+  });
+}
+
+}  // namespace awaken::http::detail
