@@ -29,6 +29,9 @@ class TestServer {
     std::string status = "0";
     std::string message;
     bool trailers_only = false;
+    bool hold = false;  // no answer at all
+    std::string content_type = "application/grpc";
+    std::string raw_body;  // instead of the framed messages
   };
   std::function<Reply(const std::string& path)> respond;
   std::map<std::int32_t, std::string> paths;
@@ -82,10 +85,12 @@ class TestServer {
  private:
   void answer(std::int32_t stream) {
     Reply r = respond(paths[stream]);
+    if (r.hold) return;
     auto& body = bodies_[stream];
     for (const auto& m : r.messages) body += awaken::http::detail::grpc_frame(m);
+    body += r.raw_body;
     trailers_[stream] = {{"grpc-status", r.status}, {"grpc-message", r.message}};
-    std::vector<std::pair<std::string, std::string>> head{{":status", "200"}, {"content-type", "application/grpc"}};
+    std::vector<std::pair<std::string, std::string>> head{{":status", "200"}, {"content-type", r.content_type}};
     if (r.trailers_only) {
       head.insert(head.end(), trailers_[stream].begin(), trailers_[stream].end());
       auto nva = to_nv(head);
@@ -132,6 +137,7 @@ std::vector<H2Event> pump(H2GrpcSession& client, TestServer& server, bool take =
     const std::string down = server.exchange(up);
     const std::size_t before = events.size();
     REQUIRE(!client.receive(down, events));
+    client.take_events(events);
     if (take)
       for (std::size_t k = before; k < events.size(); ++k)
         if (events[k].kind == H2Event::Kind::message) client.taken(events[k].stream);
@@ -265,4 +271,46 @@ TEST_CASE("bytes that are not HTTP/2 kill the session", "[h2]") {
   CHECK(client.receive(std::string(64, '\xff'), events) == awaken::http_errc::protocol_error);
   CHECK(!client.usable());
   CHECK(!client.take_output().empty());  // the GOAWAY that tells the peer why
+}
+
+TEST_CASE("GOAWAY fails the calls above its last stream with its text; a lost connection fails the rest", "[h2]") {
+  TestServer server;
+  server.respond = [](const std::string& path) {
+    TestServer::Reply r;
+    if (path == "/S/Hold") r.hold = true;
+    if (path == "/S/Html") {
+      r.content_type = "text/html";
+      r.raw_body = "<html>oops</html>";
+    }
+    return r;
+  };
+  H2GrpcSession client{{}};
+  const auto kept = client.start(call("/S/Hold"), "");
+  const auto dropped = client.start(call("/S/Hold"), "");
+  const auto html = client.start(call("/S/Html"), "");
+  auto events = pump(client, server);
+  // A body that is not gRPC is not read as frames: the status comes from the headers.
+  REQUIRE(finished(events, html));
+  CHECK(finished(events, html)->status.code == grpc_status::unknown);
+  CHECK(finished(events, html)->status.message == "response is not gRPC (content-type)");
+  for (const auto& e : events) CHECK(e.kind != H2Event::Kind::message);
+  CHECK(client.goaway_text().empty());
+
+  server.goaway(kept);
+  events = pump(client, server);
+  REQUIRE(finished(events, dropped));
+  CHECK(finished(events, dropped)->status.code == grpc_status::unavailable);
+  CHECK(finished(events, dropped)->status.message == "peer closed the connection (GOAWAY, no error)");
+  CHECK(client.goaway_text() == "peer closed the connection (GOAWAY, no error)");
+  CHECK(!finished(events, kept));
+  CHECK(client.open_calls() == 1);
+  CHECK(!client.usable());
+
+  client.fail_all("connection lost");
+  events.clear();
+  client.take_events(events);
+  REQUIRE(finished(events, kept));
+  CHECK(finished(events, kept)->status.code == grpc_status::unavailable);
+  CHECK(finished(events, kept)->status.message == "connection lost");
+  CHECK(client.open_calls() == 0);
 }
