@@ -9,6 +9,15 @@
 
 namespace awaken::http::detail {
 
+namespace {
+H2Event make_event(H2Event::Kind kind, std::int32_t stream) {
+  H2Event e;
+  e.kind = kind;
+  e.stream = stream;
+  return e;
+}
+}  // namespace
+
 struct H2Callbacks {
   static H2GrpcSession& self(void* user) { return *static_cast<H2GrpcSession*>(user); }
 
@@ -71,7 +80,7 @@ struct H2Callbacks {
     // cannot give).
     call.withheld += len;
     for (auto& m : messages) {
-      H2Event e{H2Event::Kind::message, stream};
+      H2Event e = make_event(H2Event::Kind::message, stream);
       e.wire_bytes = m.size() + 5;
       e.message = std::move(m);
       ++call.untaken;
@@ -90,7 +99,7 @@ struct H2Callbacks {
     auto& s = self(user);
     s.goaway_ = true;
     s.goaway_error_ = frame->goaway.error_code;
-    H2Event e{H2Event::Kind::goaway};
+    H2Event e = make_event(H2Event::Kind::goaway, 0);
     e.last_stream = frame->goaway.last_stream_id;
     e.h2_error = frame->goaway.error_code;
     emit(s, std::move(e));
@@ -221,7 +230,7 @@ void H2GrpcSession::take_events(std::vector<H2Event>& events) {
 void H2GrpcSession::fail_all(const std::string& why) {
   dead_ = true;
   for (auto& [stream, call] : calls_) {
-    H2Event e{H2Event::Kind::finished, stream};
+    H2Event e = make_event(H2Event::Kind::finished, stream);
     e.status.code = call.failed ? call.failed : make_error_code(grpc_status::unavailable);
     e.status.message = why;
     later_.push_back(std::move(e));
@@ -260,7 +269,7 @@ void H2GrpcSession::finish(std::int32_t stream, std::uint32_t h2_error) {
   auto it = calls_.find(stream);
   if (it == calls_.end()) return;
   Call& call = it->second;
-  H2Event e{H2Event::Kind::finished, stream};
+  H2Event e = make_event(H2Event::Kind::finished, stream);
   e.h2_error = h2_error;
   if (call.failed) {
     e.status.code = call.failed;

@@ -40,6 +40,9 @@
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
 //                           answers before the workload is attested; /fail?clear=1 disarms all
 //   /delay?ms=N             wait N ms before answering each later call
+//   /reuse_svids?on=1       FetchJWTSVID hands out the token signed last for the same subject and
+//                           audiences (until the key rotates) instead of signing anew: for
+//                           benchmarks of the clients rather than of this peer's signing
 //   /stats (GET)            {"streams": open JWT bundle streams, "x509_streams": open X.509
 //                           streams, "x509_serial": N, "calls": {method: count}, "kid": KID}
 //   /jwks (GET)             the current JWT key as a JWKS (without use), for relying parties
@@ -207,10 +210,16 @@ async function admit(call, method) {
   return takeFault(method);
 }
 
+let reuseSvids = false;
+const signed = new Map();  // `${kid} ${sub} ${audience}` -> token, when reuseSvids
 async function svid(sub, audience) {
+  const key = `${signing.kid} ${sub} ${audience}`;
+  if (reuseSvids && signed.has(key)) return signed.get(key);
   const now = Math.floor(Date.now() / 1000);
-  return new SignJWT({ sub, aud: audience, iat: now, exp: now + 300 })
+  const token = await new SignJWT({ sub, aud: audience, iat: now, exp: now + 300 })
     .setProtectedHeader({ alg: 'ES256', kid: signing.kid, typ: 'JWT' }).sign(signing.pair.privateKey);
+  if (reuseSvids) signed.set(key, token);
+  return token;
 }
 
 // google.protobuf.Value, whose bundled definition keeps protobuf.js's camelCase names.
@@ -377,6 +386,10 @@ const control = http.createServer(async (req, res) => {
     case '/delay':
       delayMs = Number(q('ms', '0'));
       return reply({ delay_ms: delayMs });
+    case '/reuse_svids':
+      reuseSvids = q('on', '0') === '1';
+      signed.clear();
+      return reply({ reuse_svids: reuseSvids });
     case '/jwks': {  // the trust domain's JWT keys for relying parties, as OIDC discovery serves them
       const { use, ...key } = signing.jwk;
       return reply({ keys: [key] });
