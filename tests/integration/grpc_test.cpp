@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <future>
 #include <thread>
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
+#include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
 #include <asio/steady_timer.hpp>
@@ -523,4 +525,43 @@ TEST_CASE("a server restarted between calls is reconnected to without a failed c
   process.reset();  // killed: the idle connection's socket is closed under it
   process.emplace(std::string{"grpc_server.mjs"}, std::vector<std::string>{dir.path()});
   CHECK(run(io, channel.unary(unary_method, knobs({{"reply", "two"}}))) == "two");
+}
+
+TEST_CASE("a channel used from several threads at once, on an io_context run by two", "[grpc][h2]") {
+  GrpcPeer peer;
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  std::thread runner_a{[&] { io.run(); }};
+  std::thread runner_b{[&] { io.run(); }};
+  const GrpcChannel channel{io.get_executor(), peer.unix_target()};
+  using Read = std::pair<std::error_code, std::optional<std::string>>;
+  const auto read = [](awaken::http::GrpcStream& stream) {
+    auto done = std::make_shared<std::promise<Read>>();
+    auto result = done->get_future();
+    stream.read([done](std::error_code ec, std::optional<std::string> m) { done->set_value({ec, std::move(m)}); });
+    return result;
+  };
+  std::atomic<int> good{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t)
+    callers.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        const std::string expected = "t" + std::to_string(t) + "-" + std::to_string(i);
+        std::promise<std::string> reply;
+        channel.unary(unary_method, knobs({{"reply", expected}}),
+                      [&reply](std::error_code ec, std::string r) { reply.set_value(ec ? ec.message() : r); });
+        if (reply.get_future().get() == expected) ++good;
+        // A stream started here and cancelled from another thread while its read waits.
+        auto stream = channel.server_stream(stream_method, knobs({{"count", 2}, {"hang_after", 1}}));
+        if (read(stream).get().second == std::optional<std::string>{"m0"}) ++good;
+        auto pending = read(stream);
+        std::thread{[&stream] { stream.cancel(); }}.join();
+        if (pending.get().first == asio::error::operation_aborted) ++good;
+      }
+    });
+  for (auto& c : callers) c.join();
+  guard.reset();
+  runner_a.join();
+  runner_b.join();
+  CHECK(good == 4 * 25 * 3);
 }
