@@ -124,7 +124,7 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::too_many_audiences: return "too many aud values";
       case spiffe_errc::audience_mismatch: return "no expected audience in aud";
       case spiffe_errc::no_expected_audience: return "no expected audience given";
-      case spiffe_errc::endpoint_not_configured: return "no Workload API endpoint (SPIFFE_ENDPOINT_SOCKET unset)";
+      case spiffe_errc::endpoint_not_configured: return "no endpoint given and SPIFFE_ENDPOINT_SOCKET unset";
       case spiffe_errc::invalid_endpoint: return "invalid Workload API endpoint";
       case spiffe_errc::malformed_message: return "malformed Workload API message";
       case spiffe_errc::empty_response: return "empty Workload API response";

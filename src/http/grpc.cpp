@@ -3,10 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <mutex>
 
 #include <asio/error.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/post.hpp>
 
 #include "http/grpc_framing.hpp"

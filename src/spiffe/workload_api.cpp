@@ -192,7 +192,7 @@ WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
 
 WorkloadEndpoint WorkloadEndpoint::from_environment() {
   const char* value = std::getenv("SPIFFE_ENDPOINT_SOCKET");
-  if (value == nullptr || *value == '\0') throw_error(spiffe_errc::endpoint_not_configured, "");
+  if (value == nullptr || *value == '\0') throw_error(spiffe_errc::endpoint_not_configured, "Workload API endpoint");
   return parse(value);
 }
 
