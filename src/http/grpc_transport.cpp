@@ -7,9 +7,12 @@
 #include <charconv>
 
 #include <openssl/crypto.h>
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/error.hpp>
+#include <asio/execution/context.hpp>
 #include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
+#include <asio/query.hpp>
 #include <asio/write.hpp>
 
 namespace awaken::http::detail {
@@ -24,12 +27,64 @@ GrpcFinalStatus unavailable(std::string why) { return {make_error_code(grpc_stat
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
+// CallRegistry
+
+namespace {
+
+// The context's service that holds its registry and empties it at shutdown.
+class CallRegistryService final : public asio::execution_context::service {
+ public:
+  using key_type = CallRegistryService;
+  static inline asio::execution_context::id id;  // NOLINT(readability-identifier-naming): Asio's name
+  explicit CallRegistryService(asio::execution_context& context) : service(context) {}
+
+  void shutdown() override {
+    std::vector<std::shared_ptr<GrpcCall>> live;
+    {
+      std::lock_guard lock{registry->mutex};
+      registry->shut_down = true;
+      for (GrpcCall* call : registry->calls)
+        if (auto c = call->weak_from_this().lock()) live.push_back(std::move(c));  // null: being destroyed
+    }
+    for (auto& call : live) call->drop_for_shutdown();
+  }
+
+  const std::shared_ptr<CallRegistry> registry = std::make_shared<CallRegistry>();
+};
+
+}  // namespace
+
+std::shared_ptr<CallRegistry> CallRegistry::of(const asio::any_io_executor& executor) {
+  return asio::use_service<CallRegistryService>(asio::query(executor, asio::execution::context)).registry;
+}
+
+// ---------------------------------------------------------------------------------------------
 // GrpcCall
 
 GrpcCall::GrpcCall(Strand strand, H2Call head, std::string request)
     : strand_(std::move(strand)), head_(std::move(head)), request_(std::move(request)) {}
 
-GrpcCall::~GrpcCall() { release_request(); }
+GrpcCall::~GrpcCall() {
+  if (registry_) {
+    std::lock_guard lock{registry_->mutex};
+    registry_->calls.erase(entry_);
+  }
+  release_request();
+}
+
+void GrpcCall::enrol(std::shared_ptr<CallRegistry> registry) {
+  std::lock_guard lock{registry->mutex};
+  if (registry->shut_down) return;
+  entry_ = registry->calls.insert(registry->calls.end(), this);
+  registry_ = std::move(registry);
+}
+
+void GrpcCall::drop_for_shutdown() noexcept {
+  reader_.reset();
+  messages_.clear();
+  deadline_.reset();
+  connection_.reset();
+}
 
 void GrpcCall::release_request() noexcept {
   // A request may carry a token (ValidateJWTSVID): wiped once the session has its own copy.
@@ -179,7 +234,21 @@ void H2Connection::open() {
                  (e ? e.message() : std::string{"no address"}) + ")");
       return;
     }
-    self->socket_.async_connect(found.begin()->endpoint(), [self](std::error_code ec2) { self->on_connected(ec2); });
+    for (const auto& entry : found) self->candidates_.emplace_back(entry.endpoint());
+    self->connect_next(0);
+  });
+}
+
+void H2Connection::connect_next(std::size_t i) {
+  socket_.async_connect(candidates_[i], [self = shared_from_this(), i](std::error_code ec) {
+    if (ec && ec != asio::error::operation_aborted && i + 1 < self->candidates_.size() &&
+        self->state_ == State::connecting) {
+      std::error_code ignored;
+      self->socket_.close(ignored);
+      self->connect_next(i + 1);  // the next address the name resolved to
+      return;
+    }
+    self->on_connected(ec);
   });
 }
 
@@ -282,8 +351,11 @@ std::string H2Connection::closed_text() const {
 void H2Connection::read() {
   if (reading_ || state_ != State::open) return;
   reading_ = true;
-  socket_.async_read_some(asio::buffer(in_.get(), read_chunk),
-                          [self = shared_from_this()](std::error_code ec, std::size_t n) { self->on_read(ec, n); });
+  socket_.async_read_some(
+      asio::buffer(in_.get(), read_chunk),
+      asio::bind_cancellation_slot(read_cancel_.slot(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
+        self->on_read(ec, n);
+      }));
 }
 
 void H2Connection::on_read(std::error_code ec, std::size_t n) {
@@ -303,9 +375,8 @@ void H2Connection::on_read(std::error_code ec, std::size_t n) {
 
 void H2Connection::receive(std::size_t n) {
   heard_ = true;
-  const std::error_code ec = session_.receive({in_.get(), n}, events_);
+  (void)session_.receive({in_.get(), n}, events_);  // a broken session is failed by pump()
   pump();
-  if (ec) fail(server_name_ + " broke the HTTP/2 protocol");
 }
 
 void H2Connection::pump() {
@@ -315,17 +386,23 @@ void H2Connection::pump() {
   }
   auto self = shared_from_this();
   pumping_ = true;
+  bool broken = false;
   do {
     repump_ = false;
     if (state_ != State::closed) {
       out_ += session_.take_output();
       session_.take_events(events_);
+      broken = session_.broken();
     }
     std::vector<H2Event> events = std::move(events_);
     events_.clear();
     dispatch(events);
   } while (repump_ || !events_.empty());
   pumping_ = false;
+  if (broken && state_ != State::closed) {
+    fail(server_name_ + " broke the HTTP/2 protocol");
+    return;
+  }
   write();
 }
 
@@ -379,6 +456,8 @@ void H2Connection::fail(const std::string& why) {
 void H2Connection::close() {
   state_ = State::closed;
   std::error_code ignored;
+  if (!writing_in_flight_ && !out_.empty() && socket_.is_open())  // best effort: the GOAWAY saying why
+    socket_.write_some(asio::buffer(out_), ignored);
   timer_.cancel();
   if (resolver_) resolver_->cancel();
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
@@ -395,8 +474,7 @@ void H2Connection::settle() {
   }
   // Idle: nothing pending, so no CPU and no reason for run() to wait; or closed when no one
   // will call again.
-  std::error_code ignored;
-  if (reading_) socket_.cancel(ignored);
+  if (reading_) read_cancel_.emit(asio::cancellation_type::terminal);  // the read only, not a write
   if (keepalive_armed_) {
     timer_.cancel();
     keepalive_armed_ = false;
@@ -436,7 +514,10 @@ void H2Connection::keepalive_tick() {
 // ChannelCore
 
 ChannelCore::ChannelCore(const asio::any_io_executor& executor, GrpcTarget target, GrpcChannelOptions options)
-    : strand_(asio::make_strand(executor)), target_(std::move(target)), options_(std::move(options)) {}
+    : strand_(asio::make_strand(executor)),
+      target_(std::move(target)),
+      options_(std::move(options)),
+      registry_(CallRegistry::of(executor)) {}
 
 ChannelCore::~ChannelCore() {
   if (!current_) return;
@@ -447,6 +528,7 @@ ChannelCore::~ChannelCore() {
 }
 
 void ChannelCore::start(std::shared_ptr<GrpcCall> call) {
+  call->enrol(registry_);
   asio::post(strand_, [self = shared_from_this(), call = std::move(call)] {
     call->arm_deadline();
     if (!self->current_ || !self->current_->accepting()) {

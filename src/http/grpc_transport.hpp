@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include <asio/any_io_executor.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
@@ -31,8 +33,20 @@
 namespace awaken::http::detail {
 
 class H2Connection;
+class GrpcCall;
 using ReadCompletion = awaken::Completion<std::error_code, std::optional<std::string>>;
 using Strand = asio::strand<asio::any_io_executor>;
+
+/// The calls started on one execution context. When the context shuts down, their waiting
+/// readers (a coroutine waiting in `read()` owns the stream that owns the call) and their
+/// connections are dropped: otherwise such a cycle would outlive the context.
+struct CallRegistry {
+  std::mutex mutex;
+  std::list<GrpcCall*> calls;
+  bool shut_down = false;
+  /// The registry of `executor`'s execution context.
+  static std::shared_ptr<CallRegistry> of(const asio::any_io_executor& executor);
+};
 
 /// One call: its request, the messages received and not yet read, its reader and its end.
 class GrpcCall : public std::enable_shared_from_this<GrpcCall> {
@@ -61,6 +75,10 @@ class GrpcCall : public std::enable_shared_from_this<GrpcCall> {
   void abandon(std::error_code ec, std::string message);
   /// Starts the deadline, if the call has one.
   void arm_deadline();
+  /// Any thread: joins `registry` until the call is destroyed.
+  void enrol(std::shared_ptr<CallRegistry> registry);
+  /// The execution context is shutting down: drops the reader, unrun, and the connection.
+  void drop_for_shutdown() noexcept;
 
   // From the connection.
   void on_queued(std::shared_ptr<H2Connection> connection) { connection_ = std::move(connection); }
@@ -86,6 +104,8 @@ class GrpcCall : public std::enable_shared_from_this<GrpcCall> {
   std::error_code final_;
   mutable std::mutex message_mutex_;
   std::string status_message_;
+  std::shared_ptr<CallRegistry> registry_;
+  std::list<GrpcCall*>::iterator entry_;
 };
 
 /// One connection and its HTTP/2 session. It reads only while calls are open: an idle
@@ -113,6 +133,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
  private:
   enum class State { connecting, open, closed };
 
+  void connect_next(std::size_t i);
   void on_connected(std::error_code ec);
   void start_call(const std::shared_ptr<GrpcCall>& call);
   void read();
@@ -142,7 +163,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::chrono::milliseconds keepalive_timeout_;
   asio::generic::stream_protocol::socket socket_;
   std::optional<asio::ip::tcp::resolver> resolver_;
-  asio::steady_timer timer_;  // the connect timeout, then the keepalive
+  std::vector<asio::generic::stream_protocol::endpoint> candidates_;  // resolved addresses
+  asio::cancellation_signal read_cancel_;                             // cancels the read alone
+  asio::steady_timer timer_;                                          // the connect timeout, then the keepalive
   H2GrpcSession session_;
   State state_ = State::connecting;
   std::map<std::int32_t, std::weak_ptr<GrpcCall>> calls_;  // weak: a call's owner keeps it
@@ -176,6 +199,7 @@ class ChannelCore : public std::enable_shared_from_this<ChannelCore> {
   Strand strand_;
   GrpcTarget target_;
   GrpcChannelOptions options_;
+  std::shared_ptr<CallRegistry> registry_;
   std::shared_ptr<H2Connection> current_;  // on the strand
 };
 

@@ -2,6 +2,7 @@
 #include "http/h2_session.hpp"
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <cstring>
@@ -10,6 +11,12 @@
 namespace awaken::http::detail {
 
 namespace {
+// A request may carry a token (ValidateJWTSVID): wiped once sent or abandoned.
+void wipe(std::string& request) noexcept {
+  OPENSSL_cleanse(request.data(), request.size());
+  std::string{}.swap(request);
+}
+
 H2Event make_event(H2Event::Kind kind, std::int32_t stream) {
   H2Event e;
   e.kind = kind;
@@ -75,9 +82,11 @@ struct H2Callbacks {
     std::deque<std::string> messages;
     const std::error_code ec = call.parser.feed({reinterpret_cast<const char*>(data), len}, messages);
     // Flow control follows the consumer: while a message of this call waits to be taken, no
-    // window credit is returned for the call's bytes; once the consumer has taken every message,
+    // stream credit is returned for the call's bytes; once the consumer has taken every message,
     // all of them are credited (so a message under way never waits for a credit the consumer
-    // cannot give).
+    // cannot give). The connection is credited at once: one slow reader must not stall the
+    // other calls.
+    nghttp2_session_consume_connection(session, len);
     call.withheld += len;
     for (auto& m : messages) {
       H2Event e = make_event(H2Event::Kind::message, stream);
@@ -86,7 +95,7 @@ struct H2Callbacks {
       ++call.untaken;
       emit(s, std::move(e));
     }
-    if (call.untaken == 0) nghttp2_session_consume(session, stream, std::exchange(call.withheld, 0));
+    if (call.untaken == 0) nghttp2_session_consume_stream(session, stream, std::exchange(call.withheld, 0));
     if (ec) {  // over the bound or not a gRPC frame: no more of this call is buffered
       call.failed = ec;
       nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, stream, NGHTTP2_CANCEL);
@@ -110,8 +119,8 @@ struct H2Callbacks {
   static int on_error(nghttp2_session* /*session*/, int lib_error_code, const char* /*msg*/, std::size_t /*len*/,
                       void* user) {
     if (lib_error_code == NGHTTP2_ERR_PROTO || lib_error_code == NGHTTP2_ERR_FRAME_SIZE_ERROR ||
-        lib_error_code == NGHTTP2_ERR_FLOW_CONTROL || lib_error_code == NGHTTP2_ERR_HTTP_HEADER ||
-        lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC || lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED)
+        lib_error_code == NGHTTP2_ERR_FLOW_CONTROL || lib_error_code == NGHTTP2_ERR_BAD_CLIENT_MAGIC ||
+        lib_error_code == NGHTTP2_ERR_SETTINGS_EXPECTED)
       self(user).connection_error_ = true;
     return 0;
   }
@@ -133,7 +142,7 @@ struct H2Callbacks {
     call.sent += n;
     if (call.sent == call.request.size()) {
       *data_flags |= NGHTTP2_DATA_FLAG_EOF;
-      std::string{}.swap(call.request);
+      wipe(call.request);
       call.sent = 0;
     }
     return static_cast<ssize_t>(n);
@@ -165,7 +174,10 @@ H2GrpcSession::H2GrpcSession(Options options) : options_(options) {
       static_cast<std::int32_t>(std::min<std::uint64_t>(std::uint64_t{options_.initial_window} * 4, INT32_MAX)));
 }
 
-H2GrpcSession::~H2GrpcSession() { nghttp2_session_del(session_); }
+H2GrpcSession::~H2GrpcSession() {
+  for (auto& [stream, call] : calls_) wipe(call.request);
+  nghttp2_session_del(session_);
+}
 
 std::int32_t H2GrpcSession::start(const H2Call& call, std::string_view message) {
   std::vector<Header> head{{":method", "POST"},
@@ -235,6 +247,7 @@ void H2GrpcSession::fail_all(const std::string& why) {
     e.status.message = why;
     later_.push_back(std::move(e));
   }
+  for (auto& [stream, call] : calls_) wipe(call.request);
   calls_.clear();
 }
 
@@ -249,7 +262,7 @@ void H2GrpcSession::taken(std::int32_t stream) {
   if (it == calls_.end() || it->second.untaken == 0) return;  // finished: its bytes were credited
   Call& call = it->second;
   if (--call.untaken == 0 && call.withheld > 0)
-    nghttp2_session_consume(session_, stream, std::exchange(call.withheld, 0));
+    nghttp2_session_consume_stream(session_, stream, std::exchange(call.withheld, 0));
 }
 
 void H2GrpcSession::cancel(std::int32_t stream) {
@@ -260,6 +273,11 @@ void H2GrpcSession::cancel(std::int32_t stream) {
 }
 
 void H2GrpcSession::ping() { nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr); }
+
+bool H2GrpcSession::broken() const noexcept {
+  // nghttp2 reports most connection errors by queueing its GOAWAY and wanting no more input.
+  return dead_ || connection_error_ || (!goaway_ && nghttp2_session_want_read(session_) == 0);
+}
 
 bool H2GrpcSession::usable() const noexcept {
   return !dead_ && !goaway_ && !connection_error_ && nghttp2_session_want_read(session_) != 0;
@@ -290,8 +308,7 @@ void H2GrpcSession::finish(std::int32_t stream, std::uint32_t h2_error) {
       e.status.message = "stream ended inside a message";
     }
   }
-  // The stream is gone: what it held back goes back to the connection.
-  if (call.withheld > 0) nghttp2_session_consume_connection(session_, call.withheld);
+  wipe(call.request);
   calls_.erase(it);
   H2Callbacks::emit(*this, std::move(e));
 }

@@ -83,7 +83,8 @@ class H2GrpcSession {
   /// or empty when none came.
   std::string goaway_text() const;
   /// The consumer took a message of `stream`. While any message of a call waits to be taken,
-  /// the peer gets no window credit for that call: a slow consumer slows the sender.
+  /// the peer gets no stream window credit for that call: a slow consumer slows its sender (the
+  /// connection's credit is returned at once, so the other calls go on).
   void taken(std::int32_t stream);
   /// Cancels `stream` (RST_STREAM CANCEL); its `finished` event follows with `cancelled`.
   void cancel(std::int32_t stream);
@@ -91,6 +92,9 @@ class H2GrpcSession {
   void ping();
   /// Whether the session can still carry calls (no GOAWAY, no connection error).
   bool usable() const noexcept;
+  /// Whether the connection is broken: the peer broke HTTP/2 (nghttp2 may have queued its
+  /// GOAWAY, to be sent by `take_output`, and then wants no more input) or the session failed.
+  bool broken() const noexcept;
   std::size_t open_calls() const noexcept { return calls_.size(); }
 
  private:

@@ -10,6 +10,8 @@
 
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/io_context.hpp>
@@ -97,6 +99,14 @@ awaken::Error expect_error(asio::io_context& io, Awaitable aw) {
   }
   FAIL("expected an awaken::Error");
   throw std::logic_error("unreachable");
+}
+
+// Reads a stream to its end; `token` lives in the coroutine's frame.
+asio::awaitable<void> read_all(GrpcChannel channel, std::string knobs_text, std::shared_ptr<int> token) {
+  auto stream = channel.server_stream(stream_method, std::move(knobs_text));
+  while (co_await stream.read()) {
+  }
+  (void)token;
 }
 
 }  // namespace
@@ -564,4 +574,21 @@ TEST_CASE("a channel used from several threads at once, on an io_context run by 
   runner_a.join();
   runner_b.join();
   CHECK(good == 4 * 25 * 3);
+}
+
+TEST_CASE("destroying the io_context while a read waits frees the reader, the call and the socket", "[grpc][h2]") {
+  GrpcPeer peer;
+  const std::size_t fds = open_fds();
+  std::weak_ptr<int> frame;
+  {
+    asio::io_context io;
+    auto token = std::make_shared<int>(0);
+    frame = token;
+    const GrpcChannel channel{io.get_executor(), peer.unix_target()};
+    asio::co_spawn(io, read_all(channel, knobs({{"count", 5}, {"hang_after", 1}}), std::move(token)), asio::detached);
+    io.run_for(1s);  // the first message, then the read waits for ever
+    CHECK_FALSE(frame.expired());
+  }
+  CHECK(frame.expired());    // the coroutine's frame is gone with its pending read
+  CHECK(open_fds() == fds);  // and so is the connection
 }
