@@ -314,3 +314,51 @@ TEST_CASE("GOAWAY fails the calls above its last stream with its text; a lost co
   CHECK(finished(events, kept)->status.message == "connection lost");
   CHECK(client.open_calls() == 0);
 }
+
+TEST_CASE("readers that take nothing hold back their own calls only, never the connection", "[h2]") {
+  TestServer server;
+  server.respond = [](const std::string& path) {
+    TestServer::Reply r;
+    if (path == "/S/Slow")
+      for (int i = 0; i < 8; ++i) r.messages.push_back(std::string(60'000, 's'));
+    else
+      r.messages = {std::string(50'000, 'f')};
+    return r;
+  };
+  // Four calls whose messages nobody takes could fill four stream windows: the whole
+  // connection window if that were held back too.
+  H2GrpcSession client{{.max_message_bytes = 1 << 20, .initial_window = 100'000}};
+  std::vector<std::int32_t> slow;
+  for (int i = 0; i < 4; ++i) slow.push_back(client.start(call("/S/Slow"), ""));
+  auto events = pump(client, server, false);
+  const auto fast = client.start(call("/S/Fast"), "");
+  auto more = pump(client, server, false);
+  events.insert(events.end(), more.begin(), more.end());
+  REQUIRE(finished(events, fast));
+  CHECK(!finished(events, fast)->status.code);
+  for (auto s : slow) CHECK(!finished(events, s));
+}
+
+TEST_CASE("a connection error nghttp2 answers with GOAWAY leaves the session broken", "[h2]") {
+  H2GrpcSession client{{}};
+  (void)client.start(call("/S/M"), "");
+  (void)client.take_output();
+  CHECK(!client.broken());
+  const std::string settings("\x00\x00\x00\x04\x00\x00\x00\x00\x00", 9);
+  const std::string data_on_stream_0("\x00\x00\x01\x00\x00\x00\x00\x00\x00x", 10);  // forbidden
+  std::vector<H2Event> events;
+  (void)client.receive(settings + data_on_stream_0, events);
+  const std::string out = client.take_output();
+  CHECK(client.broken());
+  CHECK(!client.usable());
+  // Among the frames out is the GOAWAY (type 7) that says why.
+  bool goaway = false;
+  for (std::size_t at = 0; at + 9 <= out.size();) {
+    const auto length = (std::size_t{static_cast<unsigned char>(out[at])} << 16) |
+                        (std::size_t{static_cast<unsigned char>(out[at + 1])} << 8) |
+                        std::size_t{static_cast<unsigned char>(out[at + 2])};
+    goaway |= out[at + 3] == '\x07';
+    at += 9 + length;
+  }
+  CHECK(goaway);
+}
