@@ -248,7 +248,7 @@ WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEnd
 
 WorkloadApiClient::WorkloadApiClient(const http::HttpClient& client, WorkloadEndpoint endpoint,
                                      WorkloadApiOptions options)
-    : WorkloadApiClient(client.get_executor(), std::move(endpoint), std::move(options)) {}
+    : WorkloadApiClient(client.get_executor(), std::move(endpoint), options) {}
 
 asio::any_io_executor WorkloadApiClient::executor() const noexcept { return channel_.get_executor(); }
 
