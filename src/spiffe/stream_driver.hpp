@@ -154,16 +154,21 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
     s->factory = settings.factory;
     return s;
   }
-  // Resolved per client, so that a missing or bad endpoint is reported the same way.
-  s->factory = [endpoint = settings.endpoint, failure = settings.endpoint_error, http = http::HttpClient{executor},
-                limits = settings.limits]() {
-    if (!endpoint) throw failure;
+  // One client for the source's life: its stream and its one-shot calls (`fetch_jwt_svid`)
+  // share one connection, which reconnects by itself. A missing or bad endpoint is thrown at
+  // each use, so that it is reported as a client's failure.
+  std::optional<WorkloadApiClient> client;
+  if (settings.endpoint) {
     WorkloadApiOptions options;
-    options.bundle_limits = limits;
-    const std::size_t largest = std::max(limits.max_bundle_jwks_bytes, limits.max_bundle_der_bytes);
+    options.bundle_limits = settings.limits;
+    const std::size_t largest = std::max(settings.limits.max_bundle_jwks_bytes, settings.limits.max_bundle_der_bytes);
     options.max_message_bytes =
         std::max<std::size_t>(options.max_message_bytes, largest > SIZE_MAX / 2 ? SIZE_MAX : largest + (1u << 20));
-    return WorkloadApiClient{http, *endpoint, options};
+    client.emplace(executor, *settings.endpoint, options);
+  }
+  s->factory = [client = std::move(client), failure = settings.endpoint_error]() {
+    if (!client) throw failure;
+    return *client;
   };
   return s;
 }

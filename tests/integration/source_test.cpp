@@ -470,3 +470,15 @@ TEST_CASE("build with a handler that has no executor of its own is refused", "[s
   REQUIRE(code.wait_for(5s) == std::future_status::ready);
   CHECK(code.get() == std::errc::invalid_argument);
 }
+
+TEST_CASE("A source's streams and its fetch_jwt_svid calls share one connection", "[source]") {
+  WorkloadPeer peer{true};  // over TCP, where the agent tells connections apart
+  asio::io_context io;
+  const JwtSource source = run(io, JwtSource::builder().endpoint(peer.tcp_endpoint()).build(io.get_executor()));
+  for (int i = 0; i < 5; ++i)
+    CHECK(run(io, source.fetch_jwt_svid({"a"})).spiffe_id().str() == "spiffe://example.org/workload");
+  const auto stats = peer.control("/stats");
+  CHECK(stats["calls"]["FetchJWTSVID"] == 5);
+  CHECK(stats["connections"] == 1);
+  run(io, source.shutdown());
+}

@@ -44,7 +44,9 @@
 //                           audiences (until the key rotates) instead of signing anew: for
 //                           benchmarks of the clients rather than of this peer's signing
 //   /stats (GET)            {"streams": open JWT bundle streams, "x509_streams": open X.509
-//                           streams, "x509_serial": N, "calls": {method: count}, "kid": KID}
+//                           streams, "x509_serial": N, "calls": {method: count}, "kid": KID,
+//                           "connections": client connections calls came on (distinct over TCP
+//                           only: a unix socket's peers all read the same)}
 //   /jwks (GET)             the current JWT key as a JWKS (without use), for relying parties
 //   /x509/rotate?key=K      new leaf keys (K: ec256, ec384, rsa2048, ed25519; default the current
 //                           kind, ec256 at start) and certificates for both SVIDs, pushed to every
@@ -201,8 +203,10 @@ function takeFault(method) {
 }
 
 // Common admission: counts, delay, the security header, armed faults. Returns an error or null.
+const peers = new Set();  // the client ends of the connections calls came on (distinct over TCP)
 async function admit(call, method) {
   calls[method] = (calls[method] || 0) + 1;
+  peers.add(call.getPeer());
   if (delayMs) await sleep(delayMs);
   if (call.metadata.get('workload.spiffe.io')[0] !== 'true') {
     return { code: grpc.status.INVALID_ARGUMENT, details: 'security header missing from request' };
@@ -395,7 +399,8 @@ const control = http.createServer(async (req, res) => {
       return reply({ keys: [key] });
     }
     case '/stats':
-      return reply({ streams: streams.size, x509_streams: x509Streams.size, x509_serial: x509.serial, calls, kid: signing.kid });
+      return reply({ streams: streams.size, x509_streams: x509Streams.size, x509_serial: x509.serial, calls, kid: signing.kid,
+        connections: peers.size });
     case '/x509/rotate': {
       const key = q('key', x509.key);
       if (!keyArgs[key]) return reply({ error: `unknown key ${key}` }, 400);

@@ -83,8 +83,9 @@ class SourceBuilder {
     return self();
   }
   Derived& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
-  /// How the source makes its clients (one per connection); replaces `endpoint`. A throwing
-  /// factory counts as `client_creation` and is retried with backoff.
+  /// How the source makes its clients, called for each stream it opens and each one-shot call;
+  /// replaces `endpoint` (whose default is one client, so one connection, for the source's
+  /// life). A throwing factory counts as `client_creation` and is retried with backoff.
   Derived& client_factory(std::function<WorkloadApiClient()> factory) {
     settings_.factory = std::move(factory);
     settings_.endpoint.reset();
