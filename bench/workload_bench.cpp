@@ -70,18 +70,18 @@ nlohmann::json grpc_js(const std::string& socket, const std::string& request) {
   return nlohmann::json::parse(out);
 }
 
-double cpu_ms(bool user_only = false) {
+// CPU time (all, and in user space) in ms and context switches of this whole process.
+struct Usage {
+  double cpu_ms, user_ms;
+  long switches;
+};
+Usage usage() {
   rusage u{};
   ::getrusage(RUSAGE_SELF, &u);
-  if (user_only) return static_cast<double>(u.ru_utime.tv_sec) * 1e3 + static_cast<double>(u.ru_utime.tv_usec) / 1e3;
-  return (static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) * 1e3) +
-         (static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e3);
-}
-
-long context_switches() {
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return u.ru_nvcsw + u.ru_nivcsw;
+  const auto ms = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+  };
+  return {ms(u.ru_utime) + ms(u.ru_stime), ms(u.ru_utime), u.ru_nvcsw + u.ru_nivcsw};
 }
 
 }  // namespace
@@ -104,15 +104,15 @@ int main() {
                        [&]() -> asio::awaitable<std::vector<double>> {
                          for (int i = 0; i < 200; ++i) co_await client.fetch_jwt_svid(audiences, id);  // warm-up
                          std::vector<double> out;
-                         const double cpu0 = cpu_ms();
-                         const double user0 = cpu_ms(true);
+                         const Usage before = usage();
                          for (int i = 0; i < sequential_calls; ++i) {
                            const auto t0 = Clock::now();
                            co_await client.fetch_jwt_svid(audiences, id);
                            out.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
                          }
-                         cpu_per_call_us = (cpu_ms() - cpu0) * 1e3 / sequential_calls;
-                         user_per_call_us = (cpu_ms(true) - user0) * 1e3 / sequential_calls;
+                         const Usage after = usage();
+                         cpu_per_call_us = (after.cpu_ms - before.cpu_ms) * 1e3 / sequential_calls;
+                         user_per_call_us = (after.user_ms - before.user_ms) * 1e3 / sequential_calls;
                          co_return out;
                        },
                        asio::use_future)
@@ -147,11 +147,10 @@ int main() {
                              asio::use_future)
                   .get();
   std::this_thread::sleep_for(500ms);
-  const double cpu0 = cpu_ms();
-  const long switches0 = context_switches();
+  const Usage idle_start = usage();
   std::this_thread::sleep_for(10s);
-  const double idle_cpu = cpu_ms() - cpu0;
-  const long idle_switches = context_switches() - switches0;
+  const double idle_cpu = usage().cpu_ms - idle_start.cpu_ms;
+  const long idle_switches = usage().switches - idle_start.switches;
   const bool healthy = jwt.is_healthy() && x509.is_healthy();
   asio::co_spawn(io, jwt.shutdown(), asio::use_future).get();
   asio::co_spawn(io, x509.shutdown(), asio::use_future).get();

@@ -177,15 +177,14 @@ H2Connection::H2Connection(Strand strand, const GrpcTarget& target, const GrpcCh
       target_(target),
       server_name_(options.server_name),
       connect_timeout_(options.connect_timeout),
-      keepalive_timeout_(options.keepalive_timeout),
+      keepalive_(options.keepalive_interval, options.keepalive_timeout, target.unix_path.empty()),
       socket_(strand_),
       timer_(strand_),
       session_(H2GrpcSession::Options{options.max_message_bytes}),
-      in_(new char[read_chunk]) {
-  if (options.keepalive_interval)
-    keepalive_interval_ = *options.keepalive_interval;
-  else if (target_.unix_path.empty())
-    keepalive_interval_ = std::chrono::seconds{30};
+      in_(new char[read_chunk]) {}
+
+std::string H2Connection::where() const {
+  return server_name_ + " at " + (target_.unix_path.empty() ? target_.authority : target_.unix_path);
 }
 
 std::string H2Connection::connect_failure(std::error_code ec) const {
@@ -193,9 +192,8 @@ std::string H2Connection::connect_failure(std::error_code ec) const {
   const bool system = ec.category() == asio::system_category();
   if (!target_.unix_path.empty() && system && ec.value() == ENOENT)
     return "no " + server_name_ + " socket at " + target_.unix_path + " (" + ec.message() + ")";
-  const std::string& where = target_.unix_path.empty() ? target_.authority : target_.unix_path;
-  if (ec == asio::error::connection_refused) return server_name_ + " at " + where + ": connection refused";
-  return server_name_ + " at " + where + ": cannot connect (" + ec.message() + ")";
+  if (ec == asio::error::connection_refused) return where() + ": connection refused";
+  return where() + ": cannot connect (" + ec.message() + ")";
 }
 
 void H2Connection::open() {
@@ -203,9 +201,7 @@ void H2Connection::open() {
   timer_.expires_after(connect_timeout_);
   timer_.async_wait([self](std::error_code ec) {
     if (ec || self->state_ != State::connecting) return;
-    self->fail(self->server_name_ + " at " +
-               (self->target_.unix_path.empty() ? self->target_.authority : self->target_.unix_path) +
-               ": no connection within " + millis(self->connect_timeout_));
+    self->fail(self->where() + ": no connection within " + millis(self->connect_timeout_));
   });
   if (!target_.unix_path.empty()) {
     socket_.async_connect(asio::local::stream_protocol::endpoint{target_.unix_path},
@@ -230,8 +226,7 @@ void H2Connection::open() {
   resolver_->async_resolve(host, port, [self](std::error_code e, const asio::ip::tcp::resolver::results_type& found) {
     if (self->state_ != State::connecting) return;
     if (e || found.empty()) {
-      self->fail(self->server_name_ + " at " + self->target_.authority + ": cannot resolve the host (" +
-                 (e ? e.message() : std::string{"no address"}) + ")");
+      self->fail(self->where() + ": cannot resolve the host (" + (e ? e.message() : std::string{"no address"}) + ")");
       return;
     }
     for (const auto& entry : found) self->candidates_.emplace_back(entry.endpoint());
@@ -374,7 +369,7 @@ void H2Connection::on_read(std::error_code ec, std::size_t n) {
 }
 
 void H2Connection::receive(std::size_t n) {
-  heard_ = true;
+  keepalive_.heard();
   (void)session_.receive({in_.get(), n}, events_);  // a broken session is failed by pump()
   pump();
 }
@@ -469,7 +464,7 @@ void H2Connection::settle() {
   if (state_ == State::closed) return;
   if (!idle()) {
     read();
-    if (keepalive_interval_.count() > 0 && !keepalive_armed_) arm_keepalive(keepalive_interval_);
+    if (keepalive_.enabled() && !keepalive_armed_) arm_keepalive(keepalive_.interval());
     return;
   }
   // Idle: nothing pending, so no CPU and no reason for run() to wait; or closed when no one
@@ -478,7 +473,7 @@ void H2Connection::settle() {
   if (keepalive_armed_) {
     timer_.cancel();
     keepalive_armed_ = false;
-    ping_out_ = false;
+    keepalive_.reset();
   }
   if (detached_) close();
 }
@@ -494,20 +489,18 @@ void H2Connection::arm_keepalive(std::chrono::milliseconds after) {
 void H2Connection::keepalive_tick() {
   keepalive_armed_ = false;
   if (state_ != State::open || idle()) return;
-  if (ping_out_) {
-    if (!heard_) {
-      fail(server_name_ + " did not answer a keepalive PING within " + millis(keepalive_timeout_));
+  const auto step = keepalive_.on_timer();
+  switch (step.act) {
+    case KeepalivePolicy::Act::give_up:
+      fail(server_name_ + " did not answer a keepalive PING within " + millis(keepalive_.timeout()));
       return;
-    }
-    ping_out_ = false;
-    arm_keepalive(keepalive_interval_);
-    return;
+    case KeepalivePolicy::Act::ping:
+      session_.ping();
+      pump();
+      break;
+    case KeepalivePolicy::Act::wait: break;
   }
-  heard_ = false;
-  ping_out_ = true;
-  session_.ping();
-  pump();
-  arm_keepalive(keepalive_timeout_);
+  arm_keepalive(step.wait);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -153,14 +153,14 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void keepalive_tick();
   bool idle() const noexcept { return calls_.empty() && queued_.empty(); }
   std::string connect_failure(std::error_code ec) const;
+  std::string where() const;  // "Workload API at /run/agent.sock"
   std::string closed_text() const;
 
   Strand strand_;
   GrpcTarget target_;
   std::string server_name_;
   std::chrono::milliseconds connect_timeout_;
-  std::chrono::milliseconds keepalive_interval_{0};
-  std::chrono::milliseconds keepalive_timeout_;
+  KeepalivePolicy keepalive_;
   asio::generic::stream_protocol::socket socket_;
   std::optional<asio::ip::tcp::resolver> resolver_;
   std::vector<asio::generic::stream_protocol::endpoint> candidates_;  // resolved addresses
@@ -176,7 +176,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   bool reading_ = false, writing_in_flight_ = false;
   bool detached_ = false, exhausted_ = false;
   bool pumping_ = false, repump_ = false;
-  bool keepalive_armed_ = false, ping_out_ = false, heard_ = false;
+  bool keepalive_armed_ = false;
   std::string failure_;  // why the connection ended, for calls that come too late
 };
 

@@ -51,6 +51,49 @@ struct H2Call {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
+/// When to PING a connection with open calls and when to give up on a silent peer. Events in
+/// (the timer fired, bytes arrived), what to do out; the driver owns the one timer.
+class KeepalivePolicy {
+ public:
+  enum class Act {
+    ping,    ///< send a PING, then wait `wait` for any answer
+    wait,    ///< the peer answered: wait `wait` before the next PING
+    give_up  ///< nothing came back within the timeout: the connection is dead
+  };
+  struct Step {
+    Act act;
+    std::chrono::milliseconds wait{0};
+  };
+  /// `interval` unset: every 30 s over TCP, never on a unix socket; zero: never.
+  KeepalivePolicy(std::optional<std::chrono::milliseconds> interval, std::chrono::milliseconds timeout, bool tcp)
+      : interval_(interval.value_or(tcp ? std::chrono::milliseconds{30'000} : std::chrono::milliseconds{0})),
+        timeout_(timeout) {}
+
+  bool enabled() const noexcept { return interval_.count() > 0; }
+  std::chrono::milliseconds interval() const noexcept { return interval_; }
+  std::chrono::milliseconds timeout() const noexcept { return timeout_; }
+  /// Bytes came from the peer.
+  void heard() noexcept { heard_ = true; }
+  /// No call is open any more: the next round starts afresh.
+  void reset() noexcept { ping_out_ = false; }
+  /// The wait ended.
+  Step on_timer() noexcept {
+    if (!ping_out_) {
+      heard_ = false;
+      ping_out_ = true;
+      return {Act::ping, timeout_};
+    }
+    ping_out_ = false;
+    return heard_ ? Step{Act::wait, interval_} : Step{Act::give_up};
+  }
+
+ private:
+  std::chrono::milliseconds interval_;
+  std::chrono::milliseconds timeout_;
+  bool ping_out_ = false;
+  bool heard_ = false;
+};
+
 /// The client side of one HTTP/2 connection carrying gRPC calls.
 ///
 /// Thread safety: none; one driver owns it.

@@ -362,3 +362,27 @@ TEST_CASE("a connection error nghttp2 answers with GOAWAY leaves the session bro
   }
   CHECK(goaway);
 }
+
+TEST_CASE("keepalive: ping, wait for any answer, give up on silence; 30 s over TCP by default", "[h2]") {
+  using awaken::http::detail::KeepalivePolicy;
+  using Act = KeepalivePolicy::Act;
+  using std::chrono::milliseconds;
+  CHECK(KeepalivePolicy{std::nullopt, milliseconds{10}, true}.interval() == milliseconds{30'000});
+  CHECK_FALSE(KeepalivePolicy{std::nullopt, milliseconds{10}, false}.enabled());  // unix socket
+  CHECK_FALSE(KeepalivePolicy{milliseconds{0}, milliseconds{10}, true}.enabled());
+
+  KeepalivePolicy k{milliseconds{200}, milliseconds{50}, true};
+  auto step = k.on_timer();
+  CHECK(step.act == Act::ping);
+  CHECK(step.wait == milliseconds{50});
+  k.heard();  // the PING's ACK, or any frame
+  step = k.on_timer();
+  CHECK(step.act == Act::wait);
+  CHECK(step.wait == milliseconds{200});
+  k.heard();  // bytes before the next PING do not count for it
+  CHECK(k.on_timer().act == Act::ping);
+  CHECK(k.on_timer().act == Act::give_up);
+
+  k.reset();  // the calls ended while a PING was out: a new round starts with a PING
+  CHECK(k.on_timer().act == Act::ping);
+}
