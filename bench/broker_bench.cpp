@@ -20,10 +20,22 @@
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <fstream>
+#include <functional>
+#include <map>
+
+#include <nlohmann/json.hpp>
+
 #include <awaken/credentials/awaken_broker.hpp>
+#include <awaken/credentials/cloud_federation.hpp>
+#include <awaken/credentials/federation.hpp>
+#include <awaken/credentials/oauth_client_credentials.hpp>
+#include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
+#include <awaken/spiffe/x509_source.hpp>
 
 #include "bench_report.hpp"
+#include "support/workload_peer.hpp"
 
 // Every heap allocation goes through malloc, so counting there also catches the memory Asio
 // takes with aligned_alloc for coroutine frames. glibc allows replacing the malloc family.
@@ -269,11 +281,188 @@ BENCHMARK(cold_baseline)->Name("cold/baseline_timer_wait")->Arg(1000)->Arg(10000
 BENCHMARK_CAPTURE(cold_callers, ok, false)->Name("cold/20ms_mint")->Arg(1000)->Arg(10000)->Apply(cold);
 BENCHMARK_CAPTURE(cold_callers, fail, true)->Name("cold/20ms_permanent_failure")->Arg(100)->Apply(cold);
 
+// ---------------------------------------------------------------------------------------------
+// A mint per kind of material, through the broker, against the tests' peers: oidc-provider and
+// the cloud token services, with the Workload API peer for SVIDs (reused, so that its signing
+// is not timed). Each iteration registers the material again (dropping the cached token) and
+// asks once. The baselines are one bare HttpClient POST of an equivalent request to the same
+// peer: the broker, the minter and the identity token's cost show in the ratio.
+
+struct Federation {
+  awaken::test::TempDir dir;
+  awaken::test::WorkloadPeer peer;
+  std::string jwks = "http://127.0.0.1:" + std::to_string(peer.control_port()) + "/jwks";
+  awaken::test::PeerProcess cloud{"cloud_sts_server.mjs", {"--jwks", jwks}};
+  std::unique_ptr<awaken::test::PeerProcess> oidc;
+  asio::io_context io;
+  std::optional<awaken::spiffe::JwtSource> source;
+  std::shared_ptr<awaken::spiffe::X509Source> x509;
+  std::optional<awaken::http::HttpClient> http;
+  std::unique_ptr<AwakenBroker> broker;
+  std::string token_file = dir.path() + "/token";
+  std::map<std::string, std::pair<CredentialMaterial, std::string>> kinds;  // name -> material, scope
+
+  std::string cloud_url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(cloud.info()["port"].get<int>()) + path;
+  }
+  std::string post(const std::string& url, std::string body) {
+    awaken::http::HttpRequest r;
+    r.method = "POST";
+    r.url = url;
+    r.body = std::move(body);
+    r.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
+    return awaken::test::run(io, http->send(std::move(r))).body;
+  }
+
+  Federation() {
+    peer.control("/reuse_svids?on=1");
+    std::ofstream{dir.path() + "/root.pem"} << peer.control("/x509/ca")["example_root_pem"].get<std::string>();
+    oidc = std::make_unique<awaken::test::PeerProcess>(
+        "oidc_server.mjs",
+        std::vector<std::string>{"--jwks", jwks, "--tls", dir.path(), "--client-ca", dir.path() + "/root.pem"});
+    awaken::http::HttpClientOptions options;
+    options.ca_file = oidc->info()["ca_file"];
+    http.emplace(io.get_executor(), options);
+    awaken::BrokerOptions broker_options;
+    broker_options.http = *http;
+    broker = std::make_unique<AwakenBroker>(io.get_executor(), broker_options);
+    auto jb = awaken::spiffe::JwtSource::builder();
+    jb.endpoint(peer.endpoint());
+    source.emplace(awaken::test::run(io, jb.build(io.get_executor())));
+    auto xb = awaken::spiffe::X509Source::builder();
+    xb.endpoint(peer.endpoint());
+    x509 = std::make_shared<awaken::spiffe::X509Source>(awaken::test::run(io, xb.build(io.get_executor())));
+    const std::string endpoint = oidc->info()["token_endpoint"];
+    const std::string https_endpoint = oidc->info()["https_token_endpoint"];
+    const auto google_audience = cloud.info()["google_audience"].get<std::string>();
+
+    awaken::OAuthClientCredentials secret;
+    secret.token_endpoint = endpoint;
+    secret.client_id = "awaken-basic";
+    secret.client_secret = RedactedString{"s3cret-value"};
+    kinds.insert({"oauth_client_secret", {awaken::oauth_client_credentials(secret), "api:read"}});
+    for (const char* type : {"jwt-bearer", "jwt-spiffe"})
+      kinds.insert(
+          {std::string{"spiffe_assertion_"} + type,
+           {awaken::material_from_config(
+                {{"kind", "spiffe_client_credentials"}, {"token_endpoint", endpoint}, {"client_assertion_type", type}},
+                *source),
+            "api:read"}});
+    awaken::FederatedOAuth mtls;
+    mtls.token_endpoint = https_endpoint;
+    mtls.client_id = "awaken-mtls";
+    mtls.tls_client_certificate = x509;
+    kinds.insert({"spiffe_mtls", {awaken::federated_oauth(mtls), "api:read"}});
+    kinds.insert(
+        {"jwt_bearer_grant",
+         {awaken::material_from_config(
+              {{"kind", "jwt_bearer_grant"}, {"token_endpoint", endpoint}, {"jwt_svid", nlohmann::json::object()}},
+              *source),
+          "api:read"}});
+    kinds.insert(
+        {"token_exchange",
+         {awaken::material_from_config({{"kind", "spiffe_token_exchange"}, {"token_endpoint", endpoint}}, *source),
+          "api:read"}});
+    std::ofstream{token_file} << post(cloud_url("/issue?aud=" + google_audience + "&ttl=3600"), {});
+    const std::string iam =
+        cloud_url("/v1/projects/-/serviceAccounts/bench@p.iam.gserviceaccount.com:generateAccessToken");
+    const nlohmann::json account{{"type", "external_account"},
+                                 {"audience", google_audience},
+                                 {"subject_token_type", "urn:ietf:params:oauth:token-type:jwt"},
+                                 {"token_url", cloud_url("/v1/token")},
+                                 {"service_account_impersonation_url", iam},
+                                 {"credential_source", {{"file", token_file}}}};
+    kinds.insert({"google_external_account",
+                  {CredentialMaterial::from_config({{"kind", "google_external_account"},
+                                                    {"credentials", account},
+                                                    {"allowed_urls", {cloud_url("/v1/token"), iam}}}),
+                   ""}});
+    const std::string azure_file = dir.path() + "/azure";
+    std::ofstream{azure_file} << post(cloud_url("/issue?aud=api://AzureADTokenExchange&ttl=3600"), {});
+    kinds.insert({"azure_workload_identity",
+                  {CredentialMaterial::from_config({{"kind", "azure_workload_identity"},
+                                                    {"client_id", cloud.info()["azure_client_id"]},
+                                                    {"tenant_id", cloud.info()["azure_tenant_id"]},
+                                                    {"authority_host", cloud_url("/")},
+                                                    {"token_file", azure_file}}),
+                   "https://management.azure.com/.default"}});
+    const std::string aws_file = dir.path() + "/aws";
+    std::ofstream{aws_file} << post(cloud_url("/issue?aud=sts.amazonaws.com&ttl=3600"), {});
+    kinds.insert({"aws_web_identity",
+                  {CredentialMaterial::from_config({{"kind", "aws_web_identity"},
+                                                    {"role_arn", "arn:aws:iam::123456789012:role/bench"},
+                                                    {"sts_endpoint", cloud_url("/")},
+                                                    {"token_file", aws_file}}),
+                   ""}});
+  }
+};
+
+std::unique_ptr<Federation>& federation() {
+  static std::unique_ptr<Federation> f;
+  if (!f) f = std::make_unique<Federation>();
+  return f;
+}
+
+void mint_kind(benchmark::State& state, const std::string& kind) {
+  Federation& f = *federation();
+  const auto& [material, scope] = f.kinds.at(kind);
+  for (auto _ : state) {
+    f.broker->register_material(kind, material);
+    const IssuedToken t = awaken::test::run(f.io, f.broker->token_for(kind, scope));
+    benchmark::DoNotOptimize(t);
+  }
+}
+
+// One bare POST to oidc-provider: client_secret_post client credentials.
+void baseline_oidc(benchmark::State& state) {
+  Federation& f = *federation();
+  const std::string endpoint = f.oidc->info()["token_endpoint"];
+  for (auto _ : state)
+    benchmark::DoNotOptimize(f.post(
+        endpoint, "grant_type=client_credentials&scope=api%3Aread&client_id=awaken-post&client_secret=s3cret-value"));
+}
+
+// One bare POST to the cloud peer: an Entra ID client credentials request with a ready assertion.
+void baseline_cloud(benchmark::State& state) {
+  Federation& f = *federation();
+  const std::string assertion = f.post(f.cloud_url("/issue?aud=api://AzureADTokenExchange&ttl=3600"), {});
+  const std::string url =
+      f.cloud_url("/" + f.cloud.info()["azure_tenant_id"].get<std::string>() + "/oauth2/v2.0/token");
+  const std::string form =
+      "grant_type=client_credentials&client_id=" + f.cloud.info()["azure_client_id"].get<std::string>() +
+      "&scope=https%3A%2F%2Fmanagement.azure.com%2F.default"
+      "&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
+      "&client_assertion=" +
+      assertion;
+  for (auto _ : state) benchmark::DoNotOptimize(f.post(url, form));
+}
+
+const char* const oidc_kinds[] = {"oauth_client_secret",
+                                  "spiffe_assertion_jwt-bearer",
+                                  "spiffe_assertion_jwt-spiffe",
+                                  "spiffe_mtls",
+                                  "jwt_bearer_grant",
+                                  "token_exchange"};
+const char* const cloud_kinds[] = {"google_external_account", "azure_workload_identity", "aws_web_identity"};
+
+void register_federation() {
+  auto mint = [](benchmark::internal::Benchmark* b) {
+    b->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(40)->Repetitions(3)->DisplayAggregatesOnly(true);
+  };
+  benchmark::RegisterBenchmark("mint/baseline_oidc_post", baseline_oidc)->Apply(mint);
+  for (const char* k : oidc_kinds)
+    benchmark::RegisterBenchmark((std::string{"mint/"} + k).c_str(), mint_kind, std::string{k})->Apply(mint);
+  benchmark::RegisterBenchmark("mint/baseline_cloud_post", baseline_cloud)->Apply(mint);
+  for (const char* k : cloud_kinds)
+    benchmark::RegisterBenchmark((std::string{"mint/"} + k).c_str(), mint_kind, std::string{k})->Apply(mint);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   baseline();
   warm();
+  register_federation();
   benchmark::Initialize(&argc, argv);
   awaken::bench::MedianCapture reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
@@ -320,5 +509,18 @@ int main(int argc, char** argv) {
     std::printf("permanent failure, 100 callers: %.1f ms wall (%.2fx the 20 ms mint), %.0f mint(s), %.0f answered\n",
                 reporter.time(failing, true), reporter.time(failing, true) / 20.0, reporter.counter(failing, "mints"),
                 reporter.counter(failing, "answered"));
+  const auto mint_ms = [&](const std::string& n) {
+    return reporter.time("mint/" + n + "/iterations:40/repeats:3/real_time", true);
+  };
+  if (mint_ms("baseline_oidc_post") > 0) {
+    std::printf("\nmint per kind (broker, one token each), against one bare POST to the same peer:\n");
+    std::printf("  %-30s %7.2f ms\n", "baseline: POST to oidc-provider", mint_ms("baseline_oidc_post"));
+    for (const char* k : oidc_kinds)
+      std::printf("  %-30s %7.2f ms  %.2fx\n", k, mint_ms(k), mint_ms(k) / mint_ms("baseline_oidc_post"));
+    std::printf("  %-30s %7.2f ms\n", "baseline: POST to the cloud peer", mint_ms("baseline_cloud_post"));
+    for (const char* k : cloud_kinds)
+      std::printf("  %-30s %7.2f ms  %.2fx\n", k, mint_ms(k), mint_ms(k) / mint_ms("baseline_cloud_post"));
+  }
+  federation().reset();
   return 0;
 }

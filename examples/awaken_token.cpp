@@ -2,6 +2,7 @@
 #include <csignal>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -18,6 +19,7 @@
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 #include <awaken/redacted_string.hpp>
+#include <awaken/spiffe/x509_source.hpp>
 
 #include "tool_main.hpp"
 
@@ -28,11 +30,16 @@ constexpr const char* usage =
 
 Mints a token through awaken's credential broker and prints it, redacted unless --reveal.
 
-FILE holds one material object, as CredentialMaterial::from_config reads it ("kind": bearer,
-google_service_account, oauth_client_credentials or gce_metadata), or a SPIFFE-backed one
-("kind": jwt_svid, spiffe_client_credentials or spiffe_token_exchange; the Workload API is at
-"endpoint" or SPIFFE_ENDPOINT_SOCKET). The file may instead be {"scope": S, "endpoint": E,
-"material": {...}}. Secrets may come from files or the environment (<field>_file, <field>_env).
+FILE holds one material object, as awaken::material_from_config reads it ("kind": bearer,
+google_service_account, oauth_client_credentials, gce_metadata, jwt_bearer_grant,
+google_external_account, azure_workload_identity, aws_web_identity, or a SPIFFE-backed one:
+jwt_svid, spiffe_client_credentials, spiffe_token_exchange). Kinds that use a JWT-SVID or the
+X.509-SVID reach the Workload API at "endpoint" or SPIFFE_ENDPOINT_SOCKET. The file may instead be
+{"scope": S, "endpoint": E, "material": {...}}. Secrets may come from files or the environment
+(<field>_file, <field>_env); the cloud kinds read their SDKs' environment variables.
+
+AWS credentials print as AWS_ACCESS_KEY_ID=[redacted] ...; with --reveal they print as the
+JSON that the AWS CLI's credential_process reads, so the tool can be one.
 
 Options:
   --config FILE   the configuration (required)
@@ -84,6 +91,22 @@ Args parse(int argc, char** argv) {
 }
 
 void print(const awaken::IssuedToken& token, const Args& a, const char* event) {
+  if (const auto* aws = token.aws_credentials()) {
+    if (a.reveal) {  // the AWS CLI's credential_process format
+      const nlohmann::json j{{"Version", 1},
+                             {"AccessKeyId", aws->access_key_id().reveal()},
+                             {"SecretAccessKey", aws->secret_access_key().reveal()},
+                             {"SessionToken", aws->session_token().reveal()},
+                             {"Expiration", awaken::utc_text(aws->expiration())}};
+      std::cout << j.dump() << std::endl;
+      return;
+    }
+    if (!a.json) {
+      std::cout << event << ": AWS_ACCESS_KEY_ID=[redacted] AWS_SECRET_ACCESS_KEY=[redacted] "
+                << "AWS_SESSION_TOKEN=[redacted] expires_at=" << awaken::utc_text(aws->expiration()) << std::endl;
+      return;
+    }
+  }
   if (a.json) {
     nlohmann::json j{
         {"event", event}, {"type", token.token_type()}, {"expires_at", awaken::utc_text(token.expires_at())}};
@@ -131,17 +154,25 @@ Config read_config(const Args& a) {
 asio::awaitable<int> run(Args a, Config config) {
   const auto executor = co_await asio::this_coro::executor;
   std::optional<awaken::spiffe::JwtSource> source;
+  std::shared_ptr<awaken::spiffe::X509Source> x509;
   std::optional<awaken::CredentialMaterial> material;
   try {
+    awaken::SpiffeSources sources;
     if (awaken::is_spiffe_config(config.material)) {
       auto builder = awaken::spiffe::JwtSource::builder();
       if (config.endpoint) builder.endpoint(*config.endpoint);
       builder.initial_sync_timeout(std::chrono::seconds{30});
       source.emplace(co_await builder.build());
-      material.emplace(awaken::material_from_config(config.material, *source));
-    } else {
-      material.emplace(awaken::CredentialMaterial::from_config(config.material));
+      sources.jwt = *source;
     }
+    if (awaken::needs_x509_source(config.material)) {
+      auto builder = awaken::spiffe::X509Source::builder();
+      if (config.endpoint) builder.endpoint(*config.endpoint);
+      builder.initial_sync_timeout(std::chrono::seconds{30});
+      x509 = std::make_shared<awaken::spiffe::X509Source>(co_await builder.build());
+      sources.x509 = x509;
+    }
+    material.emplace(awaken::material_from_config(config.material, sources));
   } catch (const awaken::Error& e) {
     if (e.code() == awaken::credential_errc::invalid_material) throw UsageError{e.what()};
     throw;
@@ -172,6 +203,7 @@ asio::awaitable<int> run(Args a, Config config) {
     signals.cancel();
   }
   if (source) co_await source->shutdown();
+  if (x509) co_await x509->shutdown();
   co_return 0;
 }
 

@@ -3,11 +3,13 @@
 #include <awaken/credentials/google_service_account.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
+#include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include "credentials/config_fields.hpp"
+#include "credentials/federation_detail.hpp"
 
 namespace awaken {
 namespace {
@@ -42,7 +44,7 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
                  "oauth_client_credentials",
                  {"token_endpoint", "client_id", "authentication", "client_secret", "client_secret_file",
                   "client_secret_env", "private_key", "private_key_file", "private_key_env", "signing_algorithm",
-                  "key_id", "assertion_lifetime_seconds"}};
+                  "key_id", "assertion_lifetime_seconds", "resource", "audience"}};
   OAuthClientCredentials c;
   c.token_endpoint = f.text("token_endpoint", {}, true);
   c.client_id = f.text("client_id", {}, true);
@@ -67,6 +69,19 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
                                  "' is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512");
   c.key_id = f.text("key_id");
   if (auto lifetime = f.seconds("assertion_lifetime_seconds")) c.assertion_lifetime = std::chrono::seconds{*lifetime};
+  if (const auto* r = f.find("resource")) {
+    if (r->is_string()) {
+      c.resources.push_back(f.text("resource"));
+    } else {
+      if (!r->is_array() || r->empty()) bad("resource", "is neither a string nor a non-empty array of strings");
+      for (const auto& v : *r) {
+        if (!v.is_string() || v.get_ref<const std::string&>().empty())
+          bad("resource", "holds something other than a URI");
+        c.resources.push_back(v.get<std::string>());
+      }
+    }
+  }
+  c.audience = f.text("audience");
   return oauth_client_credentials(std::move(c));
 }
 
@@ -90,8 +105,12 @@ CredentialMaterial CredentialMaterial::from_config(const nlohmann::json& config)
   if (name == "google_service_account") return google(config);
   if (name == "oauth_client_credentials") return client_credentials(config);
   if (name == "gce_metadata") return metadata(config);
+  // Federated kinds without a SPIFFE source; the SPIFFE ones say which source they lack.
+  if (detail::is_federated_kind(name)) return material_from_config(config, SpiffeSources{});
   bad("kind", "'" + bounded_excerpt(name, 64) +
-                  "' is not one of bearer, google_service_account, oauth_client_credentials, gce_metadata");
+                  "' is not one of bearer, google_service_account, oauth_client_credentials, gce_metadata, "
+                  "jwt_bearer_grant, google_external_account, azure_workload_identity, aws_web_identity (or a "
+                  "SPIFFE-backed kind: jwt_svid, spiffe_client_credentials, spiffe_token_exchange)");
 }
 
 }  // namespace awaken

@@ -30,6 +30,9 @@ class ClientCredentialsMinter final : public Minter {
       : origin_(detail::check_endpoint(config.token_endpoint, "oauth_client_credentials: token_endpoint")),
         config_(std::move(config)) {
     if (config_.client_id.empty()) refuse("client_id is empty");
+    for (const auto& r : config_.resources)
+      if (!detail::is_absolute_uri(r))
+        refuse("resource '" + bounded_excerpt(r, 100) + "' is not an absolute URI without a fragment");
     if (config_.authentication != ClientAuthentication::private_key_jwt) {
       if (config_.client_secret.empty()) refuse("client_secret is empty");
       if (!config_.private_key.empty()) refuse("private_key is set but the authentication is not private_key_jwt");
@@ -55,6 +58,8 @@ class ClientCredentialsMinter final : public Minter {
     std::string form = "grant_type=client_credentials";
     std::string authorization;
     if (!scope.empty()) form += "&scope=" + detail::form_encode(scope);
+    for (const auto& r : config_.resources) form += "&resource=" + detail::form_encode(r);
+    if (!config_.audience.empty()) form += "&audience=" + detail::form_encode(config_.audience);
     switch (config_.authentication) {
       case ClientAuthentication::client_secret_basic:
         authorization = detail::basic_authorization(config_.client_id, config_.client_secret.reveal());

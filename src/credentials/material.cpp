@@ -26,7 +26,7 @@ class StaticBearerMinter final : public Minter {
 
 std::string to_string(const Token& token) {
   return "Token{type=" + bounded_excerpt(token.token_type(), 32) + ", expires_at=" + utc_text(token.expires_at()) +
-         ", bearer=[redacted]}";
+         ", bearer=[redacted]" + (token.aws_credentials() != nullptr ? ", aws_credentials=[redacted]}" : "}");
 }
 
 std::string to_string(const IssuedToken& token) {

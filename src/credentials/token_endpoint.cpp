@@ -19,8 +19,11 @@
 namespace awaken::detail {
 namespace {
 
+// `origin` is a bare origin ("https://host", a token endpoint) or one already named ("identity
+// token url https://host").
 std::string context(const MintContext& ctx, std::string_view origin) {
-  return provider_context(ctx.provider_id) + ": token endpoint " + std::string{origin};
+  return provider_context(ctx.provider_id) + (origin.rfind("http", 0) == 0 ? ": token endpoint " : ": ") +
+         std::string{origin};
 }
 
 // An IPv4 literal in 127.0.0.0/8, [::1] or localhost; not a name that merely starts with 127.
@@ -106,6 +109,18 @@ std::string check_endpoint(std::string_view url, std::string_view what, bool all
   return std::string{scheme} + "://" + std::string{authority};
 }
 
+bool is_absolute_uri(std::string_view uri) noexcept {
+  const auto colon = uri.find(':');
+  if (colon == std::string_view::npos || colon == 0 || !std::isalpha(static_cast<unsigned char>(uri[0])) ||
+      uri.find('#') != std::string_view::npos)
+    return false;
+  for (char c : uri.substr(0, colon))
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.')) return false;
+  for (char c : uri)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+  return true;
+}
+
 std::string form_encode(std::string_view text) {
   static constexpr char hex[] = "0123456789ABCDEF";
   std::string out;
@@ -175,7 +190,14 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
   return Token::expiring_in(std::move(bearer), lifetime, ctx.clock, std::move(type));
 }
 
-asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin) {
+WipedBody::~WipedBody() { OPENSSL_cleanse(body.data(), body.size()); }
+
+Refusal oauth_refusal(int status, std::string_view body) {
+  return {status >= 500 || status == 408 || status == 429, oauth_error_details(status, body)};
+}
+
+asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,
+                                                       const std::string& origin, RefusalReader read_refusal) {
   http::HttpResponse response;
   try {
     response = co_await ctx.http.send(std::move(request));
@@ -185,18 +207,21 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
     if (is_retryable(e.code())) throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
     throw_error(e.code(), context(ctx, origin));
   }
-  struct Wipe {  // the body may hold a token: wipe it whatever happens next
-    std::string& body;
-    ~Wipe() { OPENSSL_cleanse(body.data(), body.size()); }
-  } wipe{response.body};
   const int status = response.status;
-  if (status >= 200 && status < 300) co_return parse_token_response(response.body, ctx, origin);
-  ErrorDetails details = oauth_error_details(status, response.body);
-  if (status >= 500 || status == 408 || status == 429) {
-    details.retry_after = retry_after(response, ctx.clock);
-    throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(details));
+  if (status >= 200 && status < 300) co_return response;
+  Refusal refusal = read_refusal(status, response.body);
+  OPENSSL_cleanse(response.body.data(), response.body.size());
+  if (refusal.transient) {
+    refusal.details.retry_after = retry_after(response, ctx.clock);
+    throw_error(credential_errc::transient_upstream, context(ctx, origin), std::move(refusal.details));
   }
-  throw_error(credential_errc::permanent_upstream, context(ctx, origin), std::move(details));
+  throw_error(credential_errc::permanent_upstream, context(ctx, origin), std::move(refusal.details));
+}
+
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin) {
+  http::HttpResponse response = co_await send_token_request(std::move(request), ctx, origin, oauth_refusal);
+  const WipedBody wipe{response.body};  // the body holds a token: wipe it whatever happens next
+  co_return parse_token_response(response.body, ctx, origin);
 }
 
 asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,

@@ -29,6 +29,10 @@ inline constexpr std::size_t max_access_token_bytes = 16 * 1024;
 /// ("https://host:port") for texts. Throws `Error{credential_errc::invalid_material}` naming `what`.
 std::string check_endpoint(std::string_view url, std::string_view what, bool allow_plain_http = false);
 
+/// Whether `uri` is an absolute URI (a scheme, then `:`) without a fragment, spaces or control
+/// bytes: an RFC 8707 resource indicator.
+bool is_absolute_uri(std::string_view uri) noexcept;
+
 /// application/x-www-form-urlencoded: unreserved bytes kept, space as '+', the rest %XX.
 std::string form_encode(std::string_view text);
 
@@ -47,6 +51,28 @@ ErrorDetails oauth_error_details(int status, std::string_view body);
 /// Parses a 2xx token response body (RFC 6749 section 5.1). Throws
 /// `Error{credential_errc::transient_upstream}` when it is not one.
 Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin);
+
+/// How a refusal (a non-2xx answer) reads: whether a retry may help, and what the server said.
+struct Refusal {
+  bool transient = false;
+  ErrorDetails details;
+};
+using RefusalReader = Refusal (*)(int status, std::string_view body);
+
+/// RFC 6749 section 5.2: 5xx, 408 and 429 are transient; `oauth_error_details`.
+Refusal oauth_refusal(int status, std::string_view body);
+
+/// Wipes a response body that may hold a token when it goes out of scope.
+struct WipedBody {
+  std::string& body;
+  ~WipedBody();
+};
+
+/// Sends `request` and returns its 2xx response (whose body the caller wipes, with `WipedBody`);
+/// otherwise throws as `request_token` does, reading refusals with `read_refusal` (whose
+/// transient ones carry `Retry-After`).
+asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,
+                                                       const std::string& origin, RefusalReader read_refusal);
 
 /// Sends `request` and returns the token, or throws `awaken::Error`:
 /// - unreachable, timed out, connection broken: `network`;

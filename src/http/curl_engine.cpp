@@ -160,6 +160,7 @@ Transfer::~Transfer() {
   if (easy_ != nullptr) curl_easy_cleanup(easy_);
   if (header_list_ != nullptr) free_header_list(header_list_);
   OPENSSL_cleanse(body_.data(), body_.size());  // a form may carry a secret or an assertion
+  OPENSSL_cleanse(client_key_.data(), client_key_.size());
 }
 
 bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& options, std::error_code& ec) {
@@ -226,6 +227,22 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
       curl_blob blob{const_cast<char*>(options.ca_pem.data()), options.ca_pem.size(), CURL_BLOB_COPY};
       must(curl_easy_setopt(easy_, CURLOPT_CAINFO_BLOB, &blob));
     }
+  }
+  if (request.client_certificate_pem.empty() != request.client_key_pem.empty()) {
+    ec = http_errc::invalid_request;  // a certificate without its key, or the reverse
+    return false;
+  }
+  if (!request.client_certificate_pem.empty()) {
+    // Lent to curl without a copy, so that the key is wiped with the transfer (curl frees its
+    // copies without wiping them).
+    client_certificate_ = request.client_certificate_pem;
+    client_key_ = std::string{request.client_key_pem.reveal()};
+    curl_blob cert{client_certificate_.data(), client_certificate_.size(), CURL_BLOB_NOCOPY};
+    curl_blob key{client_key_.data(), client_key_.size(), CURL_BLOB_NOCOPY};
+    must(curl_easy_setopt(easy_, CURLOPT_SSLCERT_BLOB, &cert));
+    must(curl_easy_setopt(easy_, CURLOPT_SSLCERTTYPE, "PEM"));
+    must(curl_easy_setopt(easy_, CURLOPT_SSLKEY_BLOB, &key));
+    must(curl_easy_setopt(easy_, CURLOPT_SSLKEYTYPE, "PEM"));
   }
   if (!request.unix_socket_path.empty())
     curl_easy_setopt(easy_, CURLOPT_UNIX_SOCKET_PATH, request.unix_socket_path.c_str());

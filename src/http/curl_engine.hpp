@@ -63,6 +63,8 @@ class Transfer : public std::enable_shared_from_this<Transfer> {
   CURL* easy_ = nullptr;
   curl_slist* header_list_ = nullptr;
   std::string body_;
+  std::string client_certificate_;  // PEM chain and key for mutual TLS, lent to curl (no copy)
+  std::string client_key_;
   bool in_trailers_ = false;
   char error_buffer_[CURL_ERROR_SIZE] = {};
 };

@@ -1,19 +1,68 @@
 // An OpenID provider (npm oidc-provider) on plain HTTP at 127.0.0.1 with the clients awaken's
-// minters need. Prints one JSON line when ready:
-//   {"issuer":URL, "token_endpoint":URL, "keys":{"rs256":PEM, "ps256":PEM, "es256":PEM,
-//    "wrong":PEM, "sa":PEM}, "sa_email":EMAIL}
+// minters need.
+//   node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE]
+// Prints one JSON line when ready:
+//   {"issuer":URL, "token_endpoint":URL, "jwks_uri":URL, "keys":{"rs256":PEM, "ps256":PEM,
+//    "es256":PEM, "wrong":PEM, "sa":PEM}, "sa_email":EMAIL}
+// and with --tls also "https_token_endpoint":"https://127.0.0.1:PORT/token", "ca_file":PATH.
 // Clients (all limited to the client_credentials grant and the scopes api:read api:write):
 //   awaken-basic / awaken-post     client_secret_basic / client_secret_post, secret "s3cret-value"
 //   awaken-rs256, -ps256, -es256   private_key_jwt, each with its own key and signing algorithm
+//   awaken-mtls                    tls_client_auth (RFC 8705): a client certificate on the HTTPS
+//                                  endpoint that verifies against FILE (the client sends any
+//                                  intermediates) and has the URI SAN spiffe://example.org/workload;
+//                                  send client_id=awaken-mtls. Over HTTP, without a certificate,
+//                                  with one that does not verify or for another ID: 401
+//                                  invalid_client. (self_signed_tls_client_auth is enabled too,
+//                                  but no client uses it.)
 // The JWT-bearer grant (RFC 7523 section 2.1) is registered for Google-style service-account
 // assertions that carry no client authentication: the assertion must be RS256, signed by the
 // "sa" key, iss = SA_EMAIL, aud = the token endpoint, a non-empty scope, exp - iat <= 3600.
-// Access tokens are opaque and live 600 s (expires_in).
+// Access tokens are opaque and live 600 s (expires_in), except as RFC 8707 says below.
+// RFC 8707: a client_credentials request (any client above, or awaken-spiffe) with one
+// resource=https://api.awaken.test/... (https, host api.awaken.test) gets a JWT access token
+// (typ at+jwt, ES256, kid "provider-es256", keys at JWKS_URI) with aud = that resource, scope =
+// the requested scopes within api:read api:write, exp = iat + 600; any other resource: 400
+// invalid_target; two resources: 400 invalid_target.
+// With --jwks, SPIFFE JWT-SVIDs are accepted, verified with the keys at URL (fetched again when a
+// kid is unknown): ES256, RS256 or PS256, exp in the future, sub under spiffe://example.org/.
+// TOKEN_ENDPOINTS is the http token endpoint, and with --tls the https one too.
+//   - JWT-bearer grant with an SVID: when the assertion's unverified sub starts with spiffe://,
+//     it must verify as an SVID with aud one of TOKEN_ENDPOINTS (else 400 invalid_grant), and the
+//     form needs scope (else 400 invalid_request) within api:read api:write (else 400
+//     invalid_scope). Answers {access_token, token_type:"Bearer", expires_in:600, scope}.
+//   - Token exchange (RFC 8693), grant_type urn:ietf:params:oauth:grant-type:token-exchange,
+//     for the public client awaken-exchange (assumed when the request names no client and
+//     carries no client authentication): subject_token_type urn:ietf:params:oauth:token-type:jwt
+//     and requested_token_type absent or urn:ietf:params:oauth:token-type:access_token, else 400
+//     invalid_request; subject_token an SVID with aud one of TOKEN_ENDPOINTS, else 400
+//     invalid_request (RFC 8693 section 2.2.2); scope optional, within api:read api:write (else
+//     400 invalid_scope); actor_token needs actor_token_type (not verified); resource and
+//     audience (each may repeat) are only recorded. Answers {access_token, issued_token_type:
+//     "urn:ietf:params:oauth:token-type:access_token", token_type:"Bearer", expires_in:600,
+//     scope (when asked)}.
+//   - Client authentication by SVID for grant_type client_credentials: client_assertion_type
+//     urn:ietf:params:oauth:client-assertion-type:jwt-spiffe, or ...:jwt-bearer with a
+//     client_assertion whose unverified sub starts with spiffe://. The SVID must verify with aud
+//     one of TOKEN_ENDPOINTS or the issuer; sub spiffe://example.org/workload is the client
+//     awaken-spiffe (client_credentials, scopes api:read api:write); a client_id in the form must
+//     be awaken-spiffe or that sub. Failures: 401 {error:"invalid_client", error_description}.
+//     awaken-spiffe cannot be used in any other way (401 invalid_client).
+// Without --jwks these requests go to the provider as they are and fail there.
+// GET /last: the form of the last POST /token (null before one), without token values:
+//   {grant_type, client_assertion_type, resource (an array when repeated), audience (likewise),
+//    scope, client_id, subject_token_type, requested_token_type, has_client_assertion,
+//    has_assertion, has_subject_token (booleans), tls_client_cert_uri (the client certificate's
+//    first URI SAN), scheme ("http" | "https")}; absent values are null.
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import querystring from 'node:querystring';
 
-import { jwtVerify } from 'jose';
+import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+
+import { makeTestCa } from './test_ca.mjs';
 
 // The provider's notices about running as a development server (in-memory adapter, dev keys,
 // Node version, the body parsed below) are expected for a test peer: keep stdout for the ready
@@ -26,9 +75,23 @@ for (const level of ['info', 'warn']) {
 // Imported once the filter is in place: the module warns as it loads.
 const { default: Provider, errors } = await import('oidc-provider');
 
+const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
+const tlsDir = arg('--tls');
+const clientCaFile = arg('--client-ca');
+if (Boolean(tlsDir) !== Boolean(clientCaFile)) {
+  console.error('usage: node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE]');
+  process.exit(2);
+}
+const spiffeKeys = arg('--jwks') ? createRemoteJWKSet(new URL(arg('--jwks')), { cooldownDuration: 0 }) : null;
+
 const jwtBearer = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const tokenExchange = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const assertionBearer = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const assertionSpiffe = 'urn:ietf:params:oauth:client-assertion-type:jwt-spiffe';
+const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
 const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
 const saClient = 'google-service-accounts';
+const apiScopes = ['api:read', 'api:write'];
 
 const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
 const keys = {
@@ -36,12 +99,30 @@ const keys = {
 };
 const pem = (k) => k.privateKey.export({ type: 'pkcs8', format: 'pem' });
 const jwk = (k, kid) => ({ ...k.publicKey.export({ format: 'jwk' }), kid });
+const signingKeys = [[rsa(), 'provider-rs256'], [generateKeyPairSync('ec', { namedCurve: 'P-256' }), 'provider-es256']]
+  .map(([k, kid]) => ({ ...k.privateKey.export({ format: 'jwk' }), kid, use: 'sig' }));
 
+const listen = (s) => new Promise((resolve) => s.listen(0, '127.0.0.1', () => resolve(s.address().port)));
 const server = http.createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = `http://127.0.0.1:${await listen(server)}`;
+let httpsServer;
+let ca;
+const tokenEndpoints = [`${issuer}/token`];
+if (tlsDir) {
+  ca = makeTestCa(tlsDir);
+  httpsServer = https.createServer({
+    key: ca.key, cert: ca.cert, requestCert: true, rejectUnauthorized: false, ca: readFileSync(clientCaFile),
+  });
+  tokenEndpoints.push(`https://127.0.0.1:${await listen(httpsServer)}/token`);
+}
 
-const common = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: 'api:read api:write' };
+// The client certificate of a request on the HTTPS server, and its URI SANs.
+const peerCert = (ctx) => ctx.socket.getPeerX509Certificate?.();
+const sanUris = (cert) => (cert?.subjectAltName ?? '').split(', ')
+  .map((san) => (san.startsWith('URI:"') ? JSON.parse(san.slice(4)) : san))
+  .filter((san) => san.startsWith('URI:')).map((san) => san.slice(4));
+
+const common = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope: apiScopes.join(' ') };
 const keyClient = (alg, key) => ({
   ...common, client_id: `awaken-${alg.toLowerCase()}`, token_endpoint_auth_method: 'private_key_jwt',
   token_endpoint_auth_signing_alg: alg, jwks: { keys: [jwk(key, `${alg.toLowerCase()}-1`)] },
@@ -56,32 +137,156 @@ const provider = new Provider(issuer, {
     keyClient('ES256', keys.es256),
     { client_id: saClient, grant_types: [jwtBearer], response_types: [], redirect_uris: [],
       token_endpoint_auth_method: 'none' },
+    { ...common, client_id: 'awaken-mtls', token_endpoint_auth_method: 'tls_client_auth',
+      tls_client_auth_san_uri: 'spiffe://example.org/workload' },
+    ...(spiffeKeys ? [
+      { ...common, client_id: 'awaken-spiffe', token_endpoint_auth_method: 'none' },
+      { ...common, client_id: 'awaken-exchange', grant_types: [tokenExchange], token_endpoint_auth_method: 'none' },
+    ] : []),
   ],
-  scopes: ['api:read', 'api:write'],
-  features: { clientCredentials: { enabled: true }, devInteractions: { enabled: false } },
-  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'],
+  jwks: { keys: signingKeys },
+  scopes: apiScopes,
+  features: {
+    clientCredentials: { enabled: true },
+    devInteractions: { enabled: false },
+    mTLS: {
+      enabled: true,
+      tlsClientAuth: true,
+      selfSignedTlsClientAuth: true,
+      getCertificate: (ctx) => peerCert(ctx)?.toString(),
+      certificateAuthorized: (ctx) => ctx.socket.authorized === true,
+      certificateSubjectMatches: (ctx, property, expected) => property === 'tls_client_auth_san_uri'
+        && sanUris(peerCert(ctx)).includes(expected),
+    },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: (ctx, client, oneOf) => oneOf,
+      getResourceServerInfo: (ctx, resource) => {
+        const url = URL.parse(resource);
+        if (url?.protocol !== 'https:' || url.host !== 'api.awaken.test') throw new errors.InvalidTarget();
+        return { scope: apiScopes.join(' '), audience: resource, accessTokenFormat: 'jwt', jwt: { sign: { alg: 'ES256' } } };
+      },
+    },
+  },
+  clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none',
+    'tls_client_auth', 'self_signed_tls_client_auth'],
   ttl: { ClientCredentials: 600 },
   routes: { token: '/token' },
 });
 provider.proxy = false;
 
+const fail = (ErrorClass, description) => Object.assign(new ErrorClass(), { error_description: description });
+const why = (e) => e.code || e.message;
+const unverifiedSub = (jwt) => { try { return String(decodeJwt(jwt).sub ?? ''); } catch { return ''; } };
+
+// Verifies a JWT-SVID for one of `audience`; its claims, or throws.
+async function verifySvid(token, audience) {
+  const { payload } = await jwtVerify(token || '', spiffeKeys, { audience, algorithms: ['ES256', 'RS256', 'PS256'],
+    requiredClaims: ['exp'] });
+  if (!String(payload.sub).startsWith('spiffe://example.org/')) throw new Error('sub is not in example.org');
+  return payload;
+}
+
+// The scope asked of a registered grant, within apiScopes.
+function grantScope(scope, required) {
+  if (!scope) {
+    if (required) throw new errors.InvalidRequest("missing required parameter 'scope'");
+    return undefined;
+  }
+  const refused = scope.split(' ').filter((s) => s && !apiScopes.includes(s));
+  if (refused.length) throw new errors.InvalidScope('requested scope is not allowed', refused.join(' '));
+  return scope;
+}
+
+async function issue(ctx, scope, extra = {}) {
+  const token = new provider.ClientCredentials({ client: ctx.oidc.client, scope });
+  ctx.body = { access_token: await token.save(), ...extra, token_type: 'Bearer', expires_in: token.expiration,
+    ...(scope ? { scope } : {}) };
+}
+
 provider.registerGrantType(jwtBearer, async (ctx) => {
+  const { assertion, scope } = ctx.oidc.params;
+  if (spiffeKeys && unverifiedSub(assertion).startsWith('spiffe://')) {
+    try {
+      await verifySvid(assertion, tokenEndpoints);
+    } catch (e) {
+      throw fail(errors.InvalidGrant, `assertion refused: ${why(e)}`);
+    }
+    return issue(ctx, grantScope(scope, true));
+  }
   let payload;
   try {
-    ({ payload } = await jwtVerify(ctx.oidc.params.assertion || '', keys.sa.publicKey,
+    ({ payload } = await jwtVerify(assertion || '', keys.sa.publicKey,
       { algorithms: ['RS256'], issuer: saEmail, audience: provider.urlFor('token'), requiredClaims: ['exp', 'iat'] }));
   } catch (e) {
     throw new errors.InvalidGrant(`assertion refused: ${e.code || e.message}`);
   }
   if (typeof payload.scope !== 'string' || payload.scope === '') throw new errors.InvalidGrant('assertion has no scope');
   if (payload.exp - payload.iat > 3600) throw new errors.InvalidGrant('assertion lives longer than an hour');
-  const token = new provider.ClientCredentials({ client: ctx.oidc.client, scope: payload.scope });
-  ctx.body = { access_token: await token.save(), token_type: 'Bearer', expires_in: token.expiration, scope: payload.scope };
-}, ['assertion']);
+  return issue(ctx, payload.scope);
+}, ['assertion', 'scope']);
 
-// A service-account assertion authenticates no client: name the public client that the grant is
-// registered for, so the provider's client lookup succeeds.
+if (spiffeKeys) {
+  provider.registerGrantType(tokenExchange, async (ctx) => {
+    const p = ctx.oidc.params;
+    if (!p.subject_token) throw new errors.InvalidRequest("missing required parameter 'subject_token'");
+    if (p.subject_token_type !== 'urn:ietf:params:oauth:token-type:jwt') {
+      throw new errors.InvalidRequest('subject_token_type must be urn:ietf:params:oauth:token-type:jwt');
+    }
+    if (p.requested_token_type !== undefined && p.requested_token_type !== accessTokenType) {
+      throw new errors.InvalidRequest(`requested_token_type must be ${accessTokenType}`);
+    }
+    if (p.actor_token !== undefined && !p.actor_token_type) {
+      throw new errors.InvalidRequest('actor_token_type is required with actor_token');
+    }
+    try {
+      await verifySvid(p.subject_token, tokenEndpoints);
+    } catch (e) {
+      throw new errors.InvalidRequest(`subject_token refused: ${why(e)}`);
+    }
+    return issue(ctx, grantScope(p.scope, false), { issued_token_type: accessTokenType });
+  }, ['subject_token', 'subject_token_type', 'requested_token_type', 'audience', 'resource', 'scope',
+    'actor_token', 'actor_token_type'], ['resource', 'audience']);
+}
+
+// SVID client authentication for client_credentials: the form the provider is to see instead
+// (client awaken-spiffe), or throws a description of why the client is refused.
+async function spiffeClient(form) {
+  let claims;
+  try {
+    claims = await verifySvid(form.client_assertion, [...tokenEndpoints, issuer]);
+  } catch (e) {
+    throw new Error(`JWT-SVID refused: ${why(e)}`);
+  }
+  if (claims.sub !== 'spiffe://example.org/workload') throw new Error(`no client is registered for ${claims.sub}`);
+  if (form.client_id !== undefined && form.client_id !== 'awaken-spiffe' && form.client_id !== claims.sub) {
+    throw new Error('client_id does not match the JWT-SVID');
+  }
+  const { client_assertion: _, client_assertion_type: __, ...rest } = form;
+  return { ...rest, client_id: 'awaken-spiffe' };
+}
+
+let last = null;
+const lastOf = (form, ctx) => {
+  const value = (name) => form[name] ?? null;
+  return {
+    ...Object.fromEntries(['grant_type', 'client_assertion_type', 'resource', 'audience', 'scope', 'client_id',
+      'subject_token_type', 'requested_token_type'].map((name) => [name, value(name)])),
+    has_client_assertion: form.client_assertion !== undefined, has_assertion: form.assertion !== undefined,
+    has_subject_token: form.subject_token !== undefined,
+    tls_client_cert_uri: sanUris(peerCert(ctx))[0] ?? null, scheme: ctx.protocol,
+  };
+};
+
+// Reads the token form before the provider does: records it for GET /last; names the public
+// client a service-account assertion or a token exchange is for, since neither authenticates a
+// client; and authenticates SVID clients.
 provider.use(async (ctx, next) => {
+  if (ctx.method === 'GET' && ctx.path === '/last') {
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify(last);
+    return;
+  }
   if (ctx.method === 'POST' && ctx.path === '/token' && ctx.is('application/x-www-form-urlencoded')) {
     const chunks = [];
     let size = 0;
@@ -90,15 +295,33 @@ provider.use(async (ctx, next) => {
       if (size > 64 * 1024) ctx.throw(413);
       chunks.push(chunk);
     }
-    const form = querystring.parse(Buffer.concat(chunks).toString('utf8'));
+    let form = querystring.parse(Buffer.concat(chunks).toString('utf8'));
+    last = lastOf(form, ctx);
+    const noClient = form.client_id === undefined && !ctx.get('authorization') && form.client_assertion === undefined;
     if (form.grant_type === jwtBearer && form.client_id === undefined && !ctx.get('authorization')) form.client_id = saClient;
+    if (spiffeKeys && form.grant_type === tokenExchange && noClient) form.client_id = 'awaken-exchange';
+    const svidClient = spiffeKeys && form.grant_type === 'client_credentials' && typeof form.client_assertion === 'string'
+      && (form.client_assertion_type === assertionSpiffe
+        || (form.client_assertion_type === assertionBearer && unverifiedSub(form.client_assertion).startsWith('spiffe://')));
+    try {
+      if (svidClient) form = await spiffeClient(form);
+      else if (form.client_id === 'awaken-spiffe') throw new Error('awaken-spiffe authenticates with a JWT-SVID only');
+    } catch (e) {
+      ctx.status = 401;
+      ctx.set('cache-control', 'no-store');
+      ctx.body = { error: 'invalid_client', error_description: e.message };
+      return;
+    }
     ctx.request.body = form;
   }
   await next();
 });
 
-server.on('request', provider.callback());
+const callback = provider.callback();
+server.on('request', callback);
+httpsServer?.on('request', callback);
 console.log(JSON.stringify({
-  issuer, token_endpoint: provider.urlFor('token'), sa_email: saEmail,
+  issuer, token_endpoint: provider.urlFor('token'), jwks_uri: provider.urlFor('jwks'), sa_email: saEmail,
   keys: Object.fromEntries(Object.entries(keys).map(([name, k]) => [name, pem(k)])),
+  ...(tlsDir ? { https_token_endpoint: tokenEndpoints[1], ca_file: ca.caFile } : {}),
 }));

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include <awaken/credentials/material.hpp>
 #include <awaken/jose/keys.hpp>
@@ -36,6 +37,11 @@ struct OAuthClientCredentials {
   std::string key_id;
   /// `private_key_jwt` only: how long an assertion is valid, 1 s to 10 min.
   std::chrono::seconds assertion_lifetime{60};
+
+  /// RFC 8707 `resource` indicators (absolute URIs without a fragment), each sent.
+  std::vector<std::string> resources;
+  /// `audience`, as many servers take it; left out when empty.
+  std::string audience;
 };
 
 /// Material that mints with `grant_type=client_credentials`; the broker's scope is sent as the

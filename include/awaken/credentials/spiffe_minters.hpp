@@ -4,9 +4,12 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <awaken/credentials/cloud_federation.hpp>
+#include <awaken/credentials/federation.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 
@@ -24,15 +27,20 @@ namespace awaken {
 CredentialMaterial jwt_svid_material(spiffe::JwtSource source,
                                      std::optional<spiffe::SpiffeId> spiffe_id = std::nullopt);
 
-/// OAuth 2.0 client credentials authenticated by a JWT-SVID (RFC 7523 section 2.2, the way
-/// cloud identity providers federate workload identity): each mint fetches a JWT-SVID for
-/// `assertion_audience` and posts `client_assertion_type=urn:ietf:params:oauth:client-assertion-
-/// type:jwt-bearer` with it; the broker's scope is sent as `scope`.
+/// OAuth 2.0 client credentials authenticated by a JWT-SVID: each mint fetches a JWT-SVID for
+/// `assertion_audience` and posts it as `client_assertion`, of type `jwt-bearer` (RFC 7523
+/// section 2.2, the way cloud identity providers federate workload identity) or `jwt-spiffe`
+/// (draft-ietf-oauth-spiffe-client-auth, as Keycloak accepts it); the broker's scope is sent
+/// as `scope`. (Mutual TLS with the X.509-SVID, RFC 8705, is `federated_oauth` with
+/// `tls_client_certificate`.)
 struct SpiffeClientCredentials {
   std::string token_endpoint;                 ///< https, or http on loopback
   std::string client_id;                      ///< sent as `client_id` when not empty
   std::string assertion_audience;             ///< the SVID's audience; the token endpoint when empty
   std::optional<spiffe::SpiffeId> spiffe_id;  ///< which of the workload's SVIDs; the first when unset
+  ClientAssertionType assertion_type = ClientAssertionType::jwt_bearer;
+  std::vector<std::string> resources;  ///< RFC 8707 `resource`, each sent
+  std::string audience;                ///< `audience`, left out when empty
 };
 CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeClientCredentials config);
 
@@ -45,24 +53,46 @@ struct SpiffeTokenExchange {
   std::string audience;          ///< RFC 8693 `audience`, left out when empty
   std::string resource;          ///< RFC 8693 `resource`, left out when empty
   std::optional<spiffe::SpiffeId> spiffe_id;
+  std::string requested_token_type;  ///< RFC 8693 `requested_token_type`, left out when empty
 };
 CredentialMaterial spiffe_token_exchange(spiffe::JwtSource source, SpiffeTokenExchange config);
 
-/// Whether `config` (a `CredentialMaterial::from_config` object) is of a SPIFFE-backed kind:
-/// `jwt_svid`, `spiffe_client_credentials` or `spiffe_token_exchange`.
+/// Whether `config` (a `material_from_config` object) draws on a `JwtSource`: the kinds
+/// `jwt_svid`, `spiffe_client_credentials` and `spiffe_token_exchange`, and the federated kinds
+/// when they name a `jwt_svid` (a Google `credentials_file` is not opened to look).
 bool is_spiffe_config(const nlohmann::json& config);
 
-/// `CredentialMaterial::from_config` extended with the SPIFFE-backed kinds, whose tokens come
-/// from `source`:
+/// Whether `config` authenticates with the X.509-SVID (`authentication` `tls_client_auth` or
+/// `self_signed_tls_client_auth`), so that `SpiffeSources::x509` is needed.
+bool needs_x509_source(const nlohmann::json& config);
+
+/// `CredentialMaterial::from_config` extended with the kinds that draw on SPIFFE sources.
+/// Fields marked + fall back on the environment variable named, as the clouds' SDKs read them.
 ///
 /// | kind | fields |
 /// |------|--------|
 /// | `jwt_svid` | `spiffe_id` |
-/// | `spiffe_client_credentials` | `token_endpoint`, `client_id`, `assertion_audience`, `spiffe_id` |
-/// | `spiffe_token_exchange` | `token_endpoint`, `subject_audience`, `audience`, `resource`, `spiffe_id` |
+/// | `spiffe_client_credentials` | `token_endpoint`, `client_id`, `authentication` (`client_assertion`,
+/// `tls_client_auth`, `self_signed_tls_client_auth`), `client_assertion_type` (`jwt-bearer`, `jwt-spiffe`),
+/// `assertion_audience`, `spiffe_id`, `resource`, `audience` | | `spiffe_token_exchange` | `token_endpoint`,
+/// `subject_audience`, `audience`, `resource`, `requested_token_type`, `spiffe_id` | | `jwt_bearer_grant` |
+/// `token_endpoint`, `client_id`, `token_file` or `jwt_svid`, `resource`, `audience` | | `google_external_account` |
+/// `credentials` (the file's object) or `credentials_file`, `allowed_urls` | | `azure_workload_identity` | `client_id`+
+/// (`AZURE_CLIENT_ID`), `tenant_id`+ (`AZURE_TENANT_ID`), `authority_host`+ (`AZURE_AUTHORITY_HOST`), `token_file`+
+/// (`AZURE_FEDERATED_TOKEN_FILE`) or `jwt_svid` | | `aws_web_identity` | `role_arn`+ (`AWS_ROLE_ARN`),
+/// `role_session_name`+ (`AWS_ROLE_SESSION_NAME`), `token_file`+ (`AWS_WEB_IDENTITY_TOKEN_FILE`) or `jwt_svid`,
+/// `region`+ (`AWS_REGION`, `AWS_DEFAULT_REGION`), `sts_endpoint`+ (`AWS_ENDPOINT_URL_STS`), `duration_seconds` |
 ///
-/// Other kinds go to `CredentialMaterial::from_config`. Throws `Error{invalid_material}` naming
-/// the bad field.
+/// `resource` is a URI or an array of them (RFC 8707). `jwt_svid` is an object {`audience`,
+/// `spiffe_id`}; its audience defaults to the token endpoint (`jwt_bearer_grant`),
+/// `api://AzureADTokenExchange` (Azure), `sts.amazonaws.com` (AWS) or the file's `audience`
+/// (Google's `credential_source`). The federated kinds without a `jwt_svid` need no source and
+/// are built by `CredentialMaterial::from_config` too. Other kinds go to
+/// `CredentialMaterial::from_config`. Throws `Error{invalid_material}` naming the bad field, and
+/// for a kind that needs a source `sources` lacks.
+CredentialMaterial material_from_config(const nlohmann::json& config, const SpiffeSources& sources);
+
+/// As above, with `source` as the JWT source and no X.509 source.
 CredentialMaterial material_from_config(const nlohmann::json& config, const spiffe::JwtSource& source);
 
 }  // namespace awaken

@@ -14,21 +14,59 @@
 
 namespace awaken {
 
+/// Temporary AWS credentials, as AWS STS issues them (`AssumeRoleWithWebIdentity`): every field
+/// is redacted when printed and wiped when the last copy goes.
+///
+/// To hand them to the AWS SDK for C++ without awaken depending on it, wrap a broker call in an
+/// `Aws::Auth::AWSCredentialsProvider` whose `GetAWSCredentials()` returns
+/// `Aws::Auth::AWSCredentials(c.access_key_id().reveal(), c.secret_access_key().reveal(),
+/// c.session_token().reveal(), Aws::Utils::DateTime(c.expiration()))` (all `std::string`s of the
+/// revealed views).
+///
+/// Thread safety: immutable.
+class AwsCredentials {
+ public:
+  AwsCredentials(RedactedString access_key_id, RedactedString secret_access_key, RedactedString session_token,
+                 std::chrono::system_clock::time_point expiration)
+      : access_key_id_(std::move(access_key_id)),
+        secret_access_key_(std::move(secret_access_key)),
+        session_token_(std::move(session_token)),
+        expiration_(expiration) {}
+
+  /// The key id (`ASIA...`). Not a secret on its own, but it names the session: redacted too.
+  const RedactedString& access_key_id() const noexcept { return access_key_id_; }
+  const RedactedString& secret_access_key() const noexcept { return secret_access_key_; }
+  const RedactedString& session_token() const noexcept { return session_token_; }
+  /// When AWS stops honouring them (STS's `Expiration`).
+  std::chrono::system_clock::time_point expiration() const noexcept { return expiration_; }
+
+ private:
+  RedactedString access_key_id_;
+  RedactedString secret_access_key_;
+  RedactedString session_token_;
+  std::chrono::system_clock::time_point expiration_;
+};
+
 /// A bearer credential and when it stops being valid.
 ///
 /// The expiry is kept on both clocks: `steady_expires_at` for every decision (immune to
 /// wall-clock jumps) and `expires_at` for display and logs. Build one with `expiring_in`, which
 /// reads both clocks at the same moment.
 ///
+/// A token may also carry structured secrets that a bearer string cannot hold: AWS credentials
+/// (`aws_credentials()`), whose `bearer()` is then the session token.
+///
 /// Thread safety: immutable after construction.
 class Token {
  public:
   Token(RedactedString bearer, std::chrono::system_clock::time_point expires_at,
-        std::chrono::steady_clock::time_point steady_expires_at, std::string token_type = "Bearer")
+        std::chrono::steady_clock::time_point steady_expires_at, std::string token_type = "Bearer",
+        std::shared_ptr<const AwsCredentials> aws = nullptr)
       : bearer_(std::move(bearer)),
         token_type_(std::move(token_type)),
         expires_at_(expires_at),
-        steady_expires_at_(steady_expires_at) {}
+        steady_expires_at_(steady_expires_at),
+        aws_(std::move(aws)) {}
 
   /// A token that expires `lifetime` after the present moment of `clock`.
   static Token expiring_in(RedactedString bearer, std::chrono::seconds lifetime, const Clock& clock = system_clock(),
@@ -43,6 +81,8 @@ class Token {
   const std::string& token_type() const noexcept { return token_type_; }
   std::chrono::system_clock::time_point expires_at() const noexcept { return expires_at_; }
   std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return steady_expires_at_; }
+  /// The AWS credentials this token carries, or null (a plain bearer).
+  const AwsCredentials* aws_credentials() const noexcept { return aws_.get(); }
 
   /// True when at most `window` of validity is left, or none.
   bool is_near_expiry(std::chrono::steady_clock::duration window, const Clock& clock = system_clock()) const noexcept {
@@ -54,6 +94,7 @@ class Token {
   std::string token_type_;
   std::chrono::system_clock::time_point expires_at_;
   std::chrono::steady_clock::time_point steady_expires_at_;
+  std::shared_ptr<const AwsCredentials> aws_;
 };
 
 /// "Token{type=Bearer, expires_at=2026-11-22T10:00:00Z, bearer=[redacted]}": never the bearer.
@@ -79,6 +120,8 @@ class IssuedToken {
   std::chrono::system_clock::time_point expires_at() const noexcept { return token_->expires_at(); }
   /// Precondition: not empty.
   std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return token_->steady_expires_at(); }
+  /// The AWS credentials, or null. Precondition: not empty.
+  const AwsCredentials* aws_credentials() const noexcept { return token_->aws_credentials(); }
 
   bool empty() const noexcept { return token_ == nullptr; }
   explicit operator bool() const noexcept { return token_ != nullptr; }

@@ -16,6 +16,7 @@
 #include <asio/use_awaitable.hpp>
 
 #include <awaken/completion.hpp>
+#include <awaken/redacted_string.hpp>
 
 namespace awaken::http {
 
@@ -44,6 +45,11 @@ struct HttpRequest {
   /// Connect to this unix socket instead of the URL's host (the URL still names the authority).
   std::string unix_socket_path;
   HttpVersion version = HttpVersion::automatic;
+  /// Mutual TLS: the client certificate chain (PEM, leaf first) and its private key (PEM) to
+  /// present to an https server; both or neither. Connections are reused only by requests that
+  /// present the same certificate. The key is wiped with the request's transfer.
+  std::string client_certificate_pem;
+  RedactedString client_key_pem;
 };
 
 /// A response. Any HTTP status is a response, not an error: callers decide what 4xx/5xx mean.
