@@ -234,8 +234,8 @@ class FederatedOAuthMinter final : public Minter {
       case OAuthGrant::token_exchange: {
         append_param(form.text, "grant_type", grant_token_exchange);
         const RedactedString subject = co_await config_.subject_token->fetch(ctx);
-        append_param(form.text, "subject_token", subject.reveal());
         append_param(form.text, "subject_token_type", config_.subject_token_type);
+        append_param(form.text, "subject_token", subject.reveal());
         if (!config_.requested_token_type.empty())
           append_param(form.text, "requested_token_type", config_.requested_token_type);
         break;
