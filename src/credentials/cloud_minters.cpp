@@ -3,6 +3,7 @@
 #include <awaken/credentials/cloud_federation.hpp>
 #include <awaken/error.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <sstream>
@@ -94,6 +95,13 @@ class GoogleExternalAccountMinter final : public Minter {
     if (!account_.credential_source) refuse(what, "credential_source is missing");
     if (account_.audience.empty()) refuse(what, "audience is empty");
     if (account_.subject_token_type.empty()) refuse(what, "subject_token_type is empty");
+    // The file names its universe, but the file is what the host check guards against: only
+    // googleapis.com, or a domain the caller allows.
+    if (account_.universe_domain != "googleapis.com" &&
+        std::find(options.allowed_universe_domains.begin(), options.allowed_universe_domains.end(),
+                  account_.universe_domain) == options.allowed_universe_domains.end())
+      refuse(what, "universe_domain '" + bounded_excerpt(account_.universe_domain, 100) +
+                       "' is not googleapis.com (add it to allowed_universe_domains to use it)");
     check_google_url(account_.token_url, "token_url", "sts", account_.universe_domain, options.allowed_urls);
     sts_origin_ = detail::check_endpoint(account_.token_url, what);
     if (!account_.service_account_impersonation_url.empty()) {
@@ -123,20 +131,16 @@ class GoogleExternalAccountMinter final : public Minter {
  private:
   asio::awaitable<Token> exchange(const std::string& scope, const MintContext& ctx) const {
     const RedactedString subject = co_await account_.credential_source.fetch(ctx);
-    struct Form {
-      std::string text;
-      ~Form() { OPENSSL_cleanse(text.data(), text.size()); }
-    } form;
-    form.text.reserve(subject.size() * 3 + 1024);
-    form.text = "grant_type=" + detail::form_encode("urn:ietf:params:oauth:grant-type:token-exchange") +
-                "&audience=" + detail::form_encode(account_.audience) + "&scope=" + detail::form_encode(scope) +
-                "&requested_token_type=" + detail::form_encode("urn:ietf:params:oauth:token-type:access_token") +
-                "&subject_token_type=" + detail::form_encode(account_.subject_token_type) + "&subject_token=";
-    form.text += detail::form_encode(subject.reveal());
+    detail::SecretForm form;
+    form.add("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange");
+    form.add("audience", account_.audience);
+    form.add("scope", scope);
+    form.add("requested_token_type", "urn:ietf:params:oauth:token-type:access_token");
+    form.add("subject_token_type", account_.subject_token_type);
     if (!account_.workforce_pool_user_project.empty())
-      form.text += "&options=" +
-                   detail::form_encode(nlohmann::json{{"userProject", account_.workforce_pool_user_project}}.dump());
-    co_return co_await detail::post_form(account_.token_url, form.text, {}, ctx, sts_origin_);
+      form.add("options", nlohmann::json{{"userProject", account_.workforce_pool_user_project}}.dump());
+    form.add("subject_token", subject.reveal());
+    co_return co_await detail::post_form(account_.token_url, form.text(), {}, ctx, sts_origin_);
   }
 
   asio::awaitable<Token> impersonation(const Token& sts, const std::string& scopes, const MintContext& ctx) const {
@@ -146,14 +150,18 @@ class GoogleExternalAccountMinter final : public Minter {
     request.method = "POST";
     request.url = account_.service_account_impersonation_url;
     request.headers.push_back({"content-type", "application/json"});
-    request.headers.push_back({"authorization", "Bearer " + std::string{sts.bearer().reveal()}});
+    std::string authorization;  // built in place: the STS token is not left in a freed buffer
+    authorization.reserve(7 + sts.bearer().size());
+    authorization += "Bearer ";
+    authorization += sts.bearer().reveal();
+    request.headers.push_back({"authorization", std::move(authorization)});
     request.body = body.dump();
-    http::HttpResponse response =
-        co_await detail::send_token_request(std::move(request), ctx, "service account impersonation " + iam_origin_,
-                                            [](int status, std::string_view text) -> detail::Refusal {
-                                              return {status >= 500 || status == 408 || status == 429,
-                                                      ErrorDetails{status, detail::google_error_message(text)}};
-                                            });
+    const std::string where = "service account impersonation " + iam_origin_;  // named for GCC 12
+    http::HttpResponse response = co_await detail::send_token_request(
+        std::move(request), ctx, where, [](int status, std::string_view text) -> detail::Refusal {
+          return {status >= 500 || status == 408 || status == 429,
+                  ErrorDetails{status, detail::google_error_message(text)}};
+        });
     const detail::WipedBody wipe{response.body};
     std::string why;
     auto token = detail::parse_impersonation_response(response.body, why);
@@ -182,13 +190,16 @@ bool aws_name_chars(std::string_view s, std::string_view extra) {
 bool valid_role_arn(std::string_view arn) {
   if (arn.size() > 2048 || arn.rfind("arn:", 0) != 0) return false;
   const auto iam = arn.find(":iam::");
-  if (iam == std::string_view::npos || !aws_name_chars(arn.substr(4, iam - 4), "-")) return false;
+  if (iam == std::string_view::npos || iam == 4 || !aws_name_chars(arn.substr(4, iam - 4), "-")) return false;
   const std::string_view rest = arn.substr(iam + 6);
   if (rest.size() < 19 || rest.substr(12, 6) != ":role/") return false;
   for (char c : rest.substr(0, 12))
     if (!std::isdigit(static_cast<unsigned char>(c))) return false;
-  const std::string_view name = rest.substr(18);
-  return !name.empty() && aws_name_chars(name, "_+=,.@/-");
+  // role/[PATH/]NAME: a name of 1 to 64 characters after an optional path.
+  const std::string_view path_and_name = rest.substr(18);
+  const std::string_view name = path_and_name.substr(path_and_name.rfind('/') + 1);
+  return !name.empty() && name.size() <= 64 && aws_name_chars(path_and_name, "_+=,.@/-") &&
+         path_and_name.find("//") == std::string_view::npos && path_and_name.front() != '/';
 }
 
 detail::Refusal aws_refusal(int status, std::string_view body) {
@@ -198,7 +209,8 @@ detail::Refusal aws_refusal(int status, std::string_view body) {
     details.oauth_error = answer.error_code;
     details.oauth_error_description = answer.error_message;
     details.server_message = bounded_excerpt(answer.error_code + ": " + answer.error_message, 256);
-    return {status >= 500 || detail::is_transient_aws_error(answer.error_code), std::move(details)};
+    return {status >= 500 || status == 408 || status == 429 || detail::is_transient_aws_error(answer.error_code),
+            std::move(details)};
   }
   details.server_message = bounded_excerpt(body, 256);
   return {status >= 500 || status == 408 || status == 429, std::move(details)};
@@ -220,8 +232,11 @@ class AwsWebIdentityMinter final : public Minter {
     if (config_.sts_endpoint.empty()) {
       if (!config_.region.empty() && !aws_name_chars(config_.region, "-"))
         refuse(what, "region '" + bounded_excerpt(config_.region, 64) + "' is not a region name");
-      config_.sts_endpoint =
-          config_.region.empty() ? "https://sts.amazonaws.com/" : "https://sts." + config_.region + ".amazonaws.com/";
+      // China's regions have a domain of their own.
+      const bool china = config_.region.rfind("cn-", 0) == 0;
+      config_.sts_endpoint = config_.region.empty()
+                                 ? "https://sts.amazonaws.com/"
+                                 : "https://sts." + config_.region + ".amazonaws.com" + (china ? ".cn/" : "/");
     }
     origin_ = detail::check_endpoint(config_.sts_endpoint, "aws_web_identity: sts_endpoint");
   }
@@ -235,20 +250,18 @@ class AwsWebIdentityMinter final : public Minter {
                                                          bounded_excerpt(role, 200) +
                                                          "' is not a role ARN (arn:PARTITION:iam::ACCOUNT:role/NAME)");
     const RedactedString token = co_await config_.web_identity_token.fetch(ctx);
-    struct Form {
-      std::string text;
-      ~Form() { OPENSSL_cleanse(text.data(), text.size()); }
-    } form;
-    form.text.reserve(token.size() * 3 + 1024);
-    form.text = "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=" + detail::form_encode(role) +
-                "&RoleSessionName=" + detail::form_encode(config_.role_session_name) +
-                "&DurationSeconds=" + std::to_string(config_.duration.count()) + "&WebIdentityToken=";
-    form.text += detail::form_encode(token.reveal());
+    detail::SecretForm form;
+    form.add("Action", "AssumeRoleWithWebIdentity");
+    form.add("Version", "2011-06-15");
+    form.add("RoleArn", role);
+    form.add("RoleSessionName", config_.role_session_name);
+    form.add("DurationSeconds", std::to_string(config_.duration.count()));
+    form.add("WebIdentityToken", token.reveal());
     http::HttpRequest request;
     request.method = "POST";
     request.url = config_.sts_endpoint;
     request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
-    request.body = form.text;
+    request.body = form.text();
     http::HttpResponse response = co_await detail::send_token_request(std::move(request), ctx, origin_, aws_refusal);
     const detail::WipedBody wipe{response.body};
     detail::AwsStsAnswer answer = detail::parse_aws_sts_response(response.body);

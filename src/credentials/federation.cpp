@@ -57,7 +57,8 @@ class FileToken final : public IdentityTokenSource::Impl {
   }
 
   RedactedString read(const MintContext& ctx) const {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    // Non-blocking: a FIFO at the path must not block the thread until a writer comes.
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) fail(ctx, std::string{"cannot be opened: "} + std::strerror(errno));
     struct Close {
       int fd;
@@ -133,8 +134,9 @@ class UrlToken final : public IdentityTokenSource::Impl {
     http::HttpRequest request;
     request.url = url_;
     request.headers = headers_;
+    const std::string where = "identity token url " + origin_;  // named: no temporary in the co_await
     http::HttpResponse response = co_await detail::send_token_request(
-        std::move(request), ctx, "identity token url " + origin_, [](int status, std::string_view) -> detail::Refusal {
+        std::move(request), ctx, where, [](int status, std::string_view) -> detail::Refusal {
           return {status >= 500 || status == 408 || status == 429, ErrorDetails{status, {}}};
         });
     const detail::WipedBody wipe{response.body};
@@ -177,14 +179,6 @@ class SvidToken final : public IdentityTokenSource::Impl {
   std::optional<spiffe::SpiffeId> id_;
 };
 
-// Appends "&name=value" form-encoded, without temporaries holding the value.
-void append_param(std::string& form, std::string_view name, std::string_view value) {
-  if (!form.empty()) form += '&';
-  form += name;
-  form += '=';
-  form += detail::form_encode(value);
-}
-
 constexpr std::string_view grant_jwt_bearer = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 constexpr std::string_view grant_token_exchange = "urn:ietf:params:oauth:grant-type:token-exchange";
 
@@ -218,42 +212,36 @@ class FederatedOAuthMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return label_; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
-    struct Form {  // holds assertions: wiped whatever happens
-      std::string text;
-      ~Form() { OPENSSL_cleanse(text.data(), text.size()); }
-    } form;
-    form.text.reserve(8192);
+    detail::SecretForm form;  // holds assertions: wiped whatever happens
     switch (config_.grant) {
-      case OAuthGrant::client_credentials: append_param(form.text, "grant_type", "client_credentials"); break;
+      case OAuthGrant::client_credentials: form.add("grant_type", "client_credentials"); break;
       case OAuthGrant::jwt_bearer: {
-        append_param(form.text, "grant_type", grant_jwt_bearer);
+        form.add("grant_type", grant_jwt_bearer);
         const RedactedString assertion = co_await config_.assertion->fetch(ctx);
-        append_param(form.text, "assertion", assertion.reveal());
+        form.add("assertion", assertion.reveal());
         break;
       }
       case OAuthGrant::token_exchange: {
-        append_param(form.text, "grant_type", grant_token_exchange);
+        form.add("grant_type", grant_token_exchange);
         const RedactedString subject = co_await config_.subject_token->fetch(ctx);
-        append_param(form.text, "subject_token_type", config_.subject_token_type);
-        append_param(form.text, "subject_token", subject.reveal());
-        if (!config_.requested_token_type.empty())
-          append_param(form.text, "requested_token_type", config_.requested_token_type);
+        form.add("subject_token_type", config_.subject_token_type);
+        form.add("subject_token", subject.reveal());
+        if (!config_.requested_token_type.empty()) form.add("requested_token_type", config_.requested_token_type);
         break;
       }
     }
-    if (!scope.empty()) append_param(form.text, "scope", scope);
-    if (!config_.client_id.empty()) append_param(form.text, "client_id", config_.client_id);
-    for (const auto& r : config_.resources) append_param(form.text, "resource", r);
-    if (!config_.audience.empty()) append_param(form.text, "audience", config_.audience);
+    if (!scope.empty()) form.add("scope", scope);
+    if (!config_.client_id.empty()) form.add("client_id", config_.client_id);
+    for (const auto& r : config_.resources) form.add("resource", r);
+    if (!config_.audience.empty()) form.add("audience", config_.audience);
 
     http::HttpRequest request;
     if (config_.client_assertion) {
-      append_param(form.text, "client_assertion_type",
-                   config_.client_assertion_type == ClientAssertionType::jwt_spiffe
-                       ? "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"
-                       : "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+      form.add("client_assertion_type", config_.client_assertion_type == ClientAssertionType::jwt_spiffe
+                                            ? "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe"
+                                            : "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
       const RedactedString assertion = co_await config_.client_assertion->fetch(ctx);
-      append_param(form.text, "client_assertion", assertion.reveal());
+      form.add("client_assertion", assertion.reveal());
     } else if (config_.tls_client_certificate) {
       const auto svid = config_.tls_client_certificate->x509_svid();
       if (!svid)
@@ -266,7 +254,7 @@ class FederatedOAuthMinter final : public Minter {
     request.url = config_.token_endpoint;
     request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
     request.headers.push_back({"accept", "application/json"});
-    request.body = form.text;
+    request.body = form.text();
     co_return co_await detail::request_token(std::move(request), ctx, origin_);
   }
 

@@ -162,9 +162,12 @@ CredentialMaterial jwt_bearer(const json& config, const SpiffeSources& sources) 
 }
 
 CredentialMaterial google(const json& config, const SpiffeSources& sources) {
-  const Fields f{config, "google_external_account", {"credentials", "credentials_file", "allowed_urls"}};
+  const Fields f{config,
+                 "google_external_account",
+                 {"credentials", "credentials_file", "allowed_urls", "allowed_universe_domains"}};
   GoogleExternalAccountOptions options;
   options.allowed_urls = string_list(f, "allowed_urls");
+  options.allowed_universe_domains = string_list(f, "allowed_universe_domains");
   const auto* inline_value = f.find("credentials");
   const auto* file = f.find("credentials_file");
   if ((inline_value != nullptr) == (file != nullptr))

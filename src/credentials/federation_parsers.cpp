@@ -81,8 +81,10 @@ std::optional<std::int64_t> jwt_expiry(std::string_view token) {
   const auto exp = claims.find("exp");
   if (exp == claims.end() || !exp->is_number()) return std::nullopt;
   const double v = exp->get<double>();
-  if (!(v > -1e12 && v < 1e12)) return std::nullopt;  // also refuses NaN
-  return static_cast<std::int64_t>(v);
+  // Within what a nanosecond system_clock holds: before 1970 reads as expired at the epoch,
+  // past 2191 as no expiry of its own (NaN too).
+  if (!(v < 7e9)) return std::nullopt;
+  return v < 0 ? 0 : static_cast<std::int64_t>(v);
 }
 
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {
@@ -103,6 +105,11 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
       text[16] != ':' || !digits(17, 2, second))
     return std::nullopt;
   if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  // A nanosecond system_clock ends in 2262: later (and pre-1970) times are refused, not wrapped.
+  if (year < 1970 || year > 2200) return std::nullopt;
+  static constexpr int days_in[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  if (day > days_in[month - 1] + (month == 2 && leap ? 1 : 0)) return std::nullopt;
   std::size_t at = 19;
   if (at < text.size() && text[at] == '.') {
     ++at;

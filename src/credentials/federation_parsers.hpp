@@ -24,11 +24,12 @@ RedactedString token_from_content(std::string_view content, TokenFormat format, 
                                   std::string& why);
 
 /// The `exp` of a compact JWT, in seconds since the epoch; nullopt for a token that is not a JWT
-/// or has no numeric `exp` (an opaque token has no expiry of its own).
+/// or has no numeric `exp` (an opaque token has no expiry of its own), or one past the year 2191;
+/// an `exp` before 1970 reads as 0.
 std::optional<std::int64_t> jwt_expiry(std::string_view token);
 
 /// "2026-12-01T10:00:00Z", with optional fractional seconds and a `Z` or numeric offset;
-/// nullopt when malformed or out of range.
+/// nullopt when malformed or out of range (years 1970 to 2200 only).
 std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
 
 /// Google's `generateAccessToken` answer: `accessToken` and `expireTime`.

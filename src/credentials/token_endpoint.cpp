@@ -121,10 +121,8 @@ bool is_absolute_uri(std::string_view uri) noexcept {
   return true;
 }
 
-std::string form_encode(std::string_view text) {
+void form_encode_into(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size() * 3);
   for (char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
     if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
@@ -137,7 +135,30 @@ std::string form_encode(std::string_view text) {
       out += hex[c & 0xF];
     }
   }
+}
+
+std::string form_encode(std::string_view text) {
+  std::string out;
+  out.reserve(text.size() * 3);
+  form_encode_into(out, text);
   return out;
+}
+
+SecretForm::~SecretForm() { OPENSSL_cleanse(text_.data(), text_.size()); }
+
+void SecretForm::add(std::string_view name, std::string_view value) {
+  const std::size_t need = text_.size() + 2 + name.size() + 3 * value.size();
+  if (need > text_.capacity()) {  // grow into a new buffer and wipe the old one
+    std::string bigger;
+    bigger.reserve(std::max(need, 2 * text_.capacity()));
+    bigger = text_;
+    OPENSSL_cleanse(text_.data(), text_.size());
+    text_.swap(bigger);
+  }
+  if (!text_.empty()) text_ += '&';
+  text_ += name;
+  text_ += '=';
+  form_encode_into(text_, value);
 }
 
 std::string basic_authorization(std::string_view client_id, std::string_view client_secret) {

@@ -61,6 +61,7 @@ TEST_CASE("JWT expiry: a numeric exp of a compact JWT, nothing for opaque tokens
   CHECK_FALSE(jwt_expiry(jwt_with({{"sub", "x"}})));
   CHECK_FALSE(jwt_expiry(jwt_with({{"exp", "soon"}})));
   CHECK_FALSE(jwt_expiry(jwt_with({{"exp", 1e300}})));
+  CHECK(jwt_expiry(jwt_with({{"exp", -1e300}})) == 0);
   CHECK_FALSE(jwt_expiry("opaque-token"));
   CHECK_FALSE(jwt_expiry("a.b"));
   CHECK_FALSE(jwt_expiry("a.!!!.c"));
@@ -75,8 +76,10 @@ TEST_CASE("RFC 3339 times: Z, fractions and offsets; malformed ones refused", "[
   CHECK(parse_rfc3339("2025-12-01T12:00:00+02:00") == at);
   CHECK(parse_rfc3339("2025-12-01T09:30:00-00:30") == at);
   for (const char* bad : {"2025-12-01 10:00:00Z", "2025-12-01T10:00:00", "2025-13-01T10:00:00Z",
-                          "2025-12-01T10:00:00.Z", "2025-12-01T10:00:00+0200", "yesterday", ""})
+                          "2025-12-01T10:00:00.Z", "2025-12-01T10:00:00+0200", "yesterday", "", "3025-12-01T10:00:00Z",
+                          "1007-01-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-04-31T00:00:00Z"})
     CHECK_FALSE(parse_rfc3339(bad));
+  CHECK(parse_rfc3339("2028-02-29T00:00:00Z"));
 }
 
 TEST_CASE("Google's impersonation answer and error bodies", "[federation][google]") {
@@ -186,6 +189,17 @@ TEST_CASE("Federated configurations refuse what they cannot use, naming the fiel
                       {"token_file", "/t"},
                       {"jwt_svid", json::object()}}),
              Contains("both given"));
+  for (const char* arn : {"arn::iam::123456789012:role/r", "arn:aws:iam::123456789012:role/a/",
+                          "arn:aws:iam::123456789012:role//r", "arn:aws:iam::12345678901:role/r"})
+    CHECK_THAT(refused({{"kind", "aws_web_identity"}, {"role_arn", arn}, {"token_file", "/t"}}),
+               Contains("is not arn:PARTITION:iam::ACCOUNT:role/NAME"));
+  CHECK_NOTHROW(CredentialMaterial::from_config(
+      {{"kind", "aws_web_identity"}, {"role_arn", "arn:aws-cn:iam::123456789012:role/path/r"}, {"token_file", "/t"}}));
+  json universe = account;
+  universe["universe_domain"] = "evil.example";
+  universe["token_url"] = "https://sts.evil.example/v1/token";
+  CHECK_THAT(refused({{"kind", "google_external_account"}, {"credentials", universe}}),
+             Contains("universe_domain 'evil.example' is not googleapis.com"));
   CHECK_THAT(refused({{"kind", "aws_web_identity"},
                       {"role_arn", "arn:aws:iam::123456789012:role/r"},
                       {"token_file", "/t"},

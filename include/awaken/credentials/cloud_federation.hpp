@@ -48,6 +48,9 @@ struct GoogleExternalAccountOptions {
   /// `iamcredentials.googleapis.com` and their regional and private forms), as for tests or a
   /// private endpoint.
   std::vector<std::string> allowed_urls;
+  /// Universe domains besides `googleapis.com` that a file's `universe_domain` may name
+  /// (a sovereign cloud). The file alone cannot move the endpoints off Google's hosts.
+  std::vector<std::string> allowed_universe_domains;
 };
 
 /// Material that exchanges the subject token at `token_url` (RFC 8693, `requested_token_type`
