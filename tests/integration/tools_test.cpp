@@ -214,6 +214,32 @@ TEST_CASE("awaken-token: mints from a configuration file, redacted unless --reve
   CHECK(second["expires_at"] != first["expires_at"]);
 }
 
+TEST_CASE("awaken-token: AWS credentials from a JWT-SVID, redacted, or as credential_process JSON", "[tools]") {
+  awaken::test::TempDir dir;
+  WorkloadPeer peer;
+  awaken::test::PeerProcess sts{"cloud_sts_server.mjs",
+                                {"--jwks", "http://127.0.0.1:" + std::to_string(peer.control_port()) + "/jwks"}};
+  const nlohmann::json material{
+      {"kind", "aws_web_identity"},
+      {"role_arn", "arn:aws:iam::123456789012:role/tool"},
+      {"sts_endpoint", "http://127.0.0.1:" + std::to_string(sts.info()["port"].get<int>()) + "/"},
+      {"jwt_svid", nlohmann::json::object()}};
+  const auto config =
+      write(dir, "aws.json", nlohmann::json{{"endpoint", "unix://" + peer.socket()}, {"material", material}}.dump());
+  const auto redacted = tool("awaken-token", {"--config", config});
+  REQUIRE(redacted.status == 0);
+  CHECK_THAT(redacted.out, Contains("minted: AWS_ACCESS_KEY_ID=[redacted] AWS_SECRET_ACCESS_KEY=[redacted]"));
+  CHECK(redacted.out.find("ASIA") == std::string::npos);
+  const auto revealed = tool("awaken-token", {"--config", config, "--reveal"});
+  REQUIRE(revealed.status == 0);
+  const auto process = nlohmann::json::parse(revealed.out);
+  CHECK(process["Version"] == 1);
+  CHECK(process["AccessKeyId"].get<std::string>().rfind("ASIA", 0) == 0);
+  CHECK(process["SecretAccessKey"].get<std::string>().size() == 40);
+  CHECK_FALSE(process["SessionToken"].get<std::string>().empty());
+  CHECK(process["Expiration"].get<std::string>().back() == 'Z');
+}
+
 TEST_CASE("The header-injection example retries once after invalidating a rejected token", "[tools]") {
   awaken::test::PeerProcess server{"token_server.mjs", {}};
   const std::string base = "http://127.0.0.1:" + std::to_string(server.info()["port"].get<int>());
