@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <sstream>
 
 #include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
@@ -69,13 +68,6 @@ void check_google_url(const std::string& url, std::string_view field, std::strin
   if (host.empty() || (host != bare && host != bare + ":443") || !google_service_host(bare, service, domain))
     refuse(what, "'" + bounded_excerpt(origin, 200) + "' is not a " + std::string{service} + " host of " + domain +
                      " (add it to allowed_urls to use it)");
-}
-
-std::vector<std::string> split_scope(std::string_view scope) {
-  std::vector<std::string> out;
-  std::istringstream words{std::string{scope}};
-  for (std::string w; words >> w;) out.push_back(std::move(w));
-  return out;
 }
 
 Token expiring_at(RedactedString bearer, std::chrono::system_clock::time_point at, const MintContext& ctx,
@@ -144,7 +136,7 @@ class GoogleExternalAccountMinter final : public Minter {
   }
 
   asio::awaitable<Token> impersonation(const Token& sts, const std::string& scopes, const MintContext& ctx) const {
-    nlohmann::json body{{"scope", split_scope(scopes)}};
+    nlohmann::json body{{"scope", detail::split_words(scopes)}};
     if (account_.token_lifetime) body["lifetime"] = std::to_string(account_.token_lifetime->count()) + "s";
     http::HttpRequest request;
     request.method = "POST";
@@ -159,8 +151,7 @@ class GoogleExternalAccountMinter final : public Minter {
     const std::string where = "service account impersonation " + iam_origin_;  // named for GCC 12
     http::HttpResponse response = co_await detail::send_token_request(
         std::move(request), ctx, where, [](int status, std::string_view text) -> detail::Refusal {
-          return {status >= 500 || status == 408 || status == 429,
-                  ErrorDetails{status, detail::google_error_message(text)}};
+          return {detail::is_transient_status(status), ErrorDetails{status, detail::google_error_message(text)}};
         });
     const detail::WipedBody wipe{response.body};
     std::string why;
@@ -209,11 +200,11 @@ detail::Refusal aws_refusal(int status, std::string_view body) {
     details.oauth_error = answer.error_code;
     details.oauth_error_description = answer.error_message;
     details.server_message = bounded_excerpt(answer.error_code + ": " + answer.error_message, 256);
-    return {status >= 500 || status == 408 || status == 429 || detail::is_transient_aws_error(answer.error_code),
+    return {detail::is_transient_status(status) || detail::is_transient_aws_error(answer.error_code),
             std::move(details)};
   }
   details.server_message = bounded_excerpt(body, 256);
-  return {status >= 500 || status == 408 || status == 429, std::move(details)};
+  return {detail::is_transient_status(status), std::move(details)};
 }
 
 class AwsWebIdentityMinter final : public Minter {

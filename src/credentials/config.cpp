@@ -69,18 +69,7 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
                                  "' is not one of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512");
   c.key_id = f.text("key_id");
   if (auto lifetime = f.seconds("assertion_lifetime_seconds")) c.assertion_lifetime = std::chrono::seconds{*lifetime};
-  if (const auto* r = f.find("resource")) {
-    if (r->is_string()) {
-      c.resources.push_back(f.text("resource"));
-    } else {
-      if (!r->is_array() || r->empty()) bad("resource", "is neither a string nor a non-empty array of strings");
-      for (const auto& v : *r) {
-        if (!v.is_string() || v.get_ref<const std::string&>().empty())
-          bad("resource", "holds something other than a URI");
-        c.resources.push_back(v.get<std::string>());
-      }
-    }
-  }
+  c.resources = f.uris("resource");
   c.audience = f.text("audience");
   return oauth_client_credentials(std::move(c));
 }

@@ -12,12 +12,15 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <openssl/crypto.h>
 #include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
 #include <awaken/redacted_string.hpp>
+
+#include "core/wiped.hpp"
 
 namespace awaken::detail {
 
@@ -26,12 +29,6 @@ inline constexpr std::size_t max_secret_file_bytes = 1 << 20;
 [[noreturn]] inline void bad(std::string_view field, const std::string& why) {
   throw_error(credential_errc::invalid_material, "credential config: '" + std::string{field} + "' " + why);
 }
-
-// Wipes a string that held a secret before it is freed.
-struct Wiped {
-  std::string text;
-  ~Wiped() { OPENSSL_cleanse(text.data(), text.size()); }
-};
 
 // The members of one config object, checked against the names its kind accepts.
 class Fields {
@@ -59,6 +56,24 @@ class Fields {
     if (!v->is_string()) bad(name, "is not a string");
     if (v->get_ref<const std::string&>().empty()) bad(name, "is empty");
     return v->get<std::string>();
+  }
+
+  // A URI or a non-empty array of them (RFC 8707 `resource`); empty when absent.
+  std::vector<std::string> uris(std::string_view name) const {
+    std::vector<std::string> out;
+    const auto* v = find(name);
+    if (v == nullptr) return out;
+    if (v->is_string()) {
+      out.push_back(text(name));
+      return out;
+    }
+    if (!v->is_array() || v->empty()) bad(name, "is neither a string nor a non-empty array of strings");
+    for (const auto& item : *v) {
+      if (!item.is_string() || item.get_ref<const std::string&>().empty())
+        bad(name, "holds something other than a URI");
+      out.push_back(item.get<std::string>());
+    }
+    return out;
   }
 
   std::optional<long long> seconds(std::string_view name) const {

@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "core/url_text.hpp"
+#include "core/wiped.hpp"
 #include "credentials/federation_detail.hpp"
 #include "credentials/federation_parsers.hpp"
 #include "credentials/provider_context.hpp"
@@ -81,10 +82,7 @@ class FileToken final : public IdentityTokenSource::Impl {
     if (token.empty()) {
       if (static_cast<std::size_t>(st.st_size) > detail::max_identity_token_bytes)
         fail(ctx, "is larger than " + std::to_string(detail::max_identity_token_bytes / 1024) + " KiB");
-      struct Wiped {
-        std::string text;
-        ~Wiped() { OPENSSL_cleanse(text.data(), text.size()); }
-      } content;
+      detail::Wiped content;
       content.text.resize(detail::max_identity_token_bytes + 1);
       std::size_t n = 0;
       while (n < content.text.size()) {
@@ -137,7 +135,7 @@ class UrlToken final : public IdentityTokenSource::Impl {
     const std::string where = "identity token url " + origin_;  // named: no temporary in the co_await
     http::HttpResponse response = co_await detail::send_token_request(
         std::move(request), ctx, where, [](int status, std::string_view) -> detail::Refusal {
-          return {status >= 500 || status == 408 || status == 429, ErrorDetails{status, {}}};
+          return {detail::is_transient_status(status), ErrorDetails{status, {}}};
         });
     const detail::WipedBody wipe{response.body};
     std::string why;

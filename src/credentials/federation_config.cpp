@@ -70,20 +70,15 @@ std::string text_or_env(const Fields& f, std::string_view field, const char* var
   return fallback;
 }
 
-std::vector<std::string> resources_field(const Fields& f) {
-  std::vector<std::string> out;
-  const auto* r = f.find("resource");
-  if (r == nullptr) return out;
-  if (r->is_string()) {
-    out.push_back(f.text("resource"));
-    return out;
-  }
-  if (!r->is_array() || r->empty()) bad("resource", "is neither a string nor a non-empty array of strings");
-  for (const auto& v : *r) {
-    if (!v.is_string() || v.get_ref<const std::string&>().empty()) bad("resource", "holds something other than a URI");
-    out.push_back(v.get<std::string>());
-  }
-  return out;
+// What every OAuth kind reads alike: the endpoint, the client id, RFC 8707 resources, audience.
+FederatedOAuth oauth_fields(const Fields& f, OAuthGrant grant) {
+  FederatedOAuth o;
+  o.grant = grant;
+  o.token_endpoint = f.text("token_endpoint", {}, true);
+  o.client_id = f.text("client_id");
+  o.resources = f.uris("resource");
+  o.audience = f.text("audience");
+  return o;
 }
 
 std::vector<std::string> string_list(const Fields& f, std::string_view field) {
@@ -104,11 +99,7 @@ CredentialMaterial client_credentials(const json& config, const SpiffeSources& s
                  "spiffe_client_credentials",
                  {"token_endpoint", "client_id", "assertion_audience", "spiffe_id", "client_assertion_type",
                   "authentication", "resource", "audience"}};
-  FederatedOAuth o;
-  o.token_endpoint = f.text("token_endpoint", {}, true);
-  o.client_id = f.text("client_id");
-  o.resources = resources_field(f);
-  o.audience = f.text("audience");
+  FederatedOAuth o = oauth_fields(f, OAuthGrant::client_credentials);
   const std::string auth = f.text("authentication", "client_assertion");
   if (auth == "tls_client_auth" || auth == "self_signed_tls_client_auth") {
     if (!sources.x509) bad("authentication", "'" + auth + "' needs an X.509-SVID source (SpiffeSources::x509)");
@@ -136,11 +127,7 @@ CredentialMaterial token_exchange(const json& config, const SpiffeSources& sourc
   const Fields f{config,
                  "spiffe_token_exchange",
                  {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id", "requested_token_type"}};
-  FederatedOAuth o;
-  o.grant = OAuthGrant::token_exchange;
-  o.token_endpoint = f.text("token_endpoint", {}, true);
-  o.audience = f.text("audience");
-  o.resources = resources_field(f);
+  FederatedOAuth o = oauth_fields(f, OAuthGrant::token_exchange);
   o.requested_token_type = f.text("requested_token_type");
   o.subject_token = IdentityTokenSource::jwt_svid(need_jwt(sources, "spiffe_token_exchange"),
                                                   f.text("subject_audience", o.token_endpoint),
@@ -151,12 +138,7 @@ CredentialMaterial token_exchange(const json& config, const SpiffeSources& sourc
 CredentialMaterial jwt_bearer(const json& config, const SpiffeSources& sources) {
   const Fields f{
       config, "jwt_bearer_grant", {"token_endpoint", "client_id", "token_file", "jwt_svid", "resource", "audience"}};
-  FederatedOAuth o;
-  o.grant = OAuthGrant::jwt_bearer;
-  o.token_endpoint = f.text("token_endpoint", {}, true);
-  o.client_id = f.text("client_id");
-  o.resources = resources_field(f);
-  o.audience = f.text("audience");
+  FederatedOAuth o = oauth_fields(f, OAuthGrant::jwt_bearer);
   o.assertion = identity_field(f, o.token_endpoint, sources);
   return detail::make_federated_oauth(std::move(o), "jwt_bearer_grant");
 }

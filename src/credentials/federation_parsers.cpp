@@ -2,6 +2,7 @@
 // impersonation answer, AWS STS's XML.
 #include "credentials/federation_parsers.hpp"
 #include "core/bounded_json.hpp"
+#include "core/wiped.hpp"
 
 #include <time.h>
 
@@ -20,12 +21,6 @@ namespace {
 
 constexpr std::size_t max_sts_response_bytes = 64 * 1024;
 
-// A string that held secret bytes, wiped before it is freed.
-struct WipedText {
-  std::string text;
-  ~WipedText() { OPENSSL_cleanse(text.data(), text.size()); }
-};
-
 bool printable_token(std::string_view token) {
   for (char c : token)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
@@ -41,7 +36,7 @@ RedactedString token_from_content(std::string_view content, TokenFormat format, 
     return {};
   }
   std::string_view token = content;
-  WipedText member;
+  Wiped member;
   if (format == TokenFormat::json) {
     const auto j = parse_bounded_json(content);
     if (!j.is_object()) {
@@ -185,7 +180,7 @@ AwsStsAnswer parse_aws_sts_response(std::string_view body) {
     return out;
   }
   // Parsed in place in a buffer of our own, wiped afterwards: the answer holds the secret key.
-  WipedText buffer{std::string{body}};
+  Wiped buffer{std::string{body}};
   pugi::xml_document doc;
   const auto parsed = doc.load_buffer_inplace(buffer.text.data(), buffer.text.size(),
                                               pugi::parse_default & ~pugi::parse_doctype, pugi::encoding_utf8);

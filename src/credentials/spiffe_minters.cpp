@@ -2,20 +2,12 @@
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 
-#include <sstream>
-
 #include "credentials/federation_detail.hpp"
 #include "credentials/provider_context.hpp"
+#include "credentials/token_endpoint.hpp"
 
 namespace awaken {
 namespace {
-
-std::vector<std::string> split_audiences(std::string_view scope) {
-  std::vector<std::string> out;
-  std::istringstream words{std::string{scope}};
-  for (std::string word; words >> word;) out.push_back(std::move(word));
-  return out;
-}
 
 class JwtSvidMinter final : public Minter {
  public:
@@ -27,7 +19,7 @@ class JwtSvidMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return "jwt_svid"; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
-    auto audiences = split_audiences(scope);
+    auto audiences = detail::split_words(scope);
     if (audiences.empty())
       throw_error(credential_errc::invalid_material,
                   detail::provider_context(ctx.provider_id) + ": the scope must name at least one audience");

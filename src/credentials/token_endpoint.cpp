@@ -9,6 +9,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <sstream>
 
 #include <openssl/evp.h>
 #include <nlohmann/json.hpp>
@@ -121,6 +122,13 @@ bool is_absolute_uri(std::string_view uri) noexcept {
   return true;
 }
 
+std::vector<std::string> split_words(std::string_view scope) {
+  std::vector<std::string> out;
+  std::istringstream words{std::string{scope}};
+  for (std::string word; words >> word;) out.push_back(std::move(word));
+  return out;
+}
+
 void form_encode_into(std::string& out, std::string_view text) {
   static constexpr char hex[] = "0123456789ABCDEF";
   for (char ch : text) {
@@ -214,7 +222,7 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
 WipedBody::~WipedBody() { OPENSSL_cleanse(body.data(), body.size()); }
 
 Refusal oauth_refusal(int status, std::string_view body) {
-  return {status >= 500 || status == 408 || status == 429, oauth_error_details(status, body)};
+  return {is_transient_status(status), oauth_error_details(status, body)};
 }
 
 asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <asio/awaitable.hpp>
 #include <nlohmann/json_fwd.hpp>
@@ -71,6 +72,13 @@ ErrorDetails oauth_error_details(int status, std::string_view body);
 /// Parses a 2xx token response body (RFC 6749 section 5.1). Throws
 /// `Error{credential_errc::transient_upstream}` when it is not one.
 Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin);
+
+/// Whether an HTTP status may pass on a retry: 5xx, 408 and 429. Every minter's refusal reader
+/// starts from this one rule.
+constexpr bool is_transient_status(int status) noexcept { return status >= 500 || status == 408 || status == 429; }
+
+/// The space-separated words of a scope (audiences, OAuth scopes).
+std::vector<std::string> split_words(std::string_view scope);
 
 /// How a refusal (a non-2xx answer) reads: whether a retry may help, and what the server said.
 struct Refusal {
