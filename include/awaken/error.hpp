@@ -79,7 +79,7 @@ enum class spiffe_errc {
   invalid_base64,         ///< a part is not strict unpadded base64url
   invalid_header,         ///< the header is not a JSON object of the expected shape
   unsupported_algorithm,  ///< `alg` outside RS/PS/ES 256/384/512 (`none` and HMAC included)
-  invalid_typ,            ///< `typ` present and neither `JWT` nor `JOSE`
+  invalid_typ,            ///< `typ` not one the token's kind allows (for a JWT-SVID: absent, `JWT` or `JOSE`)
   invalid_claims,         ///< the claims are not a JSON object of the expected shape
   invalid_subject,        ///< `sub` missing or not a SPIFFE ID
   bundle_not_found,       ///< no bundle for the subject's trust domain
@@ -129,6 +129,17 @@ enum class spiffe_errc {
   peer_not_authorized,           ///< a verified peer whose SPIFFE ID the authorizer refuses
   no_svid,                       ///< no X.509-SVID to present (none received, or none picked)
   too_many_svids,                ///< an X.509 update with more SVIDs than a source's resource limits
+  // WIT-SVIDs and workload proof tokens (experimental)
+  invalid_confirmation,  ///< a WIT-SVID's `cnf.jwk` missing or unusable, or its `alg` missing, not allowed or unfit
+  audience_present,      ///< a WIT-SVID carries `aud`, which its standard forbids
+  lifetime_too_long,     ///< a token lives (or is valid for) longer than the configured maximum
+  missing_proof,         ///< no Workload-Identity-Token or Workload-Proof-Token header
+  multiple_proofs,       ///< more than one Workload-Identity-Token or Workload-Proof-Token header
+  proof_mismatch,        ///< a proof's `wth`, `ath`, `tth` or `oth` does not match the request
+  replayed_proof,        ///< a proof's `jti` was already accepted within its lifetime
+  replay_cache_full,     ///< the replay cache holds only live entries (the proof is refused: fails closed)
+  not_offered,           ///< the Workload API does not offer this profile (Unimplemented, FailedPrecondition)
+  missing_private_key,   ///< a WIT-SVID without its private key cannot make proofs
 };
 
 /// gRPC status codes (https://grpc.github.io/grpc/core/md_doc_statuscodes.html). `ok` is 0 and

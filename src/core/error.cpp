@@ -109,7 +109,7 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::invalid_base64: return "part is not strict base64url";
       case spiffe_errc::invalid_header: return "invalid JOSE header";
       case spiffe_errc::unsupported_algorithm: return "unsupported algorithm";
-      case spiffe_errc::invalid_typ: return "typ is neither JWT nor JOSE";
+      case spiffe_errc::invalid_typ: return "typ is not one this kind of token allows";
       case spiffe_errc::invalid_claims: return "invalid claims";
       case spiffe_errc::invalid_subject: return "sub is not a SPIFFE ID";
       case spiffe_errc::bundle_not_found: return "no bundle for the trust domain";
@@ -157,6 +157,16 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::peer_not_authorized: return "peer SPIFFE ID is not authorized";
       case spiffe_errc::no_svid: return "no X.509-SVID";
       case spiffe_errc::too_many_svids: return "more X.509-SVIDs than allowed";
+      case spiffe_errc::invalid_confirmation: return "cnf.jwk is missing, unusable, or its alg is missing or unfit";
+      case spiffe_errc::audience_present: return "a WIT-SVID must not carry aud";
+      case spiffe_errc::lifetime_too_long: return "token lifetime longer than allowed";
+      case spiffe_errc::missing_proof: return "workload identity or proof token header missing";
+      case spiffe_errc::multiple_proofs: return "more than one workload identity or proof token header";
+      case spiffe_errc::proof_mismatch: return "proof does not match the request";
+      case spiffe_errc::replayed_proof: return "proof replayed (jti already seen)";
+      case spiffe_errc::replay_cache_full: return "replay cache full";
+      case spiffe_errc::not_offered: return "the Workload API does not offer this profile";
+      case spiffe_errc::missing_private_key: return "WIT-SVID has no private key";
     }
     return "unknown SPIFFE error";
   }

@@ -10,6 +10,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 #include <openssl/rsa.h>
 
 #include <awaken/error.hpp>
@@ -174,13 +175,12 @@ std::string sign_bytes(Algorithm alg, const KeyHolder& key, std::string_view inp
 
 }  // namespace
 
-std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload, const PrivateKey& key) {
+JwsSigner::JwsSigner(Algorithm alg, const nlohmann::json& header, PrivateKey key) : alg_(alg), key_(std::move(key)) {
   const OpensslErrorScope errors;
-  const KeyHolder* holder = key.holder().get();
-  if (!detail::key_supports(holder, alg)) {
+  if (!detail::key_supports(key_.holder().get(), alg)) {
     fail(jose_errc::algorithm_key_mismatch, std::string{"sign_compact: "} + std::string{to_string(alg)} + " with a " +
-                                                std::to_string(key.bits()) + "-bit " +
-                                                (key.type() == KeyType::rsa ? "RSA" : "EC") + " key");
+                                                std::to_string(key_.bits()) + "-bit " +
+                                                (key_.type() == KeyType::rsa ? "RSA" : "EC") + " key");
   }
   if (!header.is_null() && !header.is_object()) {
     fail(jose_errc::malformed_json, "sign_compact: header is not a JSON object");
@@ -193,13 +193,42 @@ std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::strin
   } catch (const nlohmann::json::exception&) {
     fail(jose_errc::malformed_json, "sign_compact: header holds invalid UTF-8");
   }
-  std::string token = base64url_encode(header_text);
-  token += '.';
+  encoded_header_ = base64url_encode(header_text);
+  encoded_header_ += '.';
+}
+
+std::string JwsSigner::sign(std::string_view payload) const {
+  const OpensslErrorScope errors;
+  std::string token;
+  token.reserve(encoded_header_.size() + (payload.size() * 4 + 2) / 3 + 1 + 2 * 2 * 66);
+  token += encoded_header_;
   token += base64url_encode(payload);
-  const std::string sig = sign_bytes(alg, *holder, token);
+  const std::string sig = sign_bytes(alg_, *key_.holder(), token);
   token += '.';
   token += base64url_encode(sig);
   return token;
+}
+
+std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload, const PrivateKey& key) {
+  return JwsSigner{alg, header, key}.sign(payload);
+}
+
+std::string sha256_base64url(std::string_view bytes) {
+  std::array<unsigned char, 32> digest{};
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &len, detail::digest_for(Algorithm::es256), nullptr) != 1 ||
+      len != digest.size()) {
+    fail(jose_errc::signing_failed, "SHA-256");
+  }
+  return base64url_encode(std::string_view{reinterpret_cast<const char*>(digest.data()), digest.size()});
+}
+
+std::string random_base64url(std::size_t bytes) {
+  std::array<unsigned char, 64> buffer{};
+  if (bytes == 0 || bytes > buffer.size() || RAND_bytes(buffer.data(), static_cast<int>(bytes)) != 1) {
+    fail(jose_errc::signing_failed, "random_base64url");
+  }
+  return base64url_encode(std::string_view{reinterpret_cast<const char*>(buffer.data()), bytes});
 }
 
 CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {

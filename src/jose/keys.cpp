@@ -15,9 +15,11 @@
 
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
+#include <awaken/jose/jws.hpp>
 
 #include "core/bounded_json.hpp"
 #include "core/openssl_ptr.hpp"
+#include "core/wiped.hpp"
 #include "jose/key_holder.hpp"
 
 namespace awaken::jose {
@@ -181,13 +183,15 @@ BnPtr to_bn(std::string_view big_endian) {
   return bn;
 }
 
-EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
+// A key of `type` from the parameters in `bld`: `selection` is EVP_PKEY_PUBLIC_KEY or
+// EVP_PKEY_KEYPAIR. Null when OpenSSL refuses them.
+EvpPkeyPtr pkey_from_params(const char* type, OSSL_PARAM_BLD* bld, int selection = EVP_PKEY_PUBLIC_KEY) {
   const awaken::detail::OpensslPtr<OSSL_PARAM, OSSL_PARAM_free> params{OSSL_PARAM_BLD_to_param(bld)};
   if (!params) throw std::bad_alloc{};
   const PkeyCtxPtr ctx{EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr)};
   EVP_PKEY* pkey = nullptr;
   if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &pkey, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+      EVP_PKEY_fromdata(ctx.get(), &pkey, selection, params.get()) != 1) {
     return nullptr;
   }
   return EvpPkeyPtr{pkey};
@@ -262,6 +266,106 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   EvpPkeyPtr pkey = pkey_from_params("EC", bld.get());
   if (!pkey) fail(jose_errc::point_not_on_curve, "PublicKey::from_jwk: EC point");
   return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
+}
+
+// --- private JWK -------------------------------------------------------------------------------
+
+constexpr std::size_t max_private_jwk_bytes = 64 * 1024;
+
+[[noreturn]] void bad_private(const std::string& why) {
+  fail(jose_errc::invalid_private_key, "PrivateKey::from_jwk: " + why);
+}
+
+// A secret JWK member decoded into a buffer wiped on destruction.
+awaken::detail::Wiped secret_member(const nlohmann::json& jwk, const char* name) {
+  const auto it = jwk.find(name);
+  if (it == jwk.end() || !it->is_string()) bad_private(std::string{"member '"} + name + "' missing or not a string");
+  awaken::detail::Wiped out;
+  std::error_code ec;
+  out.text = base64url_decode(it->get_ref<const std::string&>(), ec);
+  if (ec || out.text.empty()) bad_private(std::string{"member '"} + name + "' empty or not base64url");
+  return out;
+}
+
+// A BIGNUM cleared on free, for secret numbers.
+using SecretBnPtr = awaken::detail::OpensslPtr<BIGNUM, BN_clear_free>;
+
+SecretBnPtr secret_bn(const nlohmann::json& jwk, const char* name) {
+  const auto bytes = secret_member(jwk, name);
+  SecretBnPtr bn{BN_secure_new()};
+  if (!bn || BN_bin2bn(reinterpret_cast<const unsigned char*>(bytes.text.data()), static_cast<int>(bytes.text.size()),
+                       bn.get()) == nullptr) {
+    throw std::bad_alloc{};
+  }
+  return bn;
+}
+
+EvpPkeyPtr keypair_from_params(const char* type, OSSL_PARAM_BLD* bld) {
+  EvpPkeyPtr out = pkey_from_params(type, bld, EVP_PKEY_KEYPAIR);
+  if (!out) return nullptr;
+  // The private numbers must belong to the public ones.
+  const PkeyCtxPtr check{EVP_PKEY_CTX_new_from_pkey(nullptr, out.get(), nullptr)};
+  if (!check || EVP_PKEY_pairwise_check(check.get()) != 1) return nullptr;
+  return out;
+}
+
+EvpPkeyPtr ec_private_from_jwk(const nlohmann::json& jwk) {
+  const auto crv = jwk.find("crv");
+  if (crv == jwk.end() || !crv->is_string()) bad_private("member 'crv' missing or not a string");
+  Curve curve = curve_from_group_name(crv->get_ref<const std::string&>());
+  if (curve == Curve::none || crv->get_ref<const std::string&>().rfind("P-", 0) != 0)
+    fail(jose_errc::unsupported_key_type, "PrivateKey::from_jwk: crv");
+  const char* group = curve == Curve::p256 ? "prime256v1" : curve == Curve::p384 ? "secp384r1" : "secp521r1";
+  const auto size = static_cast<std::size_t>(detail::field_bytes(curve));
+  const auto x = secret_member(jwk, "x");
+  const auto y = secret_member(jwk, "y");
+  const auto d = secret_member(jwk, "d");
+  if (x.text.size() != size || y.text.size() != size || d.text.size() != size)
+    bad_private("EC member of the wrong size for " + crv->get_ref<const std::string&>());
+  std::string point;
+  point.reserve(1 + 2 * size);
+  point += '\x04';
+  point += x.text;
+  point += y.text;
+  SecretBnPtr priv{BN_secure_new()};
+  if (!priv ||
+      BN_bin2bn(reinterpret_cast<const unsigned char*>(d.text.data()), static_cast<int>(size), priv.get()) == nullptr)
+    throw std::bad_alloc{};
+  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
+  if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, priv.get()) != 1) {
+    throw std::bad_alloc{};
+  }
+  return keypair_from_params("EC", bld.get());
+}
+
+EvpPkeyPtr rsa_private_from_jwk(const nlohmann::json& jwk) {
+  if (jwk.contains("oth")) fail(jose_errc::unsupported_key_type, "PrivateKey::from_jwk: multi-prime RSA ('oth')");
+  const BnPtr n = to_bn(unsigned_member(jwk, "n"));
+  const BnPtr e = to_bn(unsigned_member(jwk, "e"));
+  const SecretBnPtr d = secret_bn(jwk, "d");
+  static constexpr const char* crt_members[] = {"p", "q", "dp", "dq", "qi"};
+  static constexpr const char* crt_params[] = {OSSL_PKEY_PARAM_RSA_FACTOR1, OSSL_PKEY_PARAM_RSA_FACTOR2,
+                                               OSSL_PKEY_PARAM_RSA_EXPONENT1, OSSL_PKEY_PARAM_RSA_EXPONENT2,
+                                               OSSL_PKEY_PARAM_RSA_COEFFICIENT1};
+  std::size_t present = 0;
+  for (const char* m : crt_members) present += jwk.contains(m) ? 1 : 0;
+  if (present != 0 && present != 5) bad_private("RSA CRT members p, q, dp, dq, qi must come all together");
+  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
+  if (!bld || OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()) != 1 ||
+      OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_D, d.get()) != 1) {
+    throw std::bad_alloc{};
+  }
+  std::array<SecretBnPtr, 5> crt;
+  if (present == 5) {
+    for (std::size_t i = 0; i < crt.size(); ++i) {
+      crt[i] = secret_bn(jwk, crt_members[i]);
+      if (OSSL_PARAM_BLD_push_BN(bld.get(), crt_params[i], crt[i].get()) != 1) throw std::bad_alloc{};
+    }
+  }
+  return keypair_from_params("RSA", bld.get());
 }
 
 // --- PEM ---------------------------------------------------------------------------------------
@@ -371,7 +475,89 @@ Curve PublicKey::curve() const noexcept { return key_ ? key_->curve : Curve::non
 int PublicKey::bits() const noexcept { return key_ ? key_->bits : 0; }
 bool PublicKey::supports(Algorithm alg) const noexcept { return detail::key_supports(key_.get(), alg); }
 
+namespace {
+
+std::string bn_param(const EVP_PKEY* pkey, const char* name, int pad) {
+  BIGNUM* raw = nullptr;
+  if (EVP_PKEY_get_bn_param(pkey, name, &raw) != 1) fail(jose_errc::invalid_jwk, "PublicKey::to_jwk: export");
+  const BnPtr bn{raw};
+  const int size = pad > 0 ? pad : BN_num_bytes(bn.get());
+  std::string out(static_cast<std::size_t>(size), '\0');
+  if (BN_bn2binpad(bn.get(), reinterpret_cast<unsigned char*>(out.data()), size) != size)
+    fail(jose_errc::invalid_jwk, "PublicKey::to_jwk: export");
+  return out;
+}
+
+}  // namespace
+
+nlohmann::json PublicKey::to_jwk() const {
+  const OpensslErrorScope errors;
+  if (!key_) fail(jose_errc::invalid_jwk, "PublicKey::to_jwk: empty key");
+  nlohmann::json jwk = nlohmann::json::object();
+  if (key_->type == KeyType::rsa) {
+    jwk["kty"] = "RSA";
+    jwk["n"] = base64url_encode(bn_param(key_->pkey, OSSL_PKEY_PARAM_RSA_N, 0));
+    jwk["e"] = base64url_encode(bn_param(key_->pkey, OSSL_PKEY_PARAM_RSA_E, 0));
+    return jwk;
+  }
+  const int size = detail::field_bytes(key_->curve);
+  jwk["kty"] = "EC";
+  jwk["crv"] = key_->curve == Curve::p256 ? "P-256" : key_->curve == Curve::p384 ? "P-384" : "P-521";
+  jwk["x"] = base64url_encode(bn_param(key_->pkey, OSSL_PKEY_PARAM_EC_PUB_X, size));
+  jwk["y"] = base64url_encode(bn_param(key_->pkey, OSSL_PKEY_PARAM_EC_PUB_Y, size));
+  return jwk;
+}
+
+std::string PublicKey::thumbprint() const { return sha256_base64url(to_jwk().dump()); }
+
 // --- PrivateKey --------------------------------------------------------------------------------
+
+PrivateKey PrivateKey::from_jwk(const RedactedString& jwk_json) {
+  const OpensslErrorScope errors;
+  const std::string ctx = "PrivateKey::from_jwk (" + std::to_string(jwk_json.size()) + " bytes)";
+  if (jwk_json.size() > max_private_jwk_bytes) fail(jose_errc::input_too_large, ctx);
+  nlohmann::json jwk = awaken::detail::parse_bounded_json(jwk_json.reveal());
+  // The parsed members hold the secret as text: wipe them before the document is freed.
+  struct WipeStrings {
+    nlohmann::json& doc;
+    ~WipeStrings() {
+      if (!doc.is_object()) return;
+      for (auto& [name, value] : doc.items()) {
+        if (value.is_string()) {
+          auto& text = value.get_ref<std::string&>();
+          OPENSSL_cleanse(text.data(), text.size());
+        }
+      }
+    }
+  } wipe{jwk};
+  if (jwk.is_discarded() || !jwk.is_object()) fail(jose_errc::malformed_json, ctx + ": not a JSON object");
+  const auto kty = jwk.find("kty");
+  if (kty == jwk.end() || !kty->is_string()) bad_private("member 'kty' missing or not a string");
+  EvpPkeyPtr pkey;
+  if (kty->get_ref<const std::string&>() == "EC") {
+    pkey = ec_private_from_jwk(jwk);
+  } else if (kty->get_ref<const std::string&>() == "RSA") {
+    pkey = rsa_private_from_jwk(jwk);
+  } else {
+    fail(jose_errc::unsupported_key_type, ctx + ": kty");
+  }
+  if (!pkey) bad_private("the key was refused, or its private part does not match its public part");
+  return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::from_jwk", jose_errc::invalid_private_key, true})};
+}
+
+PrivateKey PrivateKey::generate(Curve curve) {
+  const OpensslErrorScope errors;
+  const char* group = nullptr;
+  switch (curve) {
+    case Curve::p256: group = "P-256"; break;
+    case Curve::p384: group = "P-384"; break;
+    case Curve::p521: group = "P-521"; break;
+    case Curve::none: fail(jose_errc::unsupported_key_type, "PrivateKey::generate: no curve");
+  }
+  EvpPkeyPtr pkey{EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", group)};
+  if (!pkey) fail(jose_errc::signing_failed, "PrivateKey::generate");
+  return PrivateKey{make_holder(std::move(pkey), {"PrivateKey::generate", jose_errc::invalid_private_key, true})};
+}
 
 PrivateKey PrivateKey::from_pem(const RedactedString& pem) {
   const OpensslErrorScope errors;

@@ -51,7 +51,7 @@ JwtBundle::JwtBundle(TrustDomain td, std::vector<JwtAuthority> authorities)
   sort_and_check(td_, authorities_);
 }
 
-JwtBundle JwtBundle::parse(TrustDomain td, std::string_view jwks, std::size_t max_bytes) {
+JwtBundle JwtBundle::parse(TrustDomain td, std::string_view jwks, std::size_t max_bytes, AuthorityUse use_of_keys) {
   if (jwks.size() > max_bytes)
     throw_error(spiffe_errc::bundle_too_large, "JWT bundle of " + td.name() + ": " + std::to_string(jwks.size()) +
                                                    " bytes, over " + std::to_string(max_bytes));
@@ -69,7 +69,10 @@ JwtBundle JwtBundle::parse(TrustDomain td, std::string_view jwks, std::size_t ma
     if (!key.is_object()) bad_bundle(bundle.td_, where + " is not an object");
     if (auto use = key.find("use"); use != key.end()) {
       if (!use->is_string()) bad_bundle(bundle.td_, where + ": 'use' is not a string");
-      if (use->get_ref<const std::string&>() != "jwt-svid") continue;  // an X.509 or other authority
+      const char* wanted = use_of_keys == AuthorityUse::wit_svid ? "wit-svid" : "jwt-svid";
+      if (use->get_ref<const std::string&>() != wanted) continue;  // an authority of another kind
+    } else if (use_of_keys == AuthorityUse::wit_svid) {
+      continue;  // WIT authorities are marked as such
     }
     auto kty = key.find("kty");
     if (kty == key.end() || !kty->is_string()) bad_bundle(bundle.td_, where + ": 'kty' is missing or not a string");

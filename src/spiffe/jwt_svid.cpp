@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bounded_json.hpp"
+#include "spiffe/jwt_claims.hpp"
 
 namespace awaken::spiffe {
 
@@ -27,44 +28,17 @@ struct JwtSvid::State {
 
 namespace {
 
-// The latest NumericDate accepted, 2255-03-14: system_clock counts nanoseconds in 64 bits and
-// ends in 2262, and a date must survive the leeway arithmetic too.
-constexpr double max_numeric_date = 9'000'000'000.0;
-
-// a + b for seconds, saturating instead of overflowing (the leeway is the caller's to choose).
-long long add_seconds(long long a, long long b) noexcept {
-  long long out = 0;
-  if (__builtin_add_overflow(a, b, &out)) return b > 0 ? LLONG_MAX : LLONG_MIN;
-  return out;
-}
-
 [[noreturn]] void fail(spiffe_errc code, const std::string& context = {}) {
   throw_error(code, context.empty() ? std::string{"JWT-SVID"} : "JWT-SVID: " + context);
 }
 
-spiffe_errc from_jose(std::error_code ec) noexcept {
-  if (ec == jose_errc::input_too_large) return spiffe_errc::token_too_large;
-  if (ec == jose_errc::malformed_base64url) return spiffe_errc::invalid_base64;
-  if (ec == jose_errc::malformed_json || ec == jose_errc::unsupported_critical_header)
-    return spiffe_errc::invalid_header;
-  if (ec == jose_errc::unsupported_algorithm) return spiffe_errc::unsupported_algorithm;
-  return spiffe_errc::malformed_token;
-}
-
-// A NumericDate claim, or nullopt when absent; `invalid_claims` when it is not a number in range.
 std::optional<double> numeric_date(const nlohmann::json& claims, const char* name) {
-  auto it = claims.find(name);
-  if (it == claims.end()) return std::nullopt;
-  if (!it->is_number()) fail(spiffe_errc::invalid_claims, std::string{name} + " is not a number");
-  const double v = it->get<double>();
-  if (!std::isfinite(v) || v < 0 || v > max_numeric_date)
-    fail(spiffe_errc::invalid_claims, std::string{name} + " is out of range");
-  return v;
+  return detail::numeric_date(claims, name, "JWT-SVID");
 }
 
-std::chrono::system_clock::time_point at(double seconds) {
-  return std::chrono::system_clock::time_point{std::chrono::seconds{static_cast<long long>(std::floor(seconds))}};
-}
+using detail::add_seconds;
+using detail::at;
+using detail::from_jose;
 
 std::string utc(double seconds) { return utc_text(at(seconds)); }
 
@@ -145,24 +119,13 @@ struct JwtSvidParser {
            "sub '" + bounded_excerpt(sub->get_ref<const std::string&>(), 128) + "': " + ec.message());
 
     if (validate) {
-      const auto bundle = bundles->bundle_for_trust_domain(id->trust_domain());
-      if (bundle == nullptr) fail(spiffe_errc::bundle_not_found, "trust domain " + id->trust_domain().name());
-      const JwtAuthority* authority = bundle->find_authority(kid);
-      if (authority == nullptr)
-        fail(spiffe_errc::authority_not_found,
-             "kid '" + bounded_excerpt(kid, 64) + "' in the bundle of " + id->trust_domain().name());
-      if (!authority->key().supports(jws.algorithm()))
-        fail(spiffe_errc::algorithm_mismatch,
-             std::string{jose::to_string(jws.algorithm())} + " with the key of kid '" + bounded_excerpt(kid, 64) + "'");
-      if (!jws.verify(authority->key(), ec))
-        fail(spiffe_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id->trust_domain().name());
+      detail::verify_with_authority(jws, *id, kid, *bundles, "JWT-SVID");
     }
 
     const auto exp = numeric_date(claims, "exp");
     if (!exp) fail(spiffe_errc::missing_expiration);
     if (validate) {
-      const auto now_tp = o.clock != nullptr ? o.clock->system_now() : std::chrono::system_clock::now();
-      const long long now = std::chrono::floor<std::chrono::seconds>(now_tp.time_since_epoch()).count();
+      const long long now = detail::now_seconds(o.clock);
       const long long leeway = std::max<long long>(o.leeway.count(), 0);
       auto whole = [](double v) { return static_cast<long long>(std::floor(v)); };
       if (now > add_seconds(whole(*exp), leeway)) fail(spiffe_errc::expired, "exp " + utc(*exp));

@@ -22,6 +22,35 @@ inline constexpr std::size_t default_max_jws_bytes = 64 * 1024;
 /// holds invalid UTF-8), `signing_failed` when the crypto library fails.
 std::string sign_compact(Algorithm alg, const nlohmann::json& header, std::string_view payload, const PrivateKey& key);
 
+/// Signs many payloads under one protected header, encoded once: for proofs made per request
+/// (DPoP, workload proof tokens), where only the claims change. `sign(p)` returns what
+/// `sign_compact(alg, header, p, key)` would.
+///
+/// Thread safety: immutable after construction; `sign` may run on any number of threads at once.
+class JwsSigner {
+ public:
+  /// Throws as `sign_compact` does for `alg`, `header` and `key`.
+  JwsSigner(Algorithm alg, const nlohmann::json& header, PrivateKey key);
+
+  std::string sign(std::string_view payload) const;
+
+  Algorithm algorithm() const noexcept { return alg_; }
+  const PrivateKey& key() const noexcept { return key_; }
+
+ private:
+  Algorithm alg_;
+  PrivateKey key_;
+  std::string encoded_header_;  // base64url(header) "."
+};
+
+/// Unpadded base64url of the SHA-256 of `bytes`: the form of DPoP's `ath`, of a workload proof
+/// token's `wth`, `ath`, `tth` and `oth` values, and of a JWK thumbprint.
+std::string sha256_base64url(std::string_view bytes);
+
+/// `bytes` bytes from OpenSSL's random generator, as unpadded base64url (a `jti`). Throws
+/// `awaken::Error{jose_errc::signing_failed}` if the generator fails.
+std::string random_base64url(std::size_t bytes = 16);
+
 /// A compact JWS, parsed but not yet verified.
 ///
 /// Parsing checks, in this order: the size bound (`input_too_large`), exactly three segments

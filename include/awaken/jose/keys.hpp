@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
@@ -53,6 +54,12 @@ class PublicKey {
   /// Whether `alg` fits this key: RS and PS for RSA, ES256/384/512 for P-256/384/521.
   bool supports(Algorithm alg) const noexcept;
 
+  /// The key as a JWK holding only its required public members (`crv`, `kty`, `x`, `y` for EC;
+  /// `e`, `kty`, `n` for RSA), which RFC 7638 orders lexicographically as `dump()` writes them.
+  nlohmann::json to_jwk() const;
+  /// The RFC 7638 JWK SHA-256 thumbprint, unpadded base64url (DPoP's `jkt`).
+  std::string thumbprint() const;
+
   const std::shared_ptr<const detail::KeyHolder>& holder() const noexcept { return key_; }
 
  private:
@@ -73,6 +80,17 @@ class PrivateKey {
   /// key PEM), `weak_key`, `unsupported_key_type` (another key type or curve) or
   /// `input_too_large` (over 1 MiB); the message never contains the PEM.
   static PrivateKey from_pem(const RedactedString& pem);
+  /// From the JSON text of a private JWK (RFC 7518 section 6): EC (`crv`, `x`, `y`, `d` of
+  /// exactly the field size) or RSA (`n`, `e`, `d`, and either all of `p`, `q`, `dp`, `dq`,
+  /// `qi` or none; `oth` refused). The private part must match the public one. Throws
+  /// `awaken::Error` with `jose_errc`: `malformed_json`, `invalid_private_key` (a member
+  /// missing, of the wrong type or not base64url, or halves that do not match),
+  /// `unsupported_key_type`, `weak_key`, `input_too_large` (over 64 KiB). Decoded secret
+  /// bytes are wiped; no text names them.
+  static PrivateKey from_jwk(const RedactedString& jwk_json);
+  /// A new EC key on `curve` (P-256 unless told), made in memory and never written anywhere.
+  /// `unsupported_key_type` for Curve::none.
+  static PrivateKey generate(Curve curve = Curve::p256);
 
   KeyType type() const noexcept;
   Curve curve() const noexcept;

@@ -47,6 +47,10 @@ class JwtAuthority {
   std::string jwk_;
 };
 
+/// Which keys of a JWK set a bundle takes: JWT-SVID authorities (`use` absent or `jwt-svid`),
+/// or WIT-SVID authorities (`use` exactly `wit-svid`; experimental, as WIT-SVIDs are).
+enum class AuthorityUse { jwt_svid, wit_svid };
+
 /// A trust domain's JWT authorities, with the bundle's `spiffe_sequence` and
 /// `spiffe_refresh_hint` when it carries them.
 ///
@@ -62,14 +66,16 @@ class JwtBundle {
   JwtBundle(TrustDomain td, std::vector<JwtAuthority> authorities);
 
   /// Parses a JWK set (RFC 7517; the SPIFFE bundle format). `keys` must be an array (it may
-  /// be empty); a key whose `use` is present and not `jwt-svid` is ignored, as is a key of an
+  /// be empty); a key whose `use` is present and not `jwt-svid` is ignored (with
+  /// `AuthorityUse::wit_svid`: a key whose `use` is not exactly `wit-svid`), as is a key of an
   /// unknown `kty` (such as `OKP` or `oct`); every other key must be a valid JWT authority and
   /// a duplicate `kid` rejects the bundle. `spiffe_sequence` (an unsigned integer) and
   /// `spiffe_refresh_hint` (whole seconds) are read when present. Throws `awaken::Error`:
   /// `bundle_too_large` over `max_bytes`, `invalid_bundle` (not JSON, not an object, `keys`
   /// missing or not an array, a key that is not an object or lacks `kty`, a parameter of the
   /// wrong type), `missing_key_id`, `duplicate_key_id`, `invalid_authority`.
-  static JwtBundle parse(TrustDomain td, std::string_view jwks, std::size_t max_bytes = default_max_bytes);
+  static JwtBundle parse(TrustDomain td, std::string_view jwks, std::size_t max_bytes = default_max_bytes,
+                         AuthorityUse use = AuthorityUse::jwt_svid);
 
   const TrustDomain& trust_domain() const noexcept { return td_; }
   /// The authority for `kid`, or null; no allocation.

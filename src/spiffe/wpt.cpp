@@ -1,0 +1,296 @@
+// Workload proof tokens: making them per request, and the receiving side's checks in the
+// draft's order, with a bounded replay cache.
+#include <awaken/error.hpp>
+#include <awaken/jose/jws.hpp>
+#include <awaken/spiffe/experimental/wpt.hpp>
+
+#include <algorithm>
+#include <mutex>
+#include <queue>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "core/bounded_json.hpp"
+#include "spiffe/jwt_claims.hpp"
+
+namespace awaken::spiffe::experimental {
+namespace {
+
+constexpr const char* what = "workload proof token";
+constexpr std::size_t max_jti_bytes = 256;
+constexpr std::size_t max_oth_entries = 32;
+
+[[noreturn]] void fail(spiffe_errc code, const std::string& context) {
+  throw_error(code, std::string{what} + ": " + context);
+}
+
+bool is_tchar(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view{"!#$%&'*+-.^_`|~"}.find(c) != std::string_view::npos;
+}
+
+bool has_control(std::string_view s) noexcept {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
+
+std::string_view trim(std::string_view v) noexcept {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  return v;
+}
+
+std::string_view without_query(std::string_view uri) noexcept { return uri.substr(0, uri.find_first_of("?#")); }
+
+bool iequals(std::string_view a, std::string_view b) noexcept {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
+         });
+}
+
+std::string lower(std::string_view s) {
+  std::string out{s};
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return out;
+}
+
+// A JSON string literal; the values here are URIs and base64url, escaped all the same.
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[u >> 4];
+      out += hex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+bool is_absolute_http(std::string_view uri) noexcept {
+  const std::string_view rest = uri.starts_with("https://")  ? uri.substr(8)
+                                : uri.starts_with("http://") ? uri.substr(7)
+                                                             : std::string_view{};
+  return !rest.empty() && rest.front() != '/' && !has_control(uri) && uri.find(' ') == std::string_view::npos;
+}
+
+}  // namespace
+
+WptHeaders make_workload_proof(const WitSvid& svid, const WptRequest& request, const WptOptions& options) {
+  const jose::JwsSigner* signer = svid.proof_signer();
+  if (signer == nullptr) throw_error(spiffe_errc::missing_private_key, "make_workload_proof");
+  if (!is_absolute_http(request.target_uri))
+    fail(spiffe_errc::proof_mismatch, "the target is not an absolute http(s) URI");
+  const long long now = detail::now_seconds(options.clock);
+  const std::string jti = jose::random_base64url(16);
+
+  std::string claims;
+  claims.reserve(160 + request.target_uri.size() + 48 * request.other_headers.size());
+  claims += "{\"aud\":";
+  append_json_string(claims, without_query(request.target_uri));
+  claims += ",\"exp\":";
+  claims += std::to_string(detail::add_seconds(now, std::max<long long>(options.lifetime.count(), 1)));
+  claims += ",\"jti\":\"";
+  claims += jti;
+  claims += "\",\"wth\":\"";
+  claims += svid.token_hash();
+  claims += '"';
+  if (!request.access_token.empty()) {
+    claims += ",\"ath\":\"";
+    claims += jose::sha256_base64url(request.access_token);
+    claims += '"';
+  }
+  if (!request.transaction_token.empty()) {
+    claims += ",\"tth\":\"";
+    claims += jose::sha256_base64url(request.transaction_token);
+    claims += '"';
+  }
+  if (!request.other_headers.empty()) {
+    claims += ",\"oth\":{";
+    bool first = true;
+    for (const auto& [name, value] : request.other_headers) {
+      if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar) || has_control(value))
+        fail(spiffe_errc::proof_mismatch, "a header for oth is not an HTTP header");
+      if (!first) claims += ',';
+      first = false;
+      append_json_string(claims, lower(name));
+      claims += ":\"";
+      claims += jose::sha256_base64url(trim(value));
+      claims += '"';
+    }
+    claims += '}';
+  }
+  claims += '}';
+  return WptHeaders{svid.token(), RedactedString{signer->sign(claims)}};
+}
+
+// --- verification ------------------------------------------------------------------------------
+
+struct WptVerifier::Impl {
+  std::shared_ptr<const BundleSource> bundles;
+  WptVerifierOptions options;
+
+  // Live jti per caller, with a min-heap of expiries for pruning.
+  mutable std::mutex mutex;
+  mutable std::unordered_map<std::string, long long> seen;
+  mutable std::priority_queue<std::pair<long long, std::string>, std::vector<std::pair<long long, std::string>>,
+                              std::greater<>>
+      expiries;
+
+  void remember(std::string key, long long until, long long now) const {
+    const std::lock_guard lock{mutex};
+    while (!expiries.empty() && expiries.top().first < now) {
+      seen.erase(expiries.top().second);
+      expiries.pop();
+    }
+    if (seen.contains(key)) fail(spiffe_errc::replayed_proof, "jti already seen");
+    if (seen.size() >= options.replay_cache_capacity)
+      fail(spiffe_errc::replay_cache_full, std::to_string(seen.size()) + " live entries");
+    seen.emplace(key, until);
+    expiries.emplace(until, std::move(key));
+  }
+};
+
+WptVerifier::WptVerifier(std::shared_ptr<const BundleSource> wit_bundles, WptVerifierOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  if (!wit_bundles) throw_error(spiffe_errc::bundle_not_found, "WptVerifier: no WIT bundle source");
+  if (options.origins.empty()) throw_error(spiffe_errc::invalid_endpoint, "WptVerifier: no origin configured");
+  for (auto& origin : options.origins) {
+    if (!is_absolute_http(origin) || without_query(origin).size() != origin.size())
+      throw_error(spiffe_errc::invalid_endpoint,
+                  "WptVerifier: origin '" + bounded_excerpt(origin, 128) + "' is not http(s)://authority");
+    const auto scheme_end = origin.find("://") + 3;
+    if (origin.find('/', scheme_end) != std::string::npos)
+      throw_error(spiffe_errc::invalid_endpoint,
+                  "WptVerifier: origin '" + bounded_excerpt(origin, 128) + "' has a path");
+  }
+  impl_->bundles = std::move(wit_bundles);
+  impl_->options = std::move(options);
+}
+
+WptVerifier::~WptVerifier() = default;
+
+std::size_t WptVerifier::replay_cache_size() const {
+  const std::lock_guard lock{impl_->mutex};
+  return impl_->seen.size();
+}
+
+WptVerified WptVerifier::verify(const WptPresented& request) const {
+  const auto& o = impl_->options;
+  // 1. One header of each kind.
+  if (request.identity_tokens.empty()) fail(spiffe_errc::missing_proof, "no Workload-Identity-Token header");
+  if (request.proof_tokens.empty()) fail(spiffe_errc::missing_proof, "no Workload-Proof-Token header");
+  if (request.identity_tokens.size() > 1)
+    fail(spiffe_errc::multiple_proofs, "more than one Workload-Identity-Token header");
+  if (request.proof_tokens.size() > 1) fail(spiffe_errc::multiple_proofs, "more than one Workload-Proof-Token header");
+
+  // 2. The WIT-SVID, then the proof under its cnf key.
+  WitSvid wit = WitSvid::parse_and_validate(request.identity_tokens.front(), *impl_->bundles, o.wit);
+  std::optional<jose::CompactJws> parsed;
+  try {
+    parsed.emplace(jose::CompactJws::parse(request.proof_tokens.front(), o.max_proof_bytes));
+  } catch (const Error& e) {
+    fail(detail::from_jose(e.code()), e.what());
+  }
+  const jose::CompactJws& jws = *parsed;
+  const auto typ = jws.header().find("typ");
+  if (typ == jws.header().end() || !typ->is_string() ||
+      (typ->get_ref<const std::string&>() != "wpt+jwt" && typ->get_ref<const std::string&>() != "application/wpt+jwt"))
+    fail(spiffe_errc::invalid_typ, "typ must be wpt+jwt");
+  if (jws.algorithm() != wit.confirmation_algorithm())
+    fail(spiffe_errc::algorithm_mismatch, std::string{"alg "} + std::string{jose::to_string(jws.algorithm())} +
+                                              ", cnf.jwk.alg " +
+                                              std::string{jose::to_string(wit.confirmation_algorithm())});
+  std::error_code ec;
+  if (!jws.verify(wit.confirmation_key(), ec)) fail(spiffe_errc::invalid_signature, "under the WIT-SVID's cnf.jwk");
+
+  const auto claims = awaken::detail::parse_bounded_json(jws.payload());
+  if (!claims.is_object() || awaken::detail::starts_with_bom(jws.payload()))
+    fail(spiffe_errc::invalid_claims, "the claims are not a JSON object");
+
+  // 3. aud: a configured origin followed by the request's path.
+  const auto aud = claims.find("aud");
+  if (aud == claims.end() || !aud->is_string()) fail(spiffe_errc::audience_mismatch, "aud missing or not a string");
+  std::string_view path = without_query(request.path);
+  if (path.empty()) path = "/";
+  const auto& aud_text = aud->get_ref<const std::string&>();
+  const bool aud_ok = std::any_of(o.origins.begin(), o.origins.end(), [&](const std::string& origin) {
+    return aud_text.size() == origin.size() + path.size() && aud_text.starts_with(origin) &&
+           std::string_view{aud_text}.substr(origin.size()) == path;
+  });
+  if (!aud_ok) fail(spiffe_errc::audience_mismatch, "aud '" + bounded_excerpt(aud_text, 128) + "'");
+
+  // 4. exp, and how far ahead it lies.
+  const auto exp = detail::numeric_date(claims, "exp", what);
+  if (!exp) fail(spiffe_errc::missing_expiration, "exp missing");
+  const long long now = detail::now_seconds(o.wit.clock);
+  const long long leeway = std::max<long long>(o.leeway.count(), 0);
+  const long long exp_s = detail::whole_seconds(*exp);
+  if (now > detail::add_seconds(exp_s, leeway)) fail(spiffe_errc::expired, "exp " + utc_text(detail::at(*exp)));
+  if (exp_s - now > o.max_lifetime.count())
+    fail(spiffe_errc::lifetime_too_long,
+         "exp " + std::to_string(exp_s - now) + " s ahead, over " + std::to_string(o.max_lifetime.count()) + " s");
+
+  const auto jti = claims.find("jti");
+  if (jti == claims.end() || !jti->is_string() || jti->get_ref<const std::string&>().empty() ||
+      jti->get_ref<const std::string&>().size() > max_jti_bytes)
+    fail(spiffe_errc::invalid_claims, "jti missing, empty or over 256 bytes");
+
+  // 5. The hashes: wth always, ath and tth exactly when the request carries those tokens.
+  auto hash_claim = [&](const char* name) -> const std::string* {
+    const auto it = claims.find(name);
+    if (it == claims.end()) return nullptr;
+    if (!it->is_string()) fail(spiffe_errc::proof_mismatch, std::string{name} + " is not a string");
+    return &it->get_ref<const std::string&>();
+  };
+  const std::string* wth = hash_claim("wth");
+  if (wth == nullptr || *wth != wit.token_hash()) fail(spiffe_errc::proof_mismatch, "wth");
+  auto bound = [&](const char* name, std::string_view token) {
+    const std::string* value = hash_claim(name);
+    if (token.empty()) {
+      if (value != nullptr) fail(spiffe_errc::proof_mismatch, std::string{name} + " without its token in the request");
+      return;
+    }
+    if (value == nullptr || *value != jose::sha256_base64url(token)) fail(spiffe_errc::proof_mismatch, name);
+  };
+  bound("ath", request.access_token);
+  bound("tth", request.transaction_token);
+
+  std::vector<std::string> covered;
+  if (const auto oth = claims.find("oth"); oth != claims.end()) {
+    if (!oth->is_object() || oth->size() > max_oth_entries)
+      fail(spiffe_errc::proof_mismatch, "oth is not an object of at most 32 entries");
+    for (const auto& [name, hash] : oth->items()) {
+      const auto header = std::find_if(request.headers.begin(), request.headers.end(),
+                                       [&](const auto& h) { return iequals(h.first, name); });
+      if (header == request.headers.end())
+        fail(spiffe_errc::proof_mismatch, "oth names '" + bounded_excerpt(name, 64) + "', which the request lacks");
+      if (std::count_if(request.headers.begin(), request.headers.end(),
+                        [&](const auto& h) { return iequals(h.first, name); }) > 1)
+        fail(spiffe_errc::proof_mismatch, "oth names '" + bounded_excerpt(name, 64) + "', sent more than once");
+      if (!hash.is_string() || hash.get_ref<const std::string&>() != jose::sha256_base64url(trim(header->second)))
+        fail(spiffe_errc::proof_mismatch, "oth '" + bounded_excerpt(name, 64) + "'");
+      covered.push_back(lower(name));
+    }
+  }
+
+  // 6. Last, the replay cache: only a proof that passed everything uses up its jti.
+  std::string key = wit.spiffe_id().str();
+  key += '\n';
+  key += jti->get_ref<const std::string&>();
+  impl_->remember(std::move(key), detail::add_seconds(exp_s, leeway), now);
+  return WptVerified{std::move(wit), jti->get<std::string>(), std::move(covered)};
+}
+
+}  // namespace awaken::spiffe::experimental
