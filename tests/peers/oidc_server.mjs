@@ -1,10 +1,11 @@
 // An OpenID provider (npm oidc-provider) on plain HTTP at 127.0.0.1 with the clients awaken's
 // minters need.
-//   node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE]
+//   node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE] [--dpop]
 // Prints one JSON line when ready:
 //   {"issuer":URL, "token_endpoint":URL, "jwks_uri":URL, "keys":{"rs256":PEM, "ps256":PEM,
 //    "es256":PEM, "wrong":PEM, "sa":PEM}, "sa_email":EMAIL}
-// and with --tls also "https_token_endpoint":"https://127.0.0.1:PORT/token", "ca_file":PATH.
+// and with --tls also "https_token_endpoint":"https://127.0.0.1:PORT/token", "ca_file":PATH;
+// with --dpop also "dpop":true.
 // Clients (all limited to the client_credentials grant and the scopes api:read api:write):
 //   awaken-basic / awaken-post     client_secret_basic / client_secret_post, secret "s3cret-value"
 //   awaken-rs256, -ps256, -es256   private_key_jwt, each with its own key and signing algorithm
@@ -53,14 +54,43 @@
 //   {grant_type, client_assertion_type, resource (an array when repeated), audience (likewise),
 //    scope, client_id, subject_token_type, requested_token_type, has_client_assertion,
 //    has_assertion, has_subject_token (booleans), tls_client_cert_uri (the client certificate's
-//    first URI SAN), scheme ("http" | "https")}; absent values are null.
-import { generateKeyPairSync } from 'node:crypto';
+//    first URI SAN), scheme ("http" | "https"), dpop}; absent values are null. dpop is null when
+//    the request had no DPoP header, else the proof decoded without verification:
+//    {header: {typ, alg, jwk, ...}, claims: {htm, htu, iat, jti, nonce?, ath?, ...}, jkt (the RFC
+//    7638 SHA-256 thumbprint of header.jwk)}, each null when it cannot be decoded.
+// DPoP (RFC 9449). Even without --dpop the provider's default binds client_credentials tokens to
+// a valid proof (no nonces; the other grants ignore the header). With --dpop:
+//   - Every token request with a DPoP header (any grant, any client) has its proof checked
+//     before the provider sees it (after SVID client authentication): one compact JWS, typ
+//     dpop+jwt, alg ES256/384/512, RS256/384/512, PS256/384/512, EdDSA or Ed25519, a public jwk
+//     in its header that verifies it, htm "POST", htu (query and fragment dropped, URL-normalized)
+//     = the token endpoint the request came to (the http one, or the https one with --tls),
+//     |iat - now| <= 60 s, a jti not seen before (seen ones are kept 120 s), and the nonce rule
+//     below. Refusal: 400 {error:"invalid_dpop_proof", error_description}. A valid proof makes
+//     the answer's token_type "DPoP" and binds the token to the key: JWT access tokens (RFC 8707
+//     above) carry cnf {jkt}; opaque tokens (also those of the JWT-bearer grant and token
+//     exchange) record jkt. Every answer to a request with a proof carries the header DPoP-Nonce
+//     (the current nonce), whether nonces are demanded or not.
+//   - Nonces: one server nonce, changed only by POST /dpop/rotate_nonce. Once POST
+//     /dpop/require_nonce?on=1 (off at start; on=0 turns it off), a proof without the current
+//     nonce gets 400 {error:"use_dpop_nonce", error_description} with DPoP-Nonce; a proof with a
+//     nonce that is not the current one gets that answer whether nonces are demanded or not.
+//     Requests without a proof are not concerned.
+//   - Client awaken-dpop: client_secret_basic, secret "s3cret-value", client_credentials, scopes
+//     api:read api:write, dpop_bound_access_tokens. Without a proof the provider answers 400
+//     {error:"invalid_grant", error_description:"grant request is invalid"}.
+//   - Control: POST /dpop/require_nonce?on=1|0 -> {require_nonce}; POST /dpop/rotate_nonce ->
+//     {rotated:true}; GET /dpop/stats -> {token_requests (POST /token), dpop_requests (those with
+//     a DPoP header), nonce_challenges (those answered use_dpop_nonce), require_nonce}.
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import querystring from 'node:querystring';
 
-import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
+import {
+  calculateJwkThumbprint, createRemoteJWKSet, decodeJwt, decodeProtectedHeader, EmbeddedJWK, jwtVerify,
+} from 'jose';
 
 import { makeTestCa } from './test_ca.mjs';
 
@@ -78,8 +108,9 @@ const { default: Provider, errors } = await import('oidc-provider');
 const arg = (name) => { const i = process.argv.indexOf(name); return i > 0 ? process.argv[i + 1] : undefined; };
 const tlsDir = arg('--tls');
 const clientCaFile = arg('--client-ca');
+const dpopMode = process.argv.includes('--dpop');
 if (Boolean(tlsDir) !== Boolean(clientCaFile)) {
-  console.error('usage: node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE]');
+  console.error('usage: node oidc_server.mjs [--jwks URL] [--tls DIR --client-ca FILE] [--dpop]');
   process.exit(2);
 }
 const spiffeKeys = arg('--jwks') ? createRemoteJWKSet(new URL(arg('--jwks')), { cooldownDuration: 0 }) : null;
@@ -92,6 +123,7 @@ const accessTokenType = 'urn:ietf:params:oauth:token-type:access_token';
 const saEmail = 'minter@awaken-test.iam.gserviceaccount.com';
 const saClient = 'google-service-accounts';
 const apiScopes = ['api:read', 'api:write'];
+const dpopAlgs = ['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA', 'Ed25519'];
 
 const rsa = () => generateKeyPairSync('rsa', { modulusLength: 2048 });
 const keys = {
@@ -139,6 +171,10 @@ const provider = new Provider(issuer, {
       token_endpoint_auth_method: 'none' },
     { ...common, client_id: 'awaken-mtls', token_endpoint_auth_method: 'tls_client_auth',
       tls_client_auth_san_uri: 'spiffe://example.org/workload' },
+    ...(dpopMode ? [
+      { ...common, client_id: 'awaken-dpop', client_secret: 's3cret-value',
+        token_endpoint_auth_method: 'client_secret_basic', dpop_bound_access_tokens: true },
+    ] : []),
     ...(spiffeKeys ? [
       { ...common, client_id: 'awaken-spiffe', token_endpoint_auth_method: 'none' },
       { ...common, client_id: 'awaken-exchange', grant_types: [tokenExchange], token_endpoint_auth_method: 'none' },
@@ -146,7 +182,9 @@ const provider = new Provider(issuer, {
   ],
   jwks: { keys: signingKeys },
   scopes: apiScopes,
+  ...(dpopMode ? { enabledJWA: { dPoPSigningAlgValues: dpopAlgs } } : {}),
   features: {
+    ...(dpopMode ? { dPoP: { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => dpopNonce.required } } : {}),
     clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
     mTLS: {
@@ -175,6 +213,58 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = false;
 
+// The DPoP nonce. The provider's own nonces change by the minute and cannot be made stale on
+// demand, so with --dpop its nonce source (internal state, reached through its own module) is
+// this one, the same for every grant.
+const dpopNonce = { value: randomBytes(16).toString('base64url'), required: false };
+if (dpopMode) {
+  const { default: internals } = await import('oidc-provider/lib/helpers/weak_cache.js');
+  internals(provider).DPoPNonces = {
+    nextChallenge: () => dpopNonce.value, checkChallenge: (value) => value === dpopNonce.value,
+  };
+}
+const dpopStats = { token_requests: 0, dpop_requests: 0, nonce_challenges: 0 };
+const dpopJtis = new Map(); // jti -> when it may be forgotten (ms)
+
+// Checks the DPoP proof of a token request (see the header comment): the thumbprint of its key,
+// or throws an error whose `error` is the OAuth error code.
+async function checkProof(ctx, proof) {
+  const refuse = (error, description) => Object.assign(new Error(description), { error });
+  let jwt;
+  try {
+    jwt = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: dpopAlgs });
+  } catch (e) {
+    throw refuse('invalid_dpop_proof', `DPoP proof refused: ${why(e)}`);
+  }
+  const { payload: claims, protectedHeader: header } = jwt;
+  if (claims.htm !== ctx.method) throw refuse('invalid_dpop_proof', 'DPoP proof htm mismatch');
+  const htu = typeof claims.htu === 'string' ? URL.parse(claims.htu) : null;
+  if (htu) Object.assign(htu, { search: '', hash: '' });
+  if (htu?.href !== new URL('/token', ctx.href).href) throw refuse('invalid_dpop_proof', 'DPoP proof htu mismatch');
+  const now = Date.now();
+  if (typeof claims.iat !== 'number' || Math.abs(now / 1000 - claims.iat) > 60) {
+    throw refuse('invalid_dpop_proof', 'DPoP proof iat is not within 60 s of now');
+  }
+  if (typeof claims.jti !== 'string' || !claims.jti) throw refuse('invalid_dpop_proof', 'DPoP proof has no jti');
+  for (const [jti, until] of dpopJtis) if (until < now) dpopJtis.delete(jti);
+  if (dpopJtis.has(claims.jti)) throw refuse('invalid_dpop_proof', 'DPoP proof jti replayed');
+  dpopJtis.set(claims.jti, now + 120_000);
+  if ((dpopNonce.required || claims.nonce !== undefined) && claims.nonce !== dpopNonce.value) {
+    throw refuse('use_dpop_nonce', claims.nonce === undefined ? 'nonce is required in the DPoP proof'
+      : 'invalid nonce in DPoP proof');
+  }
+  return calculateJwkThumbprint(header.jwk);
+}
+
+// A DPoP header as GET /last shows it.
+async function decodeProof(proof) {
+  if (!proof) return null;
+  const attempt = async (f) => { try { return await f(); } catch { return null; } };
+  const header = await attempt(() => decodeProtectedHeader(proof));
+  const claims = await attempt(() => decodeJwt(proof));
+  return { header, claims, jkt: await attempt(() => calculateJwkThumbprint(header.jwk)) };
+}
+
 const fail = (ErrorClass, description) => Object.assign(new ErrorClass(), { error_description: description });
 const why = (e) => e.code || e.message;
 const unverifiedSub = (jwt) => { try { return String(decodeJwt(jwt).sub ?? ''); } catch { return ''; } };
@@ -200,7 +290,8 @@ function grantScope(scope, required) {
 
 async function issue(ctx, scope, extra = {}) {
   const token = new provider.ClientCredentials({ client: ctx.oidc.client, scope });
-  ctx.body = { access_token: await token.save(), ...extra, token_type: 'Bearer', expires_in: token.expiration,
+  if (ctx.state.dpopJkt) token.setThumbprint('jkt', ctx.state.dpopJkt);
+  ctx.body = { access_token: await token.save(), ...extra, token_type: token.tokenType, expires_in: token.expiration,
     ...(scope ? { scope } : {}) };
 }
 
@@ -267,7 +358,7 @@ async function spiffeClient(form) {
 }
 
 let last = null;
-const lastOf = (form, ctx) => {
+const lastOf = async (form, ctx) => {
   const value = (name) => form[name] ?? null;
   return {
     ...Object.fromEntries(['grant_type', 'client_assertion_type', 'resource', 'audience', 'scope', 'client_id',
@@ -275,12 +366,37 @@ const lastOf = (form, ctx) => {
     has_client_assertion: form.client_assertion !== undefined, has_assertion: form.assertion !== undefined,
     has_subject_token: form.subject_token !== undefined,
     tls_client_cert_uri: sanUris(peerCert(ctx))[0] ?? null, scheme: ctx.protocol,
+    dpop: await decodeProof(ctx.get('dpop')),
   };
 };
 
+// With --dpop: the control routes, the counters, and DPoP-Nonce on every answer to a proof.
+if (dpopMode) {
+  provider.use(async (ctx, next) => {
+    const answer = (body) => { ctx.type = 'application/json'; ctx.body = JSON.stringify(body); };
+    const route = `${ctx.method} ${ctx.path}`;
+    if (route === 'POST /dpop/require_nonce') {
+      dpopNonce.required = ctx.query.on === '1';
+      return answer({ require_nonce: dpopNonce.required });
+    }
+    if (route === 'POST /dpop/rotate_nonce') {
+      dpopNonce.value = randomBytes(16).toString('base64url');
+      return answer({ rotated: true });
+    }
+    if (route === 'GET /dpop/stats') return answer({ ...dpopStats, require_nonce: dpopNonce.required });
+    if (route !== 'POST /token') return next();
+    const withProof = ctx.get('dpop') !== '';
+    dpopStats.token_requests += 1;
+    if (withProof) dpopStats.dpop_requests += 1;
+    await next();
+    if (withProof) ctx.set('DPoP-Nonce', dpopNonce.value);
+    if (ctx.body?.error === 'use_dpop_nonce') dpopStats.nonce_challenges += 1;
+  });
+}
+
 // Reads the token form before the provider does: records it for GET /last; names the public
 // client a service-account assertion or a token exchange is for, since neither authenticates a
-// client; and authenticates SVID clients.
+// client; authenticates SVID clients; and with --dpop checks a DPoP proof.
 provider.use(async (ctx, next) => {
   if (ctx.method === 'GET' && ctx.path === '/last') {
     ctx.type = 'application/json';
@@ -296,7 +412,7 @@ provider.use(async (ctx, next) => {
       chunks.push(chunk);
     }
     let form = querystring.parse(Buffer.concat(chunks).toString('utf8'));
-    last = lastOf(form, ctx);
+    last = await lastOf(form, ctx);
     const noClient = form.client_id === undefined && !ctx.get('authorization') && form.client_assertion === undefined;
     if (form.grant_type === jwtBearer && form.client_id === undefined && !ctx.get('authorization')) form.client_id = saClient;
     if (spiffeKeys && form.grant_type === tokenExchange && noClient) form.client_id = 'awaken-exchange';
@@ -312,6 +428,16 @@ provider.use(async (ctx, next) => {
       ctx.body = { error: 'invalid_client', error_description: e.message };
       return;
     }
+    if (dpopMode && ctx.get('dpop')) {
+      try {
+        ctx.state.dpopJkt = await checkProof(ctx, ctx.get('dpop'));
+      } catch (e) {
+        ctx.status = 400;
+        ctx.set('cache-control', 'no-store');
+        ctx.body = { error: e.error, error_description: e.message };
+        return;
+      }
+    }
     ctx.request.body = form;
   }
   await next();
@@ -324,4 +450,5 @@ console.log(JSON.stringify({
   issuer, token_endpoint: provider.urlFor('token'), jwks_uri: provider.urlFor('jwks'), sa_email: saEmail,
   keys: Object.fromEntries(Object.entries(keys).map(([name, k]) => [name, pem(k)])),
   ...(tlsDir ? { https_token_endpoint: tokenEndpoints[1], ca_file: ca.caFile } : {}),
+  ...(dpopMode ? { dpop: true } : {}),
 }));

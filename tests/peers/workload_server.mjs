@@ -1,9 +1,10 @@
 // A SPIFFE Workload API server (@grpc/grpc-js, workload.proto) on a unix socket, for the trust
-// domain example.org, signing ES256 JWT-SVIDs with npm jose and serving X.509-SVIDs made with the
-// openssl tool, and a control port for faults.
+// domain example.org, signing ES256 JWT-SVIDs and WIT-SVIDs (wit_issuer.mjs) with npm jose and
+// serving X.509-SVIDs made with the openssl tool, and a control port for faults.
 //   node workload_server.mjs SOCKET_PATH [--tcp]
 // A stale socket file is removed first, so a peer can be restarted on the same path. Prints one
-// JSON line when ready: {"socket":PATH, "control_port":N, "tcp_port":N (with --tcp), "kid":KID}
+// JSON line when ready: {"socket":PATH, "control_port":N, "tcp_port":N (with --tcp), "kid":KID,
+// "wit_kid":KID}
 //
 // Workload API (every call needs metadata workload.spiffe.io: true, else INVALID_ARGUMENT
 // "security header missing from request"):
@@ -21,6 +22,17 @@
 //                    {"spiffe://federated.org": its root DER}
 //   FetchX509Bundles a stream: {"spiffe://example.org": root(s) DER, "spiffe://federated.org": root
 //                    DER} at once and after every X.509 change
+//   FetchWITSVID     a stream: the current WIT-SVIDs at once and after every /wit/renew or
+//                    /wit/rotate: spiffe://example.org/workload (hint "primary") and spiffe://
+//                    example.org/other ("secondary"), each with a workload key of its own
+//                    (wit_svid_key, a private JWK in JSON text; cnf.jwk its public half), exp in
+//                    300 s; with spiffe_id set, that one only (another ID: PERMISSION_DENIED "no
+//                    identity issued", as FetchJWTSVID). Claims and keys: see wit_issuer.mjs
+//   FetchWITBundles  a stream: {"spiffe://example.org": JWKS text (a "jwt-svid" key first, then the
+//                    "wit-svid" key(s); spiffe_sequence, spiffe_refresh_hint), "spiffe://
+//                    federated.org": JWKS text (its "wit-svid" key)} at once and after /wit/rotate
+//   (while /wit/mode is not normal, both WIT methods answer UNIMPLEMENTED or FAILED_PRECONDITION
+//   at once: counted in calls, but no header check, no delay, no armed fault)
 // X.509 world, made at start-up: example.org root CA -> intermediate CA (EC P-256, 2 days, URI SAN
 // spiffe://example.org) -> leaves (EC P-256 by default, 1 day, URI SAN the ID, EKU serverAuth and
 // clientAuth); federated.org root CA. Each openssl run gets a scratch directory of its own, removed
@@ -29,12 +41,14 @@
 //   /rotate                 a new signing key replaces the old one; pushed to every stream
 //   /push?mode=M            same (the current bundles again), malformed (JWKS that is not JSON),
 //                           too_many (201 trust domains), huge (a JWKS over 4 MiB), empty (no bundles)
-//   /end, /reset            end every stream (JWT and X.509 bundle and SVID streams) cleanly, or
-//                           with RST_STREAM: {"ended"|"reset": JWT streams,
-//                           "x509_ended"|"x509_reset": X.509 streams}
+//   /end, /reset            end every stream (JWT, X.509 and WIT bundle and SVID streams) cleanly,
+//                           or with RST_STREAM: {"ended"|"reset": JWT streams,
+//                           "x509_ended"|"x509_reset": X.509 streams, "wit_ended"|"wit_reset": WIT
+//                           streams}
 //   /restart?rotate=1       stop the gRPC server (dropping every connection) and serve again on
 //                           the same socket, with a new signing key and new X.509 leaves when
-//                           rotate=1 (else the same X.509 world): {kid, x509_serial}
+//                           rotate=1 (else the same X.509 world; the WIT world is kept either
+//                           way): {kid, x509_serial}
 //   /churn?ms=N             push a changed set (spiffe_sequence + 1) every N ms; 0 stops
 //   /fail?code=C&count=N&message=T&method=M   the next N calls (of method M, default any) fail
 //                           with gRPC status C; C=7 with "no identity issued" is what an agent
@@ -46,7 +60,9 @@
 //   /stats (GET)            {"streams": open JWT bundle streams, "x509_streams": open X.509
 //                           streams, "x509_serial": N, "calls": {method: count}, "kid": KID,
 //                           "connections": client connections calls came on (distinct over TCP
-//                           only: a unix socket's peers all read the same)}
+//                           only: a unix socket's peers all read the same), "wit_streams": open
+//                           FetchWITSVID streams, "wit_bundle_streams": open FetchWITBundles
+//                           streams, "wit_serial": N, "wit_kid": KID, "wit_mode": M}
 //   /jwks (GET)             the current JWT key as a JWKS (without use), for relying parties
 //   /x509/rotate?key=K      new leaf keys (K: ec256, ec384, rsa2048, ed25519; default the current
 //                           kind, ec256 at start) and certificates for both SVIDs, pushed to every
@@ -63,6 +79,29 @@
 //                           {chain_pem: leaf + intermediate (if any), key_pem: PKCS#8}
 //   /x509/ca (GET)          {example_root_pem (the newest), example_intermediate_pem,
 //                           federated_root_pem}
+//   /wit/mode?m=M           normal (serve), unimplemented (UNIMPLEMENTED, 12) or
+//                           failed_precondition (FAILED_PRECONDITION, 9): an agent without the WIT
+//                           profile; leaving normal ends every open WIT stream with that status:
+//                           {mode, ended: WIT streams ended}
+//   /wit/renew              new workload keys and WIT-SVIDs (same issuer key), pushed to every WIT
+//                           SVID stream: {serial, streams: WIT SVID streams, pushed_ns}
+//   /wit/rotate?keep_old=1  a new example.org issuer key (the WIT bundle then holds it alone, or
+//                           with the old ones when keep_old=1; spiffe_sequence + 1) and new
+//                           WIT-SVIDs signed by it, pushed to every WIT bundle stream and then to
+//                           every WIT SVID stream: {kid, sequence, serial, streams, bundle_streams,
+//                           pushed_ns}
+//   /wit/ttl?s=N            lifetime of WIT-SVIDs issued from now on (default 300): {ttl_s}
+//   /wit/key?k=K            workload key kind of WIT-SVIDs issued from now on: ec256 (cnf alg
+//                           ES256, the start), ec384 (ES384), rsa2048 (RS256): {key}
+//   /wit/push?mode=M        to every WIT SVID stream: same (the current message again), malformed
+//                           (the first SVID's wit_svid is "not a token"), empty (no SVIDs): {streams}
+//   /wit/issue?id=ID&td=T&ttl=S&key=K&fault=F  a WIT-SVID for any ID (not served), signed by T's
+//                           issuer (example.org, the default, or federated.org), ttl and key kind
+//                           defaulting to the current ones; F a comma list of faults (aud, no_kid,
+//                           typ, no_cnf, cnf_alg_mismatch, no_exp, nbf_future, expired, wrong_use,
+//                           key_mismatch; see wit_issuer.mjs): {wit: token, key: private JWK text}
+//   /wit/jwks (GET)         the current WIT bundles as objects: {"spiffe://example.org": JWKS,
+//                           "spiffe://federated.org": JWKS}
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -75,6 +114,8 @@ import { fileURLToPath } from 'node:url';
 import grpc from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { SignJWT, createLocalJWKSet, exportJWK, jwtVerify } from 'jose';
+
+import { WitService, WitWorld } from './wit_issuer.mjs';
 
 const socket = process.argv[2];
 if (!socket) {
@@ -299,6 +340,10 @@ const impl = {
   FetchX509SVID: (call) => x509Stream(call, 'FetchX509SVID', 'svid'),
   FetchX509Bundles: (call) => x509Stream(call, 'FetchX509Bundles', 'bundles'),
 };
+const witWorld = new WitWorld();
+await witWorld.renew();
+const wit = new WitService(witWorld, { admit, track, calls });
+Object.assign(impl, wit.methods());
 
 let server;
 const bind = (address) => new Promise((resolve, reject) => server.bindAsync(address, grpc.ServerCredentials.createInsecure(),
@@ -357,23 +402,24 @@ const control = http.createServer(async (req, res) => {
       return reply({ streams: streams.size });
     }
     case '/end': {
-      const [n, m] = [streams.size, x509Streams.size];
-      for (const call of [...streams, ...x509Streams]) call.end();
+      const [n, m, witCalls] = [streams.size, x509Streams.size, wit.take()];
+      for (const call of [...streams, ...x509Streams, ...witCalls]) call.end();
       streams.clear();
       x509Streams.clear();
-      return reply({ ended: n, x509_ended: m });
+      return reply({ ended: n, x509_ended: m, wit_ended: witCalls.length });
     }
     case '/reset': {
-      const [n, m] = [streams.size, x509Streams.size];
-      for (const call of [...streams, ...x509Streams]) h2stream(call)?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      const [n, m, witCalls] = [streams.size, x509Streams.size, wit.take()];
+      for (const call of [...streams, ...x509Streams, ...witCalls]) h2stream(call)?.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       streams.clear();
       x509Streams.clear();
-      return reply({ reset: n, x509_reset: m });
+      return reply({ reset: n, x509_reset: m, wit_reset: witCalls.length });
     }
     case '/restart':
       server.forceShutdown();
       streams.clear();
       x509Streams.clear();
+      wit.take();
       if (q('rotate', '0') === '1') {
         await newKey();
         newLeaves();
@@ -400,7 +446,7 @@ const control = http.createServer(async (req, res) => {
     }
     case '/stats':
       return reply({ streams: streams.size, x509_streams: x509Streams.size, x509_serial: x509.serial, calls, kid: signing.kid,
-        connections: peers.size });
+        connections: peers.size, ...wit.stats() });
     case '/x509/rotate': {
       const key = q('key', x509.key);
       if (!keyArgs[key]) return reply({ error: `unknown key ${key}` }, 400);
@@ -431,10 +477,13 @@ const control = http.createServer(async (req, res) => {
     case '/x509/ca':
       return reply({ example_root_pem: x509.roots.at(-1).cert, example_intermediate_pem: x509.intermediate.cert,
         federated_root_pem: x509.federated.cert });
-    default:
-      return reply({ error: 'not found' }, 404);
+    default: {
+      const routed = await wit.control(url.pathname, q);
+      return routed ? reply(routed.body, routed.status) : reply({ error: 'not found' }, 404);
+    }
   }
 });
 control.listen(0, '127.0.0.1', () => {
-  console.log(JSON.stringify({ socket, control_port: control.address().port, tcp_port: tcpPort, kid: signing.kid }));
+  console.log(JSON.stringify({ socket, control_port: control.address().port, tcp_port: tcpPort, kid: signing.kid,
+    wit_kid: witWorld.kid }));
 });
