@@ -128,8 +128,12 @@ std::shared_ptr<const KeyHolder> make_holder(EvpPkeyPtr pkey, const Origin& orig
         fail(origin.invalid, ctx + ": not a private key");
       }
     } else {
+      // The quick check (the point on the curve, not at infinity, coordinates below the prime)
+      // is the whole check on these curves: their order is prime (cofactor 1), so the full
+      // check's last step, n * Q = O, holds for every such point and would only cost a scalar
+      // multiplication, about as much as a signature verification.
       const PkeyCtxPtr check{EVP_PKEY_CTX_new_from_pkey(nullptr, pkey.get(), nullptr)};
-      if (!check || EVP_PKEY_public_check(check.get()) != 1) {
+      if (!check || EVP_PKEY_public_check_quick(check.get()) != 1) {
         fail(jose_errc::point_not_on_curve, ctx + ": EC public key check");
       }
     }
@@ -227,6 +231,51 @@ std::shared_ptr<const KeyHolder> rsa_from_jwk(const nlohmann::json& jwk) {
   return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
 }
 
+// The domain parameters of the three curves, imported once. A key that copies them and then
+// takes its point costs about a quarter of an import by group name, which builds the group
+// (its Montgomery constants among others) anew each time; WIT-SVIDs bring a key per token.
+const EVP_PKEY* curve_parameters(Curve curve) {
+  struct Parameters {
+    static EvpPkeyPtr import(const char* group) {
+      const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
+      if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1) return nullptr;
+      return pkey_from_params("EC", bld.get(), EVP_PKEY_KEY_PARAMETERS);
+    }
+    EvpPkeyPtr p256 = import("prime256v1");
+    EvpPkeyPtr p384 = import("secp384r1");
+    EvpPkeyPtr p521 = import("secp521r1");
+  };
+  static const Parameters parameters;
+  switch (curve) {
+    case Curve::p256: return parameters.p256.get();
+    case Curve::p384: return parameters.p384.get();
+    case Curve::p521: return parameters.p521.get();
+    case Curve::none: break;
+  }
+  return nullptr;
+}
+
+// The public key at `point` (SEC 1 uncompressed) on `curve` (`group` by name); null when OpenSSL
+// refuses the point. The point is decoded and checked the same way on either path.
+EvpPkeyPtr ec_public_key(Curve curve, const char* group, std::string_view point) {
+  if (const EVP_PKEY* parameters = curve_parameters(curve)) {
+    EvpPkeyPtr pkey{EVP_PKEY_new()};
+    if (!pkey) throw std::bad_alloc{};
+    if (EVP_PKEY_copy_parameters(pkey.get(), parameters) == 1) {
+      if (EVP_PKEY_set1_encoded_public_key(pkey.get(), reinterpret_cast<const unsigned char*>(point.data()),
+                                           point.size()) != 1)
+        return nullptr;
+      return pkey;
+    }
+  }
+  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
+  if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
+    throw std::bad_alloc{};
+  }
+  return pkey_from_params("EC", bld.get());
+}
+
 std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   const std::string& crv = string_member(jwk, "crv");
   const char* group = nullptr;
@@ -256,14 +305,9 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
   point += x;
   point += y;
 
-  const awaken::detail::OpensslPtr<OSSL_PARAM_BLD, OSSL_PARAM_BLD_free> bld{OSSL_PARAM_BLD_new()};
-  if (!bld || OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, 0) != 1 ||
-      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) != 1) {
-    throw std::bad_alloc{};
-  }
   // With well-sized coordinates, the import only fails on a point outside the curve (or a
   // coordinate not below the field prime).
-  EvpPkeyPtr pkey = pkey_from_params("EC", bld.get());
+  EvpPkeyPtr pkey = ec_public_key(curve, group, point);
   if (!pkey) fail(jose_errc::point_not_on_curve, "PublicKey::from_jwk: EC point");
   return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
 }

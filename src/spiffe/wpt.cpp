@@ -12,10 +12,17 @@
 #include <nlohmann/json.hpp>
 
 #include "core/bounded_json.hpp"
+#include "core/url_text.hpp"
 #include "spiffe/jwt_claims.hpp"
 
 namespace awaken::spiffe::experimental {
 namespace {
+
+using awaken::detail::append_json_string;
+using awaken::detail::has_control;
+using awaken::detail::is_absolute_http;
+using awaken::detail::is_tchar;
+using awaken::detail::without_query;
 
 constexpr const char* what = "workload proof token";
 constexpr std::size_t max_jti_bytes = 256;
@@ -25,25 +32,11 @@ constexpr std::size_t max_oth_entries = 32;
   throw_error(code, std::string{what} + ": " + context);
 }
 
-bool is_tchar(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         std::string_view{"!#$%&'*+-.^_`|~"}.find(c) != std::string_view::npos;
-}
-
-bool has_control(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) {
-    const auto u = static_cast<unsigned char>(c);
-    return (u < 0x20 && c != '\t') || u == 0x7f;
-  });
-}
-
 std::string_view trim(std::string_view v) noexcept {
   while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   return v;
 }
-
-std::string_view without_query(std::string_view uri) noexcept { return uri.substr(0, uri.find_first_of("?#")); }
 
 bool iequals(std::string_view a, std::string_view b) noexcept {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -56,33 +49,6 @@ std::string lower(std::string_view s) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
   return out;
-}
-
-// A JSON string literal; the values here are URIs and base64url, escaped all the same.
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      static constexpr char hex[] = "0123456789abcdef";
-      out += "\\u00";
-      out += hex[u >> 4];
-      out += hex[u & 0xf];
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
-}
-
-bool is_absolute_http(std::string_view uri) noexcept {
-  const std::string_view rest = uri.starts_with("https://")  ? uri.substr(8)
-                                : uri.starts_with("http://") ? uri.substr(7)
-                                                             : std::string_view{};
-  return !rest.empty() && rest.front() != '/' && !has_control(uri) && uri.find(' ') == std::string_view::npos;
 }
 
 }  // namespace
@@ -271,7 +237,10 @@ WptVerified WptVerifier::verify(const WptPresented& request) const {
   if (const auto oth = claims.find("oth"); oth != claims.end()) {
     if (!oth->is_object() || oth->size() > max_oth_entries)
       fail(spiffe_errc::proof_mismatch, "oth is not an object of at most 32 entries");
-    for (const auto& [name, hash] : oth->items()) {
+    for (const auto& entry : oth->items()) {
+      // Named rather than bound: clang 14 (the fuzz build) cannot capture structured bindings.
+      const std::string& name = entry.key();
+      const nlohmann::json& hash = entry.value();
       const auto header = std::find_if(request.headers.begin(), request.headers.end(),
                                        [&](const auto& h) { return iequals(h.first, name); });
       if (header == request.headers.end())
