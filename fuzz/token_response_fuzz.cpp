@@ -1,7 +1,9 @@
 // Fuzzes what a token endpoint sends back and what a configuration file holds: a 2xx token
-// response (RFC 6749 5.1), an error body (5.2), a Retry-After value, and the input as a material
-// configuration. No crash; a parsed token is never empty, never longer than the bound, and never
-// lives past the longest lifetime; error texts stay bounded.
+// response (RFC 6749 5.1), also as the answer to a DPoP request (RFC 9449), an error body (5.2),
+// a Retry-After value, a DPoP-Nonce, and the input as a material configuration. No crash; a
+// parsed token is never empty, never longer than the bound, and never lives past the longest
+// lifetime; a DPoP answer is a DPoP token bound to the key or refused; a nonce kept makes a proof
+// that carries it; error texts stay bounded.
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -10,6 +12,7 @@
 #include <asio/io_context.hpp>
 
 #include <awaken/clock.hpp>
+#include <awaken/credentials/dpop.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/http/http_client.hpp>
 
@@ -29,6 +32,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (token.bearer().empty() || token.bearer().size() > detail::max_access_token_bytes) std::abort();
     if (token.steady_expires_at() > clock.steady_now() + detail::max_token_lifetime) std::abort();
   } catch (const std::system_error&) {
+  }
+  static const detail::DpopBinding dpop;
+  try {
+    const Token token = detail::parse_token_response(body, ctx, "https://token.example", dpop.key());
+    if (token.dpop_key() != dpop.key().get() || token.token_type() != "DPoP") std::abort();
+  } catch (const std::system_error&) {
+  }
+  const std::string_view nonce = body.substr(0, 2048);
+  if (is_dpop_nonce(nonce) && !nonce.empty()) {
+    dpop.keep_nonce(nonce);
+    const std::string proof = dpop.key()->proof("POST", "https://token.example/t", {}, dpop.nonce(), clock);
+    if (dpop.nonce() != nonce || proof.empty()) std::abort();
   }
   const ErrorDetails details = detail::oauth_error_details(400, body);
   if (details.server_message.size() > 1024 || details.oauth_error.size() > 512) std::abort();

@@ -44,7 +44,7 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
                  "oauth_client_credentials",
                  {"token_endpoint", "client_id", "authentication", "client_secret", "client_secret_file",
                   "client_secret_env", "private_key", "private_key_file", "private_key_env", "signing_algorithm",
-                  "key_id", "assertion_lifetime_seconds", "resource", "audience"}};
+                  "key_id", "assertion_lifetime_seconds", "resource", "audience", "dpop"}};
   OAuthClientCredentials c;
   c.token_endpoint = f.text("token_endpoint", {}, true);
   c.client_id = f.text("client_id", {}, true);
@@ -71,6 +71,7 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
   if (auto lifetime = f.seconds("assertion_lifetime_seconds")) c.assertion_lifetime = std::chrono::seconds{*lifetime};
   c.resources = f.uris("resource");
   c.audience = f.text("audience");
+  c.dpop = f.flag("dpop");
   return oauth_client_credentials(std::move(c));
 }
 

@@ -76,6 +76,13 @@ class Fields {
     return out;
   }
 
+  bool flag(std::string_view name) const {
+    const auto* v = find(name);
+    if (v == nullptr) return false;
+    if (!v->is_boolean()) bad(name, "is not true or false");
+    return v->get<bool>();
+  }
+
   std::optional<long long> seconds(std::string_view name) const {
     const auto* v = find(name);
     if (v == nullptr) return std::nullopt;

@@ -182,7 +182,10 @@ constexpr std::string_view grant_token_exchange = "urn:ietf:params:oauth:grant-t
 
 class FederatedOAuthMinter final : public Minter {
  public:
-  FederatedOAuthMinter(FederatedOAuth config, const char* label) : config_(std::move(config)), label_(label) {
+  FederatedOAuthMinter(FederatedOAuth config, const char* label)
+      : config_(std::move(config)),
+        label_(label),
+        dpop_(config_.dpop ? std::make_shared<const detail::DpopBinding>() : nullptr) {
     origin_ = detail::check_endpoint(config_.token_endpoint, std::string{label_} + ": token_endpoint");
     auto refuse = [&](const std::string& why) {
       throw_error(credential_errc::invalid_material, std::string{label_} + ": " + why);
@@ -253,12 +256,13 @@ class FederatedOAuthMinter final : public Minter {
     request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
     request.headers.push_back({"accept", "application/json"});
     request.body = form.text();
-    co_return co_await detail::request_token(std::move(request), ctx, origin_);
+    co_return co_await detail::request_token(std::move(request), ctx, origin_, dpop_.get());
   }
 
  private:
   FederatedOAuth config_;
   const char* label_;
+  std::shared_ptr<const detail::DpopBinding> dpop_;
   std::string origin_;
 };
 

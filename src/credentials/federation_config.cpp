@@ -70,7 +70,8 @@ std::string text_or_env(const Fields& f, std::string_view field, const char* var
   return fallback;
 }
 
-// What every OAuth kind reads alike: the endpoint, the client id, RFC 8707 resources, audience.
+// What every OAuth kind reads alike: the endpoint, the client id, RFC 8707 resources, audience,
+// DPoP.
 FederatedOAuth oauth_fields(const Fields& f, OAuthGrant grant) {
   FederatedOAuth o;
   o.grant = grant;
@@ -78,6 +79,7 @@ FederatedOAuth oauth_fields(const Fields& f, OAuthGrant grant) {
   o.client_id = f.text("client_id");
   o.resources = f.uris("resource");
   o.audience = f.text("audience");
+  o.dpop = f.flag("dpop");
   return o;
 }
 
@@ -98,7 +100,7 @@ CredentialMaterial client_credentials(const json& config, const SpiffeSources& s
   const Fields f{config,
                  "spiffe_client_credentials",
                  {"token_endpoint", "client_id", "assertion_audience", "spiffe_id", "client_assertion_type",
-                  "authentication", "resource", "audience"}};
+                  "authentication", "resource", "audience", "dpop"}};
   FederatedOAuth o = oauth_fields(f, OAuthGrant::client_credentials);
   const std::string auth = f.text("authentication", "client_assertion");
   if (auth == "tls_client_auth" || auth == "self_signed_tls_client_auth") {
@@ -124,9 +126,10 @@ CredentialMaterial client_credentials(const json& config, const SpiffeSources& s
 }
 
 CredentialMaterial token_exchange(const json& config, const SpiffeSources& sources) {
-  const Fields f{config,
-                 "spiffe_token_exchange",
-                 {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id", "requested_token_type"}};
+  const Fields f{
+      config,
+      "spiffe_token_exchange",
+      {"token_endpoint", "subject_audience", "audience", "resource", "spiffe_id", "requested_token_type", "dpop"}};
   FederatedOAuth o = oauth_fields(f, OAuthGrant::token_exchange);
   o.requested_token_type = f.text("requested_token_type");
   o.subject_token = IdentityTokenSource::jwt_svid(need_jwt(sources, "spiffe_token_exchange"),
@@ -136,8 +139,9 @@ CredentialMaterial token_exchange(const json& config, const SpiffeSources& sourc
 }
 
 CredentialMaterial jwt_bearer(const json& config, const SpiffeSources& sources) {
-  const Fields f{
-      config, "jwt_bearer_grant", {"token_endpoint", "client_id", "token_file", "jwt_svid", "resource", "audience"}};
+  const Fields f{config,
+                 "jwt_bearer_grant",
+                 {"token_endpoint", "client_id", "token_file", "jwt_svid", "resource", "audience", "dpop"}};
   FederatedOAuth o = oauth_fields(f, OAuthGrant::jwt_bearer);
   o.assertion = identity_field(f, o.token_endpoint, sources);
   return detail::make_federated_oauth(std::move(o), "jwt_bearer_grant");

@@ -28,7 +28,8 @@ class ClientCredentialsMinter final : public Minter {
  public:
   explicit ClientCredentialsMinter(OAuthClientCredentials config)
       : origin_(detail::check_endpoint(config.token_endpoint, "oauth_client_credentials: token_endpoint")),
-        config_(std::move(config)) {
+        config_(std::move(config)),
+        dpop_(config_.dpop ? std::make_shared<const detail::DpopBinding>() : nullptr) {
     if (config_.client_id.empty()) refuse("client_id is empty");
     for (const auto& r : config_.resources)
       if (!detail::is_absolute_uri(r))
@@ -74,7 +75,7 @@ class ClientCredentialsMinter final : public Minter {
         break;
     }
     co_return co_await detail::post_form(config_.token_endpoint, std::move(form), std::move(authorization), ctx,
-                                         origin_);
+                                         origin_, dpop_.get());
   }
 
  private:
@@ -97,6 +98,7 @@ class ClientCredentialsMinter final : public Minter {
 
   std::string origin_;
   OAuthClientCredentials config_;
+  std::shared_ptr<const detail::DpopBinding> dpop_;
   std::optional<jose::PrivateKey> key_;
 };
 

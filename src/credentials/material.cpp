@@ -1,4 +1,5 @@
 // Token printing and the built-in static bearer material.
+#include <awaken/credentials/dpop.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/token.hpp>
 #include <awaken/error.hpp>
@@ -26,7 +27,8 @@ class StaticBearerMinter final : public Minter {
 
 std::string to_string(const Token& token) {
   return "Token{type=" + bounded_excerpt(token.token_type(), 32) + ", expires_at=" + utc_text(token.expires_at()) +
-         ", bearer=[redacted]" + (token.aws_credentials() != nullptr ? ", aws_credentials=[redacted]}" : "}");
+         ", bearer=[redacted]" + (token.aws_credentials() != nullptr ? ", aws_credentials=[redacted]" : "") +
+         (token.dpop_key() != nullptr ? ", dpop_jkt=" + token.dpop_key()->thumbprint() + "}" : "}");
 }
 
 std::string to_string(const IssuedToken& token) {

@@ -181,7 +181,19 @@ std::string basic_authorization(std::string_view client_id, std::string_view cli
   return out;
 }
 
-Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin) {
+std::string DpopBinding::nonce() const {
+  const std::lock_guard lock{mutex_};
+  return nonce_;
+}
+
+void DpopBinding::keep_nonce(std::string_view nonce) const {
+  if (nonce.empty() || !is_dpop_nonce(nonce)) return;
+  const std::lock_guard lock{mutex_};
+  nonce_.assign(nonce);
+}
+
+Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin,
+                           std::shared_ptr<const DpopKey> dpop) {
   auto fail = [&](const std::string& why) -> Token {
     throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": " + why);
   };
@@ -216,7 +228,14 @@ Token parse_token_response(std::string_view body, const MintContext& ctx, std::s
   const auto lifetime =
       std::min(std::chrono::seconds{static_cast<long long>(std::min(seconds, 1e12))}, max_token_lifetime);
   RedactedString bearer{std::move(at->get_ref<std::string&>())};
-  return Token::expiring_in(std::move(bearer), lifetime, ctx.clock, std::move(type));
+  if (!dpop) return Token::expiring_in(std::move(bearer), lifetime, ctx.clock, std::move(type));
+  // RFC 9449 section 5: a server without DPoP may answer with a bearer token; the material asked
+  // for a bound one, and a retry would get the same answer.
+  if (type.size() != 4 || !starts_with_nocase(type, "dpop"))
+    throw_error(credential_errc::permanent_upstream,
+                context(ctx, origin) + ": a DPoP-bound token was asked for, '" + type + "' was issued");
+  return Token{std::move(bearer), ctx.clock.system_now() + lifetime, ctx.clock.steady_now() + lifetime, "DPoP", nullptr,
+               std::move(dpop)};
 }
 
 WipedBody::~WipedBody() { OPENSSL_cleanse(body.data(), body.size()); }
@@ -225,20 +244,25 @@ Refusal oauth_refusal(int status, std::string_view body) {
   return {is_transient_status(status), oauth_error_details(status, body)};
 }
 
-asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,
-                                                       const std::string& origin, RefusalReader read_refusal) {
-  http::HttpResponse response;
+namespace {
+
+// Sends `request`; a transport failure is thrown as `network` (retryable) or with its own code.
+asio::awaitable<http::HttpResponse> send_request(http::HttpRequest request, const MintContext& ctx,
+                                                 const std::string& origin) {
   try {
-    response = co_await ctx.http.send(std::move(request));
+    co_return co_await ctx.http.send(std::move(request));
   } catch (const Error& e) {
     if (e.code() == http_errc::response_too_large)
       throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": the response is larger than allowed");
     if (is_retryable(e.code())) throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
     throw_error(e.code(), context(ctx, origin));
   }
-  const int status = response.status;
-  if (status >= 200 && status < 300) co_return response;
-  Refusal refusal = read_refusal(status, response.body);
+}
+
+// Throws what a non-2xx `response` means; its body is wiped first.
+[[noreturn]] void refuse(http::HttpResponse& response, const MintContext& ctx, const std::string& origin,
+                         RefusalReader read_refusal) {
+  Refusal refusal = read_refusal(response.status, response.body);
   OPENSSL_cleanse(response.body.data(), response.body.size());
   if (refusal.transient) {
     refusal.details.retry_after = retry_after(response, ctx.clock);
@@ -247,14 +271,53 @@ asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request
   throw_error(credential_errc::permanent_upstream, context(ctx, origin), std::move(refusal.details));
 }
 
-asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin) {
-  http::HttpResponse response = co_await send_token_request(std::move(request), ctx, origin, oauth_refusal);
-  const WipedBody wipe{response.body};  // the body holds a token: wipe it whatever happens next
-  co_return parse_token_response(response.body, ctx, origin);
+constexpr bool is_success(int status) noexcept { return status >= 200 && status < 300; }
+
+// RFC 9449 section 8: 400 with error use_dpop_nonce and a DPoP-Nonce header.
+bool is_nonce_challenge(const http::HttpResponse& response) {
+  return response.status == 400 && response.header("dpop-nonce") &&
+         oauth_error_details(response.status, response.body).oauth_error == "use_dpop_nonce";
+}
+
+}  // namespace
+
+asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,
+                                                       const std::string& origin, RefusalReader read_refusal) {
+  http::HttpResponse response = co_await send_request(std::move(request), ctx, origin);
+  if (!is_success(response.status)) refuse(response, ctx, origin, read_refusal);
+  co_return response;
+}
+
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin,
+                                     const DpopBinding* dpop) {
+  if (dpop == nullptr) {
+    http::HttpResponse response = co_await send_token_request(std::move(request), ctx, origin, oauth_refusal);
+    const WipedBody wipe{response.body};  // the body holds a token: wipe it whatever happens next
+    co_return parse_token_response(response.body, ctx, origin);
+  }
+  // Kept for the one retry a nonce challenge earns; the body may hold assertions.
+  http::HttpRequest again = request;
+  const WipedBody wipe_again{again.body};
+  for (int attempt = 0;; ++attempt) {
+    http::HttpRequest r = attempt == 0 ? std::move(request) : std::move(again);
+    std::string proof;
+    try {
+      proof = dpop->key()->proof(r.method, r.url, {}, dpop->nonce(), ctx.clock);
+    } catch (const Error& e) {
+      throw_error(credential_errc::signing_failed, context(ctx, origin) + ": DPoP proof: " + e.code().message());
+    }
+    r.headers.push_back({"dpop", std::move(proof)});
+    http::HttpResponse response = co_await send_request(std::move(r), ctx, origin);
+    const WipedBody wipe{response.body};
+    if (const auto nonce = response.header("dpop-nonce")) dpop->keep_nonce(*nonce);
+    if (is_success(response.status)) co_return parse_token_response(response.body, ctx, origin, dpop->key());
+    if (attempt == 0 && is_nonce_challenge(response)) continue;
+    refuse(response, ctx, origin, oauth_refusal);
+  }
 }
 
 asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
-                                 std::string origin) {
+                                 std::string origin, const DpopBinding* dpop) {
   http::HttpRequest request;
   request.method = "POST";
   request.url = std::move(url);
@@ -262,7 +325,7 @@ asio::awaitable<Token> post_form(std::string url, std::string form, std::string 
   request.headers.push_back({"accept", "application/json"});
   if (!authorization.empty()) request.headers.push_back({"authorization", std::move(authorization)});
   request.body = std::move(form);
-  co_return co_await request_token(std::move(request), ctx, std::move(origin));
+  co_return co_await request_token(std::move(request), ctx, std::move(origin), dpop);
 }
 
 std::int64_t unix_seconds(const MintContext& ctx) {

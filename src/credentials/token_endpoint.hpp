@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +14,7 @@
 #include <asio/awaitable.hpp>
 #include <nlohmann/json_fwd.hpp>
 
+#include <awaken/credentials/dpop.hpp>
 #include <awaken/credentials/material.hpp>
 #include <awaken/credentials/token.hpp>
 #include <awaken/http/http_client.hpp>
@@ -69,9 +72,29 @@ std::optional<std::chrono::milliseconds> retry_after(const http::HttpResponse& r
 /// excerpt of the body.
 ErrorDetails oauth_error_details(int status, std::string_view body);
 
+/// The DPoP side of one material (RFC 9449): its key, made when the material is, and the last
+/// `DPoP-Nonce` its token endpoint sent. Thread safety: the nonce is guarded by a mutex held only
+/// to read or replace it; the key is immutable.
+class DpopBinding {
+ public:
+  DpopBinding() : key_(std::make_shared<const DpopKey>(DpopKey::generate())) {}
+  const std::shared_ptr<const DpopKey>& key() const noexcept { return key_; }
+  std::string nonce() const;
+  /// Keeps `nonce` for the next request; one that is not a valid DPoP nonce is ignored.
+  void keep_nonce(std::string_view nonce) const;
+
+ private:
+  std::shared_ptr<const DpopKey> key_;
+  mutable std::mutex mutex_;
+  mutable std::string nonce_;
+};
+
 /// Parses a 2xx token response body (RFC 6749 section 5.1). Throws
-/// `Error{credential_errc::transient_upstream}` when it is not one.
-Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin);
+/// `Error{credential_errc::transient_upstream}` when it is not one. With `dpop`, the token must
+/// be a DPoP one (`token_type` DPoP, else `permanent_upstream`: a bearer token is never taken
+/// for a bound one) and carries that key.
+Token parse_token_response(std::string_view body, const MintContext& ctx, std::string_view origin,
+                           std::shared_ptr<const DpopKey> dpop = nullptr);
 
 /// Whether an HTTP status may pass on a retry: 5xx, 408 and 429. Every minter's refusal reader
 /// starts from this one rule.
@@ -109,13 +132,18 @@ asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request
 /// - a 2xx that is not a token response: `transient_upstream`;
 /// - a TLS failure or a refused request keeps its `http_errc` code (a retry would not help).
 /// Texts name the provider and the endpoint's origin, never a secret or a full body.
-asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin);
+///
+/// With `dpop`, the request carries a `DPoP` proof (with the endpoint's last nonce), a
+/// `use_dpop_nonce` challenge is answered by one retry with the nonce it brought, every nonce
+/// the endpoint sends is kept for the next request, and the token is bound to the key.
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin,
+                                     const DpopBinding* dpop = nullptr);
 
 /// POSTs `form` (application/x-www-form-urlencoded, already encoded) to `url`, with
 /// `authorization` as that header when not empty, and reads the token response as
 /// `request_token` does.
 asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
-                                 std::string origin);
+                                 std::string origin, const DpopBinding* dpop = nullptr);
 
 /// Seconds since the epoch on the context's clock, for JWT claims.
 std::int64_t unix_seconds(const MintContext& ctx);

@@ -1,9 +1,12 @@
-// WIT-SVIDs and workload proof tokens without I/O: the draft's published example, every check
-// of the WIT-SVID standard, proofs made and verified, the replay cache; and the JOSE pieces they
-// stand on (private JWKs, generated keys, thumbprints).
+// Proofs of possession without I/O. WIT-SVIDs and workload proof tokens: the draft's published
+// example, every check of the WIT-SVID standard, proofs made and verified, the replay cache; the
+// JOSE pieces they stand on (private JWKs, generated keys, thumbprints); and DPoP keys and proofs
+// (RFC 9449) with the tokens that carry them.
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <awaken/credentials/dpop.hpp>
+#include <awaken/credentials/token.hpp>
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
 #include <awaken/jose/jws.hpp>
@@ -389,4 +392,84 @@ TEST_CASE("WPT replay cache: bounded, fails closed, forgets what expired", "[wit
   with_path.origins = {"https://svc.test/base"};
   CHECK(code_of([&] { WptVerifier(td.bundles, with_path); }) == spiffe_errc::invalid_endpoint);
   CHECK(code_of([&] { make_workload_proof(svid, {"/relative"}); }) == spiffe_errc::proof_mismatch);
+}
+
+TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]") {
+  const ManualClock clock{std::chrono::system_clock::time_point{std::chrono::seconds{1'800'000'000}}};
+  const awaken::DpopKey key = awaken::DpopKey::generate();
+  CHECK(key.algorithm() == Algorithm::es256);
+  CHECK(key.thumbprint() == key.public_key().thumbprint());
+  CHECK(to_string(key) == "DpopKey{alg=ES256, jkt=" + key.thumbprint() + "}");
+
+  const std::string proof = key.proof("GET", "https://api.example.org/orders/7?page=2#top", "tok-123", "n-1", clock);
+  const auto jws = awaken::jose::CompactJws::parse(proof);
+  jws.verify(key.public_key());
+  CHECK(jws.header()["typ"] == "dpop+jwt");
+  CHECK(jws.header()["alg"] == "ES256");
+  CHECK(jws.header()["jwk"].count("d") == 0);
+  CHECK(PublicKey::from_jwk(jws.header()["jwk"]).thumbprint() == key.thumbprint());
+  const json claims = json::parse(jws.payload());
+  CHECK(claims["htm"] == "GET");
+  CHECK(claims["htu"] == "https://api.example.org/orders/7");
+  CHECK(claims["iat"] ==
+        std::chrono::duration_cast<std::chrono::seconds>(clock.system_now().time_since_epoch()).count());
+  CHECK(claims["ath"] == awaken::jose::sha256_base64url("tok-123"));
+  CHECK(claims["nonce"] == "n-1");
+  CHECK(claims["jti"].get<std::string>().size() == 22);
+  CHECK(claims.size() == 6);
+  // Each proof has its own jti; without a token or a nonce, no ath or nonce.
+  const json bare = json::parse(awaken::jose::CompactJws::parse(key.proof("POST", "http://127.0.0.1:8/t")).payload());
+  CHECK(bare.size() == 4);
+  CHECK(bare["jti"] != claims["jti"]);
+  // Another curve, its own algorithm.
+  CHECK(awaken::DpopKey::generate(awaken::jose::Curve::p384).algorithm() == Algorithm::es384);
+
+  // Bad input is refused before anything is signed, and the URL is quoted no further than its
+  // origin.
+  const auto refused = [&](std::string_view method, std::string_view url, std::string_view nonce = {}) {
+    return code_of([&] { (void)key.proof(method, url, {}, nonce); }) == awaken::credential_errc::invalid_material;
+  };
+  CHECK(refused("", "https://a.example/"));
+  CHECK(refused("GE T", "https://a.example/"));
+  CHECK(refused("GET", "/relative"));
+  CHECK(refused("GET", "ftp://a.example/"));
+  CHECK(refused("GET", "https://a.example/\r\nx"));
+  CHECK(refused("GET", "https://a.example/", "with space"));
+  CHECK(refused("GET", "https://a.example/", "quote\""));
+  CHECK(refused("GET", "https://a.example/", std::string(1025, 'n')));
+  CHECK_FALSE(refused("GET", "https://a.example/", std::string(1024, 'n')));
+  try {
+    (void)key.proof("GET", "gopher://user:secret@a.example/path?token=x");
+    FAIL("no error");
+  } catch (const awaken::Error& e) {
+    CHECK(std::string{e.what()}.find("secret") == std::string::npos);
+    CHECK(std::string{e.what()}.find("token=x") == std::string::npos);
+  }
+
+  // A bound token presents itself with a proof that hashes it; a bearer token needs none and
+  // cannot make one.
+  const auto dpop_key = std::make_shared<const awaken::DpopKey>(key);
+  const awaken::Token bound{RedactedString{"bound-token"},
+                            clock.system_now() + std::chrono::minutes{5},
+                            clock.steady_now() + std::chrono::minutes{5},
+                            "DPoP",
+                            nullptr,
+                            dpop_key};
+  const awaken::AuthorizationHeaders h = bound.authorization("PATCH", "https://api.example.org/x", {}, clock);
+  CHECK(h.authorization.reveal() == "DPoP bound-token");
+  const json bound_claims = json::parse(awaken::jose::CompactJws::parse(h.dpop).payload());
+  CHECK(bound_claims["ath"] == awaken::jose::sha256_base64url("bound-token"));
+  CHECK(bound_claims["htm"] == "PATCH");
+  CHECK(to_string(bound).find("bound-token") == std::string::npos);
+  CHECK(to_string(bound).find("dpop_jkt=" + key.thumbprint()) != std::string::npos);
+
+  const auto bearer = awaken::Token::expiring_in(RedactedString{"plain-token"}, std::chrono::minutes{5}, clock);
+  const awaken::AuthorizationHeaders b = bearer.authorization("GET", "https://api.example.org/x");
+  CHECK(b.authorization.reveal() == "Bearer plain-token");
+  CHECK(b.dpop.empty());
+  CHECK(bearer.dpop_key() == nullptr);
+  CHECK(code_of([&] { (void)bearer.dpop_proof("GET", "https://api.example.org/x"); }) ==
+        awaken::credential_errc::invalid_material);
+  CHECK(awaken::is_dpop_nonce(""));
+  CHECK_FALSE(awaken::is_dpop_nonce("a\\b"));
 }

@@ -111,6 +111,14 @@ struct FederatedOAuth {
   /// the parameter many servers take on every grant), left out when empty.
   std::vector<std::string> resources;
   std::string audience;
+
+  /// Ask for DPoP-bound tokens (RFC 9449). The material makes its own key (EC P-256, in memory
+  /// only, never printed) and sends a `DPoP` proof of it with each token request; a
+  /// `use_dpop_nonce` challenge is answered by one retry with the server's nonce, which is kept
+  /// for later requests. A token whose `token_type` is not DPoP is refused
+  /// (`permanent_upstream`); each token carries the key (`Token::dpop_key`), and callers present
+  /// it with `Token::authorization(method, url)`, which adds the proof of each request.
+  bool dpop = false;
 };
 
 /// Material for `config`: the broker's scope is sent as `scope` (left out when empty); the

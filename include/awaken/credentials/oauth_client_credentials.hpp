@@ -42,6 +42,9 @@ struct OAuthClientCredentials {
   std::vector<std::string> resources;
   /// `audience`, as many servers take it; left out when empty.
   std::string audience;
+
+  /// Ask for DPoP-bound tokens (RFC 9449): see `FederatedOAuth::dpop`.
+  bool dpop = false;
 };
 
 /// Material that mints with `grant_type=client_credentials`; the broker's scope is sent as the

@@ -5,6 +5,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include <spdlog/fmt/fmt.h>
@@ -13,6 +14,15 @@
 #include <awaken/redacted_string.hpp>
 
 namespace awaken {
+
+class DpopKey;
+
+/// The headers that present a token on one request: `authorization` ("Bearer ..." or
+/// "DPoP ...") and, for a DPoP-bound token, `dpop` (the proof; empty otherwise).
+struct AuthorizationHeaders {
+  RedactedString authorization;
+  std::string dpop;
+};
 
 /// Temporary AWS credentials, as AWS STS issues them (`AssumeRoleWithWebIdentity`): every field
 /// is redacted when printed and wiped when the last copy goes.
@@ -56,17 +66,22 @@ class AwsCredentials {
 /// A token may also carry structured secrets that a bearer string cannot hold: AWS credentials
 /// (`aws_credentials()`), whose `bearer()` is then the session token.
 ///
+/// A DPoP-bound token (RFC 9449; `token_type()` "DPoP", `dpop_key()` not null) is worth nothing
+/// without a proof made with its key on each request: present it with `authorization(method,
+/// url)`, which makes that proof, rather than with `bearer()` alone.
+///
 /// Thread safety: immutable after construction.
 class Token {
  public:
   Token(RedactedString bearer, std::chrono::system_clock::time_point expires_at,
         std::chrono::steady_clock::time_point steady_expires_at, std::string token_type = "Bearer",
-        std::shared_ptr<const AwsCredentials> aws = nullptr)
+        std::shared_ptr<const AwsCredentials> aws = nullptr, std::shared_ptr<const DpopKey> dpop = nullptr)
       : bearer_(std::move(bearer)),
         token_type_(std::move(token_type)),
         expires_at_(expires_at),
         steady_expires_at_(steady_expires_at),
-        aws_(std::move(aws)) {}
+        aws_(std::move(aws)),
+        dpop_(std::move(dpop)) {}
 
   /// A token that expires `lifetime` after the present moment of `clock`.
   static Token expiring_in(RedactedString bearer, std::chrono::seconds lifetime, const Clock& clock = system_clock(),
@@ -83,6 +98,21 @@ class Token {
   std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return steady_expires_at_; }
   /// The AWS credentials this token carries, or null (a plain bearer).
   const AwsCredentials* aws_credentials() const noexcept { return aws_.get(); }
+  /// The key this token is bound to (DPoP), or null: a bearer token.
+  const DpopKey* dpop_key() const noexcept { return dpop_.get(); }
+
+  /// The DPoP proof of one request that presents this token (`ath` its hash; see
+  /// `DpopKey::proof`), with the resource server's last `DPoP-Nonce` when it sent one. Takes no
+  /// lock. Throws `Error{credential_errc::invalid_material}` when the token is not DPoP-bound or
+  /// the method, URL or nonce is malformed.
+  std::string dpop_proof(std::string_view method, std::string_view url, std::string_view nonce = {},
+                         const Clock& clock = system_clock()) const;
+
+  /// The headers of one request that presents this token: "Bearer <token>" for a bearer token
+  /// (`method`, `url` and `nonce` unused), "DPoP <token>" and its proof for a bound one. Throws
+  /// as `dpop_proof` does.
+  AuthorizationHeaders authorization(std::string_view method, std::string_view url, std::string_view nonce = {},
+                                     const Clock& clock = system_clock()) const;
 
   /// True when at most `window` of validity is left, or none.
   bool is_near_expiry(std::chrono::steady_clock::duration window, const Clock& clock = system_clock()) const noexcept {
@@ -95,9 +125,11 @@ class Token {
   std::chrono::system_clock::time_point expires_at_;
   std::chrono::steady_clock::time_point steady_expires_at_;
   std::shared_ptr<const AwsCredentials> aws_;
+  std::shared_ptr<const DpopKey> dpop_;
 };
 
-/// "Token{type=Bearer, expires_at=2026-11-22T10:00:00Z, bearer=[redacted]}": never the bearer.
+/// "Token{type=Bearer, expires_at=2026-11-22T10:00:00Z, bearer=[redacted]}" (and the key's
+/// thumbprint, `dpop_jkt=`, for a DPoP-bound one): never the bearer.
 std::string to_string(const Token& token);
 inline std::ostream& operator<<(std::ostream& os, const Token& token) { return os << to_string(token); }
 
@@ -122,6 +154,18 @@ class IssuedToken {
   std::chrono::steady_clock::time_point steady_expires_at() const noexcept { return token_->steady_expires_at(); }
   /// The AWS credentials, or null. Precondition: not empty.
   const AwsCredentials* aws_credentials() const noexcept { return token_->aws_credentials(); }
+  /// The DPoP key, or null (a bearer token). Precondition: not empty.
+  const DpopKey* dpop_key() const noexcept { return token_->dpop_key(); }
+  /// As `Token::dpop_proof`. Precondition: not empty.
+  std::string dpop_proof(std::string_view method, std::string_view url, std::string_view nonce = {},
+                         const Clock& clock = system_clock()) const {
+    return token_->dpop_proof(method, url, nonce, clock);
+  }
+  /// As `Token::authorization`. Precondition: not empty.
+  AuthorizationHeaders authorization(std::string_view method, std::string_view url, std::string_view nonce = {},
+                                     const Clock& clock = system_clock()) const {
+    return token_->authorization(method, url, nonce, clock);
+  }
 
   bool empty() const noexcept { return token_ == nullptr; }
   explicit operator bool() const noexcept { return token_ != nullptr; }
