@@ -1,6 +1,7 @@
 // Fuzzes the Workload API protobuf decoders: JWTSVIDResponse, JWTBundlesResponse,
-// X509SVIDResponse, X509BundlesResponse and ValidateJWTSVIDResponse (with its google.protobuf.Struct claims). No crash;
-// decoded strings are valid UTF-8 where the wire format says string (checked by re-encoding the claims as JSON).
+// X509SVIDResponse, X509BundlesResponse, WITSVIDResponse, WITBundlesResponse and ValidateJWTSVIDResponse (with its
+// google.protobuf.Struct claims). No crash; decoded strings are valid UTF-8 where the wire format says string (checked
+// by re-encoding the claims as JSON).
 #include <cstdint>
 #include <cstdlib>
 #include <string_view>
@@ -31,6 +32,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   try {
     (void)decode_x509_bundles_response(message, 200);
+  } catch (const std::system_error&) {
+  }
+  try {
+    for (const auto& svid : decode_wit_svid_response(message, 100))
+      if (svid.svid.size() + svid.key.size() > size) std::abort();
+  } catch (const std::system_error&) {
+  }
+  try {
+    const auto bundles = decode_wit_bundles_response(message, 200);
+    for (std::size_t i = 1; i < bundles.size(); ++i)
+      if (bundles[i].first == bundles[i - 1].first) std::abort();
   } catch (const std::system_error&) {
   }
   try {

@@ -127,7 +127,7 @@ enum class spiffe_errc {
   leaf_is_authority,             ///< the leaf is itself one of its trust domain's authorities
   untrusted_chain,               ///< no path from the leaf to an authority of its own trust domain
   peer_not_authorized,           ///< a verified peer whose SPIFFE ID the authorizer refuses
-  no_svid,                       ///< no X.509-SVID to present (none received, or none picked)
+  no_svid,                       ///< no SVID to present (none received, or none picked)
   too_many_svids,                ///< an X.509 update with more SVIDs than a source's resource limits
   // WIT-SVIDs and workload proof tokens (experimental)
   invalid_confirmation,  ///< a WIT-SVID's `cnf.jwk` missing or unusable, or its `alg` missing, not allowed or unfit

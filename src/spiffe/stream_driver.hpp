@@ -103,8 +103,8 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         } catch (const std::system_error& e) {
           text = e.what();
           context = context_of(e);
-          // A `spiffe_errc` is one bad message: the stream goes on.
-          event = e.code().category() == spiffe_category()
+          // A `spiffe_errc` is one bad message: the stream goes on. `not_offered` is the call's.
+          event = e.code().category() == spiffe_category() && e.code() != spiffe_errc::not_offered
                       ? StreamEvent{StreamEvent::Kind::message_rejected, e.code()}
                       : StreamEvent{StreamEvent::Kind::stream_failed, e.code(), false, is_no_identity_issued(e)};
         } catch (const std::exception& e) {  // out of memory, say: this stream is done, not the source

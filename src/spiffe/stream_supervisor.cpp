@@ -73,6 +73,13 @@ StreamAction SupervisorCore::on(const StreamEvent& e) noexcept {
       break;
     case Kind::stream_ended: a.add(MetricsErrorKind::stream_ended); break;
   }
+  // An optional profile the agent does not offer (WIT-SVIDs): asking again cannot help.
+  if (e.kind == Kind::stream_failed && e.error == spiffe_errc::not_offered) {
+    if (!synced_) a.add(MetricsErrorKind::initial_sync_failed);
+    a.kind = Action::give_up;
+    a.error = e.error;
+    return a;
+  }
   if (!synced_) {
     a.add(MetricsErrorKind::initial_sync_failed);
     if (e.kind != Kind::stream_ended && hopeless_before_sync(e.error)) {

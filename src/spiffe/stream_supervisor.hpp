@@ -67,7 +67,8 @@ constexpr std::chrono::milliseconds next_sync_warning(std::chrono::milliseconds 
 
 /// The rules:
 /// - before the first valid update (the initial sync), `InvalidArgument` and `Unimplemented`
-///   from the server, and a missing or invalid endpoint, give up; after it nothing does;
+///   from the server, and a missing or invalid endpoint, give up; after it nothing does, but
+///   `not_offered` (an optional profile the agent lacks) gives up whenever it comes;
 /// - every other failure, and a clean end of stream, waits and reconnects: the wait is
 ///   `policy.delay(n)` for the n-th reconnect since the last valid update (reset by one), at
 ///   least 1 s and growing to 10 s at most after "no identity issued";

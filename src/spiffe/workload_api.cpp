@@ -1,4 +1,5 @@
-// The Workload API client: endpoint parsing, the JWT calls, bundle messages into bundle sets.
+// The Workload API client: endpoint parsing, the JWT calls, bundle messages into bundle sets,
+// X.509 contexts, and the WIT-SVID profile.
 #include <awaken/error.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
@@ -13,6 +14,8 @@
 
 #include <openssl/crypto.h>
 
+#include <awaken/jose/keys.hpp>
+
 #include "core/url_text.hpp"
 #include "spiffe/workload_proto.hpp"
 
@@ -26,6 +29,8 @@ constexpr std::string_view fetch_jwt_bundles_path = "/SpiffeWorkloadAPI/FetchJWT
 constexpr std::string_view validate_jwt_svid_path = "/SpiffeWorkloadAPI/ValidateJWTSVID";
 constexpr std::string_view fetch_x509_svid_path = "/SpiffeWorkloadAPI/FetchX509SVID";
 constexpr std::string_view fetch_x509_bundles_path = "/SpiffeWorkloadAPI/FetchX509Bundles";
+constexpr std::string_view fetch_wit_svid_path = "/SpiffeWorkloadAPI/FetchWITSVID";
+constexpr std::string_view fetch_wit_bundles_path = "/SpiffeWorkloadAPI/FetchWITBundles";
 
 [[noreturn]] void bad_endpoint(std::string_view uri, const std::string& why) {
   throw_error(spiffe_errc::invalid_endpoint, "Workload API endpoint '" + bounded_excerpt(uri, 200) + "': " + why);
@@ -134,6 +139,59 @@ struct WipeOnExit {
   ~WipeOnExit() { OPENSSL_cleanse(message.data(), message.size()); }
 };
 
+// One WITSVIDResponse: each SVID parsed (not validated: it comes from this workload's own
+// agent) with its private key; the first of each hint.
+std::vector<experimental::WitSvid> to_wit_svids(std::string_view message, const ResourceLimits& limits) {
+  constexpr std::string_view name = "Workload API WITSVIDResponse";
+  auto entries = detail::decode_wit_svid_response(message, limits.max_svids);
+  if (entries.empty()) throw_error(spiffe_errc::empty_response, std::string{name} + ": no SVID");
+  std::vector<experimental::WitSvid> out;
+  std::unordered_set<std::string> hints;
+  for (auto& entry : entries) {
+    if (!entry.hint.empty() && !hints.insert(entry.hint).second) continue;  // the first wins
+    const std::string svid_name = std::string{name} + ": SVID '" + bounded_excerpt(entry.spiffe_id, 128) + "'";
+    std::optional<experimental::WitSvid> svid;
+    try {
+      svid.emplace(experimental::WitSvid::parse_insecure(entry.svid));
+    } catch (const Error& e) {  // the rule's own code, with the SVID named
+      throw_error(e.code().category() == spiffe_category() ? e.code() : make_error_code(spiffe_errc::malformed_message),
+                  svid_name + ": " + e.context());
+    }
+    if (svid->spiffe_id().str() != entry.spiffe_id)
+      throw_error(spiffe_errc::malformed_message, svid_name + " does not match the token's " + svid->spiffe_id().str());
+    try {
+      svid.emplace(svid->with_private_key(jose::PrivateKey::from_jwk(RedactedString{entry.key})));
+    } catch (const Error& e) {
+      throw_error(e.code().category() == spiffe_category() ? e.code() : make_error_code(spiffe_errc::malformed_message),
+                  svid_name + ": wit_svid_key: " + e.code().message());
+    }
+    out.push_back(svid->with_hint(std::move(entry.hint)));
+  }
+  return out;
+}
+
+JwtBundleSet to_wit_bundle_set(const std::string& message, const ResourceLimits& limits) {
+  auto entries = detail::decode_wit_bundles_response(message, limits.max_bundles);
+  if (entries.empty()) throw_error(spiffe_errc::empty_response, "Workload API WITBundlesResponse: no bundles");
+  std::vector<JwtBundle> bundles;
+  bundles.reserve(entries.size());
+  for (auto& [key, jwks] : entries)
+    bundles.push_back(
+        experimental::parse_wit_bundle(bundle_key(key, "WITBundlesResponse"), jwks, limits.max_bundle_jwks_bytes));
+  return JwtBundleSet{std::move(bundles)};
+}
+
+// `Unimplemented` (and `FailedPrecondition`, which some agents answer) to a WIT call: the agent
+// does not offer the profile.
+[[noreturn]] void rethrow_wit_failure(const Error& e, std::string_view call) {
+  if (e.code() == grpc_status::unimplemented || e.code() == grpc_status::failed_precondition)
+    throw_error(
+        spiffe_errc::not_offered,
+        "Workload API " + std::string{call} + ": the agent does not offer WIT-SVIDs (" + e.code().message() + ")",
+        e.details());
+  throw;
+}
+
 }  // namespace
 
 const X509Svid* X509Context::svid_by_hint(std::string_view hint) const noexcept {
@@ -240,6 +298,29 @@ asio::awaitable<std::optional<X509BundleSet>> X509BundleStream::run_next() {
   co_return to_x509_bundle_set(*message, limits_);
 }
 
+asio::awaitable<std::optional<std::vector<experimental::WitSvid>>> WitSvidStream::run_next() {
+  std::optional<std::string> message;
+  try {
+    message = co_await stream_.read();
+  } catch (const Error& e) {
+    rethrow_wit_failure(e, "FetchWITSVID");
+  }
+  if (!message) co_return std::nullopt;
+  const WipeOnExit wipe{*message};
+  co_return to_wit_svids(*message, limits_);
+}
+
+asio::awaitable<std::optional<JwtBundleSet>> WitBundleStream::run_next() {
+  std::optional<std::string> message;
+  try {
+    message = co_await stream_.read();
+  } catch (const Error& e) {
+    rethrow_wit_failure(e, "FetchWITBundles");
+  }
+  if (!message) co_return std::nullopt;
+  co_return to_wit_bundle_set(*message, limits_);
+}
+
 WorkloadApiClient::WorkloadApiClient(asio::any_io_executor executor, WorkloadEndpoint endpoint,
                                      WorkloadApiOptions options)
     : endpoint_(std::move(endpoint)),
@@ -329,6 +410,32 @@ X509ContextStream WorkloadApiClient::watch_x509_context(const ResourceLimits& li
 
 X509BundleStream WorkloadApiClient::watch_x509_bundles(const ResourceLimits& limits) const {
   return X509BundleStream{channel_.server_stream(std::string{fetch_x509_bundles_path}, {}), limits};
+}
+
+WitSvidStream WorkloadApiClient::watch_wit_svids(std::optional<SpiffeId> spiffe_id,
+                                                 const ResourceLimits& limits) const {
+  auto request = detail::encode_wit_svid_request(spiffe_id ? std::string_view{spiffe_id->str()} : std::string_view{});
+  return WitSvidStream{channel_.server_stream(std::string{fetch_wit_svid_path}, std::move(request)), limits};
+}
+
+WitBundleStream WorkloadApiClient::watch_wit_bundles(const ResourceLimits& limits) const {
+  return WitBundleStream{channel_.server_stream(std::string{fetch_wit_bundles_path}, {}), limits};
+}
+
+asio::awaitable<std::vector<experimental::WitSvid>> WorkloadApiClient::run_fetch_wit(WorkloadApiClient self,
+                                                                                     std::optional<SpiffeId> id) {
+  auto stream = self.watch_wit_svids(std::move(id));
+  auto svids = co_await stream.next();
+  if (!svids) throw_error(spiffe_errc::empty_response, "Workload API FetchWITSVID: the stream ended without a message");
+  co_return std::move(*svids);
+}
+
+asio::awaitable<JwtBundleSet> WorkloadApiClient::run_fetch_wit_bundles(WorkloadApiClient self) {
+  auto stream = self.watch_wit_bundles();
+  auto set = co_await stream.next();
+  if (!set)
+    throw_error(spiffe_errc::empty_response, "Workload API FetchWITBundles: the stream ended without a message");
+  co_return std::move(*set);
 }
 
 asio::awaitable<AgentValidation> WorkloadApiClient::run_validate(WorkloadApiClient self, std::string audience,

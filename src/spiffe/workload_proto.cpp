@@ -320,6 +320,56 @@ std::vector<std::pair<std::string, std::string>> decode_jwt_bundles_response(std
   return out;
 }
 
+std::vector<std::pair<std::string, std::string>> decode_wit_bundles_response(std::string_view message,
+                                                                             std::size_t max_entries) {
+  auto views = bundle_map(message, "WITBundlesResponse", 1, max_entries);
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(views.size());
+  for (auto& [key, value] : views) {
+    if (!valid_utf8(value)) malformed("WITBundlesResponse", "a bundle is not UTF-8");
+    out.emplace_back(std::move(key), std::string{value});
+  }
+  return out;
+}
+
+std::string encode_wit_svid_request(std::string_view spiffe_id) {
+  Writer w;
+  if (!spiffe_id.empty()) w.bytes(1, spiffe_id);
+  return w.take();
+}
+
+std::vector<WitSvidEntry> decode_wit_svid_response(std::string_view message, std::size_t max_svids) {
+  std::vector<WitSvidEntry> out;
+  Reader r{message, "WITSVIDResponse"};
+  while (!r.done()) {
+    const Field f = r.next();
+    if (f.number != 1) continue;
+    if (out.size() == max_svids)
+      throw_error(spiffe_errc::too_many_svids,
+                  "Workload API WITSVIDResponse: more than " + std::to_string(max_svids) + " SVIDs");
+    if (f.wire != bytes_wire) malformed(r.message_name(), "svids is not length-delimited");
+    WitSvidEntry e;
+    Reader svid{f.bytes, "WITSVIDResponse"};
+    while (!svid.done()) {
+      const Field g = svid.next();
+      if (g.number == 1) {
+        e.spiffe_id = svid.string(g, "spiffe_id");
+      } else if (g.number == 2) {
+        e.svid = svid.string(g, "wit_svid");
+      } else if (g.number == 3) {
+        // Checked as a string is, without a copy of the private key.
+        if (g.wire != bytes_wire) malformed(r.message_name(), "wit_svid_key is not length-delimited");
+        if (!valid_utf8(g.bytes)) malformed(r.message_name(), "wit_svid_key is not UTF-8");
+        e.key = g.bytes;
+      } else if (g.number == 4) {
+        e.hint = svid.string(g, "hint");
+      }
+    }
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 X509SvidResponse decode_x509_svid_response(std::string_view message, std::size_t max_svids, std::size_t max_bundles) {
   X509SvidResponse out;
   Reader r{message, "X509SVIDResponse"};

@@ -1,4 +1,4 @@
-// The protobuf wire codec of the Workload API's JWT and X.509 messages (field numbers from the SPIFFE
+// The protobuf wire codec of the Workload API's JWT, X.509 and WIT messages (field numbers from the SPIFFE
 // standard's workloadapi.proto). Decoders skip unknown fields, refuse groups, overlong varints,
 // truncated fields, invalid UTF-8 in strings and nesting deeper than 64, and throw
 // `Error{spiffe_errc::malformed_message}` naming the message and the fault.
@@ -64,5 +64,24 @@ X509SvidResponse decode_x509_svid_response(std::string_view message, std::size_t
 /// `decode_jwt_bundles_response` with views into the message.
 std::vector<std::pair<std::string, std::string_view>> decode_x509_bundles_response(std::string_view message,
                                                                                    std::size_t max_entries);
+
+/// WITSVIDRequest: spiffe_id = 1 (left out when empty).
+std::string encode_wit_svid_request(std::string_view spiffe_id);
+
+/// One WITSVID: spiffe_id = 1, wit_svid = 2 (a compact JWS), wit_svid_key = 3 (the private key
+/// as JWK JSON text; a view of the decoded message, which the caller wipes), hint = 4.
+struct WitSvidEntry {
+  std::string spiffe_id;
+  std::string svid;
+  std::string_view key;
+  std::string hint;
+};
+/// WITSVIDResponse: svids = 1 (repeated WITSVID); more than `max_svids` throw `too_many_svids`.
+std::vector<WitSvidEntry> decode_wit_svid_response(std::string_view message, std::size_t max_svids);
+
+/// WITBundlesResponse: bundles = 1 (map<string, string>: trust domain to JWKS), as
+/// `decode_jwt_bundles_response`.
+std::vector<std::pair<std::string, std::string>> decode_wit_bundles_response(std::string_view message,
+                                                                             std::size_t max_entries = SIZE_MAX);
 
 }  // namespace awaken::spiffe::detail

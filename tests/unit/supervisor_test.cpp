@@ -72,6 +72,23 @@ TEST_CASE("After the first sync nothing gives up: the same codes reconnect", "[u
   CHECK(metrics(a) == std::vector{MetricsErrorKind::stream_error});
 }
 
+TEST_CASE("An optional profile the agent does not offer gives up, before the first sync and after it",
+          "[unit][supervisor]") {
+  const auto not_offered = awaken::make_error_code(spiffe_errc::not_offered);
+  Supervisor before;
+  const auto a = before.failed(not_offered);
+  CHECK(a.kind == Act::give_up);
+  CHECK(a.error == not_offered);
+  CHECK(metrics(a) == std::vector{MetricsErrorKind::stream_connect, MetricsErrorKind::initial_sync_failed});
+
+  Supervisor after;
+  REQUIRE(after.update().kind == Act::publish);
+  const auto b = after.failed(not_offered);
+  CHECK(b.kind == Act::give_up);
+  CHECK_FALSE(b.reconnect);
+  CHECK(metrics(b) == std::vector{MetricsErrorKind::stream_error});
+}
+
 TEST_CASE("Transient failures before the sync are retried, with their metrics", "[unit][supervisor]") {
   Supervisor s;
   const auto a = s.failed(awaken::make_error_code(grpc_status::unavailable));

@@ -1,6 +1,6 @@
 // The SPIFFE Workload API client: the endpoint, JWT-SVIDs, JWT bundles (one-shot and as a
-// stream), the agent's own validation, and X.509 contexts and bundles (one-shot and as streams). gRPC over HTTP/2, on a
-// unix socket or loopback TCP.
+// stream), the agent's own validation, X.509 contexts and bundles (one-shot and as streams), and
+// (experimental) WIT-SVIDs and WIT bundles. gRPC over HTTP/2, on a unix socket or loopback TCP.
 #pragma once
 
 #include <chrono>
@@ -23,6 +23,7 @@
 #include <awaken/http/grpc.hpp>
 #include <awaken/http/http_client.hpp>
 #include <awaken/spiffe/bundle.hpp>
+#include <awaken/spiffe/experimental/wit_svid.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
 #include <awaken/spiffe/spiffe_id.hpp>
 #include <awaken/spiffe/x509_bundle.hpp>
@@ -195,6 +196,60 @@ class X509BundleStream {
   ResourceLimits limits_;
 };
 
+/// Experimental, as `experimental::WitSvid` is: the WIT-SVIDs a `FetchWITSVID` stream delivers,
+/// all of them per message, in the agent's order (the first is the default; of SVIDs sharing a
+/// non-empty hint, the first), each with its private key.
+///
+/// The WIT profile is optional: an agent without it answers `Unimplemented` (some answer
+/// `FailedPrecondition`), which fails as `spiffe_errc::not_offered`; a source gives up on it and
+/// does not retry. Thread safety: one `next` at a time; `cancel` from any thread.
+class WitSvidStream {
+ public:
+  /// `void(std::error_code, std::optional<std::vector<experimental::WitSvid>>)`; nullopt at a
+  /// clean end. A message without SVIDs is `empty_response`; a token that breaks the WIT-SVID
+  /// standard, a key that is not a private JWK of its `cnf.jwk`, or an SVID of another SPIFFE
+  /// ID than its entry's is `malformed_message` (or the rule's own `spiffe_errc`), and the
+  /// stream goes on. The decoded message is wiped once parsed. The stream must outlive the
+  /// operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto next(CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::optional<std::vector<experimental::WitSvid>>>(
+        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+  }
+  void cancel() noexcept { stream_.cancel(); }
+
+ private:
+  friend class WorkloadApiClient;
+  WitSvidStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+      : stream_(std::move(stream)), limits_(limits) {}
+  asio::awaitable<std::optional<std::vector<experimental::WitSvid>>> run_next();
+  http::GrpcStream stream_;
+  ResourceLimits limits_;
+};
+
+/// Experimental: the WIT bundles a `FetchWITBundles` stream delivers, one complete set per
+/// message, each trust domain's keys those of `use` `wit-svid` (`experimental::parse_wit_bundle`).
+/// Fails and goes on as `JwtBundleStream` does; `Unimplemented` and `FailedPrecondition` are
+/// `not_offered`. Thread safety: one `next` at a time; `cancel` from any thread.
+class WitBundleStream {
+ public:
+  /// `void(std::error_code, std::optional<JwtBundleSet>)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto next(CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::optional<JwtBundleSet>>(
+        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+  }
+  void cancel() noexcept { stream_.cancel(); }
+
+ private:
+  friend class WorkloadApiClient;
+  WitBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+      : stream_(std::move(stream)), limits_(limits) {}
+  asio::awaitable<std::optional<JwtBundleSet>> run_next();
+  http::GrpcStream stream_;
+  ResourceLimits limits_;
+};
+
 /// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
 /// fail with a `grpc_status` code, the server's `grpc-message` in the diagnostics'
 /// `details.server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
@@ -291,6 +346,32 @@ class WorkloadApiClient {
   X509BundleStream watch_x509_bundles() const { return watch_x509_bundles(options_.bundle_limits); }
   X509BundleStream watch_x509_bundles(const ResourceLimits& limits) const;
 
+  /// Experimental: the first message of a `FetchWITSVID` stream, for `spiffe_id` when given
+  /// (else every identity the workload has): `void(std::error_code,
+  /// std::vector<experimental::WitSvid>)`, as `WitSvidStream::next`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_wit_svids(std::optional<SpiffeId> spiffe_id = std::nullopt, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<std::vector<experimental::WitSvid>>(
+        executor(), [self = *this, id = std::move(spiffe_id)]() mutable { return run_fetch_wit(std::move(self), id); },
+        std::forward<CompletionToken>(token));
+  }
+  /// Experimental: the first message of a `FetchWITBundles` stream: `void(std::error_code,
+  /// JwtBundleSet)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto fetch_wit_bundles(CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<JwtBundleSet>(
+        executor(), [self = *this]() mutable { return run_fetch_wit_bundles(std::move(self)); },
+        std::forward<CompletionToken>(token));
+  }
+  /// Experimental: opens a `FetchWITSVID` stream (for `spiffe_id` when given).
+  WitSvidStream watch_wit_svids(std::optional<SpiffeId> spiffe_id = std::nullopt) const {
+    return watch_wit_svids(std::move(spiffe_id), options_.bundle_limits);
+  }
+  WitSvidStream watch_wit_svids(std::optional<SpiffeId> spiffe_id, const ResourceLimits& limits) const;
+  /// Experimental: opens a `FetchWITBundles` stream.
+  WitBundleStream watch_wit_bundles() const { return watch_wit_bundles(options_.bundle_limits); }
+  WitBundleStream watch_wit_bundles(const ResourceLimits& limits) const;
+
   /// The executor that operations complete on when their handlers have none of their own.
   asio::any_io_executor executor() const noexcept;
 
@@ -318,6 +399,9 @@ class WorkloadApiClient {
   static asio::awaitable<X509Context> run_fetch_x509_context(WorkloadApiClient self);
   static asio::awaitable<X509Svid> run_fetch_x509_svid(WorkloadApiClient self);
   static asio::awaitable<X509BundleSet> run_fetch_x509_bundles(WorkloadApiClient self);
+  static asio::awaitable<std::vector<experimental::WitSvid>> run_fetch_wit(WorkloadApiClient self,
+                                                                           std::optional<SpiffeId> id);
+  static asio::awaitable<JwtBundleSet> run_fetch_wit_bundles(WorkloadApiClient self);
   static asio::awaitable<AgentValidation> run_validate(WorkloadApiClient self, std::string audience, std::string token);
   WorkloadEndpoint endpoint_;
   WorkloadApiOptions options_;

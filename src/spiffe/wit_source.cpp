@@ -1,0 +1,165 @@
+// WitSource: a FetchWITSVID stream and a FetchWITBundles stream, each under the one supervisor
+// (spiffe/stream_driver.hpp), on one Workload API client; the picker and readers.
+#include <awaken/spiffe/experimental/wit_source.hpp>
+
+#include <spdlog/logger.h>
+
+#include <awaken/error.hpp>
+
+#include "spiffe/source_state.hpp"
+#include "spiffe/stream_driver.hpp"
+
+namespace awaken::spiffe::experimental {
+namespace {
+
+// One SVID update with the SVID picked from it. Updates are equal when they carry the same
+// tokens with the same hints (a token names its key: the same token, the same key).
+struct WitSnapshot {
+  std::vector<WitSvid> svids;
+  std::size_t picked = 0;
+
+  const WitSvid* svid() const noexcept { return picked < svids.size() ? &svids[picked] : nullptr; }
+  friend bool operator==(const WitSnapshot& a, const WitSnapshot& b) noexcept {
+    if (a.picked != b.picked || a.svids.size() != b.svids.size()) return false;
+    for (std::size_t i = 0; i < a.svids.size(); ++i)
+      if (a.svids[i].token().reveal() != b.svids[i].token().reveal() || a.svids[i].hint() != b.svids[i].hint())
+        return false;
+    return true;
+  }
+};
+
+using SvidState = spiffe::detail::SourceState<WitSnapshot>;
+using BundleState = spiffe::detail::SourceState<JwtBundleSet>;
+
+// The SVID stream as the supervisor reads it: each update with its SVID picked, or a rejected
+// update when none fits or the picked one has expired.
+struct PickedStream {
+  WitSvidStream stream;
+  WitSvidPicker picker;
+
+  asio::awaitable<std::optional<WitSnapshot>> next() {
+    auto svids = co_await stream.next();
+    if (!svids) co_return std::nullopt;
+    std::optional<std::size_t> picked = std::size_t{0};
+    if (picker) picked = picker(*svids);
+    if (!picked || *picked >= svids->size())
+      throw_error(spiffe_errc::no_svid, "WitSource: no SVID of the update fits the picker");
+    const WitSvid& svid = (*svids)[*picked];
+    if (svid.expiry() <= std::chrono::system_clock::now())
+      throw_error(spiffe_errc::expired,
+                  "WitSource: the SVID of " + svid.spiffe_id().str() + " expired at " + utc_text(svid.expiry()));
+    co_return WitSnapshot{std::move(*svids), *picked};
+  }
+  void cancel() noexcept { stream.cancel(); }
+};
+
+[[noreturn]] void closed_error() { spiffe::detail::closed_error("WitSource"); }
+
+}  // namespace
+
+struct WitSource::Core {
+  Core(std::shared_ptr<SvidState> s, std::shared_ptr<BundleState> b) noexcept
+      : svids(std::move(s)), bundles(std::move(b)) {}
+  ~Core() {
+    svids->request_stop();
+    bundles->request_stop();
+  }
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+  std::shared_ptr<SvidState> svids;
+  std::shared_ptr<BundleState> bundles;
+};
+
+WitSvidPicker pick_wit_by_hint(std::string hint) {
+  return [hint = std::move(hint)](std::span<const WitSvid> svids) -> std::optional<std::size_t> {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      if (svids[i].hint() == hint) return i;
+    return std::nullopt;
+  };
+}
+
+WitSourceBuilder WitSource::builder() { return WitSourceBuilder{}; }
+
+std::shared_ptr<const WitSvid> WitSource::svid() const {
+  if (!core_) [[unlikely]]
+    closed_error();
+  const auto& snapshot = spiffe::detail::thread_view(*core_->svids);
+  const WitSvid* svid = snapshot->svid();
+  if (svid == nullptr) [[unlikely]]
+    throw_error(spiffe_errc::no_svid, "WitSource");
+  return std::shared_ptr<const WitSvid>(snapshot, svid);
+}
+
+std::shared_ptr<const std::vector<WitSvid>> WitSource::svids() const {
+  if (!core_) closed_error();
+  const auto& snapshot = spiffe::detail::thread_view(*core_->svids);
+  return std::shared_ptr<const std::vector<WitSvid>>(snapshot, &snapshot->svids);
+}
+
+std::shared_ptr<const JwtBundleSet> WitSource::bundle_set() const {
+  if (!core_) closed_error();
+  return spiffe::detail::thread_view(*core_->bundles);
+}
+
+std::shared_ptr<const JwtBundle> WitSource::bundle_for_trust_domain(const TrustDomain& td) const {
+  if (!core_) [[unlikely]]
+    closed_error();
+  const auto& set = spiffe::detail::thread_view(*core_->bundles);
+  const JwtBundle* bundle = set->find(td.name());
+  return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(set, bundle);
+}
+
+bool WitSource::is_healthy() const noexcept {
+  if (!core_) return false;
+  auto& s = *core_->svids;
+  auto& b = *core_->bundles;
+  if (s.closed.load() || !s.running.load() || b.closed.load() || !b.running.load()) return false;
+  try {
+    const WitSvid* svid = spiffe::detail::thread_view(s)->svid();
+    return svid != nullptr && svid->expiry() > std::chrono::system_clock::now() &&
+           spiffe::detail::thread_view(b)->authority_count() > 0;
+  } catch (...) {
+    return false;
+  }
+}
+
+std::uint64_t WitSource::sequence() const noexcept {
+  if (!core_) return 0;
+  return core_->svids->sequence.load(std::memory_order_acquire) +
+         core_->bundles->sequence.load(std::memory_order_acquire);
+}
+
+asio::any_io_executor WitSource::fallback_executor() const noexcept {
+  if (!core_) return asio::system_executor{};
+  return core_->svids->strand.get_inner_executor();
+}
+
+asio::awaitable<void> WitSource::run_shutdown(WitSource self) {
+  if (!self.core_) co_return;
+  // Both are asked to stop before either is waited for.
+  self.core_->bundles->request_stop();
+  co_await spiffe::detail::stop_source(self.core_->svids, std::nullopt);
+  co_await spiffe::detail::stop_source(self.core_->bundles, std::nullopt);
+}
+
+asio::awaitable<WitSource> WitSourceBuilder::run_build(spiffe::detail::SourceSettings settings,
+                                                       std::optional<SpiffeId> id, WitSvidPicker picker,
+                                                       std::optional<asio::any_io_executor> on) {
+  const auto executor = co_await spiffe::detail::source_executor(on, "WitSourceBuilder");
+  auto s = spiffe::detail::make_source_state<WitSnapshot>(settings, executor, "WitSource");
+  auto b = spiffe::detail::make_source_state<JwtBundleSet>(settings, executor, "WitSource bundles");
+  b->factory = s->factory;                                    // one client, one connection, for both streams
+  WitSource source{std::make_shared<WitSource::Core>(s, b)};  // its end stops the supervisors
+  const auto open_svids = [limits = settings.limits, id = std::move(id),
+                           picker = std::move(picker)](WorkloadApiClient& client) {
+    return PickedStream{client.watch_wit_svids(id, limits), picker};
+  };
+  const auto open_bundles = [limits = settings.limits](WorkloadApiClient& client) {
+    return client.watch_wit_bundles(limits);
+  };
+  co_await spiffe::detail::start_source(s, settings, open_svids, "WIT-SVID");
+  co_await spiffe::detail::start_source(b, settings, open_bundles, "WIT bundle");
+  co_return source;
+}
+
+}  // namespace awaken::spiffe::experimental

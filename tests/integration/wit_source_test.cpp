@@ -1,0 +1,169 @@
+// WIT-SVIDs from the Workload API peer (tests/peers/workload_server.mjs with wit_issuer.mjs):
+// the client's FetchWITSVID and FetchWITBundles, an agent without the profile, and WitSource
+// with proofs made from it and verified against it.
+#include <asio/io_context.hpp>
+#include <catch2/catch.hpp>
+
+#include <awaken/error.hpp>
+#include <awaken/spiffe/experimental/wit_source.hpp>
+#include <awaken/spiffe/experimental/wpt.hpp>
+#include <awaken/spiffe/workload_api.hpp>
+
+#include "support/errors.hpp"
+#include "support/names.hpp"
+#include "support/source_support.hpp"
+#include "support/workload_peer.hpp"
+
+using namespace awaken::spiffe::experimental;
+using awaken::spiffe::WorkloadApiClient;
+using awaken::test::run_until;
+using awaken::test::WorkloadPeer;
+
+namespace {
+
+constexpr const char* service = "https://orders.example.org";
+
+WptVerifier verifier_for(std::shared_ptr<const awaken::spiffe::BundleSource> bundles) {
+  WptVerifierOptions o;
+  o.origins = {service};
+  return WptVerifier{std::move(bundles), o};
+}
+
+// A proof from `svid` for GET /orders/1 at the service, checked by `verifier`: the caller's ID.
+std::string call(const WitSvid& svid, const WptVerifier& verifier) {
+  const WptHeaders headers = make_workload_proof(svid, {std::string{service} + "/orders/1"});
+  const std::string_view wits[] = {headers.workload_identity_token.reveal()};
+  const std::string_view wpts[] = {headers.workload_proof_token.reveal()};
+  return verifier.verify({wits, wpts, "/orders/1"}).caller().str();
+}
+
+WitSourceBuilder quick_builder(const WorkloadPeer& peer) {
+  auto b = WitSource::builder();
+  b.endpoint(peer.endpoint()).reconnect_backoff(10ms, 100ms).initial_sync_timeout(10s);
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("Workload API: FetchWITSVID and FetchWITBundles, and proofs made with what they give", "[wit][workload]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  const WorkloadApiClient client{io.get_executor(), peer.endpoint()};
+
+  const auto svids = run(io, client.fetch_wit_svids());
+  REQUIRE(svids.size() == 2);
+  CHECK(svids[0].spiffe_id().str() == "spiffe://example.org/workload");
+  CHECK(svids[0].hint() == "primary");
+  CHECK(svids[0].key_id() == peer.control("/stats")["wit_kid"]);
+  CHECK(svids[0].has_private_key());
+  CHECK(svids[1].spiffe_id().str() == "spiffe://example.org/other");
+  CHECK(svids[1].hint() == "secondary");
+  // Printing shows neither the token nor the key.
+  CHECK(to_string(svids[0]).find(svids[0].token().reveal()) == std::string::npos);
+
+  // The bundles hold the WIT keys only (example.org's jwt-svid key is skipped).
+  const auto bundles = std::make_shared<const awaken::spiffe::JwtBundleSet>(run(io, client.fetch_wit_bundles()));
+  REQUIRE(bundles->find("example.org") != nullptr);
+  CHECK(bundles->find("federated.org") != nullptr);
+  for (const auto& a : bundles->find("example.org")->authorities()) CHECK(a.key_id().rfind("wit-", 0) == 0);
+  // Each SVID validates against them, and proves for itself.
+  CHECK(WitSvid::parse_and_validate(svids[1].token().reveal(), *bundles).spiffe_id() == svids[1].spiffe_id());
+  const WptVerifier verifier = verifier_for(bundles);
+  CHECK(call(svids[0], verifier) == "spiffe://example.org/workload");
+  CHECK(call(svids[1], verifier) == "spiffe://example.org/other");
+
+  // One identity when asked for; another one is not this workload's.
+  const auto other = run(io, client.fetch_wit_svids(SpiffeId::parse("spiffe://example.org/other")));
+  REQUIRE(other.size() == 1);
+  CHECK(other[0].hint() == "secondary");
+  CHECK(awaken::test::code_of([&] {
+          run(io, client.fetch_wit_svids(SpiffeId::parse("spiffe://example.org/stranger")));
+        }) == grpc_status::permission_denied);
+
+  // Other key kinds: ES384 and RS256 proofs.
+  for (const char* kind : {"ec384", "rsa2048"}) {
+    peer.control(std::string{"/wit/key?k="} + kind);
+    peer.control("/wit/renew");
+    const auto renewed = run(io, client.fetch_wit_svids());
+    CHECK(renewed[0].confirmation_algorithm() ==
+          (std::string_view{kind} == "ec384" ? awaken::jose::Algorithm::es384 : awaken::jose::Algorithm::rs256));
+    CHECK(call(renewed[0], verifier) == "spiffe://example.org/workload");
+  }
+}
+
+TEST_CASE("Workload API: an agent without the WIT profile is not offered, and not retried", "[wit][workload]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  const WorkloadApiClient client{io.get_executor(), peer.endpoint()};
+  for (const char* mode : {"unimplemented", "failed_precondition"}) {
+    INFO(mode);
+    peer.control(std::string{"/wit/mode?m="} + mode);
+    CHECK(awaken::test::code_of([&] { run(io, client.fetch_wit_svids()); }) == spiffe_errc::not_offered);
+    CHECK(awaken::test::code_of([&] { run(io, client.fetch_wit_bundles()); }) == spiffe_errc::not_offered);
+    // A source gives up at once: not_offered, not the initial sync's timeout.
+    auto b = quick_builder(peer);
+    b.initial_sync_timeout(60s);
+    CHECK(awaken::test::code_of([&] { run(io, b.build(io.get_executor())); }) == spiffe_errc::not_offered);
+  }
+}
+
+TEST_CASE("WitSource: SVIDs and bundles kept current, bad updates refused, proofs verified with the source",
+          "[wit][source]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  const WitSource source = run(io, quick_builder(peer).build(io.get_executor()));
+  CHECK(source.is_healthy());
+  CHECK(source.svid()->hint() == "primary");
+  CHECK(source.svids()->size() == 2);
+  CHECK(source.bundle_for_trust_domain(TrustDomain::parse("federated.org")) != nullptr);
+  const auto as_bundles = std::make_shared<const WitSource>(source);
+  const WptVerifier verifier = verifier_for(as_bundles);
+  CHECK(call(*source.svid(), verifier) == "spiffe://example.org/workload");
+
+  // A renewal is published: a new token and key.
+  const std::string before{source.svid()->token().reveal()};
+  const auto seq = source.sequence();
+  peer.control("/wit/renew");
+  REQUIRE(run_until(io, [&] { return source.svid()->token().reveal() != before; }));
+  CHECK(source.sequence() > seq);
+  CHECK(call(*source.svid(), verifier) == "spiffe://example.org/workload");
+
+  // A new issuer key: the bundles follow and the new SVIDs verify.
+  const std::string kid = peer.control("/stats")["wit_kid"];
+  peer.control("/wit/rotate");
+  const std::string new_kid = peer.control("/stats")["wit_kid"];
+  REQUIRE(new_kid != kid);
+  REQUIRE(run_until(io, [&] {
+    return source.svid()->key_id() == new_kid &&
+           source.bundle_for_trust_domain(TrustDomain::parse("example.org"))->find_authority(new_kid) != nullptr;
+  }));
+  CHECK(call(*source.svid(), verifier) == "spiffe://example.org/workload");
+
+  // A malformed or empty update is refused; the last good SVIDs stay.
+  const std::string good{source.svid()->token().reveal()};
+  for (const char* mode : {"malformed", "empty"}) {
+    peer.control(std::string{"/wit/push?mode="} + mode);
+    io.restart();
+    io.run_for(200ms);
+    CHECK(source.svid()->token().reveal() == good);
+    CHECK(source.is_healthy());
+  }
+
+  // A picker by hint, and for one identity only.
+  auto picked = quick_builder(peer);
+  picked.svid_picker(pick_wit_by_hint("secondary"));
+  CHECK(run(io, picked.build(io.get_executor())).svid()->spiffe_id().str() == "spiffe://example.org/other");
+  auto one = quick_builder(peer);
+  one.spiffe_id(SpiffeId::parse("spiffe://example.org/other"));
+  CHECK(run(io, one.build(io.get_executor())).svids()->size() == 1);
+  auto none = quick_builder(peer);
+  none.svid_picker(pick_wit_by_hint("absent")).initial_sync_timeout(300ms);
+  CHECK(awaken::test::code_of([&] { run(io, none.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
+
+  // The profile withdrawn: the source stops without a retry and closes, since what the agent no
+  // longer offers must not be used; a shutdown after it is harmless.
+  peer.control("/wit/mode?m=unimplemented");
+  REQUIRE(run_until(io, [&] { return !source.is_healthy(); }));
+  CHECK(awaken::test::code_of([&] { (void)source.svid(); }) == spiffe_errc::source_closed);
+  run(io, source.shutdown());
+}
