@@ -25,6 +25,8 @@
 #include <nlohmann/json.hpp>
 
 #include <awaken/error.hpp>
+#include <awaken/spiffe/experimental/wit_svid.hpp>
+#include <awaken/spiffe/experimental/wpt.hpp>
 #include <awaken/spiffe/jwt_source.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 #include <awaken/spiffe/x509_bundle.hpp>
@@ -36,6 +38,7 @@
 namespace {
 
 namespace spiffe = awaken::spiffe;
+namespace wit = awaken::spiffe::experimental;
 
 constexpr const char* usage = R"(Usage: awaken-spiffe [--endpoint URI] [--json] COMMAND [ARGS]
 
@@ -59,6 +62,16 @@ Commands:
         Verify the certificate chain in CHAIN.pem (leaf first) as a peer's X.509-SVID, against
         the given bundles (PEM or DER certificate files), or without --bundle against the X.509
         bundles of the Workload API (FetchX509Bundles). Prints the SPIFFE ID when it is valid.
+  fetch-wit [--spiffe-id ID]
+        (Experimental.) Fetch the WIT-SVIDs once (FetchWITSVID) and list them (SPIFFE ID, hint,
+        expiry, kid, the algorithm of their key) and the WIT bundles (FetchWITBundles); with
+        --json each SVID's token too. Private keys are never printed. An agent without the WIT
+        profile is an error (exit 3: not offered).
+  validate-wit TOKEN [--proof WPT --url URL [--access-token T]]
+        (Experimental.) Validate the WIT-SVID TOKEN ('-' reads it from stdin) against the WIT
+        bundles of the Workload API, as the WIT-SVID standard says. With --proof, also verify
+        the workload proof token WPT of a request to URL (its origin is the service's, its path
+        the request's), with the access token T the request carried, if any.
   bundles
         List the trust domains, their JWT key ids, key types and refresh hints, and their X.509
         authorities (subject and expiry; left out when the agent does not serve X.509 bundles).
@@ -74,7 +87,7 @@ Options:
   --verbose  log awaken's work at debug level on stderr (SPDLOG_LEVEL=awaken=trace for more)
   --help     print this help
 
-Exit codes: 0 success; 1 the token or X.509-SVID is not valid; 2 bad usage (a file that cannot
+Exit codes: 0 success; 1 the token, WIT-SVID, proof or X.509-SVID is not valid; 2 bad usage (a file that cannot
 be read or a directory that does not exist included); 3 the Workload API failed or could not be
 reached, or a file could not be written. Errors are one line on stderr.
 )";
@@ -99,6 +112,9 @@ struct Args {
   bool x509 = false;
   std::optional<std::string> write_dir;
   std::vector<std::string> bundles;  // TRUST_DOMAIN=FILE
+  std::optional<std::string> proof;
+  std::optional<std::string> url;
+  std::optional<std::string> access_token;
   std::vector<std::string> positional;
 };
 
@@ -127,6 +143,12 @@ Args parse(int argc, char** argv) {
       a.write_dir = r.value();
     else if (arg == "--bundle")
       a.bundles.push_back(r.value());
+    else if (arg == "--proof")
+      a.proof = r.value();
+    else if (arg == "--url")
+      a.url = r.value();
+    else if (arg == "--access-token")
+      a.access_token = r.value();
     else if (arg.rfind("--", 0) == 0)
       throw UsageError{"unknown option " + arg};
     else if (a.command.empty())
@@ -139,6 +161,10 @@ Args parse(int argc, char** argv) {
   if (a.x509 && a.command != "watch") throw UsageError{"--x509 is an option of watch"};
   if (a.write_dir && a.command != "fetch-x509") throw UsageError{"--write is an option of fetch-x509"};
   if (!a.bundles.empty() && a.command != "validate-x509") throw UsageError{"--bundle is an option of validate-x509"};
+  if ((a.proof || a.url || a.access_token) && a.command != "validate-wit")
+    throw UsageError{"--proof, --url and --access-token are options of validate-wit"};
+  if (a.proof.has_value() != a.url.has_value()) throw UsageError{"--proof and --url go together"};
+  if (a.access_token && !a.proof) throw UsageError{"--access-token needs --proof"};
   return a;
 }
 
@@ -419,7 +445,7 @@ asio::awaitable<spiffe::JwtSource> source_for(const Args& a) {
 }
 
 std::string read_token(const Args& a) {
-  if (a.positional.size() != 1) throw UsageError{"validate needs exactly one TOKEN"};
+  if (a.positional.size() != 1) throw UsageError{a.command + " needs exactly one TOKEN"};
   std::string token = a.positional[0];
   if (token == "-") std::getline(std::cin, token);
   return token;
@@ -567,6 +593,70 @@ asio::awaitable<int> run(Args a) {
     else
       std::cout << "valid: " << verified->spiffe_id << ", chain of " << chain_length << ", anchored at "
                 << (verified->chain.empty() ? "?" : verified->chain.back().subject()) << std::endl;
+    co_return 0;
+  }
+  if (a.command == "fetch-wit") {
+    if (!a.positional.empty()) throw UsageError{"fetch-wit takes no arguments"};
+    std::optional<spiffe::SpiffeId> id;
+    if (a.spiffe_id) id = spiffe::SpiffeId::parse(*a.spiffe_id);
+    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+    const std::vector<wit::WitSvid> svids = co_await client.fetch_wit_svids(id);
+    const spiffe::JwtBundleSet bundles = co_await client.fetch_wit_bundles();
+    if (a.json) {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& s : svids)
+        list.push_back({{"spiffe_id", s.spiffe_id().str()},
+                        {"hint", s.hint()},
+                        {"expiry", awaken::utc_text(s.expiry())},
+                        {"kid", s.key_id()},
+                        {"key_alg", awaken::jose::to_string(s.confirmation_algorithm())},
+                        {"token", s.token().reveal()}});
+      std::cout << nlohmann::json{{"svids", list}, {"bundles", bundles_json(bundles)}}.dump() << std::endl;
+    } else {
+      for (std::size_t i = 0; i < svids.size(); ++i)
+        std::cout << "wit " << i << "  " << svids[i].spiffe_id() << "  hint=" << svids[i].hint()
+                  << "  expires=" << awaken::utc_text(svids[i].expiry()) << "  kid=" << svids[i].key_id()
+                  << "  key_alg=" << awaken::jose::to_string(svids[i].confirmation_algorithm()) << "\n";
+      print_bundles(bundles, false);
+    }
+    co_return 0;
+  }
+  if (a.command == "validate-wit") {
+    const std::string token = read_token(a);
+    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+    auto bundles = std::make_shared<const spiffe::JwtBundleSet>(co_await client.fetch_wit_bundles());
+    std::optional<wit::WitSvid> svid;
+    std::string refusal;
+    try {
+      auto validated = wit::WitSvid::parse_and_validate(token, *bundles);
+      if (!a.proof) svid = std::move(validated);
+      if (a.proof) {
+        const std::string_view url = *a.url;
+        const auto scheme = url.find("://");
+        const auto path_at = scheme == std::string_view::npos ? std::string_view::npos : url.find('/', scheme + 3);
+        wit::WptVerifierOptions options;
+        options.origins = {std::string{url.substr(0, path_at)}};
+        const wit::WptVerifier verifier{bundles, options};
+        const std::string_view wits[] = {token};
+        const std::string_view wpts[] = {*a.proof};
+        const std::string_view path = path_at == std::string_view::npos ? "/" : url.substr(path_at);
+        svid = verifier.verify({wits, wpts, path, a.access_token.value_or("")}).wit;
+      }
+    } catch (const awaken::Error& e) {
+      refusal = e.what();
+    }
+    if (!svid) throw Refused{std::string{a.proof ? "invalid WIT-SVID or proof: " : "invalid WIT-SVID: "} + refusal};
+    if (a.json)
+      std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
+                                  {"expiry", awaken::utc_text(svid->expiry())},
+                                  {"kid", svid->key_id()},
+                                  {"key_alg", awaken::jose::to_string(svid->confirmation_algorithm())},
+                                  {"proof", a.proof.has_value()}}
+                       .dump()
+                << std::endl;
+    else
+      std::cout << "valid" << (a.proof ? " (with its proof)" : "") << ": " << svid->spiffe_id() << ", kid "
+                << svid->key_id() << ", expires " << awaken::utc_text(svid->expiry()) << std::endl;
     co_return 0;
   }
   if (a.command == "bundles") {

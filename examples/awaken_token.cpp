@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include <awaken/credentials/awaken_broker.hpp>
+#include <awaken/credentials/dpop.hpp>
 #include <awaken/credentials/spiffe_minters.hpp>
 #include <awaken/error.hpp>
 #include <awaken/redacted_string.hpp>
@@ -26,7 +27,8 @@
 namespace {
 
 constexpr const char* usage =
-    R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--watch [--count N]] [--json]
+    R"(Usage: awaken-token --config FILE [--scope SCOPE] [--reveal] [--dpop METHOD URL] [--watch [--count N]]
+                    [--json]
 
 Mints a token through awaken's credential broker and prints it, redacted unless --reveal.
 
@@ -41,10 +43,17 @@ X.509-SVID reach the Workload API at "endpoint" or SPIFFE_ENDPOINT_SOCKET. The f
 AWS credentials print as AWS_ACCESS_KEY_ID=[redacted] ...; with --reveal they print as the
 JSON that the AWS CLI's credential_process reads, so the tool can be one.
 
+A material with "dpop": true mints DPoP-bound tokens (RFC 9449): they print with the thumbprint
+of their key (dpop_jkt), and with --dpop METHOD URL also with the DPoP proof of one request
+(METHOD to URL) that presents the token: the value of its DPoP header. The key never leaves the
+process; a proof is good for that one request, once.
+
 Options:
   --config FILE   the configuration (required)
   --scope SCOPE   the scope to ask for (for jwt_svid: the audiences, space-separated)
   --reveal        print the token itself; without it the token is printed redacted
+  --dpop METHOD URL
+                  also print the DPoP proof of a METHOD request to URL (a DPoP-bound token only)
   --watch         keep asking, and print a line each time the broker hands out a new token
                   (a refresh); stop after --count N refreshes, or on SIGINT / SIGTERM
   --json          print JSON, one object per line
@@ -64,6 +73,7 @@ struct Args {
   bool watch = false;
   bool json = false;
   std::optional<int> count;
+  std::optional<std::pair<std::string, std::string>> dpop;  // method, URL
 };
 
 Args parse(int argc, char** argv) {
@@ -83,7 +93,10 @@ Args parse(int argc, char** argv) {
       a.json = true;
     else if (arg == "--count")
       a.count = r.number();
-    else
+    else if (arg == "--dpop") {
+      std::string method = r.value();
+      a.dpop.emplace(std::move(method), r.value());
+    } else
       throw UsageError{"unknown argument " + arg + " (try --help)"};
   }
   if (a.config.empty()) throw UsageError{"--config FILE is required (try --help)"};
@@ -107,16 +120,31 @@ void print(const awaken::IssuedToken& token, const Args& a, const char* event) {
       return;
     }
   }
+  // The proof of the one request --dpop names; refused for a bearer token.
+  std::string proof;
+  if (a.dpop) {
+    if (token.dpop_key() == nullptr)
+      throw UsageError{"--dpop: the token is a bearer token (give the material \"dpop\": true)"};
+    try {
+      proof = token.dpop_proof(a.dpop->first, a.dpop->second);
+    } catch (const awaken::Error& e) {
+      throw UsageError{std::string{"--dpop: "} + e.what()};
+    }
+  }
   if (a.json) {
     nlohmann::json j{
         {"event", event}, {"type", token.token_type()}, {"expires_at", awaken::utc_text(token.expires_at())}};
     j["token"] = a.reveal ? std::string{token.bearer().reveal()} : std::string{"[redacted]"};
+    if (token.dpop_key() != nullptr) j["dpop_jkt"] = token.dpop_key()->thumbprint();
+    if (!proof.empty()) j["dpop_proof"] = proof;
     std::cout << j.dump() << std::endl;
-  } else if (a.reveal) {
-    std::cout << token.bearer().reveal() << std::endl;
-  } else {
-    std::cout << event << ": " << awaken::to_string(token) << std::endl;
+    return;
   }
+  if (a.reveal)
+    std::cout << token.bearer().reveal() << std::endl;
+  else
+    std::cout << event << ": " << awaken::to_string(token) << std::endl;
+  if (!proof.empty()) std::cout << "DPoP: " << proof << std::endl;
 }
 
 // The configuration: the file's text stays in a RedactedString (it may hold secrets).

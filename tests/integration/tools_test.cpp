@@ -10,6 +10,10 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <awaken/jose/jws.hpp>
+#include <awaken/jose/keys.hpp>
+#include <awaken/spiffe/experimental/wit_svid.hpp>
+#include <awaken/spiffe/experimental/wpt.hpp>
 #include <awaken/spiffe/jwt_svid.hpp>
 
 #include "support/names.hpp"
@@ -480,4 +484,92 @@ TEST_CASE("awaken-spiffe: bundles lists X.509 authorities; watch --x509 reports 
   CHECK(lines(plain.out) == 2);
   CHECK_THAT(plain.out, Contains(": spiffe://example.org/workload  expires=") && Contains("  leaf_sha256=") &&
                             Contains("  bundles=2"));
+}
+
+TEST_CASE("awaken-spiffe: fetch-wit and validate-wit, with a workload proof; an agent without WIT", "[tools][wit]") {
+  WorkloadPeer peer;
+  const std::string endpoint = "unix://" + peer.socket();
+  const auto listed = tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-wit"});
+  REQUIRE(listed.status == 0);
+  CHECK_THAT(listed.out, Contains("wit 0  spiffe://example.org/workload  hint=primary") &&
+                             Contains("wit 1  spiffe://example.org/other  hint=secondary") &&
+                             Contains("key_alg=ES256") && Contains("federated.org"));
+  const auto json = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "fetch-wit"});
+  REQUIRE(json.status == 0);
+  const auto fetched = nlohmann::json::parse(json.out);
+  const std::string token = fetched["svids"][0]["token"];
+  CHECK(fetched["svids"][0]["kid"] == peer.control("/stats")["wit_kid"]);
+  // The private keys never appear.
+  CHECK(json.out.find("\"d\"") == std::string::npos);
+
+  const auto valid = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", token});
+  CHECK(valid.status == 0);
+  CHECK_THAT(valid.out, Contains("valid: spiffe://example.org/workload"));
+
+  // A WIT-SVID with an audience breaks the standard: refused, exit 1.
+  const auto issued = peer.control("/wit/issue?id=spiffe://example.org/x&fault=aud");
+  const auto bad = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", issued["wit"].get<std::string>()});
+  CHECK(bad.status == 1);
+  CHECK_THAT(bad.err, Contains("invalid WIT-SVID"));
+
+  // With a proof made from the issued key: valid for its URL and access token, not for another.
+  awaken::test::TempDir dir;
+  const auto good = peer.control("/wit/issue?id=spiffe://example.org/caller");
+  const auto svid =
+      awaken::spiffe::experimental::WitSvid::parse_insecure(good["wit"].get<std::string>())
+          .with_private_key(awaken::jose::PrivateKey::from_jwk(RedactedString{good["key"].get<std::string>()}));
+  awaken::spiffe::experimental::WptRequest request;
+  request.target_uri = "https://orders.example.org/orders/9?x=1";
+  request.access_token = "at-123";
+  const auto headers = make_workload_proof(svid, request);
+  const std::string wit{headers.workload_identity_token.reveal()};
+  const std::string wpt{headers.workload_proof_token.reveal()};
+  const auto with_proof = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", wit, "--proof", wpt, "--url",
+                                                 "https://orders.example.org/orders/9", "--access-token", "at-123"});
+  CHECK(with_proof.status == 0);
+  CHECK_THAT(with_proof.out, Contains("valid (with its proof): spiffe://example.org/caller"));
+  const auto elsewhere = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", wit, "--proof", wpt, "--url",
+                                                "https://billing.example.org/orders/9", "--access-token", "at-123"});
+  CHECK(elsewhere.status == 1);
+  CHECK(tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", wit, "--proof", wpt}).status == 2);
+
+  peer.control("/wit/mode?m=unimplemented");
+  const auto absent = tool("awaken-spiffe", {"--endpoint", endpoint, "fetch-wit"});
+  CHECK(absent.status == 3);
+  CHECK_THAT(absent.err, Contains("does not offer WIT-SVIDs"));
+}
+
+TEST_CASE("awaken-token: a DPoP-bound token and the proof of one request", "[tools][dpop]") {
+  awaken::test::TempDir dir;
+  awaken::test::PeerProcess oidc{"oidc_server.mjs", {"--dpop"}};
+  const auto config = write(dir, "dpop.json",
+                            nlohmann::json{{"kind", "oauth_client_credentials"},
+                                           {"token_endpoint", oidc.info()["token_endpoint"]},
+                                           {"client_id", "awaken-dpop"},
+                                           {"client_secret", "s3cret-value"},
+                                           {"dpop", true}}
+                                .dump());
+  const auto shown = tool("awaken-token", {"--config", config, "--scope", "api:read", "--json", "--dpop", "GET",
+                                           "https://api.example.org/orders?page=2"});
+  REQUIRE(shown.status == 0);
+  const auto j = nlohmann::json::parse(shown.out);
+  CHECK(j["type"] == "DPoP");
+  CHECK(j["token"] == "[redacted]");
+  const auto proof = awaken::jose::CompactJws::parse(j["dpop_proof"].get<std::string>());
+  CHECK(proof.header()["typ"] == "dpop+jwt");
+  CHECK(awaken::jose::PublicKey::from_jwk(proof.header()["jwk"]).thumbprint() == j["dpop_jkt"]);
+  const auto claims = nlohmann::json::parse(proof.payload());
+  CHECK(claims["htm"] == "GET");
+  CHECK(claims["htu"] == "https://api.example.org/orders");
+  CHECK(claims.contains("ath"));
+
+  const auto text = tool("awaken-token", {"--config", config, "--dpop", "POST", "https://api.example.org/x"});
+  CHECK(text.status == 0);
+  CHECK_THAT(text.out, Contains("type=DPoP") && Contains("dpop_jkt=") && Contains("DPoP: ey"));
+  const auto bad_url = tool("awaken-token", {"--config", config, "--dpop", "GET", "not-a-url"});
+  CHECK(bad_url.status == 2);
+  const auto bearer = write(dir, "bearer.json", R"({"kind":"bearer","token":"sk-live-secret-1"})");
+  const auto not_bound = tool("awaken-token", {"--config", bearer, "--dpop", "GET", "https://a.example/"});
+  CHECK(not_bound.status == 2);
+  CHECK_THAT(not_bound.err, Contains("bearer token"));
 }
