@@ -42,10 +42,11 @@ struct Service {
 // `from` calls `to` at PATH: the headers made, then checked by `to`. Returns the headers so that
 // they can be replayed.
 wit::WptHeaders call(const Service& from, const Service& to, const std::string& path) {
+  const std::string target = to.origin + path;  // the request views it
   wit::WptRequest request;
-  request.target_uri = to.origin + path;
+  request.target_uri = target;
   wit::WptHeaders headers = wit::make_workload_proof(*from.svid, request);
-  std::cout << from.name << " -> " << to.name << "  POST " << request.target_uri << "\n    Workload-Identity-Token: ["
+  std::cout << from.name << " -> " << to.name << "  POST " << target << "\n    Workload-Identity-Token: ["
             << headers.workload_identity_token.size() << " bytes]  Workload-Proof-Token: ["
             << headers.workload_proof_token.size() << " bytes]\n";
   return headers;
@@ -61,7 +62,7 @@ void receive(const Service& at, const wit::WptHeaders& headers, const std::strin
     std::cout << "    " << at.name << " accepts: the caller is " << v.caller() << "\n";
     accepted = true;
   } catch (const awaken::Error& e) {
-    std::cout << "    " << at.name << " refuses: " << e.code().message() << " (" << e.what() << ")\n";
+    std::cout << "    " << at.name << " refuses: " << e.what() << "\n";
   }
   if (accepted != expected) throw std::runtime_error(at.name + (accepted ? " accepted" : " refused") + " a call");
 }
