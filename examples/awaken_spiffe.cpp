@@ -624,7 +624,8 @@ asio::awaitable<int> run(Args a) {
   if (a.command == "validate-wit") {
     const std::string token = read_token(a);
     const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    auto bundles = std::make_shared<const spiffe::JwtBundleSet>(co_await client.fetch_wit_bundles());
+    spiffe::JwtBundleSet fetched = co_await client.fetch_wit_bundles();
+    const auto bundles = std::make_shared<const spiffe::JwtBundleSet>(std::move(fetched));
     std::optional<wit::WitSvid> svid;
     std::string refusal;
     try {
@@ -633,7 +634,8 @@ asio::awaitable<int> run(Args a) {
       if (a.proof) {
         const std::string_view url = *a.url;
         const auto scheme = url.find("://");
-        const auto path_at = scheme == std::string_view::npos ? std::string_view::npos : url.find('/', scheme + 3);
+        const auto path_at =
+            scheme == std::string_view::npos ? std::string_view::npos : url.find_first_of("/?#", scheme + 3);
         wit::WptVerifierOptions options;
         options.origins = {std::string{url.substr(0, path_at)}};
         const wit::WptVerifier verifier{bundles, options};

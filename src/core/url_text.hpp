@@ -42,12 +42,15 @@ inline bool has_control(std::string_view s) noexcept {
   });
 }
 
-/// Whether `uri` is an absolute http(s) URI with an authority and no control byte or space.
+/// Whether `uri` is an absolute http(s) URI: a non-empty authority without user info, and
+/// visible ASCII only (RFC 3986: no space, control or non-ASCII byte).
 inline bool is_absolute_http(std::string_view uri) noexcept {
   const std::string_view rest = uri.starts_with("https://")  ? uri.substr(8)
                                 : uri.starts_with("http://") ? uri.substr(7)
                                                              : std::string_view{};
-  return !rest.empty() && rest.front() != '/' && !has_control(uri) && uri.find(' ') == std::string_view::npos;
+  const std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  return !authority.empty() && authority.find('@') == std::string_view::npos &&
+         std::all_of(uri.begin(), uri.end(), [](char c) { return c > 0x20 && c < 0x7f; });
 }
 
 /// `uri` without its query and fragment: a DPoP proof's `htu`, a workload proof's `aud`.

@@ -103,7 +103,8 @@ AuthorizationHeaders Token::authorization(std::string_view method, std::string_v
                                           const Clock& clock) const {
   std::string proof = dpop_ ? dpop_proof(method, url, nonce, clock) : std::string{};
   // One buffer, moved into the RedactedString: no unwiped copy of the token is left behind.
-  const std::string_view scheme = dpop_ ? std::string_view{"DPoP"} : std::string_view{token_type_};
+  // The scheme is ours to name: a token_type such as N_A (RFC 8693) or "bearer" is no scheme.
+  const std::string_view scheme = dpop_ ? std::string_view{"DPoP"} : std::string_view{"Bearer"};
   std::string value;
   value.reserve(scheme.size() + 1 + bearer_.size());
   value += scheme;

@@ -213,6 +213,18 @@ class FederatedOAuthMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return label_; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
+    std::string s{scope};
+    if (!dpop_) {
+      http::HttpRequest r = co_await make_request(std::move(s), ctx);
+      co_return co_await detail::request_token(std::move(r), ctx, origin_);
+    }
+    // With DPoP a nonce challenge earns a retry, which needs fresh assertions.
+    detail::RequestBuilder build = [this, s = std::move(s), &ctx]() { return make_request(s, ctx); };
+    co_return co_await detail::request_token(std::move(build), ctx, origin_, *dpop_);
+  }
+
+ private:
+  asio::awaitable<http::HttpRequest> make_request(std::string scope, const MintContext& ctx) const {
     detail::SecretForm form;  // holds assertions: wiped whatever happens
     switch (config_.grant) {
       case OAuthGrant::client_credentials: form.add("grant_type", "client_credentials"); break;
@@ -256,10 +268,9 @@ class FederatedOAuthMinter final : public Minter {
     request.headers.push_back({"content-type", "application/x-www-form-urlencoded"});
     request.headers.push_back({"accept", "application/json"});
     request.body = form.text();
-    co_return co_await detail::request_token(std::move(request), ctx, origin_, dpop_.get());
+    co_return request;
   }
 
- private:
   FederatedOAuth config_;
   const char* label_;
   std::shared_ptr<const detail::DpopBinding> dpop_;

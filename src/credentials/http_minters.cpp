@@ -56,6 +56,19 @@ class ClientCredentialsMinter final : public Minter {
   std::string_view kind_label() const noexcept override { return "oauth_client_credentials"; }
 
   asio::awaitable<Token> mint(std::string_view scope, const MintContext& ctx) const override {
+    if (!dpop_) {
+      http::HttpRequest request = make_request(scope, ctx);  // named: GCC 12 and temporaries in co_await
+      co_return co_await detail::request_token(std::move(request), ctx, origin_);
+    }
+    // With DPoP a nonce challenge earns a retry, which needs a fresh client assertion.
+    detail::RequestBuilder build = [this, s = std::string{scope}, &ctx]() -> asio::awaitable<http::HttpRequest> {
+      co_return make_request(s, ctx);
+    };
+    co_return co_await detail::request_token(std::move(build), ctx, origin_, *dpop_);
+  }
+
+ private:
+  http::HttpRequest make_request(std::string_view scope, const MintContext& ctx) const {
     std::string form = "grant_type=client_credentials";
     std::string authorization;
     if (!scope.empty()) form += "&scope=" + detail::form_encode(scope);
@@ -74,11 +87,9 @@ class ClientCredentialsMinter final : public Minter {
                 "&client_assertion_type=" + std::string{assertion_type} + "&client_assertion=" + client_assertion(ctx);
         break;
     }
-    co_return co_await detail::post_form(config_.token_endpoint, std::move(form), std::move(authorization), ctx,
-                                         origin_, dpop_.get());
+    return detail::form_request(config_.token_endpoint, std::move(form), std::move(authorization));
   }
 
- private:
   // RFC 7523 section 3 client assertion; base64url needs no form encoding.
   std::string client_assertion(const MintContext& ctx) const {
     std::array<unsigned char, 16> jti{};

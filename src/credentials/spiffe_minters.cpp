@@ -49,6 +49,7 @@ CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeCli
   f.client_assertion_type = config.assertion_type;
   f.resources = std::move(config.resources);
   f.audience = std::move(config.audience);
+  f.dpop = config.dpop;
   detail::need_source(source, "spiffe_client_credentials");
   const std::string audience = config.assertion_audience.empty() ? f.token_endpoint : config.assertion_audience;
   f.client_assertion = IdentityTokenSource::jwt_svid(std::move(source), audience, std::move(config.spiffe_id));
@@ -62,6 +63,7 @@ CredentialMaterial spiffe_token_exchange(spiffe::JwtSource source, SpiffeTokenEx
   f.audience = std::move(config.audience);
   if (!config.resource.empty()) f.resources.push_back(std::move(config.resource));
   f.requested_token_type = std::move(config.requested_token_type);
+  f.dpop = config.dpop;
   detail::need_source(source, "spiffe_token_exchange");
   const std::string audience = config.subject_audience.empty() ? f.token_endpoint : config.subject_audience;
   f.subject_token = IdentityTokenSource::jwt_svid(std::move(source), audience, std::move(config.spiffe_id));

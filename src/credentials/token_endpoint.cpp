@@ -288,36 +288,43 @@ asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request
   co_return response;
 }
 
-asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin,
-                                     const DpopBinding* dpop) {
-  if (dpop == nullptr) {
-    http::HttpResponse response = co_await send_token_request(std::move(request), ctx, origin, oauth_refusal);
-    const WipedBody wipe{response.body};  // the body holds a token: wipe it whatever happens next
-    co_return parse_token_response(response.body, ctx, origin);
-  }
-  // Kept for the one retry a nonce challenge earns; the body may hold assertions.
-  http::HttpRequest again = request;
-  const WipedBody wipe_again{again.body};
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin) {
+  http::HttpResponse response = co_await send_token_request(std::move(request), ctx, origin, oauth_refusal);
+  const WipedBody wipe{response.body};  // the body holds a token: wipe it whatever happens next
+  co_return parse_token_response(response.body, ctx, origin);
+}
+
+asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ctx, std::string origin,
+                                     const DpopBinding& dpop) {
   for (int attempt = 0;; ++attempt) {
-    http::HttpRequest r = attempt == 0 ? std::move(request) : std::move(again);
+    // Built anew for each attempt: a client assertion is good for one request only.
+    http::HttpRequest request = co_await build();
+    const WipedBody wipe_request{request.body};  // it may hold assertions
+    const std::string sent_nonce = dpop.nonce();
     std::string proof;
     try {
-      proof = dpop->key()->proof(r.method, r.url, {}, dpop->nonce(), ctx.clock);
+      proof = dpop.key()->proof(request.method, request.url, {}, sent_nonce, ctx.clock);
     } catch (const Error& e) {
       throw_error(credential_errc::signing_failed, context(ctx, origin) + ": DPoP proof: " + e.code().message());
     }
-    r.headers.push_back({"dpop", std::move(proof)});
-    http::HttpResponse response = co_await send_request(std::move(r), ctx, origin);
+    request.headers.push_back({"dpop", std::move(proof)});
+    http::HttpResponse response = co_await send_request(request, ctx, origin);
     const WipedBody wipe{response.body};
-    if (const auto nonce = response.header("dpop-nonce")) dpop->keep_nonce(*nonce);
-    if (is_success(response.status)) co_return parse_token_response(response.body, ctx, origin, dpop->key());
-    if (attempt == 0 && is_nonce_challenge(response)) continue;
+    if (const auto nonce = response.header("dpop-nonce")) dpop.keep_nonce(*nonce);
+    if (is_success(response.status)) co_return parse_token_response(response.body, ctx, origin, dpop.key());
+    if (is_nonce_challenge(response)) {
+      // One retry, and only with a nonce that differs from the one just refused; a second
+      // challenge (the nonce rotated meanwhile) may pass later, with the nonce now kept.
+      if (attempt == 0 && dpop.nonce() != sent_nonce) continue;
+      const std::string description = oauth_error_details(response.status, response.body).server_message;
+      throw_error(credential_errc::transient_upstream,
+                  context(ctx, origin) + ": DPoP nonce challenge not met after one retry (" + description + ")");
+    }
     refuse(response, ctx, origin, oauth_refusal);
   }
 }
 
-asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
-                                 std::string origin, const DpopBinding* dpop) {
+http::HttpRequest form_request(std::string url, std::string form, std::string authorization) {
   http::HttpRequest request;
   request.method = "POST";
   request.url = std::move(url);
@@ -325,7 +332,13 @@ asio::awaitable<Token> post_form(std::string url, std::string form, std::string 
   request.headers.push_back({"accept", "application/json"});
   if (!authorization.empty()) request.headers.push_back({"authorization", std::move(authorization)});
   request.body = std::move(form);
-  co_return co_await request_token(std::move(request), ctx, std::move(origin), dpop);
+  return request;
+}
+
+asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
+                                 std::string origin) {
+  http::HttpRequest request = form_request(std::move(url), std::move(form), std::move(authorization));
+  co_return co_await request_token(std::move(request), ctx, std::move(origin));
 }
 
 std::int64_t unix_seconds(const MintContext& ctx) {

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -132,18 +133,27 @@ asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request
 /// - a 2xx that is not a token response: `transient_upstream`;
 /// - a TLS failure or a refused request keeps its `http_errc` code (a retry would not help).
 /// Texts name the provider and the endpoint's origin, never a secret or a full body.
-///
-/// With `dpop`, the request carries a `DPoP` proof (with the endpoint's last nonce), a
-/// `use_dpop_nonce` challenge is answered by one retry with the nonce it brought, every nonce
-/// the endpoint sends is kept for the next request, and the token is bound to the key.
-asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin,
-                                     const DpopBinding* dpop = nullptr);
+asio::awaitable<Token> request_token(http::HttpRequest request, const MintContext& ctx, std::string origin);
 
-/// POSTs `form` (application/x-www-form-urlencoded, already encoded) to `url`, with
-/// `authorization` as that header when not empty, and reads the token response as
+/// Makes the request of one attempt; called again for a retry, so that each carries a fresh
+/// client assertion (servers refuse one they have seen).
+using RequestBuilder = std::function<asio::awaitable<http::HttpRequest>()>;
+
+/// As above, with DPoP: each request carries a `DPoP` proof (with the endpoint's last nonce);
+/// every nonce the endpoint sends is kept for the next request; a `use_dpop_nonce` challenge
+/// that brings a new nonce is answered by one retry with a request built anew; a challenge
+/// after it is `transient_upstream`; the token must be a DPoP one, bound to the key.
+asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ctx, std::string origin,
+                                     const DpopBinding& dpop);
+
+/// A POST of `form` (application/x-www-form-urlencoded, already encoded) to `url`, with
+/// `authorization` as that header when not empty.
+http::HttpRequest form_request(std::string url, std::string form, std::string authorization);
+
+/// Sends `form_request(url, form, authorization)` and reads the token response as
 /// `request_token` does.
 asio::awaitable<Token> post_form(std::string url, std::string form, std::string authorization, const MintContext& ctx,
-                                 std::string origin, const DpopBinding* dpop = nullptr);
+                                 std::string origin);
 
 /// Seconds since the epoch on the context's clock, for JWT claims.
 std::int64_t unix_seconds(const MintContext& ctx);

@@ -70,6 +70,17 @@ struct WitSource::Core {
   std::shared_ptr<BundleState> bundles;
 };
 
+namespace {
+
+// The source is one: when either stream's state has closed (a shutdown, or the agent withdrew
+// that half of the profile), both halves read as closed.
+void check_open(const SvidState& svids, const BundleState& bundles) {
+  if (svids.closed.load(std::memory_order_acquire) || bundles.closed.load(std::memory_order_acquire)) [[unlikely]]
+    closed_error();
+}
+
+}  // namespace
+
 WitSvidPicker pick_wit_by_hint(std::string hint) {
   return [hint = std::move(hint)](std::span<const WitSvid> svids) -> std::optional<std::size_t> {
     for (std::size_t i = 0; i < svids.size(); ++i)
@@ -83,6 +94,7 @@ WitSourceBuilder WitSource::builder() { return WitSourceBuilder{}; }
 std::shared_ptr<const WitSvid> WitSource::svid() const {
   if (!core_) [[unlikely]]
     closed_error();
+  check_open(*core_->svids, *core_->bundles);
   const auto& snapshot = spiffe::detail::thread_view(*core_->svids);
   const WitSvid* svid = snapshot->svid();
   if (svid == nullptr) [[unlikely]]
@@ -91,19 +103,24 @@ std::shared_ptr<const WitSvid> WitSource::svid() const {
 }
 
 std::shared_ptr<const std::vector<WitSvid>> WitSource::svids() const {
-  if (!core_) closed_error();
+  if (!core_) [[unlikely]]
+    closed_error();
+  check_open(*core_->svids, *core_->bundles);
   const auto& snapshot = spiffe::detail::thread_view(*core_->svids);
   return std::shared_ptr<const std::vector<WitSvid>>(snapshot, &snapshot->svids);
 }
 
 std::shared_ptr<const JwtBundleSet> WitSource::bundle_set() const {
-  if (!core_) closed_error();
+  if (!core_) [[unlikely]]
+    closed_error();
+  check_open(*core_->svids, *core_->bundles);
   return spiffe::detail::thread_view(*core_->bundles);
 }
 
 std::shared_ptr<const JwtBundle> WitSource::bundle_for_trust_domain(const TrustDomain& td) const {
   if (!core_) [[unlikely]]
     closed_error();
+  check_open(*core_->svids, *core_->bundles);
   const auto& set = spiffe::detail::thread_view(*core_->bundles);
   const JwtBundle* bundle = set->find(td.name());
   return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(set, bundle);

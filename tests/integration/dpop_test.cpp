@@ -14,6 +14,7 @@
 #include <awaken/error.hpp>
 #include <awaken/http/http_client.hpp>
 #include <awaken/jose/base64url.hpp>
+#include <awaken/jose/jws.hpp>
 
 #include "support/errors.hpp"
 #include "support/minting.hpp"
@@ -201,10 +202,25 @@ TEST_CASE(
   CHECK(stats["dpop_requests"] == 5);
   CHECK(w.last()["dpop"]["claims"]["nonce"] != nonce);
 
+  // private_key_jwt: the retry after a challenge carries a fresh client assertion (the provider
+  // refuses one it has seen), and the proof with the nonce.
+  OAuthClientCredentials signed_client;
+  signed_client.token_endpoint = w.token_endpoint();
+  signed_client.client_id = "awaken-es256";
+  signed_client.authentication = ClientAuthentication::private_key_jwt;
+  signed_client.private_key = RedactedString{w.oidc.info()["keys"]["es256"].get<std::string>()};
+  signed_client.signing_algorithm = awaken::jose::Algorithm::es256;
+  signed_client.key_id = "es256-1";
+  signed_client.dpop = true;
+  w.broker.register_material("signed", awaken::oauth_client_credentials(signed_client));
+  CHECK(w.mint("signed", "api:read").token_type() == "DPoP");
+  CHECK(w.stats()["nonce_challenges"] == 3);
+  CHECK(w.last()["client_id"] == "awaken-es256");
+
   // A new material has its own key and no nonce yet: one challenge.
   w.broker.register_material("fresh", awaken::oauth_client_credentials(dpop_client(w)));
   CHECK(w.mint("fresh", "api:read").token_type() == "DPoP");
-  CHECK(w.stats()["nonce_challenges"] == 3);
+  CHECK(w.stats()["nonce_challenges"] == 4);
 
   // The resource server demands its own nonce: the first call learns it, the second uses it.
   REQUIRE(http_json("POST", w.api_url("/control/require_nonce?on=1"))["require_nonce"] == true);

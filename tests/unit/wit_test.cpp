@@ -433,6 +433,9 @@ TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]")
   CHECK(refused("GE T", "https://a.example/"));
   CHECK(refused("GET", "/relative"));
   CHECK(refused("GET", "ftp://a.example/"));
+  CHECK(refused("GET", "https://user:pass@a.example/"));
+  CHECK(refused("GET", "https://?x"));
+  CHECK(refused("GET", "https://a.example/\xdc"));
   CHECK(refused("GET", "https://a.example/\r\nx"));
   CHECK(refused("GET", "https://a.example/", "with space"));
   CHECK(refused("GET", "https://a.example/", "quote\""));
@@ -466,6 +469,9 @@ TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]")
   const auto bearer = awaken::Token::expiring_in(RedactedString{"plain-token"}, std::chrono::minutes{5}, clock);
   const awaken::AuthorizationHeaders b = bearer.authorization("GET", "https://api.example.org/x");
   CHECK(b.authorization.reveal() == "Bearer plain-token");
+  // The scheme of a bearer token is Bearer whatever token_type the server named (RFC 8693: N_A).
+  const awaken::Token exchanged{RedactedString{"x-token"}, clock.system_now(), clock.steady_now(), "N_A"};
+  CHECK(exchanged.authorization("GET", "https://a.example/").authorization.reveal() == "Bearer x-token");
   CHECK(b.dpop.empty());
   CHECK(bearer.dpop_key() == nullptr);
   CHECK(code_of([&] { (void)bearer.dpop_proof("GET", "https://api.example.org/x"); }) ==

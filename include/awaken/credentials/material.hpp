@@ -71,7 +71,8 @@ class CredentialMaterial {
   /// | `google_service_account` | `key`* (the key file's object or text), `allowed_token_uris` |
   /// | `oauth_client_credentials` | `token_endpoint`, `client_id`, `authentication` (`client_secret_basic`,
   /// `client_secret_post` or `private_key_jwt`), `client_secret`*, `private_key`*, `signing_algorithm` (`RS256`...),
-  /// `key_id`, `assertion_lifetime_seconds` | | `gce_metadata` | `base_url`, `account` |
+  /// `key_id`, `assertion_lifetime_seconds`, `resource`, `audience`, `dpop` (true: DPoP-bound tokens) | |
+  /// `gce_metadata` | `base_url`, `account` |
   ///
   /// A secret field marked * may instead be given as `<field>_file` (a path whose contents,
   /// up to 1 MiB, are the value; one trailing newline is dropped) or `<field>_env` (the name of

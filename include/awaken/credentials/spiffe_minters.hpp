@@ -41,6 +41,7 @@ struct SpiffeClientCredentials {
   ClientAssertionType assertion_type = ClientAssertionType::jwt_bearer;
   std::vector<std::string> resources;  ///< RFC 8707 `resource`, each sent
   std::string audience;                ///< `audience`, left out when empty
+  bool dpop = false;                   ///< DPoP-bound tokens (see `FederatedOAuth::dpop`)
 };
 CredentialMaterial spiffe_client_credentials(spiffe::JwtSource source, SpiffeClientCredentials config);
 
@@ -54,6 +55,7 @@ struct SpiffeTokenExchange {
   std::string resource;          ///< RFC 8693 `resource`, left out when empty
   std::optional<spiffe::SpiffeId> spiffe_id;
   std::string requested_token_type;  ///< RFC 8693 `requested_token_type`, left out when empty
+  bool dpop = false;                 ///< DPoP-bound tokens (see `FederatedOAuth::dpop`)
 };
 CredentialMaterial spiffe_token_exchange(spiffe::JwtSource source, SpiffeTokenExchange config);
 
@@ -83,7 +85,9 @@ bool needs_x509_source(const nlohmann::json& config);
 /// `role_session_name`+ (`AWS_ROLE_SESSION_NAME`), `token_file`+ (`AWS_WEB_IDENTITY_TOKEN_FILE`) or `jwt_svid`,
 /// `region`+ (`AWS_REGION`, `AWS_DEFAULT_REGION`), `sts_endpoint`+ (`AWS_ENDPOINT_URL_STS`), `duration_seconds` |
 ///
-/// `resource` is a URI or an array of them (RFC 8707). `jwt_svid` is an object {`audience`,
+/// `resource` is a URI or an array of them (RFC 8707). `dpop` (true or false; false by default) on
+/// `spiffe_client_credentials`, `spiffe_token_exchange` and `jwt_bearer_grant` asks for
+/// DPoP-bound tokens (see `FederatedOAuth::dpop`). `jwt_svid` is an object {`audience`,
 /// `spiffe_id`}; its audience defaults to the token endpoint (`jwt_bearer_grant`),
 /// `api://AzureADTokenExchange` (Azure), `sts.amazonaws.com` (AWS) or the file's `audience`
 /// (Google's `credential_source`). The federated kinds without a `jwt_svid` need no source and
