@@ -641,7 +641,8 @@ asio::awaitable<int> run(Args a) {
         const wit::WptVerifier verifier{bundles, options};
         const std::string_view wits[] = {token};
         const std::string_view wpts[] = {*a.proof};
-        const std::string_view path = path_at == std::string_view::npos ? "/" : url.substr(path_at);
+        const std::string_view path =
+            path_at == std::string_view::npos || url[path_at] != '/' ? "/" : url.substr(path_at);
         svid = verifier.verify({wits, wpts, path, a.access_token.value_or("")}).wit;
       }
     } catch (const awaken::Error& e) {

@@ -64,7 +64,13 @@ WptHeaders make_workload_proof(const WitSvid& svid, const WptRequest& request, c
   std::string claims;
   claims.reserve(160 + request.target_uri.size() + 48 * request.other_headers.size());
   claims += "{\"aud\":";
-  append_json_string(claims, without_query(request.target_uri));
+  // An empty path is "/" (RFC 3986 section 6.2.3), as the verifier reads the request's.
+  const std::string_view aud = without_query(request.target_uri);
+  append_json_string(claims, aud);
+  if (aud.find('/', aud.find("://") + 3) == std::string_view::npos) {
+    claims.pop_back();
+    claims += "/\"";
+  }
   claims += ",\"exp\":";
   claims += std::to_string(detail::add_seconds(now, std::max<long long>(options.lifetime.count(), 1)));
   claims += ",\"jti\":\"";
@@ -83,11 +89,19 @@ WptHeaders make_workload_proof(const WitSvid& svid, const WptRequest& request, c
     claims += '"';
   }
   if (!request.other_headers.empty()) {
+    // What a verifier refuses is not made: more than 32 entries, or a header named twice (its
+    // value would be ambiguous).
+    if (request.other_headers.size() > max_oth_entries)
+      fail(spiffe_errc::proof_mismatch, "more than 32 headers for oth");
     claims += ",\"oth\":{";
     bool first = true;
-    for (const auto& [name, value] : request.other_headers) {
+    for (auto it = request.other_headers.begin(); it != request.other_headers.end(); ++it) {
+      const auto& [name, value] = *it;
       if (name.empty() || !std::all_of(name.begin(), name.end(), is_tchar) || has_control(value))
         fail(spiffe_errc::proof_mismatch, "a header for oth is not an HTTP header");
+      const std::string_view this_name = name;
+      if (std::any_of(request.other_headers.begin(), it, [&](const auto& h) { return iequals(h.first, this_name); }))
+        fail(spiffe_errc::proof_mismatch, "a header for oth is named twice");
       if (!first) claims += ',';
       first = false;
       append_json_string(claims, lower(name));
@@ -190,6 +204,8 @@ WptVerified WptVerifier::verify(const WptPresented& request) const {
   if (aud == claims.end() || !aud->is_string()) fail(spiffe_errc::audience_mismatch, "aud missing or not a string");
   std::string_view path = without_query(request.path);
   if (path.empty()) path = "/";
+  // Origin form only: joined to an origin, anything else would name another authority.
+  if (path.front() != '/') fail(spiffe_errc::audience_mismatch, "the request path does not start with '/'");
   const auto& aud_text = aud->get_ref<const std::string&>();
   const bool aud_ok = std::any_of(o.origins.begin(), o.origins.end(), [&](const std::string& origin) {
     return aud_text.size() == origin.size() + path.size() && aud_text.starts_with(origin) &&

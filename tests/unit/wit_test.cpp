@@ -392,6 +392,14 @@ TEST_CASE("WPT replay cache: bounded, fails closed, forgets what expired", "[wit
   with_path.origins = {"https://svc.test/base"};
   CHECK(code_of([&] { WptVerifier(td.bundles, with_path); }) == spiffe_errc::invalid_endpoint);
   CHECK(code_of([&] { make_workload_proof(svid, {"/relative"}); }) == spiffe_errc::proof_mismatch);
+  // What a verifier would refuse is not made: a header named twice (any case), or a target with
+  // user info or a byte outside visible ASCII.
+  const std::pair<std::string_view, std::string_view> twice[] = {{"X-Order", "1"}, {"x-order", "2"}};
+  CHECK(code_of([&] {
+          make_workload_proof(svid, {"https://svc.test/p", {}, {}, twice});
+        }) == spiffe_errc::proof_mismatch);
+  CHECK(code_of([&] { make_workload_proof(svid, {"https://u:p@svc.test/p"}); }) == spiffe_errc::proof_mismatch);
+  CHECK(code_of([&] { make_workload_proof(svid, {"https://svc.test/\xdc"}); }) == spiffe_errc::proof_mismatch);
 }
 
 TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]") {

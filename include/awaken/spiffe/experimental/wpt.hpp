@@ -64,7 +64,8 @@ struct WptOptions {
 /// (`missing_private_key` otherwise): `aud` the target URI without query and fragment, `exp`,
 /// a random 128-bit `jti`, `wth`, and `ath`, `tth`, `oth` as the request needs. Throws
 /// `awaken::Error{spiffe_errc::proof_mismatch}` for a target that is not an absolute http(s)
-/// URI, or a header name that is not an HTTP token or a value with control bytes. Takes no
+/// URI of visible ASCII without user info, a header name that is not an HTTP token or a value
+/// with control bytes, a header named twice, or more than 32 headers. Takes no
 /// lock: any number of threads may make proofs with one SVID at once.
 WptHeaders make_workload_proof(const WitSvid& svid, const WptRequest& request, const WptOptions& options = {});
 
