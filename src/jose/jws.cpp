@@ -1,9 +1,12 @@
 #include <awaken/jose/jws.hpp>
 
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <string>
+
+#include <pthread.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -223,12 +226,56 @@ std::string sha256_base64url(std::string_view bytes) {
   return base64url_encode(std::string_view{reinterpret_cast<const char*>(digest.data()), digest.size()});
 }
 
+namespace {
+
+// Random bytes for identifiers, drawn from OpenSSL's generator 512 at a time per thread: one
+// RAND_bytes call costs a getpid() system call and a generator lock, which would be a tenth of
+// a proof's price. Bytes handed out are wiped from the pool, and a fork discards the pool (its
+// bytes would otherwise be handed out twice, once in each process).
+std::atomic<unsigned> fork_generation{0};
+
+struct RandomPool {
+  std::array<unsigned char, 512> bytes{};
+  std::size_t used = bytes.size();
+  unsigned generation = 0;
+  RandomPool() = default;
+  RandomPool(const RandomPool&) = delete;
+  RandomPool& operator=(const RandomPool&) = delete;
+  ~RandomPool() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+};
+
+void pooled_random(unsigned char* out, std::size_t n) {
+  static const int registered =
+      pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
+  thread_local RandomPool pool;
+  const unsigned generation = fork_generation.load(std::memory_order_relaxed);
+  if (registered != 0 || n > pool.bytes.size()) {
+    if (RAND_bytes(out, static_cast<int>(n)) != 1) fail(jose_errc::signing_failed, "random_base64url");
+    return;
+  }
+  if (pool.generation != generation || pool.bytes.size() - pool.used < n) {
+    if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
+      OPENSSL_cleanse(pool.bytes.data(), pool.bytes.size());
+      pool.used = pool.bytes.size();
+      fail(jose_errc::signing_failed, "random_base64url");
+    }
+    pool.used = 0;
+    pool.generation = generation;
+  }
+  std::memcpy(out, pool.bytes.data() + pool.used, n);
+  OPENSSL_cleanse(pool.bytes.data() + pool.used, n);
+  pool.used += n;
+}
+
+}  // namespace
+
 std::string random_base64url(std::size_t bytes) {
   std::array<unsigned char, 64> buffer{};
-  if (bytes == 0 || bytes > buffer.size() || RAND_bytes(buffer.data(), static_cast<int>(bytes)) != 1) {
-    fail(jose_errc::signing_failed, "random_base64url");
-  }
-  return base64url_encode(std::string_view{reinterpret_cast<const char*>(buffer.data()), bytes});
+  if (bytes == 0 || bytes > buffer.size()) fail(jose_errc::signing_failed, "random_base64url");
+  pooled_random(buffer.data(), bytes);
+  std::string out = base64url_encode(std::string_view{reinterpret_cast<const char*>(buffer.data()), bytes});
+  OPENSSL_cleanse(buffer.data(), bytes);
+  return out;
 }
 
 CompactJws CompactJws::parse(std::string_view token, std::size_t max_bytes) {

@@ -39,6 +39,17 @@ constexpr int field_bytes(Curve c) noexcept {
   return 0;
 }
 
+/// The size of a curve's order in bits, as EVP_PKEY_get_bits gives it; 0 for Curve::none.
+constexpr int curve_bits(Curve c) noexcept {
+  switch (c) {
+    case Curve::p256: return 256;
+    case Curve::p384: return 384;
+    case Curve::p521: return 521;
+    case Curve::none: break;
+  }
+  return 0;
+}
+
 /// The digest an algorithm signs with, fetched once per process; nullptr if unavailable.
 const EVP_MD* digest_for(Algorithm alg) noexcept;
 
