@@ -5,8 +5,11 @@
 #include <awaken/spiffe/experimental/wpt.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <mutex>
 #include <queue>
+#include <shared_mutex>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -117,9 +120,89 @@ WptHeaders make_workload_proof(const WitSvid& svid, const WptRequest& request, c
 
 // --- verification ------------------------------------------------------------------------------
 
+namespace {
+
+// Forwards to a bundle source and keeps the bundle it handed out, so that a cached WIT-SVID
+// knows which bundle validated it.
+class RecordingBundles final : public BundleSource {
+ public:
+  explicit RecordingBundles(const BundleSource& inner) : inner_(inner) {}
+  std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override {
+    seen_ = inner_.bundle_for_trust_domain(td);
+    return seen_;
+  }
+  std::shared_ptr<const JwtBundle> take() { return std::move(seen_); }
+
+ private:
+  const BundleSource& inner_;
+  mutable std::shared_ptr<const JwtBundle> seen_;
+};
+
+}  // namespace
+
 struct WptVerifier::Impl {
   std::shared_ptr<const BundleSource> bundles;
   WptVerifierOptions options;
+
+  // Validated WIT-SVIDs by their text (the key views the text the entry's WitSvid holds). The
+  // bundle that validated one is held too: it is immutable, so while the source still hands out
+  // that very bundle the signature needs no second check.
+  struct Remembered {
+    WitSvid wit;
+    std::shared_ptr<const JwtBundle> bundle;
+    long long not_before;   // nbf minus leeway (seconds), or the lowest value
+    long long valid_until;  // exp plus leeway (seconds)
+  };
+  mutable std::shared_mutex wit_mutex;
+  mutable std::unordered_map<std::string_view, Remembered> wits;
+  mutable std::atomic<std::uint64_t> wit_hits{0};
+  mutable std::atomic<std::uint64_t> wit_misses{0};
+
+  WitSvid validated_wit(std::string_view token) const {
+    const auto& o = options;
+    if (o.wit_cache_capacity == 0) {
+      wit_misses.fetch_add(1, std::memory_order_relaxed);
+      return WitSvid::parse_and_validate(token, *bundles, o.wit);
+    }
+    const long long now = detail::now_seconds(o.wit.clock);
+    std::optional<Remembered> found;
+    {
+      const std::shared_lock lock{wit_mutex};
+      const auto it = wits.find(token);
+      if (it != wits.end() && it->second.not_before <= now && now <= it->second.valid_until) found = it->second;
+    }
+    // The source is asked outside the lock (a thread-local view for a WitSource).
+    if (found && bundles->bundle_for_trust_domain(found->wit.spiffe_id().trust_domain()).get() == found->bundle.get()) {
+      wit_hits.fetch_add(1, std::memory_order_relaxed);
+      return std::move(found->wit);
+    }
+    wit_misses.fetch_add(1, std::memory_order_relaxed);
+    RecordingBundles recording{*bundles};
+    WitSvid wit = WitSvid::parse_and_validate(token, recording, o.wit);
+    remember_wit(wit, recording.take(), now);
+    return wit;
+  }
+
+  void remember_wit(const WitSvid& wit, std::shared_ptr<const JwtBundle> bundle, long long now) const {
+    const long long leeway = std::max<long long>(options.wit.leeway.count(), 0);
+    const auto nbf = detail::numeric_date(wit.claims(), "nbf", "WIT-SVID");
+    Remembered entry{
+        wit, std::move(bundle),
+        nbf ? detail::add_seconds(detail::whole_seconds(*nbf), -leeway) : std::numeric_limits<long long>::min(),
+        detail::add_seconds(std::chrono::floor<std::chrono::seconds>(wit.expiry().time_since_epoch()).count(), leeway)};
+    const std::unique_lock lock{wit_mutex};
+    // A stale entry for the same text (expired, or validated under an older bundle) goes.
+    if (const auto old = wits.find(wit.token().reveal()); old != wits.end()) wits.erase(old);
+    if (wits.size() >= options.wit_cache_capacity) {
+      std::erase_if(wits, [now](const auto& e) { return e.second.valid_until < now; });
+      if (wits.size() >= options.wit_cache_capacity)
+        wits.erase(std::min_element(wits.begin(), wits.end(), [](const auto& a, const auto& b) {
+          return a.second.valid_until < b.second.valid_until;
+        }));
+    }
+    const std::string_view key = entry.wit.token().reveal();
+    wits.emplace(key, std::move(entry));
+  }
 
   // Live jti per caller, with a min-heap of expiries for pruning.
   mutable std::mutex mutex;
@@ -166,6 +249,18 @@ std::size_t WptVerifier::replay_cache_size() const {
   return impl_->seen.size();
 }
 
+WptVerifierStats WptVerifier::stats() const {
+  WptVerifierStats out;
+  out.replay_entries = replay_cache_size();
+  {
+    const std::shared_lock lock{impl_->wit_mutex};
+    out.wit_cache_entries = impl_->wits.size();
+  }
+  out.wit_cache_hits = impl_->wit_hits.load(std::memory_order_relaxed);
+  out.wit_cache_misses = impl_->wit_misses.load(std::memory_order_relaxed);
+  return out;
+}
+
 WptVerified WptVerifier::verify(const WptPresented& request) const {
   const auto& o = impl_->options;
   // 1. One header of each kind.
@@ -176,7 +271,7 @@ WptVerified WptVerifier::verify(const WptPresented& request) const {
   if (request.proof_tokens.size() > 1) fail(spiffe_errc::multiple_proofs, "more than one Workload-Proof-Token header");
 
   // 2. The WIT-SVID, then the proof under its cnf key.
-  WitSvid wit = WitSvid::parse_and_validate(request.identity_tokens.front(), *impl_->bundles, o.wit);
+  WitSvid wit = impl_->validated_wit(request.identity_tokens.front());
   std::optional<jose::CompactJws> parsed;
   try {
     parsed.emplace(jose::CompactJws::parse(request.proof_tokens.front(), o.max_proof_bytes));

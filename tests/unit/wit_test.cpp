@@ -3,6 +3,13 @@
 // JOSE pieces they stand on (private JWKs, generated keys, thumbprints); and DPoP keys and proofs
 // (RFC 9449) with the tokens that carry them.
 #include <catch2/catch.hpp>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include <awaken/credentials/dpop.hpp>
@@ -136,6 +143,44 @@ TEST_CASE("JOSE: private JWKs, generated keys and RFC 7638 thumbprints", "[wit]"
   CHECK(PublicKey::from_jwk(a.public_key().to_jwk()).thumbprint() == a.public_key().thumbprint());
   CHECK(awaken::jose::random_base64url(16).size() == 22);
   CHECK(awaken::jose::random_base64url() != awaken::jose::random_base64url());
+}
+
+TEST_CASE("JOSE: random identifiers are distinct across threads and either side of a fork", "[wit]") {
+  CHECK(code_of([] { awaken::jose::random_base64url(0); }) == awaken::jose_errc::signing_failed);
+  CHECK(code_of([] { awaken::jose::random_base64url(65); }) == awaken::jose_errc::signing_failed);
+  CHECK(awaken::jose::random_base64url(64).size() == 86);
+
+  std::vector<std::string> a, b;
+  std::thread other{[&] {
+    for (int i = 0; i < 5000; ++i) b.push_back(awaken::jose::random_base64url());
+  }};
+  for (int i = 0; i < 5000; ++i) a.push_back(awaken::jose::random_base64url());
+  other.join();
+  std::set<std::string> all{a.begin(), a.end()};
+  all.insert(b.begin(), b.end());
+  CHECK(all.size() == 10000);
+
+  // The parent's pool is part used; the child must not hand out the parent's next bytes.
+  (void)awaken::jose::random_base64url();
+  int fds[2];
+  REQUIRE(pipe(fds) == 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const std::string id = awaken::jose::random_base64url();
+    const ssize_t written = write(fds[1], id.data(), id.size());
+    _exit(written == static_cast<ssize_t>(id.size()) ? 0 : 1);
+  }
+  close(fds[1]);
+  const std::string mine = awaken::jose::random_base64url();
+  std::string theirs(22, '\0');
+  const ssize_t got = read(fds[0], theirs.data(), theirs.size());
+  close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  REQUIRE(got == 22);
+  CHECK(WIFEXITED(status));
+  CHECK(theirs != mine);
 }
 
 TEST_CASE("The draft's example: hashes match, and its WIT is no WIT-SVID", "[wit]") {
@@ -486,4 +531,134 @@ TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]")
         awaken::credential_errc::invalid_material);
   CHECK(awaken::is_dpop_nonce(""));
   CHECK_FALSE(awaken::is_dpop_nonce("a\\b"));
+}
+
+namespace {
+
+// A bundle source whose set the test replaces, as a WitSource's updates do.
+class SwappableBundles final : public awaken::spiffe::BundleSource {
+ public:
+  explicit SwappableBundles(std::shared_ptr<const JwtBundleSet> set) : set_(std::move(set)) {}
+  void replace(std::shared_ptr<const JwtBundleSet> set) {
+    const std::lock_guard lock{mutex_};
+    set_ = std::move(set);
+  }
+  std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override {
+    const std::lock_guard lock{mutex_};
+    return set_->bundle_for_trust_domain(td);
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::shared_ptr<const JwtBundleSet> set_;
+};
+
+}  // namespace
+
+TEST_CASE("WPT verifier's WIT-SVID cache: time, bundle changes and its bound still rule", "[wit]") {
+  Issuer td;
+  const auto key = PrivateKey::generate();
+  auto source = std::make_shared<SwappableBundles>(td.bundles);
+  WptVerifierOptions vo;
+  vo.origins = {"https://svc.test"};
+  vo.wit = td.options();
+  vo.wit_cache_capacity = 2;
+  WptVerifier verifier{source, vo};
+  WptOptions po;
+  po.clock = &td.clock;
+
+  auto wit_with = [&](long long lifetime, const std::string& sub = "spiffe://example.org/caller") {
+    json claims = td.claims(public_jwk(key, "ES256"), sub);
+    claims["exp"] = td.now() + lifetime;
+    claims["nbf"] = td.now();
+    return WitSvid::parse_insecure(td.sign(claims)).with_private_key(key);
+  };
+  // A fresh proof each time, so that only the WIT-SVID is in question.
+  auto present = [&](const WitSvid& svid) -> std::error_code {
+    const std::string wit{svid.token().reveal()};
+    const std::string wpt{make_workload_proof(svid, {"https://svc.test/p"}, po).workload_proof_token.reveal()};
+    const std::string_view wits[] = {wit};
+    const std::string_view wpts[] = {wpt};
+    return code_of([&] {
+      const auto verified = verifier.verify({wits, wpts, "/p"});
+      CHECK(verified.caller() == svid.spiffe_id());
+      CHECK(verified.wit.token_hash() == svid.token_hash());
+    });
+  };
+  auto stats = [&] { return verifier.stats(); };
+
+  const auto first = wit_with(600);
+  CHECK(present(first) == std::error_code{});
+  CHECK(present(first) == std::error_code{});
+  CHECK(present(first) == std::error_code{});
+  CHECK(stats().wit_cache_entries == 1);
+  CHECK(stats().wit_cache_misses == 1);
+  CHECK(stats().wit_cache_hits == 2);
+  CHECK(stats().replay_entries == 3);
+
+  SECTION("a remembered WIT-SVID still expires, and is not valid before its nbf") {
+    td.clock.advance(std::chrono::seconds{-61});
+    CHECK(present(first) == spiffe_errc::not_yet_valid);
+    td.clock.advance(std::chrono::seconds{61 + 600 + 61});
+    CHECK(present(first) == spiffe_errc::expired);
+    CHECK(stats().wit_cache_hits == 2);
+  }
+  SECTION("a changed bundle validates it again: refused without its authority, remembered anew with it") {
+    json other = public_jwk(PrivateKey::generate(), "ES256");
+    other["kid"] = "wit-2";
+    other["use"] = "wit-svid";
+    const json without = {{"keys", json::array({other})}};
+    source->replace(std::make_shared<JwtBundleSet>(
+        std::vector<JwtBundle>{parse_wit_bundle(TrustDomain::parse("example.org"), without.dump())}));
+    CHECK(present(first) == spiffe_errc::authority_not_found);
+    CHECK(stats().wit_cache_misses == 2);
+    // The same keys in a new bundle: checked once more, then remembered with it.
+    json with_key = public_jwk(td.key, "ES256");
+    with_key["kid"] = td.kid;
+    with_key["use"] = "wit-svid";
+    const json with = {{"keys", json::array({with_key})}};
+    source->replace(std::make_shared<JwtBundleSet>(
+        std::vector<JwtBundle>{parse_wit_bundle(TrustDomain::parse("example.org"), with.dump())}));
+    CHECK(present(first) == std::error_code{});
+    CHECK(present(first) == std::error_code{});
+    CHECK(stats().wit_cache_misses == 3);
+    CHECK(stats().wit_cache_hits == 3);
+    CHECK(stats().wit_cache_entries == 1);
+  }
+  SECTION("bounded: the one that expires first makes room; refused tokens are not remembered") {
+    const auto second = wit_with(900, "spiffe://example.org/second");
+    const auto third = wit_with(1200, "spiffe://example.org/third");
+    CHECK(present(second) == std::error_code{});
+    CHECK(present(third) == std::error_code{});
+    CHECK(stats().wit_cache_entries == 2);
+    CHECK(stats().wit_cache_misses == 3);
+    CHECK(present(third) == std::error_code{});
+    CHECK(present(second) == std::error_code{});
+    CHECK(stats().wit_cache_hits == 4);
+    CHECK(present(first) == std::error_code{});  // evicted: validated again
+    CHECK(stats().wit_cache_misses == 4);
+
+    json forged_claims = td.claims(public_jwk(key, "ES256"), "spiffe://example.org/forged");
+    const auto stranger = PrivateKey::generate();
+    const auto forged =
+        WitSvid::parse_insecure(td.sign(forged_claims, {{"typ", "wit+jwt"}}, &stranger)).with_private_key(key);
+    CHECK(present(forged) == spiffe_errc::invalid_signature);
+    CHECK(present(forged) == spiffe_errc::invalid_signature);
+    CHECK(stats().wit_cache_misses == 6);
+    CHECK(stats().wit_cache_entries == 2);
+  }
+  SECTION("capacity 0 remembers nothing") {
+    vo.wit_cache_capacity = 0;
+    WptVerifier uncached{source, vo};
+    const std::string wit{first.token().reveal()};
+    const std::string_view wits[] = {wit};
+    for (int i = 0; i < 2; ++i) {
+      const std::string wpt{make_workload_proof(first, {"https://svc.test/p"}, po).workload_proof_token.reveal()};
+      const std::string_view wpts[] = {wpt};
+      CHECK(uncached.verify({wits, wpts, "/p"}).caller() == first.spiffe_id());
+    }
+    CHECK(uncached.stats().wit_cache_entries == 0);
+    CHECK(uncached.stats().wit_cache_misses == 2);
+    CHECK(uncached.stats().wit_cache_hits == 0);
+  }
 }

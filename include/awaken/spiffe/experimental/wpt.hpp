@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -109,8 +110,22 @@ struct WptVerifierOptions {
   std::size_t replay_cache_capacity = 100'000;
   /// The longest proof accepted, in bytes.
   std::size_t max_proof_bytes = 16 * 1024;
+  /// How many validated WIT-SVIDs are remembered, by their exact text, until they expire. A
+  /// caller presents the same WIT-SVID with every proof for as long as it lives, so each is
+  /// parsed and its signature checked once; a remembered one is checked again (time, and
+  /// signature when the bundle of its trust domain has changed since) on every use. When full,
+  /// the one that expires first makes room. 0: none are remembered.
+  std::size_t wit_cache_capacity = 1024;
   /// How the WIT-SVID is checked (its clock is used for the proof too).
   WitSvidOptions wit;
+};
+
+/// What a verifier has seen, for metrics.
+struct WptVerifierStats {
+  std::size_t replay_entries = 0;      ///< live `jti` in the replay cache
+  std::size_t wit_cache_entries = 0;   ///< validated WIT-SVIDs remembered
+  std::uint64_t wit_cache_hits = 0;    ///< WIT-SVIDs found remembered and still valid
+  std::uint64_t wit_cache_misses = 0;  ///< WIT-SVIDs parsed and validated in full
 };
 
 /// Verifies workload proof tokens, in the draft's order: one header of each kind
@@ -121,10 +136,12 @@ struct WptVerifierOptions {
 /// `lifetime_too_long`), `jti` (`invalid_claims`), `wth`, `ath`, `tth` and `oth`
 /// (`proof_mismatch`); last the replay cache (`replayed_proof`, `replay_cache_full`), so a
 /// refused proof never uses up its `jti`. The `jti` is remembered per caller SPIFFE ID until
-/// the proof's `exp` (plus leeway) passes.
+/// the proof's `exp` (plus leeway) passes. A WIT-SVID already validated is taken from a
+/// bounded cache (`wit_cache_capacity`) when its text, its trust domain's bundle and the time
+/// still allow it, so its signature is checked once per bundle rather than once per request.
 ///
-/// Thread safety: `verify` may run on any number of threads at once; only the replay cache's
-/// insertion takes a lock.
+/// Thread safety: `verify` may run on any number of threads at once; a lookup in the WIT-SVID
+/// cache takes a shared lock, and only insertions into either cache take an exclusive one.
 class WptVerifier {
  public:
   /// `wit_bundles` holds WIT bundles (a `WitSource`, or a `JwtBundleSet` of
@@ -141,6 +158,8 @@ class WptVerifier {
 
   /// Live entries in the replay cache.
   std::size_t replay_cache_size() const;
+  /// The caches' sizes and the WIT-SVID cache's hits and misses so far.
+  WptVerifierStats stats() const;
 
  private:
   struct Impl;
