@@ -173,13 +173,11 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
   return s;
 }
 
-// Starts the supervisor of `s` with `open` and waits for the first good set, within the
-// settings' initial-sync timeout. On failure the source is stopped and the reason thrown.
+// Starts the supervisor of `s` with `open`; `await_first_set` then waits for its first set.
 template <class Set, class Open>
-asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings, Open open,
-                                   std::string what) {
+void spawn_supervisor(const std::shared_ptr<SourceState<Set>>& s, Open open, std::string what) {
   s->running.store(true);
-  asio::co_spawn(s->strand, supervise(s, std::move(open), what), [s](std::exception_ptr e) {
+  asio::co_spawn(s->strand, supervise(s, std::move(open), std::move(what)), [s](std::exception_ptr e) {
     if (e) {
       try {
         std::rethrow_exception(e);
@@ -191,12 +189,18 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
     }
     s->finish(e != nullptr);
   });
+}
 
+// Waits for the first good set of a started supervisor, until the settings' initial-sync
+// timeout counted from `started` (a source of several streams starts them all, then waits for
+// each against the one deadline). On failure the source is stopped and the reason thrown.
+template <class Set>
+asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings,
+                                      std::chrono::steady_clock::time_point started) {
   // Waits for the first set; while it has not come, says so on the supervisor's schedule
   // (`first_sync_warning`, `next_sync_warning`) with the endpoint and the last failure.
   const auto sync_timeout = settings.initial_sync_timeout;
   const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
-  const auto started = std::chrono::steady_clock::now();
   std::chrono::milliseconds warn_after = first_sync_warning;
   bool expired = false;
   std::error_code ec;
@@ -246,6 +250,16 @@ asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const So
                                                        std::to_string(sync_timeout->count()) + " ms" +
                                                        (why.empty() ? std::string{} : "; last failure: " + why));
   throw_error(ec, s->name + ": initial sync");
+}
+
+// Starts the supervisor of `s` with `open` and waits for its first good set, within the
+// settings' initial-sync timeout. On failure the source is stopped and the reason thrown.
+template <class Set, class Open>
+asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings, Open open,
+                                   std::string what) {
+  const auto started = std::chrono::steady_clock::now();
+  spawn_supervisor(s, std::move(open), std::move(what));
+  co_await await_first_set(std::move(s), settings, started);
 }
 
 }  // namespace awaken::spiffe::detail

@@ -174,8 +174,12 @@ asio::awaitable<WitSource> WitSourceBuilder::run_build(spiffe::detail::SourceSet
   const auto open_bundles = [limits = settings.limits](WorkloadApiClient& client) {
     return client.watch_wit_bundles(limits);
   };
-  co_await spiffe::detail::start_source(s, settings, open_svids, "WIT-SVID");
-  co_await spiffe::detail::start_source(b, settings, open_bundles, "WIT bundle");
+  // Both streams start at once and share one initial-sync deadline.
+  const auto started = std::chrono::steady_clock::now();
+  spiffe::detail::spawn_supervisor(s, open_svids, "WIT-SVID");
+  spiffe::detail::spawn_supervisor(b, open_bundles, "WIT bundle");
+  co_await spiffe::detail::await_first_set(s, settings, started);
+  co_await spiffe::detail::await_first_set(b, settings, started);
   co_return source;
 }
 

@@ -1,6 +1,8 @@
 // WIT-SVIDs from the Workload API peer (tests/peers/workload_server.mjs with wit_issuer.mjs):
 // the client's FetchWITSVID and FetchWITBundles, an agent without the profile, and WitSource
 // with proofs made from it and verified against it.
+#include <chrono>
+
 #include <asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
@@ -159,6 +161,15 @@ TEST_CASE("WitSource: SVIDs and bundles kept current, bad updates refused, proof
   auto none = quick_builder(peer);
   none.svid_picker(pick_wit_by_hint("absent")).initial_sync_timeout(300ms);
   CHECK(awaken::test::code_of([&] { run(io, none.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
+  // Both streams start at once and share the initial-sync bound: each answered after 1.2 s,
+  // the build is done within the 2 s bound (one stream after the other would take 2.4 s).
+  peer.control("/delay?ms=1200");
+  auto slow = quick_builder(peer);
+  slow.initial_sync_timeout(2s);
+  const auto build_started = std::chrono::steady_clock::now();
+  CHECK(run(io, slow.build(io.get_executor())).is_healthy());
+  CHECK(std::chrono::steady_clock::now() - build_started < 2s);
+  peer.control("/delay?ms=0");
 
   // The profile withdrawn: the source stops without a retry and closes, since what the agent no
   // longer offers must not be used; a shutdown after it is harmless.

@@ -37,10 +37,10 @@ class WitSourceBuilder;
 
 /// This workload's WIT-SVIDs (a `FetchWITSVID` stream) and the WIT bundles (a `FetchWITBundles`
 /// stream), each stream kept open by the supervisor every source shares, with its contract: an
-/// initial sync of both (with a timeout), jittered backoff reset by a good update, the last good
-/// set kept through any failure, limits checked before anything is published, publication by
-/// atomic swap, and a bounded idempotent shutdown. An SVID update is refused when no SVID fits
-/// the picker or the picked one has expired.
+/// initial sync of both (started together, within one timeout), jittered backoff reset by a
+/// good update, the last good set kept through any failure, limits checked before anything is
+/// published, publication by atomic swap, and a bounded idempotent shutdown. An SVID update is refused when no SVID
+/// fits the picker or the picked one has expired.
 ///
 /// The WIT profile is optional: an agent that answers `Unimplemented` (or `FailedPrecondition`)
 /// does not offer it, and `build` fails at once with `spiffe_errc::not_offered` (no retry). An
