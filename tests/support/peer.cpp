@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -61,6 +62,49 @@ std::optional<std::string> read_line_until(int fd, std::string& buffer, Clock::t
   }
 }
 
+// What a stalled peer is doing, for the log: each thread's state and kernel wait channel, and
+// the command lines of its children (the peers run openssl at start-up).
+std::string describe_process(int pid) {
+  auto read_file = [](const std::string& path) {
+    std::string text;
+    if (FILE* f = std::fopen(path.c_str(), "r")) {
+      char chunk[512];
+      std::size_t n = 0;
+      while ((n = std::fread(chunk, 1, sizeof chunk, f)) > 0 && text.size() < 4096) text.append(chunk, n);
+      std::fclose(f);
+    }
+    for (char& c : text)
+      if (c == '\0') c = ' ';
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    return text;
+  };
+  const std::string base = "/proc/" + std::to_string(pid);
+  std::string out;
+  std::string children;
+  if (DIR* d = ::opendir((base + "/task").c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      const std::string task = base + "/task/" + e->d_name;
+      const std::string stat = read_file(task + "/stat");
+      const auto close_paren = stat.rfind(')');
+      out += "\n  thread " + std::string{e->d_name} + " " + read_file(task + "/comm") + ": state " +
+             (close_paren != std::string::npos && close_paren + 2 < stat.size() ? stat.substr(close_paren + 2, 1)
+                                                                                : std::string{"?"}) +
+             ", wchan " + read_file(task + "/wchan");
+      children += read_file(task + "/children") + " ";
+    }
+    ::closedir(d);
+  }
+  std::size_t start = 0;
+  while ((start = children.find_first_not_of(' ', start)) != std::string::npos) {
+    const std::size_t end = children.find(' ', start);
+    const std::string child = children.substr(start, end - start);
+    out += "\n  child " + child + ": " + read_file("/proc/" + child + "/cmdline");
+    start = end;
+  }
+  return out.empty() ? " (no /proc entry)" : out;
+}
+
 }  // namespace
 
 std::string peers_dir() { return AWAKEN_PEERS_DIR; }
@@ -90,6 +134,9 @@ PeerProcess::PeerProcess(const std::string& script, const std::vector<std::strin
       info_ = nlohmann::json::parse(*line);
       return;
     }
+    std::fprintf(stderr, "peer %s not ready after %lld ms (attempt %d), output so far '%s':%s\n", script.c_str(),
+                 static_cast<long long>(startup.count()), attempt + 1, buffer_.substr(0, 512).c_str(),
+                 describe_process(pid_).c_str());
     kill(SIGKILL);
     if (out_fd_ >= 0) ::close(out_fd_);
     out_fd_ = -1;
