@@ -2,6 +2,7 @@
 // example, every check of the WIT-SVID standard, proofs made and verified, the replay cache; the
 // JOSE pieces they stand on (private JWKs, generated keys, thumbprints); and DPoP keys and proofs
 // (RFC 9449) with the tokens that carry them.
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <mutex>
 #include <set>
@@ -661,4 +662,45 @@ TEST_CASE("WPT verifier's WIT-SVID cache: time, bundle changes and its bound sti
     CHECK(uncached.stats().wit_cache_misses == 2);
     CHECK(uncached.stats().wit_cache_hits == 0);
   }
+}
+
+TEST_CASE("WPT: one verifier, many threads: every proof accepted once, the WIT-SVID validated at most a few times",
+          "[wit]") {
+  Issuer td;
+  const auto key = PrivateKey::generate();
+  const auto svid = WitSvid::parse_insecure(td.sign(td.claims(public_jwk(key, "ES256")))).with_private_key(key);
+  WptVerifierOptions vo;
+  vo.origins = {"https://svc.test"};
+  vo.wit = td.options();
+  const WptVerifier verifier{td.bundles, vo};
+  WptOptions po;
+  po.clock = &td.clock;
+  const std::string wit{svid.token().reveal()};
+
+  constexpr int threads = 4;
+  constexpr int each = 25;
+  std::atomic<int> accepted{0};
+  std::atomic<int> replays_refused{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int i = 0; i < each; ++i) {
+        const std::string wpt{make_workload_proof(svid, {"https://svc.test/p"}, po).workload_proof_token.reveal()};
+        const std::string_view wits[] = {wit};
+        const std::string_view wpts[] = {wpt};
+        if (code_of([&] { verifier.verify({wits, wpts, "/p"}); }) == std::error_code{}) accepted.fetch_add(1);
+        if (code_of([&] { verifier.verify({wits, wpts, "/p"}); }) == spiffe_errc::replayed_proof)
+          replays_refused.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  CHECK(accepted.load() == threads * each);
+  CHECK(replays_refused.load() == threads * each);
+  const auto stats = verifier.stats();
+  CHECK(stats.replay_entries == threads * each);
+  CHECK(stats.wit_cache_entries == 1);
+  CHECK(stats.wit_cache_hits + stats.wit_cache_misses == 2 * threads * each);
+  CHECK(stats.wit_cache_misses >= 1);
+  CHECK(stats.wit_cache_misses <= threads);
 }
