@@ -313,6 +313,14 @@ asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ct
     if (const auto nonce = response.header("dpop-nonce")) dpop.keep_nonce(*nonce);
     if (is_success(response.status)) co_return parse_token_response(response.body, ctx, origin, dpop.key());
     if (is_nonce_challenge(response)) {
+      // A nonce that is not NQCHAR (or longer than we keep) cannot be sent back: this server
+      // will challenge every request the same way.
+      const std::string_view offered = response.header("dpop-nonce").value_or(std::string_view{});
+      if (offered.empty() || !is_dpop_nonce(offered))
+        throw_error(credential_errc::permanent_upstream,
+                    context(ctx, origin) + ": DPoP nonce challenge with a DPoP-Nonce that is not a nonce (" +
+                        std::to_string(offered.size()) + " bytes; a nonce is 1 to " +
+                        std::to_string(max_dpop_nonce_bytes) + " bytes of visible ASCII, no quote or backslash)");
       // One retry, and only with a nonce that differs from the one just refused; a second
       // challenge (the nonce rotated meanwhile) may pass later, with the nonce now kept.
       if (attempt == 0 && dpop.nonce() != sent_nonce) continue;

@@ -222,6 +222,24 @@ TEST_CASE(
   CHECK(w.mint("fresh", "api:read").token_type() == "DPoP");
   CHECK(w.stats()["nonce_challenges"] == 4);
 
+  // A challenge whose DPoP-Nonce is no nonce (a space; longer than 1024 bytes): it is not kept
+  // and not retried, and the refusal is permanent, since every request would meet the same.
+  int challenges = 5;
+  for (const std::string& bad : {std::string{"bad%20nonce"}, std::string(1100, 'n')}) {
+    http_json("POST", w.issuer() + "/dpop/rotate_nonce?value=" + bad);
+    const std::string name = "bad-" + std::to_string(challenges);
+    w.broker.register_material(name, awaken::oauth_client_credentials(dpop_client(w)));
+    const auto requests = w.stats()["dpop_requests"].get<int>();
+    const awaken::Error e = awaken::test::mint_failure(w.io, w.broker, name, "api:read");
+    CHECK(e.code() == credential_errc::permanent_upstream);
+    CHECK_THAT(e.what(), Catch::Contains("not a nonce"));
+    CHECK_THAT(e.what(), !Catch::Contains("bad nonce"));
+    CHECK(w.stats()["nonce_challenges"] == challenges);
+    CHECK(w.stats()["dpop_requests"] == requests + 1);
+    ++challenges;
+  }
+  http_json("POST", w.issuer() + "/dpop/rotate_nonce");
+
   // The resource server demands its own nonce: the first call learns it, the second uses it.
   REQUIRE(http_json("POST", w.api_url("/control/require_nonce?on=1"))["require_nonce"] == true);
   const auto challenged = w.present(first, "GET", "/api/orders");

@@ -79,8 +79,8 @@
 //   - Client awaken-dpop: client_secret_basic, secret "s3cret-value", client_credentials, scopes
 //     api:read api:write, dpop_bound_access_tokens. Without a proof the provider answers 400
 //     {error:"invalid_grant", error_description:"grant request is invalid"}.
-//   - Control: POST /dpop/require_nonce?on=1|0 -> {require_nonce}; POST /dpop/rotate_nonce ->
-//     {rotated:true}; GET /dpop/stats -> {token_requests (POST /token), dpop_requests (those with
+//   - Control: POST /dpop/require_nonce?on=1|0 -> {require_nonce}; POST /dpop/rotate_nonce
+//     [?value=V, the new nonce as given, even one that is not a valid nonce] -> {rotated:true}; GET /dpop/stats -> {token_requests (POST /token), dpop_requests (those with
 //     a DPoP header), nonce_challenges (those answered use_dpop_nonce), require_nonce}.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -380,7 +380,7 @@ if (dpopMode) {
       return answer({ require_nonce: dpopNonce.required });
     }
     if (route === 'POST /dpop/rotate_nonce') {
-      dpopNonce.value = randomBytes(16).toString('base64url');
+      dpopNonce.value = ctx.query.value ?? randomBytes(16).toString('base64url');
       return answer({ rotated: true });
     }
     if (route === 'GET /dpop/stats') return answer({ ...dpopStats, require_nonce: dpopNonce.required });
