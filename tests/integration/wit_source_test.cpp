@@ -178,3 +178,37 @@ TEST_CASE("WitSource: SVIDs and bundles kept current, bad updates refused, proof
   CHECK(awaken::test::code_of([&] { (void)source.svid(); }) == spiffe_errc::source_closed);
   run(io, source.shutdown());
 }
+
+TEST_CASE("WitSource: an update whose picked WIT-SVID has expired is refused, the last good set kept",
+          "[wit][source]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  const auto metrics = std::make_shared<awaken::test::CountingMetrics>();
+  auto b = quick_builder(peer);
+  b.metrics(metrics);
+  const WitSource source = run(io, b.build(io.get_executor()));
+
+  // WIT-SVIDs that live two seconds, accepted while they are valid.
+  peer.control("/wit/ttl?s=2");
+  peer.control("/wit/renew");
+  REQUIRE(run_until(io, [&] { return source.svid()->expiry() <= std::chrono::system_clock::now() + 2s; }));
+  const std::string accepted{source.svid()->token().reveal()};
+  const auto expiry = source.svid()->expiry();
+
+  // The same set again once it has expired: refused (counted), the last good set kept, and the
+  // source no longer healthy, since what it holds has expired.
+  REQUIRE(run_until(
+      io, [&] { return std::chrono::system_clock::now() > expiry; }, 5s));
+  const int rejected = metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected);
+  peer.control("/wit/push?mode=same");
+  REQUIRE(run_until(io, [&] { return metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected) > rejected; }));
+  CHECK(source.svid()->token().reveal() == accepted);
+  CHECK_FALSE(source.is_healthy());
+
+  // A renewal with a normal lifetime: accepted, healthy again.
+  peer.control("/wit/ttl?s=300");
+  peer.control("/wit/renew");
+  REQUIRE(run_until(io, [&] { return source.svid()->token().reveal() != accepted; }));
+  CHECK(source.is_healthy());
+  run(io, source.shutdown());
+}
