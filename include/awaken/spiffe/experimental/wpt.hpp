@@ -114,7 +114,9 @@ struct WptVerifierOptions {
   /// caller presents the same WIT-SVID with every proof for as long as it lives, so each is
   /// parsed and its signature checked once; a remembered one is checked again (time, and
   /// signature when the bundle of its trust domain has changed since) on every use. When full,
-  /// the one that expires first makes room. 0: none are remembered.
+  /// the one that expires first makes room. Each entry keeps its token, so the memory bound is
+  /// this times `wit.max_token_bytes`; only tokens that passed validation are kept. 0: none are
+  /// remembered.
   std::size_t wit_cache_capacity = 1024;
   /// How the WIT-SVID is checked (its clock is used for the proof too).
   WitSvidOptions wit;
