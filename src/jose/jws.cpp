@@ -244,12 +244,13 @@ struct RandomPool {
   ~RandomPool() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
 };
 
+// `n` is at most 64 (random_base64url's bound), well within the pool.
 void pooled_random(unsigned char* out, std::size_t n) {
   static const int registered =
       pthread_atfork(nullptr, nullptr, [] { fork_generation.fetch_add(1, std::memory_order_relaxed); });
   thread_local RandomPool pool;
   const unsigned generation = fork_generation.load(std::memory_order_relaxed);
-  if (registered != 0 || n > pool.bytes.size()) {
+  if (registered != 0) {
     if (RAND_bytes(out, static_cast<int>(n)) != 1) fail(jose_errc::signing_failed, "random_base64url");
     return;
   }

@@ -256,12 +256,9 @@ const EVP_PKEY* curve_parameters(Curve curve) {
 }
 
 // The public key at `point` (SEC 1 uncompressed) on `curve` (`group` by name); null when OpenSSL
-// refuses the point. On the cached parameters, setting the point decodes it with
-// EC_POINT_oct2point, which refuses a coordinate not below the prime and a point off the curve:
-// the quick check in full, so `checked` is set and the caller need not check again. The other
-// path leaves the check to `make_holder`.
-EvpPkeyPtr ec_public_key(Curve curve, const char* group, std::string_view point, bool& checked) {
-  checked = false;
+// refuses the point. Either path decodes it with EC_POINT_oct2point, which refuses a coordinate
+// not below the prime and a point off the curve: the public-key quick check in full.
+EvpPkeyPtr ec_public_key(Curve curve, const char* group, std::string_view point) {
   if (const EVP_PKEY* parameters = curve_parameters(curve)) {
     EvpPkeyPtr pkey{EVP_PKEY_new()};
     if (!pkey) throw std::bad_alloc{};
@@ -269,7 +266,6 @@ EvpPkeyPtr ec_public_key(Curve curve, const char* group, std::string_view point,
       if (EVP_PKEY_set1_encoded_public_key(pkey.get(), reinterpret_cast<const unsigned char*>(point.data()),
                                            point.size()) != 1)
         return nullptr;
-      checked = true;
       return pkey;
     }
   }
@@ -312,13 +308,11 @@ std::shared_ptr<const KeyHolder> ec_from_jwk(const nlohmann::json& jwk) {
 
   // With well-sized coordinates, the import only fails on a point outside the curve (or a
   // coordinate not below the field prime).
-  bool checked = false;
-  EvpPkeyPtr pkey = ec_public_key(curve, group, point, checked);
+  EvpPkeyPtr pkey = ec_public_key(curve, group, point);
   if (!pkey) fail(jose_errc::point_not_on_curve, "PublicKey::from_jwk: EC point");
-  // Checked as it was decoded, on the curve the JWK names: classifying it again would only
-  // repeat that check (a WIT-SVID brings a key per token, so it counts).
-  if (checked) return share(std::move(pkey), KeyType::ec, curve, detail::curve_bits(curve));
-  return make_holder(std::move(pkey), {"PublicKey::from_jwk", jose_errc::invalid_jwk, false});
+  // Checked as it was decoded, on the curve the JWK names: `make_holder` would only repeat that
+  // (a WIT-SVID brings a key per token, so it counts).
+  return share(std::move(pkey), KeyType::ec, curve, detail::curve_bits(curve));
 }
 
 // --- private JWK -------------------------------------------------------------------------------

@@ -158,28 +158,34 @@ struct WptVerifier::Impl {
   mutable std::atomic<std::uint64_t> wit_hits{0};
   mutable std::atomic<std::uint64_t> wit_misses{0};
 
-  WitSvid validated_wit(std::string_view token) const {
-    const auto& o = options;
-    if (o.wit_cache_capacity == 0) {
-      wit_misses.fetch_add(1, std::memory_order_relaxed);
-      return WitSvid::parse_and_validate(token, *bundles, o.wit);
-    }
-    const long long now = detail::now_seconds(o.wit.clock);
+  // The remembered WIT-SVID of this text, while the time and its trust domain's bundle allow.
+  std::optional<WitSvid> remembered(std::string_view token, long long now) const {
     std::optional<Remembered> found;
     {
       const std::shared_lock lock{wit_mutex};
       const auto it = wits.find(token);
-      if (it != wits.end() && it->second.not_before <= now && now <= it->second.valid_until) found = it->second;
+      if (it == wits.end() || now < it->second.not_before || now > it->second.valid_until) return std::nullopt;
+      found = it->second;
     }
     // The source is asked outside the lock (a thread-local view for a WitSource).
-    if (found && bundles->bundle_for_trust_domain(found->wit.spiffe_id().trust_domain()).get() == found->bundle.get()) {
-      wit_hits.fetch_add(1, std::memory_order_relaxed);
-      return std::move(found->wit);
+    if (bundles->bundle_for_trust_domain(found->wit.spiffe_id().trust_domain()).get() != found->bundle.get())
+      return std::nullopt;
+    return std::move(found->wit);
+  }
+
+  WitSvid validated_wit(std::string_view token) const {
+    const auto& o = options;
+    const long long now = detail::now_seconds(o.wit.clock);
+    if (o.wit_cache_capacity > 0) {
+      if (auto hit = remembered(token, now)) {
+        wit_hits.fetch_add(1, std::memory_order_relaxed);
+        return std::move(*hit);
+      }
     }
     wit_misses.fetch_add(1, std::memory_order_relaxed);
     RecordingBundles recording{*bundles};
     WitSvid wit = WitSvid::parse_and_validate(token, recording, o.wit);
-    remember_wit(wit, recording.take(), now);
+    if (o.wit_cache_capacity > 0) remember_wit(wit, recording.take(), now);
     return wit;
   }
 
