@@ -281,6 +281,12 @@ bool is_nonce_challenge(const http::HttpResponse& response) {
 
 }  // namespace
 
+NonceChallengeAnswer answer_nonce_challenge(int attempt, std::string_view sent_nonce,
+                                            std::string_view offered_nonce) noexcept {
+  if (offered_nonce.empty() || !is_dpop_nonce(offered_nonce)) return NonceChallengeAnswer::invalid_nonce;
+  return attempt == 0 && offered_nonce != sent_nonce ? NonceChallengeAnswer::retry : NonceChallengeAnswer::not_met;
+}
+
 asio::awaitable<http::HttpResponse> send_token_request(http::HttpRequest request, const MintContext& ctx,
                                                        const std::string& origin, RefusalReader read_refusal) {
   http::HttpResponse response = co_await send_request(std::move(request), ctx, origin);
@@ -313,20 +319,20 @@ asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ct
     if (const auto nonce = response.header("dpop-nonce")) dpop.keep_nonce(*nonce);
     if (is_success(response.status)) co_return parse_token_response(response.body, ctx, origin, dpop.key());
     if (is_nonce_challenge(response)) {
-      // A nonce that is not NQCHAR (or longer than we keep) cannot be sent back: this server
-      // will challenge every request the same way.
       const std::string_view offered = response.header("dpop-nonce").value_or(std::string_view{});
-      if (offered.empty() || !is_dpop_nonce(offered))
-        throw_error(credential_errc::permanent_upstream,
-                    context(ctx, origin) + ": DPoP nonce challenge with a DPoP-Nonce that is not a nonce (" +
-                        std::to_string(offered.size()) + " bytes; a nonce is 1 to " +
-                        std::to_string(max_dpop_nonce_bytes) + " bytes of visible ASCII, no quote or backslash)");
-      // One retry, and only with a nonce that differs from the one just refused; a second
-      // challenge (the nonce rotated meanwhile) may pass later, with the nonce now kept.
-      if (attempt == 0 && dpop.nonce() != sent_nonce) continue;
-      const std::string description = oauth_error_details(response.status, response.body).server_message;
-      throw_error(credential_errc::transient_upstream,
-                  context(ctx, origin) + ": DPoP nonce challenge not met after one retry (" + description + ")");
+      switch (answer_nonce_challenge(attempt, sent_nonce, offered)) {
+        case NonceChallengeAnswer::retry: continue;  // a request built anew, with the kept nonce
+        case NonceChallengeAnswer::invalid_nonce:
+          throw_error(credential_errc::permanent_upstream,
+                      context(ctx, origin) + ": DPoP nonce challenge with a DPoP-Nonce that is not a nonce (" +
+                          std::to_string(offered.size()) + " bytes; a nonce is 1 to " +
+                          std::to_string(max_dpop_nonce_bytes) + " bytes of visible ASCII, no quote or backslash)");
+        case NonceChallengeAnswer::not_met:
+          throw_error(credential_errc::transient_upstream,
+                      context(ctx, origin) +
+                          ": DPoP nonce challenge not met, after a retry or with the nonce just sent (" +
+                          oauth_error_details(response.status, response.body).server_message + ")");
+      }
     }
     refuse(response, ctx, origin, oauth_refusal);
   }

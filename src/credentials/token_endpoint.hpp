@@ -90,6 +90,18 @@ class DpopBinding {
   mutable std::string nonce_;
 };
 
+/// What a token request does after a `use_dpop_nonce` challenge (RFC 9449 section 8), given
+/// the attempt it was (0 for the first), the nonce its proof carried and the one the server
+/// offers:
+/// - `invalid_nonce` when the offered one is empty or not a DPoP nonce (`is_dpop_nonce`): it
+///   cannot be sent back, so every request would meet the same challenge;
+/// - `retry` on the first attempt, with a nonce other than the one just refused;
+/// - `not_met` otherwise (the nonce rotated again, or the server refused its own): a later
+///   request may pass, with the offered nonce kept.
+enum class NonceChallengeAnswer { retry, invalid_nonce, not_met };
+NonceChallengeAnswer answer_nonce_challenge(int attempt, std::string_view sent_nonce,
+                                            std::string_view offered_nonce) noexcept;
+
 /// Parses a 2xx token response body (RFC 6749 section 5.1). Throws
 /// `Error{credential_errc::transient_upstream}` when it is not one. With `dpop`, the token must
 /// be a DPoP one (`token_type` DPoP, else `permanent_upstream`: a bearer token is never taken
@@ -140,9 +152,10 @@ asio::awaitable<Token> request_token(http::HttpRequest request, const MintContex
 using RequestBuilder = std::function<asio::awaitable<http::HttpRequest>()>;
 
 /// As above, with DPoP: each request carries a `DPoP` proof (with the endpoint's last nonce);
-/// every nonce the endpoint sends is kept for the next request; a `use_dpop_nonce` challenge
-/// that brings a new nonce is answered by one retry with a request built anew; a challenge
-/// after it is `transient_upstream`; the token must be a DPoP one, bound to the key.
+/// every nonce the endpoint sends is kept for the next request; a `use_dpop_nonce` challenge is
+/// answered as `answer_nonce_challenge` says (a retry is a request built anew, `invalid_nonce`
+/// is `permanent_upstream`, `not_met` `transient_upstream`); the token must be a DPoP one,
+/// bound to the key.
 asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ctx, std::string origin,
                                      const DpopBinding& dpop);
 

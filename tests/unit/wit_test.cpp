@@ -21,6 +21,7 @@
 #include <awaken/spiffe/experimental/wit_svid.hpp>
 #include <awaken/spiffe/experimental/wpt.hpp>
 
+#include "credentials/token_endpoint.hpp"
 #include "support/errors.hpp"
 
 using namespace awaken::spiffe::experimental;
@@ -532,6 +533,24 @@ TEST_CASE("DPoP: proofs of a generated key, and tokens that carry it", "[dpop]")
         awaken::credential_errc::invalid_material);
   CHECK(awaken::is_dpop_nonce(""));
   CHECK_FALSE(awaken::is_dpop_nonce("a\\b"));
+}
+
+TEST_CASE("DPoP: a token endpoint's nonce challenge, answered without a socket", "[dpop]") {
+  using awaken::detail::answer_nonce_challenge;
+  using Answer = awaken::detail::NonceChallengeAnswer;
+  // One retry for a new nonce, on the first attempt only.
+  CHECK(answer_nonce_challenge(0, "", "n-1") == Answer::retry);
+  CHECK(answer_nonce_challenge(0, "n-1", "n-2") == Answer::retry);
+  CHECK(answer_nonce_challenge(1, "n-2", "n-3") == Answer::not_met);
+  // The server offers the nonce it just refused: a retry would meet the same answer.
+  CHECK(answer_nonce_challenge(0, "n-1", "n-1") == Answer::not_met);
+  // A nonce that cannot be sent back, whatever the attempt.
+  for (const std::string& bad : {std::string{}, std::string{"bad nonce"}, std::string{"q\"uote"},
+                                 std::string(awaken::max_dpop_nonce_bytes + 1, 'n')}) {
+    CHECK(answer_nonce_challenge(0, "n-1", bad) == Answer::invalid_nonce);
+    CHECK(answer_nonce_challenge(1, "n-1", bad) == Answer::invalid_nonce);
+  }
+  CHECK(answer_nonce_challenge(0, "", std::string(awaken::max_dpop_nonce_bytes, 'n')) == Answer::retry);
 }
 
 namespace {
