@@ -54,8 +54,9 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::shared_ptr<MetricsRecorder> metrics;
   std::shared_ptr<spdlog::logger> log;
   JitterSource* jitter = nullptr;
-  bool x509 = false;          // the stream carries X.509 material (for the metrics of rejected updates)
-  std::string endpoint_text;  // where the Workload API is, for logs
+  const Clock* clock = nullptr;  // SVID expiry is judged by it
+  bool x509 = false;             // the stream carries X.509 material (for the metrics of rejected updates)
+  std::string endpoint_text;     // where the Workload API is, for logs
   const std::uint64_t id = next_source_id.fetch_add(1, std::memory_order_relaxed);
 
   // What readers see. `current` changes under `current_mutex`, then `version` is bumped; a

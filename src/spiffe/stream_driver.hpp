@@ -147,6 +147,7 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
   s->metrics = settings.metrics;
   s->log = settings.logger ? settings.logger : awaken::logger();
   s->jitter = settings.jitter != nullptr ? settings.jitter : &default_jitter();
+  s->clock = settings.clock != nullptr ? settings.clock : &system_clock();
   s->endpoint_text = settings.factory    ? std::string{"the client factory's endpoint"}
                      : settings.endpoint ? settings.endpoint->uri()
                                          : std::string{"no endpoint (SPIFFE_ENDPOINT_SOCKET unset)"};

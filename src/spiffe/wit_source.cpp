@@ -36,6 +36,7 @@ using BundleState = spiffe::detail::SourceState<JwtBundleSet>;
 struct PickedStream {
   WitSvidStream stream;
   WitSvidPicker picker;
+  const Clock* clock;
 
   asio::awaitable<std::optional<WitSnapshot>> next() {
     auto svids = co_await stream.next();
@@ -45,7 +46,7 @@ struct PickedStream {
     if (!picked || *picked >= svids->size())
       throw_error(spiffe_errc::no_svid, "WitSource: no SVID of the update fits the picker");
     const WitSvid& svid = (*svids)[*picked];
-    if (svid.expiry() <= std::chrono::system_clock::now())
+    if (svid.expiry() <= clock->system_now())
       throw_error(spiffe_errc::expired,
                   "WitSource: the SVID of " + svid.spiffe_id().str() + " expired at " + utc_text(svid.expiry()));
     co_return WitSnapshot{std::move(*svids), *picked};
@@ -133,7 +134,7 @@ bool WitSource::is_healthy() const noexcept {
   if (s.closed.load() || !s.running.load() || b.closed.load() || !b.running.load()) return false;
   try {
     const WitSvid* svid = spiffe::detail::thread_view(s)->svid();
-    return svid != nullptr && svid->expiry() > std::chrono::system_clock::now() &&
+    return svid != nullptr && svid->expiry() > s.clock->system_now() &&
            spiffe::detail::thread_view(b)->authority_count() > 0;
   } catch (...) {
     return false;
@@ -167,9 +168,9 @@ asio::awaitable<WitSource> WitSourceBuilder::run_build(spiffe::detail::SourceSet
   auto b = spiffe::detail::make_source_state<JwtBundleSet>(settings, executor, "WitSource bundles");
   b->factory = s->factory;                                    // one client, one connection, for both streams
   WitSource source{std::make_shared<WitSource::Core>(s, b)};  // its end stops the supervisors
-  const auto open_svids = [limits = settings.limits, id = std::move(id),
-                           picker = std::move(picker)](WorkloadApiClient& client) {
-    return PickedStream{client.watch_wit_svids(id, limits), picker};
+  const auto open_svids = [limits = settings.limits, id = std::move(id), picker = std::move(picker),
+                           clock = s->clock](WorkloadApiClient& client) {
+    return PickedStream{client.watch_wit_svids(id, limits), picker, clock};
   };
   const auto open_bundles = [limits = settings.limits](WorkloadApiClient& client) {
     return client.watch_wit_bundles(limits);

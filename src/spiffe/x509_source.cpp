@@ -111,7 +111,7 @@ bool X509Source::is_healthy() const noexcept {
   try {
     const auto& snapshot = detail::thread_view(s);
     const X509Svid* svid = snapshot->svid();
-    return svid != nullptr && svid->expires_at() > std::chrono::system_clock::now() &&
+    return svid != nullptr && svid->expires_at() > s.clock->system_now() &&
            snapshot->context.bundles.authority_count() > 0;
   } catch (...) {
     return false;
@@ -152,8 +152,9 @@ asio::awaitable<X509Source> X509SourceBuilder::run_build(detail::SourceSettings 
   auto s = detail::make_source_state<detail::X509Snapshot>(settings, executor, "X509Source");
   s->x509 = true;
   X509Source source{std::make_shared<X509Source::Core>(s), s.get()};  // its end stops the supervisor
-  const auto open = [limits = settings.limits, picker = std::move(picker)](WorkloadApiClient& client) {
-    return detail::PickedStream{client.watch_x509_context(limits), picker, &system_clock()};
+  const auto open = [limits = settings.limits, picker = std::move(picker),
+                     clock = s->clock](WorkloadApiClient& client) {
+    return detail::PickedStream{client.watch_x509_context(limits), picker, clock};
   };
   co_await detail::start_source(s, settings, open, "X.509 context");
   co_return source;

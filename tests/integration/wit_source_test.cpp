@@ -184,31 +184,28 @@ TEST_CASE("WitSource: an update whose picked WIT-SVID has expired is refused, th
   WorkloadPeer peer;
   asio::io_context io;
   const auto metrics = std::make_shared<awaken::test::CountingMetrics>();
+  awaken::ManualClock clock{std::chrono::system_clock::now()};
   auto b = quick_builder(peer);
-  b.metrics(metrics);
+  b.metrics(metrics).clock(clock);
   const WitSource source = run(io, b.build(io.get_executor()));
-
-  // WIT-SVIDs that live two seconds, accepted while they are valid.
-  peer.control("/wit/ttl?s=2");
-  peer.control("/wit/renew");
-  REQUIRE(run_until(io, [&] { return source.svid()->expiry() <= std::chrono::system_clock::now() + 2s; }));
+  CHECK(source.is_healthy());
   const std::string accepted{source.svid()->token().reveal()};
-  const auto expiry = source.svid()->expiry();
 
-  // The same set again once it has expired: refused (counted), the last good set kept, and the
-  // source no longer healthy, since what it holds has expired.
-  REQUIRE(run_until(
-      io, [&] { return std::chrono::system_clock::now() > expiry; }, 5s));
+  // Past the SVIDs' expiry (300 s) by the source's clock: the same set again is refused
+  // (counted), the last good set kept, and the source no longer healthy.
+  clock.advance(301s);
+  CHECK_FALSE(source.is_healthy());
   const int rejected = metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected);
   peer.control("/wit/push?mode=same");
   REQUIRE(run_until(io, [&] { return metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected) > rejected; }));
   CHECK(source.svid()->token().reveal() == accepted);
   CHECK_FALSE(source.is_healthy());
 
-  // A renewal with a normal lifetime: accepted, healthy again.
-  peer.control("/wit/ttl?s=300");
+  // A renewal that outlives the clock: accepted, healthy again.
+  peer.control("/wit/ttl?s=900");
   peer.control("/wit/renew");
   REQUIRE(run_until(io, [&] { return source.svid()->token().reveal() != accepted; }));
   CHECK(source.is_healthy());
+  CHECK(metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected) == rejected + 1);
   run(io, source.shutdown());
 }

@@ -63,6 +63,7 @@ struct SourceSettings {
   std::shared_ptr<MetricsRecorder> metrics;
   std::shared_ptr<spdlog::logger> logger;
   JitterSource* jitter = nullptr;
+  const Clock* clock = nullptr;
   Error endpoint_error{std::error_code{}, {}};  // why the environment gave no endpoint
 
   // A copy with the endpoint read from the environment now, on the calling thread, so that no
@@ -130,6 +131,13 @@ class SourceBuilder {
   /// source.
   Derived& jitter(JitterSource& jitter) {
     settings_.jitter = &jitter;
+    return self();
+  }
+  /// The clock an SVID's expiry is judged by: an update whose picked SVID has expired is
+  /// rejected, and `is_healthy` is false once the held one has. `system_clock()` by default;
+  /// for tests. Must outlive the source.
+  Derived& clock(const Clock& clock) {
+    settings_.clock = &clock;
     return self();
   }
 
