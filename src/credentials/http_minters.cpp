@@ -3,13 +3,10 @@
 #include <awaken/credentials/gce_metadata.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
 #include <awaken/error.hpp>
-#include <awaken/jose/base64url.hpp>
 #include <awaken/jose/jws.hpp>
 
-#include <array>
 #include <optional>
 
-#include <openssl/rand.h>
 #include <nlohmann/json.hpp>
 
 #include "credentials/provider_context.hpp"
@@ -92,18 +89,20 @@ class ClientCredentialsMinter final : public Minter {
 
   // RFC 7523 section 3 client assertion; base64url needs no form encoding.
   std::string client_assertion(const MintContext& ctx) const {
-    std::array<unsigned char, 16> jti{};
-    if (RAND_bytes(jti.data(), static_cast<int>(jti.size())) != 1)
+    std::string jti;
+    try {
+      jti = jose::random_base64url(16);
+    } catch (const Error&) {
       throw_error(credential_errc::signing_failed,
                   detail::provider_context(ctx.provider_id) + ": client assertion: no random bytes for jti");
+    }
     const auto now = detail::unix_seconds(ctx);
-    const nlohmann::json claims{
-        {"iss", config_.client_id},
-        {"sub", config_.client_id},
-        {"aud", config_.token_endpoint},
-        {"jti", jose::base64url_encode({reinterpret_cast<const char*>(jti.data()), jti.size()})},
-        {"iat", now},
-        {"exp", now + config_.assertion_lifetime.count()}};
+    const nlohmann::json claims{{"iss", config_.client_id},
+                                {"sub", config_.client_id},
+                                {"aud", config_.token_endpoint},
+                                {"jti", jti},
+                                {"iat", now},
+                                {"exp", now + config_.assertion_lifetime.count()}};
     return detail::sign_assertion(config_.signing_algorithm, config_.key_id, claims, *key_, ctx, "client assertion");
   }
 
