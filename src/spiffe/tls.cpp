@@ -89,7 +89,7 @@ int certificate_callback(SSL* ssl, void* /*arg*/) {
   if (config == nullptr || !config->svids) return 0;
   try {
     const auto svid = config->svids->x509_svid();
-    if (!svid) throw_error(spiffe_errc::no_svid, "the SVID source gave none");
+    if (!svid || svid->empty()) throw_error(spiffe_errc::no_svid, "the SVID source gave none");
     const auto chain = svid->chain();
     const OpensslPtr<STACK_OF(X509), free_stack> rest{sk_X509_new_null()};
     if (!rest) return 0;

@@ -249,6 +249,15 @@ std::shared_ptr<const X509Svid::Impl> make_svid(std::vector<Certificate> chain, 
 }
 }  // namespace
 
+X509Svid::X509Svid() noexcept {
+  // One empty state for every default-constructed SVID: its accessors read a real Impl.
+  static const std::shared_ptr<const Impl> empty_svid =
+      std::make_shared<const Impl>(SpiffeId{}, std::vector<Certificate>{}, nullptr, std::string{});
+  impl_ = empty_svid;
+}
+
+bool X509Svid::empty() const noexcept { return impl_->chain.empty(); }
+
 const SpiffeId& X509Svid::spiffe_id() const noexcept { return impl_->id; }
 const std::string& X509Svid::hint() const noexcept { return impl_->hint; }
 std::span<const Certificate> X509Svid::chain() const noexcept { return impl_->chain; }
@@ -261,6 +270,7 @@ std::string X509Svid::chain_pem() const {
 }
 
 RedactedString X509Svid::private_key_pem() const {
+  if (empty()) throw_error(spiffe_errc::no_svid, "the empty X509Svid has no private key");
   const BioPtr bio{BIO_new(BIO_s_secmem())};
   if (!bio || PEM_write_bio_PKCS8PrivateKey(bio.get(), impl_->key.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
     throw std::bad_alloc{};
@@ -271,7 +281,7 @@ RedactedString X509Svid::private_key_pem() const {
 
 X509Svid X509Svid::with_hint(std::string hint) const {
   PkeyPtr key{impl_->key.get()};
-  EVP_PKEY_up_ref(key.get());
+  if (key) EVP_PKEY_up_ref(key.get());
   return X509Svid{std::make_shared<const Impl>(impl_->id, impl_->chain, std::move(key), std::move(hint))};
 }
 
@@ -287,7 +297,7 @@ std::ostream& operator<<(std::ostream& os, const X509Svid& svid) {
 }
 
 std::shared_ptr<const X509Svid> StaticX509Source::x509_svid() const {
-  if (!svid_) fail(spiffe_errc::no_svid, "StaticX509Source: no SVID given");
+  if (!svid_ || svid_->empty()) fail(spiffe_errc::no_svid, "StaticX509Source: no SVID given");
   return svid_;
 }
 

@@ -178,6 +178,21 @@ TEST_CASE("our own SVID's key must be the leaf's; DER and PEM agree", "[x509]") 
   const X509Svid svid = example().svid(leaf, "h");
   const X509Svid again = X509Svid::from_pem(svid.chain_pem(), svid.private_key_pem(), "h");
   CHECK(again == svid);
+
+  // The empty SVID (what a failed operation hands out beside its code) holds nothing and serves
+  // nothing.
+  const X509Svid none;
+  CHECK(none.empty());
+  CHECK_FALSE(svid.empty());
+  CHECK(none.chain().empty());
+  CHECK(none.private_key() == nullptr);
+  CHECK(none.chain_pem().empty());
+  CHECK(none.expires_at() == std::chrono::system_clock::time_point{});
+  CHECK_FALSE(none == svid);
+  CHECK(none.with_hint("x").empty());
+  CHECK(code_of([&] { (void)none.private_key_pem(); }) == spiffe_errc::no_svid);
+  const awaken::spiffe::StaticX509Source empty_source{none, {}};
+  CHECK(code_of([&] { (void)empty_source.x509_svid(); }) == spiffe_errc::no_svid);
   CHECK(svid.private_key_pem().reveal().find("-----BEGIN PRIVATE KEY-----") == 0);
   std::ostringstream shown;
   shown << svid;

@@ -74,8 +74,10 @@ auto async_spawn(asio::any_io_executor object_executor, Make make, CompletionTok
   using Signature = typename operation_signature<T>::type;
   return asio::async_initiate<CompletionToken, Signature>(
       [fallback = std::move(object_executor)](auto handler, Make make) {
-        const asio::any_io_executor executor =
-            OnHandlerExecutor ? asio::any_io_executor{asio::get_associated_executor(handler, fallback)} : fallback;
+        // A compile-time choice: a handler's associated executor (use_future's, say) need not
+        // convert to any_io_executor when the operation runs on `fallback` anyway.
+        asio::any_io_executor executor = fallback;
+        if constexpr (OnHandlerExecutor) executor = asio::get_associated_executor(handler, fallback);
         if constexpr (std::is_void_v<T>) {
           spawn_operation<T>(executor, make(), make_completion<std::error_code>(std::move(handler), fallback));
         } else {

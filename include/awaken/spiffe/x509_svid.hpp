@@ -46,6 +46,12 @@ SpiffeId check_x509_svid_chain(std::span<const Certificate> chain);
 /// Thread safety: an immutable value; copies share the key.
 class X509Svid {
  public:
+  /// An empty SVID (no ID, no chain, no key): what an asynchronous operation hands out beside
+  /// an error code, as Asio requires of results. Nothing is served from it: TLS refuses it.
+  X509Svid() noexcept;
+  /// Whether this is the empty SVID.
+  bool empty() const noexcept;
+
   /// From the Workload API's fields: concatenated DER certificates (leaf first) and an
   /// unencrypted PKCS#8 DER key. Checks the chain (`check_x509_svid_chain`) and that the key
   /// is the leaf's (`key_mismatch`); `invalid_private_key` for a key that does not parse.
@@ -61,15 +67,20 @@ class X509Svid {
   const std::string& hint() const noexcept;
   /// Leaf first.
   std::span<const Certificate> chain() const noexcept;
+  /// The leaf; not for the empty SVID.
   const Certificate& leaf() const noexcept { return chain().front(); }
-  /// The leaf's notAfter.
-  std::chrono::system_clock::time_point expires_at() const noexcept { return leaf().not_after(); }
-  /// The OpenSSL private key, owned by this object (and its copies); do not free it.
+  /// The leaf's notAfter; the clock's epoch for the empty SVID.
+  std::chrono::system_clock::time_point expires_at() const noexcept {
+    return empty() ? std::chrono::system_clock::time_point{} : leaf().not_after();
+  }
+  /// The OpenSSL private key, owned by this object (and its copies); do not free it. Null for
+  /// the empty SVID.
   evp_pkey_st* private_key() const noexcept;
 
   /// The chain as concatenated PEM.
   std::string chain_pem() const;
-  /// The private key as PKCS#8 PEM, to write to a file of mode 0600.
+  /// The private key as PKCS#8 PEM, to write to a file of mode 0600. Throws
+  /// `Error{spiffe_errc::no_svid}` for the empty SVID.
   RedactedString private_key_pem() const;
 
   /// A copy with another hint.
