@@ -71,7 +71,9 @@ Commands:
         (Experimental.) Validate the WIT-SVID TOKEN ('-' reads it from stdin) against the WIT
         bundles of the Workload API, as the WIT-SVID standard says. With --proof, also verify
         the workload proof token WPT of a request to URL (its origin is the service's, its path
-        the request's), with the access token T the request carried, if any.
+        the request's), with the access token T the request carried, if any. A WIT-SVID is never
+        accepted without its proof: without --proof only the token is checked, and the exit
+        status is 4, never 0.
   bundles
         List the trust domains, their JWT key ids, key types and refresh hints, and their X.509
         authorities (subject and expiry; left out when the agent does not serve X.509 bundles).
@@ -89,7 +91,8 @@ Options:
 
 Exit codes: 0 success; 1 the token, WIT-SVID, proof or X.509-SVID is not valid; 2 bad usage (a file that cannot
 be read or a directory that does not exist included); 3 the Workload API failed or could not be
-reached, or a file could not be written. Errors are one line on stderr.
+reached, or a file could not be written; 4 validate-wit without --proof: the WIT-SVID is valid,
+but no proof of possession was checked, so nothing was verified. Errors are one line on stderr.
 )";
 
 using awaken::tools::UsageError;
@@ -649,18 +652,27 @@ asio::awaitable<int> run(Args a) {
       refusal = e.what();
     }
     if (!svid) throw Refused{std::string{a.proof ? "invalid WIT-SVID or proof: " : "invalid WIT-SVID: "} + refusal};
+    // The standard never accepts a WIT-SVID without its proof: a token checked alone is not a
+    // verified request, and its exit status must not read as one.
+    const bool verified = a.proof.has_value();
     if (a.json)
       std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
                                   {"expiry", awaken::utc_text(svid->expiry())},
                                   {"kid", svid->key_id()},
                                   {"key_alg", awaken::jose::to_string(svid->confirmation_algorithm())},
-                                  {"proof", a.proof.has_value()}}
+                                  {"wit_svid_valid", true},
+                                  {"proof_checked", verified},
+                                  {"verified", verified}}
                        .dump()
                 << std::endl;
+    else if (verified)
+      std::cout << "verified: WIT-SVID and its proof valid: " << svid->spiffe_id() << ", kid " << svid->key_id()
+                << ", expires " << awaken::utc_text(svid->expiry()) << std::endl;
     else
-      std::cout << "valid" << (a.proof ? " (with its proof)" : "") << ": " << svid->spiffe_id() << ", kid "
-                << svid->key_id() << ", expires " << awaken::utc_text(svid->expiry()) << std::endl;
-    co_return 0;
+      std::cout << "not verified: the WIT-SVID is valid (" << svid->spiffe_id() << ", kid " << svid->key_id()
+                << ", expires " << awaken::utc_text(svid->expiry())
+                << ") but no proof of possession was checked (give --proof and --url)" << std::endl;
+    co_return verified ? 0 : 4;
   }
   if (a.command == "bundles") {
     const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};

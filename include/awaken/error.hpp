@@ -84,7 +84,7 @@ enum class spiffe_errc {
   invalid_subject,        ///< `sub` missing or not a SPIFFE ID
   bundle_not_found,       ///< no bundle for the subject's trust domain
   authority_not_found,    ///< no authority with the token's `kid` in that bundle
-  algorithm_mismatch,     ///< `alg` does not fit the authority's key
+  algorithm_mismatch,     ///< `alg` does not fit the verifying key (a JWT authority's, a WIT-SVID's `cnf.jwk`)
   invalid_signature,      ///< the signature does not verify
   missing_expiration,     ///< no `exp`
   expired,                ///< `exp` is past, beyond the leeway

@@ -114,7 +114,7 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::invalid_subject: return "sub is not a SPIFFE ID";
       case spiffe_errc::bundle_not_found: return "no bundle for the trust domain";
       case spiffe_errc::authority_not_found: return "no JWT authority for the key id";
-      case spiffe_errc::algorithm_mismatch: return "algorithm does not fit the authority's key";
+      case spiffe_errc::algorithm_mismatch: return "algorithm does not fit the verifying key";
       case spiffe_errc::invalid_signature: return "invalid signature";
       case spiffe_errc::missing_expiration: return "exp is missing";
       case spiffe_errc::expired: return "token has expired";

@@ -77,8 +77,9 @@ inline void verify_with_authority(const jose::CompactJws& jws, const SpiffeId& i
     fail(spiffe_errc::authority_not_found,
          "kid '" + bounded_excerpt(kid, 64) + "' in the bundle of " + id.trust_domain().name());
   if (!authority->key().supports(jws.algorithm()))
-    fail(spiffe_errc::algorithm_mismatch,
-         std::string{jose::to_string(jws.algorithm())} + " with the key of kid '" + bounded_excerpt(kid, 64) + "'");
+    fail(spiffe_errc::algorithm_mismatch, "alg " + std::string{jose::to_string(jws.algorithm())} +
+                                              " with the authority key of kid '" + bounded_excerpt(kid, 64) + "' of " +
+                                              id.trust_domain().name());
   std::error_code ec;
   if (!jws.verify(authority->key(), ec))
     fail(spiffe_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id.trust_domain().name());

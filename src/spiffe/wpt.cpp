@@ -290,9 +290,9 @@ WptVerified WptVerifier::verify(const WptPresented& request) const {
       (typ->get_ref<const std::string&>() != "wpt+jwt" && typ->get_ref<const std::string&>() != "application/wpt+jwt"))
     fail(spiffe_errc::invalid_typ, "typ must be wpt+jwt");
   if (jws.algorithm() != wit.confirmation_algorithm())
-    fail(spiffe_errc::algorithm_mismatch, std::string{"alg "} + std::string{jose::to_string(jws.algorithm())} +
-                                              ", cnf.jwk.alg " +
-                                              std::string{jose::to_string(wit.confirmation_algorithm())});
+    fail(spiffe_errc::algorithm_mismatch, "alg " + std::string{jose::to_string(jws.algorithm())} +
+                                              " with the WIT-SVID's confirmation key (cnf.jwk, alg " +
+                                              std::string{jose::to_string(wit.confirmation_algorithm())} + ")");
   std::error_code ec;
   if (!jws.verify(wit.confirmation_key(), ec)) fail(spiffe_errc::invalid_signature, "under the WIT-SVID's cnf.jwk");
 

@@ -502,9 +502,18 @@ TEST_CASE("awaken-spiffe: fetch-wit and validate-wit, with a workload proof; an 
   // The private keys never appear.
   CHECK(json.out.find("\"d\"") == std::string::npos);
 
-  const auto valid = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", token});
-  CHECK(valid.status == 0);
-  CHECK_THAT(valid.out, Contains("valid: spiffe://example.org/workload"));
+  // A WIT-SVID alone is valid but not a verified request: exit 4, never 0, and the output says
+  // what was not checked.
+  const auto alone = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", token});
+  CHECK(alone.status == 4);
+  CHECK_THAT(alone.out, Contains("not verified") && Contains("spiffe://example.org/workload") &&
+                            Contains("no proof of possession was checked"));
+  const auto alone_json = tool("awaken-spiffe", {"--endpoint", endpoint, "--json", "validate-wit", token});
+  CHECK(alone_json.status == 4);
+  const auto verdict = nlohmann::json::parse(alone_json.out);
+  CHECK(verdict["wit_svid_valid"] == true);
+  CHECK(verdict["proof_checked"] == false);
+  CHECK(verdict["verified"] == false);
 
   // A WIT-SVID with an audience breaks the standard: refused, exit 1.
   const auto issued = peer.control("/wit/issue?id=spiffe://example.org/x&fault=aud");
@@ -527,7 +536,7 @@ TEST_CASE("awaken-spiffe: fetch-wit and validate-wit, with a workload proof; an 
   const auto with_proof = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", wit, "--proof", wpt, "--url",
                                                  "https://orders.example.org/orders/9", "--access-token", "at-123"});
   CHECK(with_proof.status == 0);
-  CHECK_THAT(with_proof.out, Contains("valid (with its proof): spiffe://example.org/caller"));
+  CHECK_THAT(with_proof.out, Contains("verified: WIT-SVID and its proof valid: spiffe://example.org/caller"));
   const auto elsewhere = tool("awaken-spiffe", {"--endpoint", endpoint, "validate-wit", wit, "--proof", wpt, "--url",
                                                 "https://billing.example.org/orders/9", "--access-token", "at-123"});
   CHECK(elsewhere.status == 1);

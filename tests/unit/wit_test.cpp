@@ -386,6 +386,20 @@ TEST_CASE("WPT: made for a request, verified by the service it calls", "[wit]") 
   const std::string jwt_wpt = jwt_typ.sign(c.dump());
   std::string_view jwt_wpts[] = {jwt_wpt};
   CHECK(refused({wits, jwt_wpts, "/y"}) == spiffe_errc::invalid_typ);
+  // A proof signed under another algorithm than the WIT-SVID's key: the refusal names that key.
+  const awaken::jose::JwsSigner p384{
+      Algorithm::es384, {{"typ", "wpt+jwt"}}, PrivateKey::generate(awaken::jose::Curve::p384)};
+  c["jti"] = "m2b";
+  const std::string p384_wpt = p384.sign(c.dump());
+  std::string_view p384_wpts[] = {p384_wpt};
+  try {
+    (void)verifier.verify({wits, p384_wpts, "/y"});
+    FAIL("a proof under ES384 for an ES256 confirmation key was accepted");
+  } catch (const awaken::Error& e) {
+    CHECK(e.code() == spiffe_errc::algorithm_mismatch);
+    CHECK_THAT(e.what(), Catch::Contains("alg ES384 with the WIT-SVID's confirmation key (cnf.jwk, alg ES256)"));
+    CHECK_THAT(e.what(), !Catch::Contains("authority"));
+  }
 
   // exp: required, not past, and not too far ahead.
   c["jti"] = "m3";
