@@ -73,7 +73,7 @@ asio::awaitable<void> https_part(awaken::http::HttpClient client, std::string ba
     co_await client.send(slow);
   } catch (const awaken::Error& e) {
     std::cout << "GET  /delay/5000 with a 200 ms timeout -> " << e.what()
-              << (awaken::is_retryable(e.code()) ? " (retryable)" : "") << "\n";
+              << ((e.code() == awaken::condition::transient) ? " (retryable)" : "") << "\n";
   }
 
   awaken::http::HttpClient untrusting{client.get_executor()};

@@ -11,6 +11,11 @@
 
 namespace awaken {
 
+/// Errors any layer may report, each defined once.
+enum class errc {
+  shut_down = 1,  ///< the object (a client, a broker) was destroyed or shut down while the operation was pending
+};
+
 /// Errors of the JOSE layer (base64url, JWK, JWS).
 enum class jose_errc {
   malformed_base64url = 1,      ///< padding, a foreign character or non-canonical trailing bits
@@ -20,12 +25,12 @@ enum class jose_errc {
   unsupported_key_type,         ///< `kty` or `crv` is not one awaken handles
   weak_key,                     ///< an RSA modulus under 2048 bits
   point_not_on_curve,           ///< EC coordinates that are not a point of the named curve
-  invalid_private_key,          ///< a PEM that is not a PKCS#8 or PKCS#1 private key
+  invalid_private_key,          ///< bytes that are not a usable private key (PKCS#8 or PKCS#1, PEM or DER)
   unsupported_algorithm,        ///< `alg` is not in RS/PS/ES 256/384/512
   algorithm_key_mismatch,       ///< `alg` does not fit the key type or curve
   malformed_jws,                ///< not three base64url segments of a compact JWS
   invalid_signature,            ///< the signature does not verify
-  signing_failed,               ///< the crypto library failed to sign
+  signing_failed,               ///< the crypto library failed to sign (a JWS, an assertion, a proof)
   unsupported_critical_header,  ///< a `crit` header names extensions, and awaken understands none
 };
 
@@ -39,7 +44,6 @@ enum class http_errc {
   response_too_large,   ///< the response exceeded the configured bound
   transfer_failed,      ///< the connection broke during the transfer
   protocol_error,       ///< the peer spoke malformed HTTP or HTTP/2 (including a stream reset)
-  shut_down,            ///< the client was destroyed while the request was pending
   message_too_large,    ///< a gRPC message (sent or received) over awaken's own size bound
 };
 
@@ -47,14 +51,14 @@ enum class http_errc {
 enum class credential_errc {
   not_configured = 1,  ///< no material registered for the provider (or it was deregistered)
   invalid_material,    ///< the material is unusable as given (bad key, disallowed URL, bad config)
-  signing_failed,      ///< an assertion could not be signed
   permanent_upstream,  ///< the token endpoint refused the request (4xx other than 408 and 429)
   transient_upstream,  ///< the token endpoint failed in a way that may pass (5xx, 408, 429, bad 2xx)
   network,             ///< the token endpoint could not be reached or the connection broke
-  shut_down,           ///< the broker was destroyed while the request was pending
 };
 
-/// Errors of the SPIFFE layer: SPIFFE IDs and trust domains, JWT bundles, JWT-SVIDs.
+/// Errors of the SPIFFE layer: SPIFFE IDs and trust domains, JWT bundles, JWT-SVIDs. A token's
+/// algorithm outside RS/PS/ES 256/384/512, a signature that does not verify and a key that does
+/// not parse are `jose_errc::unsupported_algorithm`, `invalid_signature` and `invalid_private_key`.
 enum class spiffe_errc {
   // SPIFFE IDs and trust domains
   empty = 1,              ///< the text is empty
@@ -74,26 +78,24 @@ enum class spiffe_errc {
   duplicate_key_id,   ///< two JWT authorities share a `kid`
   invalid_authority,  ///< a JWT authority's key is unusable (malformed, weak, off the curve, private)
   // JWT-SVIDs
-  token_too_large,        ///< a token over the size bound
-  malformed_token,        ///< not three non-empty dot-separated parts
-  invalid_base64,         ///< a part is not strict unpadded base64url
-  invalid_header,         ///< the header is not a JSON object of the expected shape
-  unsupported_algorithm,  ///< `alg` outside RS/PS/ES 256/384/512 (`none` and HMAC included)
-  invalid_typ,            ///< `typ` not one the token's kind allows (for a JWT-SVID: absent, `JWT` or `JOSE`)
-  invalid_claims,         ///< the claims are not a JSON object of the expected shape
-  invalid_subject,        ///< `sub` missing or not a SPIFFE ID
-  bundle_not_found,       ///< no bundle for the subject's trust domain
-  authority_not_found,    ///< no authority with the token's `kid` in that bundle
-  algorithm_mismatch,     ///< `alg` does not fit the verifying key (a JWT authority's, a WIT-SVID's `cnf.jwk`)
-  invalid_signature,      ///< the signature does not verify
-  missing_expiration,     ///< no `exp`
-  expired,                ///< `exp` is past, beyond the leeway
-  not_yet_valid,          ///< `nbf` is ahead, beyond the leeway
-  issued_in_future,       ///< `iat` is ahead, beyond the leeway
-  missing_audience,       ///< `aud` missing or empty
-  too_many_audiences,     ///< more `aud` values than the bound
-  audience_mismatch,      ///< no `aud` value is an expected audience
-  no_expected_audience,   ///< the caller passed no expected audience (never "accept all")
+  token_too_large,       ///< a token over the size bound
+  malformed_token,       ///< not three non-empty dot-separated parts
+  invalid_base64,        ///< a part is not strict unpadded base64url
+  invalid_header,        ///< the header is not a JSON object of the expected shape
+  invalid_typ,           ///< `typ` not one the token's kind allows (for a JWT-SVID: absent, `JWT` or `JOSE`)
+  invalid_claims,        ///< the claims are not a JSON object of the expected shape
+  invalid_subject,       ///< `sub` missing or not a SPIFFE ID
+  bundle_not_found,      ///< no bundle for the subject's trust domain
+  authority_not_found,   ///< no authority with the token's `kid` in that bundle
+  algorithm_mismatch,    ///< `alg` does not fit the verifying key (a JWT authority's, a WIT-SVID's `cnf.jwk`)
+  missing_expiration,    ///< no `exp`
+  expired,               ///< `exp` is past, beyond the leeway
+  not_yet_valid,         ///< `nbf` is ahead, beyond the leeway
+  issued_in_future,      ///< `iat` is ahead, beyond the leeway
+  missing_audience,      ///< `aud` missing or empty
+  too_many_audiences,    ///< more `aud` values than the bound
+  audience_mismatch,     ///< no `aud` value is an expected audience
+  no_expected_audience,  ///< the caller passed no expected audience (never "accept all")
   // The Workload API and JwtSource
   endpoint_not_configured,  ///< no endpoint given and SPIFFE_ENDPOINT_SOCKET unset or empty
   invalid_endpoint,         ///< an endpoint other than unix:///absolute/path or tcp://IP:port
@@ -106,7 +108,6 @@ enum class spiffe_errc {
   // X.509-SVIDs and X.509 bundles (X509-SVID standard, sections 4 and 5)
   invalid_certificate,           ///< bytes that are not a DER or PEM X.509 certificate
   invalid_chain,                 ///< an empty certificate chain, or one longer than the bound
-  invalid_private_key,           ///< an SVID key that is not an unencrypted PKCS#8 private key
   unsupported_key,               ///< a key other than EC P-256/P-384, RSA of 2048 bits or more, Ed25519
   missing_uri_san,               ///< the leaf has no URI SAN
   multiple_uri_sans,             ///< the leaf has more than one URI SAN
@@ -164,12 +165,14 @@ enum class grpc_status {
   unauthenticated = 16,
 };
 
+const std::error_category& core_category() noexcept;
 const std::error_category& jose_category() noexcept;
 const std::error_category& http_category() noexcept;
 const std::error_category& grpc_category() noexcept;
 const std::error_category& credential_category() noexcept;
 const std::error_category& spiffe_category() noexcept;
 
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), core_category()}; }
 inline std::error_code make_error_code(jose_errc e) noexcept { return {static_cast<int>(e), jose_category()}; }
 inline std::error_code make_error_code(http_errc e) noexcept { return {static_cast<int>(e), http_category()}; }
 inline std::error_code make_error_code(grpc_status e) noexcept { return {static_cast<int>(e), grpc_category()}; }
@@ -178,13 +181,30 @@ inline std::error_code make_error_code(credential_errc e) noexcept {
 }
 inline std::error_code make_error_code(spiffe_errc e) noexcept { return {static_cast<int>(e), spiffe_category()}; }
 
-/// Whether an operation that failed with `ec` may succeed if tried again unchanged: transport
-/// failures (connect, timeout, broken transfer, stream reset) and the gRPC codes `unavailable`,
-/// `deadline_exceeded` and `aborted`, and `credential_errc::transient_upstream` and `network`.
-/// A size bound of awaken's own (`http_errc::response_too_large`, `message_too_large`) is not:
-/// a retry would meet it again. Cancellation, bad input, TLS
-/// verification failures and every JOSE error are not retryable.
-bool is_retryable(std::error_code ec) noexcept;
+/// What a failure means to its caller, whatever the category of its code. Compare a code with
+/// one: `if (ec == awaken::condition::transient) ...`.
+enum class condition {
+  /// May succeed if tried again unchanged, after a wait: transport failures (resolve, connect,
+  /// timeout, broken transfer, stream reset), the gRPC codes `unavailable`, `deadline_exceeded`
+  /// and `aborted`, and `credential_errc::transient_upstream` and `network`. A size bound of
+  /// awaken's own (`response_too_large`, `message_too_large`) is not: a retry meets it again.
+  transient = 1,
+  /// What the Workload API's clients retry (the SPIFFE Workload API standard): `transient`,
+  /// and the gRPC codes `permission_denied` (no identity issued yet) and `cancelled`.
+  workload_transient,
+  /// Nothing to use is configured: no material for a provider, no Workload API endpoint, a
+  /// profile the agent does not offer.
+  not_configured,
+  /// The object was shut down or destroyed: `errc::shut_down`, `spiffe_errc::source_closed`.
+  shut_down,
+  /// Fails again as it stands: any other code of awaken's categories (bad input, a refused
+  /// request, a verification failure, a bound exceeded). Cancellation is none of these.
+  permanent,
+};
+const std::error_category& condition_category() noexcept;
+inline std::error_condition make_error_condition(condition c) noexcept {
+  return {static_cast<int>(c), condition_category()};
+}
 
 /// What a server said about a failure, kept apart from the code so that callers can branch on
 /// the code and still show the server's words. Texts are bounded and stripped of control bytes.
@@ -230,6 +250,10 @@ std::string bounded_excerpt(std::string_view text, std::size_t max_bytes = 256);
 
 }  // namespace awaken
 
+template <>
+struct std::is_error_code_enum<awaken::errc> : std::true_type {};
+template <>
+struct std::is_error_condition_enum<awaken::condition> : std::true_type {};
 template <>
 struct std::is_error_code_enum<awaken::jose_errc> : std::true_type {};
 template <>

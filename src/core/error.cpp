@@ -9,6 +9,17 @@
 namespace awaken {
 namespace {
 
+class CoreCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken"; }
+  std::string message(int ev) const override {
+    switch (static_cast<errc>(ev)) {
+      case errc::shut_down: return "shut down while the operation was pending";
+    }
+    return "unknown awaken error";
+  }
+};
+
 class JoseCategory final : public std::error_category {
  public:
   const char* name() const noexcept override { return "awaken.jose"; }
@@ -46,7 +57,6 @@ class HttpCategory final : public std::error_category {
       case http_errc::response_too_large: return "response larger than allowed";
       case http_errc::transfer_failed: return "connection broken during transfer";
       case http_errc::protocol_error: return "HTTP protocol error";
-      case http_errc::shut_down: return "HTTP client shut down";
       case http_errc::message_too_large: return "message larger than allowed";
     }
     return "unknown HTTP error";
@@ -74,11 +84,9 @@ class CredentialCategory final : public std::error_category {
     switch (static_cast<credential_errc>(ev)) {
       case credential_errc::not_configured: return "no credentials registered";
       case credential_errc::invalid_material: return "invalid credential material";
-      case credential_errc::signing_failed: return "signing failed";
       case credential_errc::permanent_upstream: return "token endpoint rejected the request";
       case credential_errc::transient_upstream: return "token endpoint failed transiently";
       case credential_errc::network: return "token endpoint unreachable";
-      case credential_errc::shut_down: return "credential broker shut down";
     }
     return "unknown credential error";
   }
@@ -108,14 +116,12 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::malformed_token: return "not a compact JWS (three non-empty parts)";
       case spiffe_errc::invalid_base64: return "part is not strict base64url";
       case spiffe_errc::invalid_header: return "invalid JOSE header";
-      case spiffe_errc::unsupported_algorithm: return "unsupported algorithm";
       case spiffe_errc::invalid_typ: return "typ is not one this kind of token allows";
       case spiffe_errc::invalid_claims: return "invalid claims";
       case spiffe_errc::invalid_subject: return "sub is not a SPIFFE ID";
       case spiffe_errc::bundle_not_found: return "no bundle for the trust domain";
       case spiffe_errc::authority_not_found: return "no JWT authority for the key id";
       case spiffe_errc::algorithm_mismatch: return "algorithm does not fit the verifying key";
-      case spiffe_errc::invalid_signature: return "invalid signature";
       case spiffe_errc::missing_expiration: return "exp is missing";
       case spiffe_errc::expired: return "token has expired";
       case spiffe_errc::not_yet_valid: return "token is not valid yet (nbf)";
@@ -134,7 +140,6 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::shutdown_timeout: return "shutdown timed out";
       case spiffe_errc::invalid_certificate: return "not an X.509 certificate";
       case spiffe_errc::invalid_chain: return "invalid certificate chain";
-      case spiffe_errc::invalid_private_key: return "not a PKCS#8 private key";
       case spiffe_errc::unsupported_key: return "unsupported key type or size";
       case spiffe_errc::missing_uri_san: return "leaf certificate has no URI SAN";
       case spiffe_errc::multiple_uri_sans: return "leaf certificate has more than one URI SAN";
@@ -196,7 +201,9 @@ const std::error_category& credential_category() noexcept {
   return c;
 }
 
-bool is_retryable(std::error_code ec) noexcept {
+namespace {
+
+bool is_transient(const std::error_code& ec) noexcept {
   if (ec.category() == http_category()) {
     switch (static_cast<http_errc>(ec.value())) {
       case http_errc::resolve_failed:
@@ -220,6 +227,65 @@ bool is_retryable(std::error_code ec) noexcept {
     }
   }
   return false;
+}
+
+bool is_workload_transient(const std::error_code& ec) noexcept {
+  if (ec.category() == grpc_category())
+    return is_transient(ec) || ec == grpc_status::permission_denied || ec == grpc_status::cancelled;
+  return ec.category() == http_category() && is_transient(ec);
+}
+
+bool is_not_configured(const std::error_code& ec) noexcept {
+  return ec == credential_errc::not_configured || ec == spiffe_errc::endpoint_not_configured ||
+         ec == spiffe_errc::not_offered;
+}
+
+bool is_shut_down(const std::error_code& ec) noexcept {
+  return ec == errc::shut_down || ec == spiffe_errc::source_closed;
+}
+
+bool is_awakens(const std::error_code& ec) noexcept {
+  const auto& c = ec.category();
+  return c == core_category() || c == jose_category() || c == http_category() || c == grpc_category() ||
+         c == credential_category() || c == spiffe_category();
+}
+
+class ConditionCategory final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "awaken.condition"; }
+  std::string message(int ev) const override {
+    switch (static_cast<condition>(ev)) {
+      case condition::transient: return "transient failure";
+      case condition::workload_transient: return "transient Workload API failure";
+      case condition::not_configured: return "not configured";
+      case condition::shut_down: return "shut down";
+      case condition::permanent: return "permanent failure";
+    }
+    return "unknown condition";
+  }
+  bool equivalent(const std::error_code& ec, int cond) const noexcept override {
+    switch (static_cast<condition>(cond)) {
+      case condition::transient: return is_transient(ec);
+      case condition::workload_transient: return is_workload_transient(ec);
+      case condition::not_configured: return is_not_configured(ec);
+      case condition::shut_down: return is_shut_down(ec);
+      case condition::permanent:
+        return ec && ec != grpc_status::cancelled && is_awakens(ec) && !is_transient(ec) && !is_not_configured(ec) &&
+               !is_shut_down(ec);
+    }
+    return false;
+  }
+};
+
+}  // namespace
+
+const std::error_category& core_category() noexcept {
+  static const CoreCategory c;
+  return c;
+}
+const std::error_category& condition_category() noexcept {
+  static const ConditionCategory c;
+  return c;
 }
 
 namespace {

@@ -168,7 +168,7 @@ class IssueCompletion final
       return true;
     }
     inner_->set_diagnostics(Diagnostics{"credential broker destroyed", {}});
-    ec = make_error_code(credential_errc::shut_down);
+    ec = make_error_code(awaken::errc::shut_down);
     entry.reset();
     return false;
   }
@@ -200,7 +200,7 @@ asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Fligh
       const MintContext ctx{key.provider, *http, st->clock};
       const Minter& minter = plan.material->minter();
       token.emplace(co_await with_backoff(
-          st->options.retry, [](std::error_code ec) { return is_retryable(ec); },
+          st->options.retry, [](std::error_code ec) { return (ec == condition::transient); },
           [&](unsigned attempt, const std::system_error& e, std::chrono::milliseconds delay) {
             logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}",
                             provider_context(key.provider), attempt, delay.count(), loggable(e));

@@ -120,7 +120,7 @@ BrokerCore::Removed BrokerCore::remove_material(std::string_view provider) {
 
 BrokerCore::Removed BrokerCore::shut_down() {
   Removed r;
-  r.outcome = failure(credential_errc::shut_down, "credential broker destroyed");
+  r.outcome = failure(awaken::errc::shut_down, "credential broker destroyed");
   r.closed.reserve(flights_.size());  // nothing below may throw once flights close
   r.retired.reserve(materials_.size());
   shut_ = true;
@@ -149,7 +149,7 @@ void BrokerCore::unlist(const std::shared_ptr<Flight>& f) {
 
 BrokerCore::Lookup BrokerCore::lookup(KeyView key, SteadyTime now) {
   using Kind = Lookup::Kind;
-  if (shut_) return {Kind::fail, failure(credential_errc::shut_down, provider_context(key.provider)), {}, {}};
+  if (shut_) return {Kind::fail, failure(awaken::errc::shut_down, provider_context(key.provider)), {}, {}};
   if (!is_registered(key.provider))
     return {Kind::fail, failure(credential_errc::not_configured, provider_context(key.provider)), {}, {}};
   if (auto it = cache_.find(key); it != cache_.end()) {

@@ -93,7 +93,7 @@ class ClientCredentialsMinter final : public Minter {
     try {
       jti = jose::random_base64url(16);
     } catch (const Error&) {
-      throw_error(credential_errc::signing_failed,
+      throw_error(jose_errc::signing_failed,
                   detail::provider_context(ctx.provider_id) + ": client assertion: no random bytes for jti");
     }
     const auto now = detail::unix_seconds(ctx);

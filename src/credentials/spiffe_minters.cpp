@@ -82,8 +82,8 @@ asio::awaitable<spiffe::JwtSvid> fetch_svid(const spiffe::JwtSource& source, std
     code = e.code();
     text = e.what();
   }
-  const auto kind = spiffe::is_transient_workload_error(code) ? credential_errc::transient_upstream
-                                                              : credential_errc::permanent_upstream;
+  const auto kind =
+      code == condition::workload_transient ? credential_errc::transient_upstream : credential_errc::permanent_upstream;
   throw_error(kind, provider_context(ctx.provider_id) + ": JWT-SVID from the Workload API: " + text);
 }
 

@@ -254,7 +254,8 @@ asio::awaitable<http::HttpResponse> send_request(http::HttpRequest request, cons
   } catch (const Error& e) {
     if (e.code() == http_errc::response_too_large)
       throw_error(credential_errc::transient_upstream, context(ctx, origin) + ": the response is larger than allowed");
-    if (is_retryable(e.code())) throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
+    if ((e.code() == condition::transient))
+      throw_error(credential_errc::network, context(ctx, origin) + ": " + e.code().message());
     throw_error(e.code(), context(ctx, origin));
   }
 }
@@ -311,7 +312,7 @@ asio::awaitable<Token> request_token(RequestBuilder build, const MintContext& ct
     try {
       proof = dpop.key()->proof(request.method, request.url, {}, sent_nonce, ctx.clock);
     } catch (const Error& e) {
-      throw_error(credential_errc::signing_failed, context(ctx, origin) + ": DPoP proof: " + e.code().message());
+      throw_error(jose_errc::signing_failed, context(ctx, origin) + ": DPoP proof: " + e.code().message());
     }
     request.headers.push_back({"dpop", std::move(proof)});
     http::HttpResponse response = co_await send_request(request, ctx, origin);
@@ -366,7 +367,7 @@ std::string sign_assertion(jose::Algorithm algorithm, std::string_view key_id, c
   try {
     return jose::sign_compact(algorithm, header, claims.dump(), key);
   } catch (const Error& e) {
-    throw_error(credential_errc::signing_failed,
+    throw_error(jose_errc::signing_failed,
                 provider_context(ctx.provider_id) + ": " + std::string{what} + ": " + e.code().message());
   }
 }

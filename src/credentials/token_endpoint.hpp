@@ -172,7 +172,7 @@ asio::awaitable<Token> post_form(std::string url, std::string form, std::string 
 std::int64_t unix_seconds(const MintContext& ctx);
 
 /// A compact JWS of `claims` with header `typ: JWT` (and `kid` when not empty). A failure is
-/// `Error{credential_errc::signing_failed}` naming the provider and `what`.
+/// `Error{jose_errc::signing_failed}` naming the provider and `what`.
 std::string sign_assertion(jose::Algorithm algorithm, std::string_view key_id, const nlohmann::json& claims,
                            const jose::PrivateKey& key, const MintContext& ctx, std::string_view what);
 

@@ -367,7 +367,7 @@ void Engine::start(std::shared_ptr<Transfer> transfer) {
   asio::post(strand_, [self = shared_from_this(), t = std::move(transfer)]() mutable {
     if (t->abandoned_ || self->closed_) {
       t->finished_ = true;
-      t->on_done(CURLE_OK, t->abandoned_ ? t->abandoned_ : make_error_code(http_errc::shut_down));
+      t->on_done(CURLE_OK, t->abandoned_ ? t->abandoned_ : make_error_code(awaken::errc::shut_down));
       return;
     }
     // curl does not always report CURL_POLL_REMOVE before closing a socket (an aborted HTTP/2
@@ -409,7 +409,7 @@ void Engine::shutdown() {
     for (auto& [easy, t] : active) {
       curl_multi_remove_handle(self->multi_, easy);
       t->finished_ = true;
-      t->on_done(CURLE_OK, http_errc::shut_down);
+      t->on_done(CURLE_OK, awaken::errc::shut_down);
     }
     for (auto& [fd, watch] : self->watches_) self->stop_watching(*watch);
     self->watches_.clear();

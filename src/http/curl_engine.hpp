@@ -87,7 +87,7 @@ class Engine : public std::enable_shared_from_this<Engine> {
   void start(std::shared_ptr<Transfer> transfer);
   /// Abandons the transfer if it is still running; it completes with `reason`.
   void abandon(const std::weak_ptr<Transfer>& transfer, std::error_code reason);
-  /// Abandons every transfer with `http_errc::shut_down` and releases curl's sockets.
+  /// Abandons every transfer with `awaken::errc::shut_down` and releases curl's sockets.
   void shutdown();
   /// Forgets every transfer without completing it and releases curl's sockets; for when the
   /// execution context shuts down.

@@ -29,12 +29,12 @@ inline long long add_seconds(long long a, long long b) noexcept {
   return out;
 }
 
-inline spiffe_errc from_jose(std::error_code ec) noexcept {
+inline std::error_code from_jose(std::error_code ec) noexcept {
   if (ec == jose_errc::input_too_large) return spiffe_errc::token_too_large;
   if (ec == jose_errc::malformed_base64url) return spiffe_errc::invalid_base64;
   if (ec == jose_errc::malformed_json || ec == jose_errc::unsupported_critical_header)
     return spiffe_errc::invalid_header;
-  if (ec == jose_errc::unsupported_algorithm) return spiffe_errc::unsupported_algorithm;
+  if (ec == jose_errc::unsupported_algorithm) return ec;
   return spiffe_errc::malformed_token;
 }
 
@@ -67,7 +67,7 @@ inline long long now_seconds(const Clock* clock) {
 /// with context `what` (such as "JWT-SVID") and names only.
 inline void verify_with_authority(const jose::CompactJws& jws, const SpiffeId& id, const std::string& kid,
                                   const BundleSource& bundles, const char* what) {
-  auto fail = [what](spiffe_errc code, const std::string& context) {
+  auto fail = [what](std::error_code code, const std::string& context) {
     throw_error(code, std::string{what} + ": " + context);
   };
   const auto bundle = bundles.bundle_for_trust_domain(id.trust_domain());
@@ -82,7 +82,7 @@ inline void verify_with_authority(const jose::CompactJws& jws, const SpiffeId& i
                                               id.trust_domain().name());
   std::error_code ec;
   if (!jws.verify(authority->key(), ec))
-    fail(spiffe_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id.trust_domain().name());
+    fail(jose_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id.trust_domain().name());
 }
 
 }  // namespace awaken::spiffe::detail

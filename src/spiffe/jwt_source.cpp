@@ -97,7 +97,7 @@ asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::J
     const WorkloadApiClient client = state->factory();
     co_return co_await client.fetch_jwt_svid(audiences, spiffe_id);
   } catch (const Error& e) {
-    if (!is_transient_workload_error(e.code())) throw;
+    if (!(e.code() == awaken::condition::workload_transient)) throw;
     first_failure = e.code();
   }
   if (state->closed.load()) closed_error();

@@ -28,7 +28,7 @@ struct JwtSvid::State {
 
 namespace {
 
-[[noreturn]] void fail(spiffe_errc code, const std::string& context = {}) {
+[[noreturn]] void fail(std::error_code code, const std::string& context = {}) {
   throw_error(code, context.empty() ? std::string{"JWT-SVID"} : "JWT-SVID: " + context);
 }
 

@@ -30,7 +30,7 @@ namespace {
 
 constexpr const char* what = "WIT-SVID";
 
-[[noreturn]] void fail(spiffe_errc code, const std::string& context = {}) {
+[[noreturn]] void fail(std::error_code code, const std::string& context = {}) {
   throw_error(code, context.empty() ? std::string{what} : std::string{what} + ": " + context);
 }
 

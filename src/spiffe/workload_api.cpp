@@ -258,20 +258,6 @@ http::GrpcTarget WorkloadEndpoint::grpc_target() const {
   return is_unix() ? http::GrpcTarget::unix_socket(unix_path_) : http::GrpcTarget::tcp(host_, port_);
 }
 
-bool is_transient_workload_error(std::error_code ec) noexcept {
-  if (ec.category() == grpc_category()) {
-    switch (static_cast<grpc_status>(ec.value())) {
-      case grpc_status::unavailable:
-      case grpc_status::permission_denied:
-      case grpc_status::deadline_exceeded:
-      case grpc_status::aborted:
-      case grpc_status::cancelled: return true;
-      default: return false;
-    }
-  }
-  return ec.category() == http_category() && is_retryable(ec);
-}
-
 bool is_no_identity_issued(const std::system_error& e) noexcept {
   if (e.code() != grpc_status::permission_denied) return false;
   if (const auto* err = dynamic_cast<const Error*>(&e))

@@ -31,7 +31,7 @@ constexpr const char* what = "workload proof token";
 constexpr std::size_t max_jti_bytes = 256;
 constexpr std::size_t max_oth_entries = 32;
 
-[[noreturn]] void fail(spiffe_errc code, const std::string& context) {
+[[noreturn]] void fail(std::error_code code, const std::string& context) {
   throw_error(code, std::string{what} + ": " + context);
 }
 
@@ -294,7 +294,7 @@ WptVerified WptVerifier::verify(const WptPresented& request) const {
                                               " with the WIT-SVID's confirmation key (cnf.jwk, alg " +
                                               std::string{jose::to_string(wit.confirmation_algorithm())} + ")");
   std::error_code ec;
-  if (!jws.verify(wit.confirmation_key(), ec)) fail(spiffe_errc::invalid_signature, "under the WIT-SVID's cnf.jwk");
+  if (!jws.verify(wit.confirmation_key(), ec)) fail(jose_errc::invalid_signature, "under the WIT-SVID's cnf.jwk");
 
   const auto claims = awaken::detail::parse_bounded_json(jws.payload());
   if (!claims.is_object() || awaken::detail::starts_with_bom(jws.payload()))

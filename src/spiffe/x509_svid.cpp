@@ -30,7 +30,7 @@ constexpr std::size_t max_key_file_bytes = 64 * 1024;
 
 void free_stack(STACK_OF(X509) * s) noexcept { sk_X509_free(s); }  // a macro in OpenSSL 3
 
-[[noreturn]] void fail(spiffe_errc code, const std::string& text) { throw_error(code, text); }
+[[noreturn]] void fail(std::error_code code, const std::string& text) { throw_error(code, text); }
 
 std::string nth(std::size_t i) { return "certificate " + std::to_string(i + 1) + " of the chain"; }
 
@@ -98,12 +98,13 @@ PkeyPtr parse_pkcs8(std::span<const std::uint8_t> der) {
       d2i_PKCS8_PRIV_KEY_INFO(nullptr, &p, static_cast<long>(der.size()))};
   PkeyPtr key{info ? EVP_PKCS82PKEY(info.get()) : nullptr};
   ERR_clear_error();
-  if (!key) fail(spiffe_errc::invalid_private_key, "X.509-SVID key: not an unencrypted PKCS#8 DER private key");
-  if (p != der.data() + der.size()) fail(spiffe_errc::invalid_private_key, "X.509-SVID key: trailing bytes");
+  if (!key) fail(jose_errc::invalid_private_key, "X.509-SVID key: not an unencrypted PKCS#8 DER private key");
+  if (p != der.data() + der.size()) fail(jose_errc::invalid_private_key, "X.509-SVID key: trailing bytes");
   return key;
 }
 
-std::string read_file(const std::filesystem::path& file, std::size_t max_bytes, const char* what, spiffe_errc code) {
+std::string read_file(const std::filesystem::path& file, std::size_t max_bytes, const char* what,
+                      std::error_code code) {
   std::ifstream in{file, std::ios::binary};
   if (!in) fail(code, std::string{what} + " '" + file.string() + "' cannot be read");
   std::string text(max_bytes + 1, '\0');
@@ -199,7 +200,7 @@ X509Svid X509Svid::from_pem(std::string_view chain_pem, const RedactedString& ke
 namespace {
 PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
   if (key_pem.size() > max_key_file_bytes)
-    fail(spiffe_errc::invalid_private_key,
+    fail(jose_errc::invalid_private_key,
          "X.509-SVID key: PEM text over " + std::to_string(max_key_file_bytes) + " bytes");
   const BioPtr bio{BIO_new_mem_buf(key_pem.reveal().data(), static_cast<int>(key_pem.size()))};
   if (!bio) throw std::bad_alloc{};
@@ -224,7 +225,7 @@ PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
     OPENSSL_secure_clear_free(data, static_cast<std::size_t>(len));
   }
   ERR_clear_error();
-  if (!key) fail(spiffe_errc::invalid_private_key, "X.509-SVID key: no PRIVATE KEY (PKCS#8) block in the PEM text");
+  if (!key) fail(jose_errc::invalid_private_key, "X.509-SVID key: no PRIVATE KEY (PKCS#8) block in the PEM text");
   return key;
 }
 }  // namespace
@@ -232,7 +233,7 @@ PkeyPtr parse_pkcs8_pem(const RedactedString& key_pem) {
 X509Svid X509Svid::load(const std::filesystem::path& chain_file, const std::filesystem::path& key_file) {
   const std::string chain = read_file(chain_file, max_x509_chain_length * Certificate::max_der_bytes * 2, "chain file",
                                       spiffe_errc::invalid_certificate);
-  RedactedString key{read_file(key_file, max_key_file_bytes, "key file", spiffe_errc::invalid_private_key)};
+  RedactedString key{read_file(key_file, max_key_file_bytes, "key file", jose_errc::invalid_private_key)};
   return from_pem(chain, key);
 }
 

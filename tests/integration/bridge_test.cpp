@@ -181,7 +181,7 @@ TEST_CASE("Workload API failures reach the broker as transient or permanent", "[
   peer.control("/fail?code=14&count=10&method=FetchJWTSVID");
   const auto unavailable = mint_failure(io, broker, "svid", "a");
   CHECK(unavailable.code() == credential_errc::transient_upstream);
-  CHECK(awaken::is_retryable(unavailable.code()));
+  CHECK((unavailable.code() == awaken::condition::transient));
   CHECK(broker.stats().mint_attempts == 2);
   CHECK(svid_calls(peer) == 4);  // each attempt: a call and its one retry on a fresh connection
   peer.control("/fail?clear=1");
@@ -189,7 +189,7 @@ TEST_CASE("Workload API failures reach the broker as transient or permanent", "[
   peer.control("/fail?code=3&count=1&method=FetchJWTSVID");
   const auto refused = mint_failure(io, broker, "svid", "b");
   CHECK(refused.code() == credential_errc::permanent_upstream);
-  CHECK_FALSE(awaken::is_retryable(refused.code()));
+  CHECK_FALSE((refused.code() == awaken::condition::transient));
 
   CHECK_THROWS_AS(awaken::jwt_svid_material(JwtSource{}), awaken::Error);
   // The SPIFFE-backed kinds of a configuration name their bad field, as the others do.

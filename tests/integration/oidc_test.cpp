@@ -294,7 +294,7 @@ TEST_CASE("A token endpoint over HTTPS is trusted through a CA made at test time
   default_trust.register_material("tls", awaken::oauth_client_credentials(c));
   const auto e = mint_failure(io, default_trust, "tls");
   CHECK(e.code() == awaken::http_errc::tls_failed);
-  CHECK_FALSE(awaken::is_retryable(e.code()));
+  CHECK_FALSE((e.code() == awaken::condition::transient));
   CHECK(default_trust.stats().mint_attempts == 1);
   CHECK_THAT(std::string{e.what()}, Contains("provider 'tls'"));
 }

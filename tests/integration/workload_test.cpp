@@ -208,7 +208,7 @@ TEST_CASE("JWT-SVIDs and bundles come from the Workload API, and the bundles val
     FAIL("accepted");
   } catch (const awaken::Error& e) {
     CHECK(e.code() == grpc_status::invalid_argument);
-    CHECK_FALSE(awaken::spiffe::is_transient_workload_error(e.code()));
+    CHECK_FALSE((e.code() == awaken::condition::workload_transient));
   }
   CHECK(code_of([&] { run(io, client.fetch_jwt_svid({})); }) == spiffe_errc::missing_audience);
 }
@@ -246,19 +246,19 @@ TEST_CASE("Workload API statuses are classified, and the security header is alwa
   } catch (const awaken::Error& e) {
     CHECK(e.code() == grpc_status::permission_denied);
     CHECK(awaken::spiffe::is_no_identity_issued(e));
-    CHECK(awaken::spiffe::is_transient_workload_error(e.code()));
+    CHECK((e.code() == awaken::condition::workload_transient));
   }
   peer.control("/fail?code=14&count=1");
   CHECK(code_of([&] { run(io, client.fetch_jwt_bundles()); }) == grpc_status::unavailable);
-  CHECK(awaken::spiffe::is_transient_workload_error(grpc_status::unavailable));
-  CHECK_FALSE(awaken::spiffe::is_transient_workload_error(grpc_status::unimplemented));
-  CHECK_FALSE(awaken::spiffe::is_transient_workload_error(make_error_code(spiffe_errc::malformed_message)));
+  CHECK((make_error_code(grpc_status::unavailable) == awaken::condition::workload_transient));
+  CHECK_FALSE((make_error_code(grpc_status::unimplemented) == awaken::condition::workload_transient));
+  CHECK_FALSE((make_error_code(spiffe_errc::malformed_message) == awaken::condition::workload_transient));
 
   // Nothing listening: unavailable, transient.
   peer.stop();
   const auto down = code_of([&] { run(io, client.fetch_jwt_svid({"a"})); });
   CHECK(down == grpc_status::unavailable);
-  CHECK(awaken::spiffe::is_transient_workload_error(down));
+  CHECK((down == awaken::condition::workload_transient));
 }
 
 TEST_CASE("A bundle stream delivers rotations, survives a bad message and ends cleanly", "[workload]") {

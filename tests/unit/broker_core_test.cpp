@@ -298,11 +298,11 @@ TEST_CASE("Shutting down closes every flight and refuses every lookup", "[unit][
   auto removed = c.core.shut_down();
   CHECK(removed.closed.size() == 2);
   CHECK(removed.retired.size() == 2);
-  CHECK(removed.outcome.error == credential_errc::shut_down);
+  CHECK(removed.outcome.error == awaken::errc::shut_down);
   CHECK(entry->dead);
   auto after = c.core.lookup({"p", "cached"}, c.now());
   CHECK(after.kind == Kind::fail);
-  CHECK(after.outcome.error == credential_errc::shut_down);
+  CHECK(after.outcome.error == awaken::errc::shut_down);
   CHECK(c.core.stats().providers == 0);
 }
 

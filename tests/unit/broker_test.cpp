@@ -92,7 +92,7 @@ class ScriptedMinter final : public awaken::Minter {
   mutable std::string last_scope;
   mutable std::string last_provider;
   std::map<int, credential_errc> failures;
-  std::optional<credential_errc> fail_always;
+  std::optional<std::error_code> fail_always;
   std::shared_ptr<Gate> started;
   std::shared_ptr<Gate> release;
   std::chrono::milliseconds delay{0};
@@ -227,7 +227,7 @@ TEST_CASE("An unregistered provider is not configured and not retryable", "[brok
     FAIL("no error");
   } catch (const awaken::Error& e) {
     CHECK(e.code() == credential_errc::not_configured);
-    CHECK_FALSE(awaken::is_retryable(e.code()));
+    CHECK_FALSE((e.code() == awaken::condition::transient));
     CHECK(std::string{e.what()}.find("provider 'missing'") != std::string::npos);
   }
   CHECK_FALSE(broker.is_registered("missing"));
@@ -459,8 +459,9 @@ TEST_CASE("Transient failures are retried within the policy, permanent ones are 
   CHECK(error_of(io, broker.token_for("down", "s")) == credential_errc::network);
   CHECK(down->calls == 3);  // max_attempts
 
-  for (auto code :
-       {credential_errc::invalid_material, credential_errc::signing_failed, credential_errc::permanent_upstream}) {
+  for (std::error_code code :
+       {std::error_code{credential_errc::invalid_material}, std::error_code{awaken::jose_errc::signing_failed},
+        std::error_code{credential_errc::permanent_upstream}}) {
     auto m = std::make_shared<ScriptedMinter>("x");
     m->fail_always = code;
     broker.register_material("perm", CredentialMaterial::from_minter(m));
@@ -690,7 +691,7 @@ TEST_CASE("Destroying the broker completes its waiters and cancels its mints", "
   io.restart();
   io.run_for(2s);
   CHECK(completed == 3);
-  CHECK(code == credential_errc::shut_down);
+  CHECK(code == awaken::errc::shut_down);
   CHECK_FALSE(minter->release->is_open());
   CHECK(io.stopped());  // nothing left running: the mint was cancelled
 }

@@ -1,4 +1,5 @@
 // Core: secrets, errors, clocks, backoff, the logger.
+#include <map>
 #include <sstream>
 
 #include <spdlog/logger.h>
@@ -21,6 +22,8 @@
 #include "support/run.hpp"
 
 using awaken::BackoffPolicy;
+
+static bool transient(std::error_code ec) { return ec == awaken::condition::transient; }
 
 TEST_CASE("RedactedString never prints its secret", "[core][secret]") {
   const RedactedString secret{"sk-live-1234567890"};
@@ -84,28 +87,61 @@ TEST_CASE("errors carry a code, a context and bounded server text", "[core][erro
   CHECK(awaken::bounded_excerpt("ab\xe2\x9c\x93", 5) == "ab\xe2\x9c\x93");
 }
 
-TEST_CASE("is_retryable classifies every domain", "[core][error]") {
+TEST_CASE("Conditions classify the codes of every domain", "[core][error]") {
+  using awaken::condition;
   using awaken::credential_errc;
   using awaken::http_errc;
+  using awaken::spiffe_errc;
+  // What each code is: t(ransient), w(orkload API transient), n(ot configured), s(hut down),
+  // p(ermanent), or none of these.
   struct Row {
     std::error_code code;
-    bool retryable;
+    const char* is;
   };
   const auto row = GENERATE(
-      Row{http_errc::connect_failed, true}, Row{http_errc::resolve_failed, true}, Row{http_errc::timeout, true},
-      Row{http_errc::transfer_failed, true}, Row{http_errc::protocol_error, true}, Row{http_errc::tls_failed, false},
-      Row{http_errc::invalid_request, false}, Row{http_errc::response_too_large, false},
-      Row{http_errc::message_too_large, false}, Row{http_errc::shut_down, false}, Row{grpc_status::unavailable, true},
-      Row{grpc_status::deadline_exceeded, true}, Row{grpc_status::aborted, true},
-      Row{grpc_status::resource_exhausted, false}, Row{grpc_status::invalid_argument, false},
-      Row{grpc_status::permission_denied, false}, Row{grpc_status::unimplemented, false},
-      Row{credential_errc::not_configured, false}, Row{credential_errc::invalid_material, false},
-      Row{credential_errc::signing_failed, false}, Row{credential_errc::permanent_upstream, false},
-      Row{credential_errc::transient_upstream, true}, Row{credential_errc::network, true},
-      Row{credential_errc::shut_down, false}, Row{awaken::jose_errc::invalid_signature, false},
-      Row{asio::error::operation_aborted, false}, Row{std::make_error_code(std::errc::connection_refused), false});
+      Row{http_errc::connect_failed, "tw"}, Row{http_errc::resolve_failed, "tw"}, Row{http_errc::timeout, "tw"},
+      Row{http_errc::transfer_failed, "tw"}, Row{http_errc::protocol_error, "tw"}, Row{http_errc::tls_failed, "p"},
+      Row{http_errc::invalid_request, "p"}, Row{http_errc::response_too_large, "p"},
+      Row{http_errc::message_too_large, "p"}, Row{grpc_status::unavailable, "tw"},
+      Row{grpc_status::deadline_exceeded, "tw"}, Row{grpc_status::aborted, "tw"},
+      Row{grpc_status::resource_exhausted, "p"}, Row{grpc_status::invalid_argument, "p"},
+      Row{grpc_status::permission_denied, "wp"}, Row{grpc_status::cancelled, "w"}, Row{grpc_status::unimplemented, "p"},
+      Row{credential_errc::not_configured, "n"}, Row{credential_errc::invalid_material, "p"},
+      Row{awaken::jose_errc::signing_failed, "p"}, Row{credential_errc::permanent_upstream, "p"},
+      Row{credential_errc::transient_upstream, "t"}, Row{credential_errc::network, "t"},
+      Row{awaken::errc::shut_down, "s"}, Row{spiffe_errc::source_closed, "s"},
+      Row{spiffe_errc::endpoint_not_configured, "n"}, Row{spiffe_errc::not_offered, "n"},
+      Row{spiffe_errc::malformed_message, "p"}, Row{awaken::jose_errc::invalid_signature, "p"},
+      Row{asio::error::operation_aborted, ""}, Row{std::make_error_code(std::errc::connection_refused), ""},
+      Row{std::error_code{}, ""});
   INFO(row.code.category().name() << ":" << row.code.value());
-  CHECK(awaken::is_retryable(row.code) == row.retryable);
+  const std::string is = row.is;
+  CHECK((row.code == condition::transient) == (is.find('t') != std::string::npos));
+  CHECK((row.code == condition::workload_transient) == (is.find('w') != std::string::npos));
+  CHECK((row.code == condition::not_configured) == (is.find('n') != std::string::npos));
+  CHECK((row.code == condition::shut_down) == (is.find('s') != std::string::npos));
+  CHECK((row.code == condition::permanent) == (is.find('p') != std::string::npos));
+}
+
+TEST_CASE("No code is defined twice: each category names its own", "[core][error]") {
+  // One code per meaning: the messages of the categories' codes never repeat across categories.
+  std::map<std::string, std::string> seen;
+  const std::pair<const std::error_category*, int> categories[] = {{&awaken::core_category(), 1},
+                                                                   {&awaken::jose_category(), 14},
+                                                                   {&awaken::http_category(), 9},
+                                                                   {&awaken::credential_category(), 5},
+                                                                   {&awaken::spiffe_category(), 90}};
+  for (const auto& [category, count] : categories) {
+    for (int v = 1; v <= count; ++v) {
+      const std::string text = category->message(v);
+      if (text.rfind("unknown", 0) == 0) continue;
+      INFO(category->name() << ":" << v << " '" << text << "'");
+      const auto [at, fresh] = seen.emplace(text, category->name());
+      CHECK((fresh || at->second == category->name()));
+    }
+  }
+  CHECK(std::string{awaken::make_error_condition(awaken::condition::transient).category().name()} ==
+        "awaken.condition");
 }
 
 TEST_CASE("Codes name their domain and describe themselves", "[core][error]") {
@@ -179,7 +215,7 @@ struct Harness {
       co_return n + 1;
     };
     auto hook = [this](unsigned a, const std::system_error&, std::chrono::milliseconds) { retry_hooks.push_back(a); };
-    return run(io, awaken::with_backoff(policy, awaken::is_retryable, hook, op, env()));
+    return run(io, awaken::with_backoff(policy, transient, hook, op, env()));
   }
 };
 
@@ -252,7 +288,7 @@ TEST_CASE("with_backoff stops at once when cancelled during the wait", "[core][b
   bool done = false;
   asio::co_spawn(io,
                  awaken::with_backoff(
-                     p, awaken::is_retryable, [](auto&&...) {}, op),
+                     p, transient, [](auto&&...) {}, op),
                  asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr e, int) {
                    result = e;
                    done = true;
@@ -278,7 +314,7 @@ TEST_CASE("with_backoff passes other exceptions straight through", "[core][backo
     co_return;
   };
   CHECK_THROWS_WITH(run(io, awaken::with_backoff(
-                                BackoffPolicy{}, awaken::is_retryable, [](auto&&...) {}, op)),
+                                BackoffPolicy{}, transient, [](auto&&...) {}, op)),
                     "not an error code");
   CHECK(calls == 1);
 }

@@ -253,7 +253,7 @@ TEST_CASE("WIT-SVID: a valid token, and each rule of the standard", "[wit]") {
   CHECK(refused(td.sign(td.claims(cnf), {{"typ", "wit+jwt"}, {"kid", "jwt-1"}}), o) ==
         spiffe_errc::authority_not_found);
   const auto stranger = PrivateKey::generate();
-  CHECK(refused(td.sign(td.claims(cnf), {{"typ", "wit+jwt"}}, &stranger), o) == spiffe_errc::invalid_signature);
+  CHECK(refused(td.sign(td.claims(cnf), {{"typ", "wit+jwt"}}, &stranger), o) == awaken::jose_errc::invalid_signature);
   CHECK(refused(td.sign(td.claims(cnf, "spiffe://other.org/caller")), o) == spiffe_errc::bundle_not_found);
 
   // Time: exp with a leeway, nbf honoured, and an optional cap on the lifetime.
@@ -367,13 +367,13 @@ TEST_CASE("WPT: made for a request, verified by the service it calls", "[wit]") 
   const std::string foreign{
       make_workload_proof(other_svid, {"https://orders.example.org/x"}, po).workload_proof_token.reveal()};
   std::string_view foreign_wpts[] = {foreign};
-  CHECK(refused({wits, foreign_wpts, "/x"}) == spiffe_errc::invalid_signature);
+  CHECK(refused({wits, foreign_wpts, "/x"}) == awaken::jose_errc::invalid_signature);
   const std::string other_wit{other_svid.token().reveal()};
   std::string_view other_wits[] = {other_wit};
   const auto mixed = make_workload_proof(svid, {"https://orders.example.org/x"}, po);
   const std::string mixed_wpt{mixed.workload_proof_token.reveal()};
   std::string_view mixed_wpts[] = {mixed_wpt};
-  CHECK(refused({other_wits, mixed_wpts, "/x"}) == spiffe_errc::invalid_signature);
+  CHECK(refused({other_wits, mixed_wpts, "/x"}) == awaken::jose_errc::invalid_signature);
 
   // typ: both spellings; alg must equal cnf.jwk.alg.
   const awaken::jose::JwsSigner media{Algorithm::es256, {{"typ", "application/wpt+jwt"}}, workload_key};
@@ -676,8 +676,8 @@ TEST_CASE("WPT verifier's WIT-SVID cache: time, bundle changes and its bound sti
     const auto stranger = PrivateKey::generate();
     const auto forged =
         WitSvid::parse_insecure(td.sign(forged_claims, {{"typ", "wit+jwt"}}, &stranger)).with_private_key(key);
-    CHECK(present(forged) == spiffe_errc::invalid_signature);
-    CHECK(present(forged) == spiffe_errc::invalid_signature);
+    CHECK(present(forged) == awaken::jose_errc::invalid_signature);
+    CHECK(present(forged) == awaken::jose_errc::invalid_signature);
     CHECK(stats().wit_cache_misses == 6);
     CHECK(stats().wit_cache_entries == 2);
   }

@@ -170,7 +170,7 @@ TEST_CASE("our own SVID's key must be the leaf's; DER and PEM agree", "[x509]") 
   const std::string wrong = other.key_der();
   CHECK(code_of([&] { (void)X509Svid::from_der(bytes(chain), bytes(wrong)); }) == spiffe_errc::key_mismatch);
   CHECK(code_of([&] { (void)X509Svid::from_der(bytes(chain), bytes(std::string{"not a key"})); }) ==
-        spiffe_errc::invalid_private_key);
+        awaken::jose_errc::invalid_private_key);
   CHECK(code_of([&] { (void)X509Svid::from_der(bytes(std::string{"garbage"}), bytes(wrong)); }) ==
         spiffe_errc::invalid_certificate);
   CHECK(code_of([&] { (void)X509Svid::from_der({}, bytes(wrong)); }) == spiffe_errc::invalid_chain);

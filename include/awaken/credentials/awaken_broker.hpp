@@ -35,7 +35,7 @@ struct BrokerOptions {
   std::chrono::seconds max_soft_window{300};
   /// After a background refresh fails, the next one starts no sooner than this.
   std::chrono::seconds refresh_retry_interval{5};
-  /// Retries of one mint; only errors for which `is_retryable(code)` holds are retried.
+  /// Retries of one mint; only errors whose code is `awaken::condition::transient` are retried.
   BackoffPolicy retry{};
   /// An HTTP client to share (its connection pool, CA and proxy settings); when empty the
   /// broker makes one with default options on first need.
@@ -98,7 +98,7 @@ class BrokerState;
 /// broker's executor.
 ///
 /// Lifetime: the broker must not outlive its executor's execution context. Destroying it
-/// completes every waiting caller with `credential_errc::shut_down` and cancels its mints.
+/// completes every waiting caller with `awaken::errc::shut_down` and cancels its mints.
 class AwakenBroker final : public CredentialBroker {
  public:
   using executor_type = asio::any_io_executor;

@@ -32,7 +32,7 @@ struct MintContext {
 /// implementations must be safe for concurrent const use.
 ///
 /// Failures are exceptions derived from `std::system_error`, preferably `awaken::Error` with a
-/// `credential_errc` code: the broker retries those for which `is_retryable(code)` holds and
+/// `credential_errc` code: the broker retries those equal to `awaken::condition::transient` and
 /// passes the others to its callers. Error texts must never contain a secret.
 class Minter {
  public:

@@ -90,7 +90,7 @@ class ClientState;
 /// Thread safety: a client and its copies may be used from any number of threads at once.
 ///
 /// Lifetime: in-flight requests keep the transport alive; when the last copy of the client is
-/// destroyed, requests still pending complete with `http_errc::shut_down`.
+/// destroyed, requests still pending complete with `awaken::errc::shut_down`.
 ///
 /// Per-operation cancellation: `send` honours terminal and partial cancellation by
 /// abandoning the request and completing with `asio::error::operation_aborted`; the client stays

@@ -130,7 +130,7 @@ class JwtSource final : public BundleSource {
   JwtSourceUpdates updates() const;
 
   /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on a fresh
-  /// connection; a transient failure (`is_transient_workload_error`) is retried once on another.
+  /// connection; a failure equal to `awaken::condition::workload_transient` is retried once on another.
   /// Not cached: put a broker in front for that. Completes with
   /// `void(std::error_code, JwtSvid)`; `source_closed` after shutdown.
   template <class CompletionToken = awaken::use_awaitable_t>

@@ -110,12 +110,6 @@ struct AgentValidation {
   nlohmann::json claims;
 };
 
-/// Whether a Workload API failure may pass if the call is made again: transport failures and
-/// the gRPC statuses `unavailable`, `permission_denied` (an agent answers it, "no identity
-/// issued", until the workload is attested), `deadline_exceeded`, `aborted` and `cancelled`.
-/// Not `invalid_argument` (such as a missing security header), `unimplemented` or
-/// `message_too_large` (awaken's own size bound), nor a malformed message or bundle.
-bool is_transient_workload_error(std::error_code ec) noexcept;
 /// Whether `e` is the agent's "no identity issued" (`permission_denied` with that text).
 bool is_no_identity_issued(const std::system_error& e) noexcept;
 
@@ -252,7 +246,7 @@ class WitBundleStream {
 
 /// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
 /// fail with a `grpc_status` code, the server's `grpc-message` in the diagnostics'
-/// `details.server_message` (see `is_transient_workload_error`), or a `spiffe_errc` for a
+/// `details.server_message` (compare with `awaken::condition::workload_transient`), or a `spiffe_errc` for a
 /// response that breaks the Workload API's rules; `co_await` throws them as `awaken::Error`.
 ///
 /// Thread safety: copies share one HTTP/2 connection to the agent (see `http::GrpcChannel`),
