@@ -71,6 +71,12 @@ class Transfer : public std::enable_shared_from_this<Transfer> {
 
 /// Maps a curl result to an `http_errc`.
 std::error_code to_error_code(CURLcode result) noexcept;
+/// curl_global_init, once per process.
+void ensure_curl_initialised();
+/// libcurl before 8.0: HTTP/2 prior-knowledge connections cannot be reused (curl issue 10634),
+/// and the end of an HTTP/2 stream that arrives while the request is still being sent can be
+/// missed (see Engine::schedule_kick).
+bool curl_before_8();
 
 /// The multi handle, its sockets and its timer. All state is touched only on `strand_`; the
 /// public functions may be called from any thread.

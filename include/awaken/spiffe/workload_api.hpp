@@ -113,20 +113,74 @@ struct AgentValidation {
 /// Whether `e` is the agent's "no identity issued" (`permission_denied` with that text).
 bool is_no_identity_issued(const std::system_error& e) noexcept;
 
-/// The JWT bundles a `FetchJWTBundles` stream delivers, one complete set per message.
+/// The Workload API's server streams, and what each message of one decodes to.
+enum class StreamKind {
+  /// `FetchJWTBundles`: a `JwtBundleSet`, complete, per message.
+  jwt_bundles,
+  /// `FetchX509SVID`: an `X509Context` per message. A message without SVIDs is `empty_response`;
+  /// an SVID or bundle that breaks the X509-SVID standard fails with that rule's `spiffe_errc`.
+  /// The decoded message, private keys included, is wiped once parsed (the HTTP/2 transport's
+  /// own buffers are not).
+  x509_context,
+  /// `FetchX509Bundles`: an `X509BundleSet`, complete, per message.
+  x509_bundles,
+  /// Experimental, as `experimental::WitSvid` is. `FetchWITSVID`: every WIT-SVID, in the agent's
+  /// order (the first is the default; of SVIDs sharing a non-empty hint, the first), each with
+  /// its private key. A message without SVIDs is `empty_response`; a token that breaks the
+  /// WIT-SVID standard, a key that is not a private JWK of its `cnf.jwk`, or an SVID of another
+  /// SPIFFE ID than its entry's is `malformed_message` (or the rule's own `spiffe_errc`). The
+  /// decoded message is wiped once parsed.
+  wit_svids,
+  /// Experimental. `FetchWITBundles`: a `JwtBundleSet` per message, each trust domain's keys
+  /// those of `use` `wit-svid` (`experimental::parse_wit_bundle`).
+  wit_bundles,
+};
+
+namespace detail {
+template <StreamKind Kind>
+struct stream_value;
+template <>
+struct stream_value<StreamKind::jwt_bundles> {
+  using type = JwtBundleSet;
+};
+template <>
+struct stream_value<StreamKind::x509_context> {
+  using type = X509Context;
+};
+template <>
+struct stream_value<StreamKind::x509_bundles> {
+  using type = X509BundleSet;
+};
+template <>
+struct stream_value<StreamKind::wit_svids> {
+  using type = std::vector<experimental::WitSvid>;
+};
+template <>
+struct stream_value<StreamKind::wit_bundles> {
+  using type = JwtBundleSet;
+};
+}  // namespace detail
+
+/// One Workload API server stream (see `StreamKind`), opened by a `WorkloadApiClient::watch_*`
+/// call. The WIT profile is optional: an agent without it answers `Unimplemented` (some answer
+/// `FailedPrecondition`), which the WIT streams fail with as `spiffe_errc::not_offered`; a source
+/// gives up on it and does not retry.
 ///
 /// Thread safety: one `next` at a time; `cancel` from any thread.
-class JwtBundleStream {
+template <StreamKind Kind>
+class WorkloadStream {
  public:
-  /// The next bundle set; nullopt when the server ended the stream cleanly. Completes with
-  /// `void(std::error_code, std::optional<JwtBundleSet>)`: a `grpc_status` for a failed call
-  /// (transport failures are `unavailable`; the diagnostics carry `grpc-message`); for a
-  /// message that cannot be used, `malformed_message`, `empty_response`,
-  /// `resource_limit_exceeded` or a bundle's own `spiffe_errc` (such as `bundle_too_large`),
-  /// and then the stream goes on: read again. The stream must outlive the operation.
+  using value_type = typename detail::stream_value<Kind>::type;
+
+  /// The next message, decoded; nullopt when the server ended the stream cleanly. Completes
+  /// with `void(std::error_code, std::optional<value_type>)`: a `grpc_status` for a failed call
+  /// (transport failures are `unavailable`; the diagnostics carry `grpc-message`); for a message
+  /// that cannot be used, `malformed_message`, `empty_response`, `resource_limit_exceeded` or a
+  /// rule's own `spiffe_errc` (such as `bundle_too_large`), and then the stream goes on: read
+  /// again. The stream must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<JwtBundleSet>>(
+    return awaken::detail::async_spawn<std::optional<value_type>>(
         stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
   }
   /// Resets the stream; a pending `next` fails with `operation_aborted`.
@@ -134,115 +188,25 @@ class JwtBundleStream {
 
  private:
   friend class WorkloadApiClient;
-  JwtBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
+  WorkloadStream(http::GrpcStream stream, ResourceLimits limits) noexcept
       : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<JwtBundleSet>> run_next();
+  asio::awaitable<std::optional<value_type>> run_next();
   http::GrpcStream stream_;
   ResourceLimits limits_;
 };
 
-/// The X.509 contexts a `FetchX509SVID` stream delivers, one complete context per message.
-/// Fails and goes on as `JwtBundleStream` does.
-///
-/// Thread safety: one `next` at a time; `cancel` from any thread.
-class X509ContextStream {
- public:
-  /// `void(std::error_code, std::optional<X509Context>)`; nullopt at a clean end. A message
-  /// without SVIDs is `empty_response`; an SVID or bundle that breaks the X509-SVID standard
-  /// fails with that rule's `spiffe_errc`, and the stream goes on. The decoded message, private
-  /// keys included, is wiped once parsed (the HTTP/2 transport's own buffers are not). The
-  /// stream must outlive the operation.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<X509Context>>(
-        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
-  }
-  void cancel() noexcept { stream_.cancel(); }
+// Compiled once, in the library.
+extern template class WorkloadStream<StreamKind::jwt_bundles>;
+extern template class WorkloadStream<StreamKind::x509_context>;
+extern template class WorkloadStream<StreamKind::x509_bundles>;
+extern template class WorkloadStream<StreamKind::wit_svids>;
+extern template class WorkloadStream<StreamKind::wit_bundles>;
 
- private:
-  friend class WorkloadApiClient;
-  X509ContextStream(http::GrpcStream stream, ResourceLimits limits) noexcept
-      : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<X509Context>> run_next();
-  http::GrpcStream stream_;
-  ResourceLimits limits_;
-};
-
-/// The X.509 bundles a `FetchX509Bundles` stream delivers, one complete set per message.
-///
-/// Thread safety: one `next` at a time; `cancel` from any thread.
-class X509BundleStream {
- public:
-  /// `void(std::error_code, std::optional<X509BundleSet>)`, as `JwtBundleStream::next`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<X509BundleSet>>(
-        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
-  }
-  void cancel() noexcept { stream_.cancel(); }
-
- private:
-  friend class WorkloadApiClient;
-  X509BundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
-      : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<X509BundleSet>> run_next();
-  http::GrpcStream stream_;
-  ResourceLimits limits_;
-};
-
-/// Experimental, as `experimental::WitSvid` is: the WIT-SVIDs a `FetchWITSVID` stream delivers,
-/// all of them per message, in the agent's order (the first is the default; of SVIDs sharing a
-/// non-empty hint, the first), each with its private key.
-///
-/// The WIT profile is optional: an agent without it answers `Unimplemented` (some answer
-/// `FailedPrecondition`), which fails as `spiffe_errc::not_offered`; a source gives up on it and
-/// does not retry. Thread safety: one `next` at a time; `cancel` from any thread.
-class WitSvidStream {
- public:
-  /// `void(std::error_code, std::optional<std::vector<experimental::WitSvid>>)`; nullopt at a
-  /// clean end. A message without SVIDs is `empty_response`; a token that breaks the WIT-SVID
-  /// standard, a key that is not a private JWK of its `cnf.jwk`, or an SVID of another SPIFFE
-  /// ID than its entry's is `malformed_message` (or the rule's own `spiffe_errc`), and the
-  /// stream goes on. The decoded message is wiped once parsed. The stream must outlive the
-  /// operation.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<std::vector<experimental::WitSvid>>>(
-        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
-  }
-  void cancel() noexcept { stream_.cancel(); }
-
- private:
-  friend class WorkloadApiClient;
-  WitSvidStream(http::GrpcStream stream, ResourceLimits limits) noexcept
-      : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<std::vector<experimental::WitSvid>>> run_next();
-  http::GrpcStream stream_;
-  ResourceLimits limits_;
-};
-
-/// Experimental: the WIT bundles a `FetchWITBundles` stream delivers, one complete set per
-/// message, each trust domain's keys those of `use` `wit-svid` (`experimental::parse_wit_bundle`).
-/// Fails and goes on as `JwtBundleStream` does; `Unimplemented` and `FailedPrecondition` are
-/// `not_offered`. Thread safety: one `next` at a time; `cancel` from any thread.
-class WitBundleStream {
- public:
-  /// `void(std::error_code, std::optional<JwtBundleSet>)`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<JwtBundleSet>>(
-        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
-  }
-  void cancel() noexcept { stream_.cancel(); }
-
- private:
-  friend class WorkloadApiClient;
-  WitBundleStream(http::GrpcStream stream, ResourceLimits limits) noexcept
-      : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<JwtBundleSet>> run_next();
-  http::GrpcStream stream_;
-  ResourceLimits limits_;
-};
+using JwtBundleStream = WorkloadStream<StreamKind::jwt_bundles>;
+using X509ContextStream = WorkloadStream<StreamKind::x509_context>;
+using X509BundleStream = WorkloadStream<StreamKind::x509_bundles>;
+using WitSvidStream = WorkloadStream<StreamKind::wit_svids>;
+using WitBundleStream = WorkloadStream<StreamKind::wit_bundles>;
 
 /// A client of one Workload API endpoint. Every call carries `workload.spiffe.io: true`. Calls
 /// fail with a `grpc_status` code, the server's `grpc-message` in the diagnostics'
