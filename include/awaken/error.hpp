@@ -129,6 +129,7 @@ enum class spiffe_errc {
   untrusted_chain,               ///< no path from the leaf to an authority of its own trust domain
   peer_not_authorized,           ///< a verified peer whose SPIFFE ID the authorizer refuses
   no_svid,                       ///< no SVID to present (none received, or none picked)
+  svid_expired,                  ///< a source's update whose picked SVID (X.509 or WIT) has expired
   too_many_svids,                ///< an X.509 update with more SVIDs than a source's resource limits
   // WIT-SVIDs and workload proof tokens (experimental)
   invalid_confirmation,  ///< a WIT-SVID's `cnf.jwk` missing or unusable, or its `alg` missing, not allowed or unfit

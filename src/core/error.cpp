@@ -161,6 +161,7 @@ class SpiffeCategory final : public std::error_category {
       case spiffe_errc::untrusted_chain: return "certificate chain does not lead to an authority of its trust domain";
       case spiffe_errc::peer_not_authorized: return "peer SPIFFE ID is not authorized";
       case spiffe_errc::no_svid: return "no SVID";
+      case spiffe_errc::svid_expired: return "the picked SVID has expired";
       case spiffe_errc::too_many_svids: return "more X.509-SVIDs than allowed";
       case spiffe_errc::invalid_confirmation: return "cnf.jwk is missing, unusable, or its alg is missing or unfit";
       case spiffe_errc::audience_present: return "a WIT-SVID must not carry aud";

@@ -60,35 +60,18 @@ JwtSourceUpdates JwtSource::updates() const {
   return JwtSourceUpdates{core_->state, sequence()};
 }
 
-std::uint64_t JwtSourceUpdates::last() const noexcept { return state_->sequence.load(std::memory_order_acquire); }
-
-asio::any_io_executor JwtSourceUpdates::fallback_executor() const noexcept {
-  return state_->strand.get_inner_executor();
-}
-
-void JwtSourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
-  detail::start_changed_seen(state_, seen_, std::move(completion));
-}
-
-asio::awaitable<std::shared_ptr<const JwtBundleSet>> JwtSourceUpdates::run_wait_for(
-    std::function<bool(const JwtBundleSet&)> predicate) {
-  for (;;) {
-    if (state_->closed.load()) closed_error();
-    seen_ = state_->sequence.load(std::memory_order_acquire);
-    auto set = state_->load_current();
-    if (predicate(*set)) co_return set;
-    co_await changed();
-  }
-}
+template class SourceUpdates<JwtBundleSet, JwtBundleSet>;
 
 asio::any_io_executor JwtSource::fallback_executor() const noexcept {
   if (!core_) return asio::system_executor{};
   return core_->state->strand.get_inner_executor();
 }
 
-std::shared_ptr<detail::JwtState> JwtSource::state_handle() const noexcept { return core_ ? core_->state : nullptr; }
+std::shared_ptr<detail::SourceState<JwtBundleSet>> JwtSource::state_handle() const noexcept {
+  return core_ ? core_->state : nullptr;
+}
 
-asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::JwtState> state,
+asio::awaitable<JwtSvid> JwtSource::run_fetch_jwt_svid(std::shared_ptr<detail::SourceState<JwtBundleSet>> state,
                                                        std::vector<std::string> audiences,
                                                        std::optional<SpiffeId> spiffe_id) {
   if (!state || state->closed.load()) closed_error();

@@ -391,4 +391,44 @@ asio::awaitable<void> stop_source(std::shared_ptr<SourceState<Set>> state,
   if (auto ec = std::get<0>(result)) throw_error(ec, state->name + ": shutdown");
 }
 
+// How a source's readers see its snapshot (`SourceUpdates::wait_for`): the snapshot itself
+// unless a source says otherwise.
+template <class Snapshot>
+struct published {
+  static const Snapshot& view(const Snapshot& snapshot) noexcept { return snapshot; }
+};
+
 }  // namespace awaken::spiffe::detail
+
+namespace awaken::spiffe {
+
+// SourceUpdates, instantiated by each source for its snapshot.
+template <class Snapshot, class View>
+std::uint64_t SourceUpdates<Snapshot, View>::last() const noexcept {
+  return state_->sequence.load(std::memory_order_acquire);
+}
+
+template <class Snapshot, class View>
+asio::any_io_executor SourceUpdates<Snapshot, View>::fallback_executor() const noexcept {
+  return state_->strand.get_inner_executor();
+}
+
+template <class Snapshot, class View>
+void SourceUpdates<Snapshot, View>::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> c) {
+  detail::start_changed_seen(state_, seen_, std::move(c));
+}
+
+template <class Snapshot, class View>
+asio::awaitable<std::shared_ptr<const View>> SourceUpdates<Snapshot, View>::run_wait_for(
+    std::function<bool(const View&)> predicate) {
+  for (;;) {
+    if (state_->closed.load()) detail::closed_error(state_->name);
+    seen_ = state_->sequence.load(std::memory_order_acquire);
+    auto snapshot = state_->load_current();
+    const View& view = detail::published<Snapshot>::view(*snapshot);
+    if (predicate(view)) co_return std::shared_ptr<const View>(snapshot, &view);
+    co_await changed();
+  }
+}
+
+}  // namespace awaken::spiffe

@@ -124,6 +124,34 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
   }
 }
 
+// A stream of SVID updates as a source's supervisor reads it: each update with its SVID picked
+// (the first when there is no picker), or a rejected update: `no_svid` when none fits the picker,
+// `svid_expired` when the picked one has expired by `clock`. `Snapshot` is an aggregate of the
+// update and the index picked, with `svids_of(update)`.
+template <class Stream, class Snapshot, class Picker>
+struct PickedStream {
+  Stream stream;
+  Picker picker;
+  const Clock* clock;
+  const char* source;  // "X509Source", for the refusals' text
+
+  asio::awaitable<std::optional<Snapshot>> next() {
+    auto update = co_await stream.next();
+    if (!update) co_return std::nullopt;
+    const auto& svids = Snapshot::svids_of(*update);
+    std::optional<std::size_t> picked = std::size_t{0};
+    if (picker) picked = picker(svids);
+    if (!picked || *picked >= svids.size())
+      throw_error(spiffe_errc::no_svid, std::string{source} + ": no SVID of the update fits the picker");
+    const auto& svid = svids[*picked];
+    if (svid.expiry() <= clock->system_now())
+      throw_error(spiffe_errc::svid_expired, std::string{source} + ": the SVID of " + svid.spiffe_id().str() +
+                                                 " expired at " + utc_text(svid.expiry()));
+    co_return Snapshot{std::move(*update), *picked};
+  }
+  void cancel() noexcept { stream.cancel(); }
+};
+
 // The executor a source runs on: the one given, else the awaiting coroutine's, which must not
 // be Asio's system executor (a handler without an executor of its own).
 inline asio::awaitable<asio::any_io_executor> source_executor(std::optional<asio::any_io_executor> given,

@@ -19,6 +19,7 @@ struct WitSnapshot {
   std::size_t picked = 0;
 
   const WitSvid* svid() const noexcept { return picked < svids.size() ? &svids[picked] : nullptr; }
+  static const std::vector<WitSvid>& svids_of(const std::vector<WitSvid>& update) noexcept { return update; }
   friend bool operator==(const WitSnapshot& a, const WitSnapshot& b) noexcept {
     if (a.picked != b.picked || a.svids.size() != b.svids.size()) return false;
     for (std::size_t i = 0; i < a.svids.size(); ++i)
@@ -30,29 +31,6 @@ struct WitSnapshot {
 
 using SvidState = spiffe::detail::SourceState<WitSnapshot>;
 using BundleState = spiffe::detail::SourceState<JwtBundleSet>;
-
-// The SVID stream as the supervisor reads it: each update with its SVID picked, or a rejected
-// update when none fits or the picked one has expired.
-struct PickedStream {
-  WitSvidStream stream;
-  WitSvidPicker picker;
-  const Clock* clock;
-
-  asio::awaitable<std::optional<WitSnapshot>> next() {
-    auto svids = co_await stream.next();
-    if (!svids) co_return std::nullopt;
-    std::optional<std::size_t> picked = std::size_t{0};
-    if (picker) picked = picker(*svids);
-    if (!picked || *picked >= svids->size())
-      throw_error(spiffe_errc::no_svid, "WitSource: no SVID of the update fits the picker");
-    const WitSvid& svid = (*svids)[*picked];
-    if (svid.expiry() <= clock->system_now())
-      throw_error(spiffe_errc::expired,
-                  "WitSource: the SVID of " + svid.spiffe_id().str() + " expired at " + utc_text(svid.expiry()));
-    co_return WitSnapshot{std::move(*svids), *picked};
-  }
-  void cancel() noexcept { stream.cancel(); }
-};
 
 [[noreturn]] void closed_error() { spiffe::detail::closed_error("WitSource"); }
 
@@ -81,14 +59,6 @@ void check_open(const SvidState& svids, const BundleState& bundles) {
 }
 
 }  // namespace
-
-WitSvidPicker pick_wit_by_hint(std::string hint) {
-  return [hint = std::move(hint)](std::span<const WitSvid> svids) -> std::optional<std::size_t> {
-    for (std::size_t i = 0; i < svids.size(); ++i)
-      if (svids[i].hint() == hint) return i;
-    return std::nullopt;
-  };
-}
 
 WitSourceBuilder WitSource::builder() { return WitSourceBuilder{}; }
 
@@ -152,12 +122,15 @@ asio::any_io_executor WitSource::fallback_executor() const noexcept {
   return core_->svids->strand.get_inner_executor();
 }
 
-asio::awaitable<void> WitSource::run_shutdown(WitSource self) {
+asio::awaitable<void> WitSource::run_shutdown(WitSource self, std::optional<std::chrono::milliseconds> timeout) {
   if (!self.core_) co_return;
-  // Both are asked to stop before either is waited for.
+  // Both are asked to stop before either is waited for, and both within the one bound.
   self.core_->bundles->request_stop();
-  co_await spiffe::detail::stop_source(self.core_->svids, std::nullopt);
-  co_await spiffe::detail::stop_source(self.core_->bundles, std::nullopt);
+  const auto bound = timeout.value_or(self.core_->svids->shutdown_timeout);
+  const auto started = std::chrono::steady_clock::now();
+  co_await spiffe::detail::stop_source(self.core_->svids, bound);
+  const auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  co_await spiffe::detail::stop_source(self.core_->bundles, std::max(bound - spent, std::chrono::milliseconds{1}));
 }
 
 asio::awaitable<WitSource> WitSourceBuilder::run_build(spiffe::detail::SourceSettings settings,
@@ -170,7 +143,8 @@ asio::awaitable<WitSource> WitSourceBuilder::run_build(spiffe::detail::SourceSet
   WitSource source{std::make_shared<WitSource::Core>(s, b)};  // its end stops the supervisors
   const auto open_svids = [limits = settings.limits, id = std::move(id), picker = std::move(picker),
                            clock = s->clock](WorkloadApiClient& client) {
-    return PickedStream{client.watch_wit_svids(id, limits), picker, clock};
+    return spiffe::detail::PickedStream<WitSvidStream, WitSnapshot, WitSvidPicker>{client.watch_wit_svids(id, limits),
+                                                                                   picker, clock, "WitSource"};
   };
   const auto open_bundles = [limits = settings.limits](WorkloadApiClient& client) {
     return client.watch_wit_bundles(limits);

@@ -17,52 +17,16 @@ struct X509Snapshot {
   std::size_t picked = 0;
 
   const X509Svid* svid() const noexcept { return picked < context.svids.size() ? &context.svids[picked] : nullptr; }
+  static const std::vector<X509Svid>& svids_of(const X509Context& c) noexcept { return c.svids; }
   friend bool operator==(const X509Snapshot&, const X509Snapshot&) noexcept = default;
 };
 
-namespace {
-
-// The context stream as the supervisor reads it: each context with its SVID picked, or a
-// rejected update (a `spiffe_errc`) when none fits or the picked one has expired.
-struct PickedStream {
-  X509ContextStream stream;
-  X509SvidPicker picker;
-  const Clock* clock;
-
-  asio::awaitable<std::optional<X509Snapshot>> next() {
-    auto context = co_await stream.next();
-    if (!context) co_return std::nullopt;
-    std::optional<std::size_t> picked = std::size_t{0};
-    if (picker) picked = picker(context->svids);
-    if (!picked || *picked >= context->svids.size())
-      throw_error(spiffe_errc::no_svid, "X509Source: no SVID of the update fits the picker");
-    const X509Svid& svid = context->svids[*picked];
-    if (svid.expires_at() <= clock->system_now())
-      throw_error(spiffe_errc::certificate_expired,
-                  "X509Source: the SVID of " + svid.spiffe_id().str() + " expired at " + utc_text(svid.expires_at()));
-    co_return X509Snapshot{std::move(*context), *picked};
-  }
-  void cancel() noexcept { stream.cancel(); }
+template <>
+struct published<X509Snapshot> {
+  static const X509Context& view(const X509Snapshot& snapshot) noexcept { return snapshot.context; }
 };
 
-}  // namespace
 }  // namespace detail
-
-X509SvidPicker pick_by_hint(std::string hint) {
-  return [hint = std::move(hint)](std::span<const X509Svid> svids) -> std::optional<std::size_t> {
-    for (std::size_t i = 0; i < svids.size(); ++i)
-      if (svids[i].hint() == hint) return i;
-    return std::nullopt;
-  };
-}
-
-X509SvidPicker pick_by_id(SpiffeId id) {
-  return [id = std::move(id)](std::span<const X509Svid> svids) -> std::optional<std::size_t> {
-    for (std::size_t i = 0; i < svids.size(); ++i)
-      if (svids[i].spiffe_id() == id) return i;
-    return std::nullopt;
-  };
-}
 
 struct X509Source::Core : detail::SourceCore<detail::X509Snapshot> {
   using SourceCore::SourceCore;
@@ -127,15 +91,7 @@ X509SourceUpdates X509Source::updates() const {
   return X509SourceUpdates{core_->state, sequence()};
 }
 
-std::uint64_t X509SourceUpdates::last() const noexcept { return state_->sequence.load(std::memory_order_acquire); }
-
-asio::any_io_executor X509SourceUpdates::fallback_executor() const noexcept {
-  return state_->strand.get_inner_executor();
-}
-
-void X509SourceUpdates::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion) {
-  detail::start_changed_seen(state_, seen_, std::move(completion));
-}
+template class SourceUpdates<detail::X509Snapshot, X509Context>;
 
 asio::any_io_executor X509Source::fallback_executor() const noexcept {
   if (!core_) return asio::system_executor{};
@@ -154,7 +110,8 @@ asio::awaitable<X509Source> X509SourceBuilder::run_build(detail::SourceSettings 
   X509Source source{std::make_shared<X509Source::Core>(s), s.get()};  // its end stops the supervisor
   const auto open = [limits = settings.limits, picker = std::move(picker),
                      clock = s->clock](WorkloadApiClient& client) {
-    return detail::PickedStream{client.watch_x509_context(limits), picker, clock};
+    return detail::PickedStream<X509ContextStream, detail::X509Snapshot, X509SvidPicker>{
+        client.watch_x509_context(limits), picker, clock, "X509Source"};
   };
   co_await detail::start_source(s, settings, open, "X.509 context");
   co_return source;

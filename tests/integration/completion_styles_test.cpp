@@ -227,6 +227,13 @@ TEST_CASE("every operation completes alike with every completion style", "[style
                           }),
               success);
 
+    check_all(every_style(loop,
+                          [&](auto&& t) {
+                            return x509_updates.wait_for(
+                                [](const awaken::spiffe::X509Context& c) { return !c.svids.empty(); }, std::move(t));
+                          }),
+              success);
+
     auto wit_builder = spiffe::experimental::WitSource::builder();
     wit_builder.endpoint(peer.endpoint()).initial_sync_timeout(std::chrono::seconds{10});
     check_all(every_style(loop, [&](auto&& t) { return wit_builder.build(loop.executor(), std::move(t)); }), success);
@@ -237,6 +244,8 @@ TEST_CASE("every operation completes alike with every completion style", "[style
     check_all(every_style(loop, [&](auto&& t) { return x509.shutdown(std::chrono::seconds{5}, std::move(t)); }),
               success);
     check_all(every_style(loop, [&](auto&& t) { return wit.shutdown(std::move(t)); }), success);
+    check_all(every_style(loop, [&](auto&& t) { return wit.shutdown(std::chrono::seconds{5}, std::move(t)); }),
+              success);
     // After it, the reads that wait fail alike.
     check_all(every_style(loop, [&](auto&& t) { return updates.changed(std::move(t)); }),
               {awaken::spiffe_errc::source_closed, false});

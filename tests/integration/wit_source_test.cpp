@@ -153,13 +153,13 @@ TEST_CASE("WitSource: SVIDs and bundles kept current, bad updates refused, proof
 
   // A picker by hint, and for one identity only.
   auto picked = quick_builder(peer);
-  picked.svid_picker(pick_wit_by_hint("secondary"));
+  picked.svid_picker(awaken::spiffe::pick_by_hint("secondary"));
   CHECK(run(io, picked.build(io.get_executor())).svid()->spiffe_id().str() == "spiffe://example.org/other");
   auto one = quick_builder(peer);
   one.spiffe_id(SpiffeId::parse("spiffe://example.org/other"));
   CHECK(run(io, one.build(io.get_executor())).svids()->size() == 1);
   auto none = quick_builder(peer);
-  none.svid_picker(pick_wit_by_hint("absent")).initial_sync_timeout(300ms);
+  none.svid_picker(awaken::spiffe::pick_by_hint("absent")).initial_sync_timeout(300ms);
   CHECK(awaken::test::code_of([&] { run(io, none.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
   // Both streams start at once and share the initial-sync bound: each answered after 1.2 s,
   // the build is done within the 2 s bound (one stream after the other would take 2.4 s).
@@ -207,5 +207,8 @@ TEST_CASE("WitSource: an update whose picked WIT-SVID has expired is refused, th
   REQUIRE(run_until(io, [&] { return source.svid()->token().reveal() != accepted; }));
   CHECK(source.is_healthy());
   CHECK(metrics->count(awaken::spiffe::MetricsErrorKind::update_rejected) == rejected + 1);
-  run(io, source.shutdown());
+  // A bounded shutdown, as every source has; again, it is the same stop.
+  run(io, source.shutdown(std::chrono::seconds{5}));
+  run(io, source.shutdown(std::chrono::seconds{5}));
+  CHECK_FALSE(source.is_healthy());
 }

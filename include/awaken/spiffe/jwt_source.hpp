@@ -35,54 +35,8 @@ class logger;
 
 namespace awaken::spiffe {
 
-namespace detail {
-template <class Set>
-struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
-using JwtState = SourceState<JwtBundleSet>;
-}  // namespace detail
-
-/// The sequence numbers of a source's bundle sets, and waiting for the next one. Each object
-/// remembers the last sequence it returned (at first, the one current when it was made), so
-/// `changed` waits for something this object has not seen yet. Slow readers skip sets.
-///
-/// Thread safety: one wait at a time per object; copies wait independently.
-class JwtSourceUpdates {
- public:
-  /// The source's current sequence: 1 after the initial sync, +1 per content change.
-  std::uint64_t last() const noexcept;
-  /// Waits until the sequence passes the last one this object saw, and completes with it:
-  /// `void(std::error_code, std::uint64_t)`. Fails with `spiffe_errc::source_closed` once the
-  /// source is shut down (at once when it already is), `operation_aborted` when cancelled
-  /// (per-operation cancellation, any type). Any completion token; `co_await updates.changed()`
-  /// throws `awaken::Error`. This object must outlive the operation.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto changed(CompletionToken&& token = {}) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
-        [this](auto handler) {
-          start_changed(make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback_executor()));
-        },
-        token);
-  }
-  /// Completes with the first bundle set, the current one included, for which `predicate`
-  /// holds: `void(std::error_code, std::shared_ptr<const JwtBundleSet>)`, failing as `changed`.
-  /// This object must outlive the operation.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto wait_for(std::function<bool(const JwtBundleSet&)> predicate, CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::shared_ptr<const JwtBundleSet>>(
-        fallback_executor(), [this, p = std::move(predicate)]() mutable { return run_wait_for(std::move(p)); },
-        std::forward<CompletionToken>(token));
-  }
-
- private:
-  friend class JwtSource;
-  explicit JwtSourceUpdates(std::shared_ptr<detail::JwtState> state, std::uint64_t seen) noexcept
-      : state_(std::move(state)), seen_(seen) {}
-  asio::any_io_executor fallback_executor() const noexcept;
-  void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
-  asio::awaitable<std::shared_ptr<const JwtBundleSet>> run_wait_for(std::function<bool(const JwtBundleSet&)> p);
-  std::shared_ptr<detail::JwtState> state_;
-  std::uint64_t seen_;
-};
+/// The sequence numbers of a `JwtSource`'s bundle sets, and waiting for the next one.
+using JwtSourceUpdates = SourceUpdates<JwtBundleSet, JwtBundleSet>;
 
 class JwtSourceBuilder;
 
@@ -99,7 +53,7 @@ class JwtSourceBuilder;
 /// Thread safety: every member may be called from any thread at once. Readers
 /// (`bundle_set`, `bundle_for_trust_domain`, `is_healthy`) never block and never wait for the
 /// supervisor: a lookup takes no lock and writes no memory shared with other threads.
-class JwtSource final : public BundleSource {
+class JwtSource final : public BundleSource, public SourceShutdown<JwtSource> {
  public:
   /// An empty handle, which behaves as a closed source; for results that Asio
   /// default-constructs. Use `builder()`.
@@ -128,6 +82,7 @@ class JwtSource final : public BundleSource {
   std::uint64_t sequence() const noexcept;
   /// A waiter on later bundle sets.
   JwtSourceUpdates updates() const;
+  // shutdown() and shutdown(timeout): `SourceShutdown`.
 
   /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on a fresh
   /// connection; a failure equal to `awaken::condition::workload_transient` is retried once on another.
@@ -144,40 +99,23 @@ class JwtSource final : public BundleSource {
         std::forward<CompletionToken>(token));
   }
 
-  /// Stops the supervisor and waits until it has stopped, at most the builder's shutdown
-  /// timeout (30 s by default): `spiffe_errc::shutdown_timeout` past it. Idempotent: later
-  /// calls wait for the same stop. Waiters of `changed` fail with `source_closed`. Completes
-  /// with `void(std::error_code)`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
-      CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<void>(
-        fallback_executor(), [self = *this]() mutable { return run_shutdown(std::move(self), std::nullopt); },
-        std::forward<CompletionToken>(token));
-  }
-  /// As above, waiting at most `timeout`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<void>(
-        fallback_executor(), [self = *this, timeout]() mutable { return run_shutdown(std::move(self), timeout); },
-        std::forward<CompletionToken>(token));
-  }
-
  private:
   friend class JwtSourceBuilder;
+  friend class SourceShutdown<JwtSource>;
   struct Core;
-  JwtSource(std::shared_ptr<Core> core, detail::JwtState* state) noexcept : core_(std::move(core)), state_(state) {}
+  JwtSource(std::shared_ptr<Core> core, detail::SourceState<JwtBundleSet>* state) noexcept
+      : core_(std::move(core)), state_(state) {}
   asio::any_io_executor fallback_executor() const noexcept;
   // The operations' coroutines take the handle by value: it lives in their frames.
   // A fetch holds the state only: it does not keep the supervisor running.
-  std::shared_ptr<detail::JwtState> state_handle() const noexcept;
-  static asio::awaitable<JwtSvid> run_fetch_jwt_svid(std::shared_ptr<detail::JwtState> state,
+  std::shared_ptr<detail::SourceState<JwtBundleSet>> state_handle() const noexcept;
+  static asio::awaitable<JwtSvid> run_fetch_jwt_svid(std::shared_ptr<detail::SourceState<JwtBundleSet>> state,
                                                      std::vector<std::string> audiences,
                                                      std::optional<SpiffeId> spiffe_id);
   static asio::awaitable<void> run_shutdown(JwtSource self, std::optional<std::chrono::milliseconds> timeout);
 
   std::shared_ptr<Core> core_;
-  detail::JwtState* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
+  detail::SourceState<JwtBundleSet>* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
 };
 
 /// Configures and builds a `JwtSource` (the settings are `SourceBuilder`'s).

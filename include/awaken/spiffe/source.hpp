@@ -5,13 +5,23 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
+#include <asio/any_io_executor.hpp>
+#include <asio/async_result.hpp>
+#include <asio/awaitable.hpp>
+
 #include <awaken/clock.hpp>
+#include <awaken/completion.hpp>
+#include <awaken/detail/spawn_operation.hpp>
 #include <awaken/error.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
@@ -48,6 +58,125 @@ class MetricsRecorder {
   /// The supervisor is about to wait before it reconnects.
   virtual void record_reconnect() noexcept {}
   virtual void record_error(MetricsErrorKind kind) noexcept { (void)kind; }
+};
+
+/// Picks, of a source's SVIDs (`X509Svid`s or WIT-SVIDs), the first whose hint is the one given.
+/// Converts to `X509SvidPicker` and `experimental::WitSvidPicker`.
+class HintPicker {
+ public:
+  explicit HintPicker(std::string hint) : hint_(std::move(hint)) {}
+  template <class Svid>
+  std::optional<std::size_t> operator()(std::span<const Svid> svids) const {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      if (svids[i].hint() == hint_) return i;
+    return std::nullopt;
+  }
+
+ private:
+  std::string hint_;
+};
+
+/// Picks, of a source's SVIDs, the first of the SPIFFE ID given. Converts as `HintPicker` does.
+class IdPicker {
+ public:
+  explicit IdPicker(SpiffeId id) : id_(std::move(id)) {}
+  template <class Svid>
+  std::optional<std::size_t> operator()(std::span<const Svid> svids) const {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      if (svids[i].spiffe_id() == id_) return i;
+    return std::nullopt;
+  }
+
+ private:
+  SpiffeId id_;
+};
+
+/// The first SVID whose hint is `hint`, for any source's `svid_picker`.
+inline HintPicker pick_by_hint(std::string hint) { return HintPicker{std::move(hint)}; }
+/// The first SVID of `id`, for any source's `svid_picker`.
+inline IdPicker pick_by_id(SpiffeId id) { return IdPicker{std::move(id)}; }
+
+namespace detail {
+template <class Snapshot>
+struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
+}  // namespace detail
+class JwtSource;
+class X509Source;
+
+/// The sequence numbers of a source's published sets, and waiting for the next one. Each object
+/// remembers the last sequence it returned (at first, the one current when it was made), so
+/// `changed` waits for something this object has not seen yet. Slow readers skip sets. `View` is
+/// what the source publishes, as its readers see it (`JwtBundleSet`, `X509Context`).
+///
+/// Thread safety: one wait at a time per object; copies wait independently.
+template <class Snapshot, class View>
+class SourceUpdates {
+ public:
+  /// The source's current sequence: 1 after the initial sync, +1 per content change.
+  std::uint64_t last() const noexcept;
+  /// Waits until the sequence passes the last one this object saw, and completes with it:
+  /// `void(std::error_code, std::uint64_t)`. Fails with `spiffe_errc::source_closed` once the
+  /// source is shut down (at once when it already is), `operation_aborted` when cancelled
+  /// (per-operation cancellation, any type). Any completion token; `co_await updates.changed()`
+  /// throws `awaken::Error`. This object must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto changed(CompletionToken&& token = {}) {
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
+        [this](auto handler) {
+          start_changed(make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback_executor()));
+        },
+        token);
+  }
+  /// Completes with the first published set, the current one included, for which `predicate`
+  /// holds: `void(std::error_code, std::shared_ptr<const View>)`, failing as `changed`. This
+  /// object must outlive the operation.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto wait_for(std::function<bool(const View&)> predicate, CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::shared_ptr<const View>>(
+        fallback_executor(), [this, p = std::move(predicate)]() mutable { return run_wait_for(std::move(p)); },
+        std::forward<CompletionToken>(token));
+  }
+
+ private:
+  friend class JwtSource;
+  friend class X509Source;
+  SourceUpdates(std::shared_ptr<detail::SourceState<Snapshot>> state, std::uint64_t seen) noexcept
+      : state_(std::move(state)), seen_(seen) {}
+  asio::any_io_executor fallback_executor() const noexcept;
+  void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
+  asio::awaitable<std::shared_ptr<const View>> run_wait_for(std::function<bool(const View&)> predicate);
+  std::shared_ptr<detail::SourceState<Snapshot>> state_;
+  std::uint64_t seen_;
+};
+
+/// What every source handle offers alike, written once: its bounded, idempotent shutdown.
+/// `Source` is the handle (`JwtSource`, `X509Source`, `experimental::WitSource`).
+template <class Source>
+class SourceShutdown {
+ public:
+  /// Stops the source's supervisors and waits until they have stopped, at most the builder's
+  /// shutdown timeout (30 s by default): `spiffe_errc::shutdown_timeout` past it. Idempotent:
+  /// later calls wait for the same stop. Waiters of `changed` fail with `source_closed`.
+  /// Completes with `void(std::error_code)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
+      CompletionToken&& token = {}) const {
+    return start(std::nullopt, std::forward<CompletionToken>(token));
+  }
+  /// As above, waiting at most `timeout`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
+    return start(timeout, std::forward<CompletionToken>(token));
+  }
+
+ private:
+  template <class CompletionToken>
+  auto start(std::optional<std::chrono::milliseconds> timeout, CompletionToken&& token) const {
+    const Source& self = static_cast<const Source&>(*this);
+    return awaken::detail::async_spawn<void>(
+        self.fallback_executor(), [self, timeout]() mutable { return Source::run_shutdown(std::move(self), timeout); },
+        std::forward<CompletionToken>(token));
+  }
 };
 
 namespace detail {

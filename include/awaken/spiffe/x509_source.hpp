@@ -30,48 +30,17 @@
 namespace awaken::spiffe {
 
 namespace detail {
-template <class Set>
-struct SourceState;
 struct X509Snapshot;  // a context and the SVID picked from it
-using X509State = SourceState<X509Snapshot>;
 }  // namespace detail
 
 /// Chooses the SVID a source serves from those of an update: its index, or nullopt when none
 /// fits (the update is then rejected with `no_svid` and the last good one kept).
 using X509SvidPicker = std::function<std::optional<std::size_t>(std::span<const X509Svid>)>;
-/// Picks the first SVID whose hint is `hint`.
-X509SvidPicker pick_by_hint(std::string hint);
-/// Picks the first SVID of `id`.
-X509SvidPicker pick_by_id(SpiffeId id);
+/// (`pick_by_hint` and `pick_by_id`, in source.hpp, make pickers for every source.)
 
-/// Sequence numbers of an `X509Source`'s updates and waiting for the next one, as
-/// `JwtSourceUpdates`.
-///
-/// Thread safety: one wait at a time per object; copies wait independently.
-class X509SourceUpdates {
- public:
-  std::uint64_t last() const noexcept;
-  /// `void(std::error_code, std::uint64_t)`: the sequence once it passes the last one this
-  /// object saw; `source_closed` after shutdown, `operation_aborted` when cancelled. This object
-  /// must outlive the operation.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto changed(CompletionToken&& token = {}) {
-    return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
-        [this](auto handler) {
-          start_changed(make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback_executor()));
-        },
-        token);
-  }
-
- private:
-  friend class X509Source;
-  X509SourceUpdates(std::shared_ptr<detail::X509State> state, std::uint64_t seen) noexcept
-      : state_(std::move(state)), seen_(seen) {}
-  asio::any_io_executor fallback_executor() const noexcept;
-  void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
-  std::shared_ptr<detail::X509State> state_;
-  std::uint64_t seen_;
-};
+/// The sequence numbers of an `X509Source`'s updates, and waiting for the next one (`wait_for`
+/// sees each update's `X509Context`).
+using X509SourceUpdates = SourceUpdates<detail::X509Snapshot, X509Context>;
 
 class X509SourceBuilder;
 
@@ -90,7 +59,7 @@ class X509SourceBuilder;
 /// nothing once their thread has seen the current update (a thread keeps one view: reading two
 /// sources in turn on one thread allocates). A thread's view keeps the snapshot it last read,
 /// private keys included, until that thread reads again.
-class X509Source final : public X509BundleSource, public X509SvidSource {
+class X509Source final : public X509BundleSource, public X509SvidSource, public SourceShutdown<X509Source> {
  public:
   X509Source() = default;  ///< an empty handle, which behaves as a closed source
   X509Source(const X509Source&) = default;
@@ -120,32 +89,19 @@ class X509Source final : public X509BundleSource, public X509SvidSource {
   bool is_healthy() const noexcept;
   std::uint64_t sequence() const noexcept;
   X509SourceUpdates updates() const;
-
-  /// Stops the supervisor and waits for it, at most the builder's shutdown timeout:
-  /// `void(std::error_code)`, as `JwtSource::shutdown`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
-      CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<void>(
-        fallback_executor(), [self = *this]() mutable { return run_shutdown(std::move(self), std::nullopt); },
-        std::forward<CompletionToken>(token));
-  }
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<void>(
-        fallback_executor(), [self = *this, timeout]() mutable { return run_shutdown(std::move(self), timeout); },
-        std::forward<CompletionToken>(token));
-  }
+  // shutdown() and shutdown(timeout): `SourceShutdown`.
 
  private:
   friend class X509SourceBuilder;
+  friend class SourceShutdown<X509Source>;
   struct Core;
-  X509Source(std::shared_ptr<Core> core, detail::X509State* state) noexcept : core_(std::move(core)), state_(state) {}
+  X509Source(std::shared_ptr<Core> core, detail::SourceState<detail::X509Snapshot>* state) noexcept
+      : core_(std::move(core)), state_(state) {}
   asio::any_io_executor fallback_executor() const noexcept;
   static asio::awaitable<void> run_shutdown(X509Source self, std::optional<std::chrono::milliseconds> timeout);
 
   std::shared_ptr<Core> core_;
-  detail::X509State* state_ = nullptr;
+  detail::SourceState<detail::X509Snapshot>* state_ = nullptr;
 };
 
 /// Configures and builds an `X509Source` (the common settings are `SourceBuilder`'s).

@@ -69,10 +69,12 @@ class X509Svid {
   std::span<const Certificate> chain() const noexcept;
   /// The leaf; not for the empty SVID.
   const Certificate& leaf() const noexcept { return chain().front(); }
-  /// The leaf's notAfter; the clock's epoch for the empty SVID.
-  std::chrono::system_clock::time_point expires_at() const noexcept {
+  /// The leaf's notAfter; the clock's epoch for the empty SVID. (`expiry`, as every SVID names it.)
+  std::chrono::system_clock::time_point expiry() const noexcept {
     return empty() ? std::chrono::system_clock::time_point{} : leaf().not_after();
   }
+  /// The same as `expiry()`.
+  std::chrono::system_clock::time_point expires_at() const noexcept { return expiry(); }
   /// The OpenSSL private key, owned by this object (and its copies); do not free it. Null for
   /// the empty SVID.
   evp_pkey_st* private_key() const noexcept;

@@ -30,8 +30,7 @@ namespace awaken::spiffe::experimental {
 /// Chooses the SVID a `WitSource` serves from those of an update: its index, or nullopt when
 /// none fits (the update is then rejected with `no_svid` and the last good one kept).
 using WitSvidPicker = std::function<std::optional<std::size_t>(std::span<const WitSvid>)>;
-/// Picks the first SVID whose hint is `hint`.
-WitSvidPicker pick_wit_by_hint(std::string hint);
+/// (`spiffe::pick_by_hint` and `spiffe::pick_by_id` make pickers for it.)
 
 class WitSourceBuilder;
 
@@ -55,7 +54,7 @@ class WitSourceBuilder;
 ///
 /// Thread safety: every member may be called from any thread at once. Readers take no lock and
 /// allocate nothing once their thread has seen the current update.
-class WitSource final : public BundleSource {
+class WitSource final : public BundleSource, public spiffe::SourceShutdown<WitSource> {
  public:
   WitSource() = default;  ///< an empty handle, which behaves as a closed source
 
@@ -75,22 +74,15 @@ class WitSource final : public BundleSource {
   bool is_healthy() const noexcept;
   /// How many updates were published, SVIDs and bundles together.
   std::uint64_t sequence() const noexcept;
-
-  /// Stops both supervisors and waits for them, each within the builder's shutdown timeout:
-  /// `void(std::error_code)`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto shutdown(CompletionToken&& token = {}) const {
-    return awaken::detail::async_spawn<void>(
-        fallback_executor(), [self = *this]() mutable { return run_shutdown(std::move(self)); },
-        std::forward<CompletionToken>(token));
-  }
+  // shutdown() and shutdown(timeout): `SourceShutdown`.
 
  private:
   friend class WitSourceBuilder;
+  friend class spiffe::SourceShutdown<WitSource>;
   struct Core;
   explicit WitSource(std::shared_ptr<Core> core) noexcept : core_(std::move(core)) {}
   asio::any_io_executor fallback_executor() const noexcept;
-  static asio::awaitable<void> run_shutdown(WitSource self);
+  static asio::awaitable<void> run_shutdown(WitSource self, std::optional<std::chrono::milliseconds> timeout);
 
   std::shared_ptr<Core> core_;
 };
