@@ -37,6 +37,9 @@ void spawn_operation(
     const asio::any_io_executor& executor, asio::awaitable<T> aw,
     std::unique_ptr<std::conditional_t<std::is_void_v<T>, Completion<std::error_code>, Completion<std::error_code, T>>>
         c) {
+  // Asio hands a result out beside every error code, so one must exist without a value.
+  static_assert(std::is_void_v<T> || std::is_default_constructible_v<T>,
+                "an operation's result type needs a default (empty) state");
   auto slot = c->cancellation_slot();
   std::shared_ptr shared = std::move(c);
   auto fail = [](auto& completion, const std::exception_ptr& e) {

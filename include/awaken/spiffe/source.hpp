@@ -60,36 +60,32 @@ class MetricsRecorder {
   virtual void record_error(MetricsErrorKind kind) noexcept { (void)kind; }
 };
 
-/// Picks, of a source's SVIDs (`X509Svid`s or WIT-SVIDs), the first whose hint is the one given.
-/// Converts to `X509SvidPicker` and `experimental::WitSvidPicker`.
-class HintPicker {
+/// Picks, of a source's SVIDs (`X509Svid`s or WIT-SVIDs), the first whose hint (`Key` a
+/// string) or SPIFFE ID (`Key` a `SpiffeId`) is the one given. Converts to `X509SvidPicker` and
+/// `experimental::WitSvidPicker`.
+template <class Key>
+class SvidPicker {
  public:
-  explicit HintPicker(std::string hint) : hint_(std::move(hint)) {}
+  explicit SvidPicker(Key key) : key_(std::move(key)) {}
   template <class Svid>
   std::optional<std::size_t> operator()(std::span<const Svid> svids) const {
     for (std::size_t i = 0; i < svids.size(); ++i)
-      if (svids[i].hint() == hint_) return i;
+      if (key_of(svids[i]) == key_) return i;
     return std::nullopt;
   }
 
  private:
-  std::string hint_;
-};
-
-/// Picks, of a source's SVIDs, the first of the SPIFFE ID given. Converts as `HintPicker` does.
-class IdPicker {
- public:
-  explicit IdPicker(SpiffeId id) : id_(std::move(id)) {}
   template <class Svid>
-  std::optional<std::size_t> operator()(std::span<const Svid> svids) const {
-    for (std::size_t i = 0; i < svids.size(); ++i)
-      if (svids[i].spiffe_id() == id_) return i;
-    return std::nullopt;
+  static decltype(auto) key_of(const Svid& svid) {
+    if constexpr (std::is_same_v<Key, SpiffeId>)
+      return svid.spiffe_id();
+    else
+      return svid.hint();
   }
-
- private:
-  SpiffeId id_;
+  Key key_;
 };
+using HintPicker = SvidPicker<std::string>;
+using IdPicker = SvidPicker<SpiffeId>;
 
 /// The first SVID whose hint is `hint`, for any source's `svid_picker`.
 inline HintPicker pick_by_hint(std::string hint) { return HintPicker{std::move(hint)}; }
