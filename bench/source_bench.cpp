@@ -21,7 +21,7 @@
 #include <awaken/spiffe/jwt_source.hpp>
 
 #include "bench_report.hpp"
-#include "spiffe/workload_proto.hpp"
+#include "spiffe/workload/workload_proto.hpp"
 #include "support/workload_peer.hpp"
 
 namespace {

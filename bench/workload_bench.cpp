@@ -28,7 +28,7 @@
 #include <awaken/spiffe/workload_api.hpp>
 #include <awaken/spiffe/x509_source.hpp>
 
-#include "spiffe/workload_proto.hpp"
+#include "spiffe/workload/workload_proto.hpp"
 #include "support/workload_peer.hpp"
 
 namespace {

@@ -11,7 +11,7 @@
 
 #include <awaken/credentials/cloud_federation.hpp>
 
-#include "credentials/federation_parsers.hpp"
+#include "credentials/federation/federation_parsers.hpp"
 
 using namespace awaken;
 

@@ -17,7 +17,7 @@
 #include <awaken/http/http_client.hpp>
 
 #include "core/bounded_json.hpp"
-#include "credentials/token_endpoint.hpp"
+#include "credentials/minters/token_request.hpp"
 
 using namespace awaken;
 

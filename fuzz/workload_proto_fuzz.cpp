@@ -7,7 +7,7 @@
 #include <string_view>
 #include <system_error>
 
-#include "spiffe/workload_proto.hpp"
+#include "spiffe/workload/workload_proto.hpp"
 
 using namespace awaken::spiffe::detail;
 

@@ -1,3 +1,5 @@
+#include "core/wipe.hpp"
+
 #include <awaken/redacted_string.hpp>
 
 #include <cstring>
@@ -12,7 +14,7 @@ RedactedString::RedactedString(std::string_view plaintext)
 }
 
 RedactedString::RedactedString(std::string&& plaintext) : RedactedString(std::string_view{plaintext}) {
-  OPENSSL_cleanse(plaintext.data(), plaintext.size());
+  detail::wipe(plaintext);
   plaintext.clear();
 }
 
@@ -32,7 +34,7 @@ RedactedString& RedactedString::operator=(RedactedString&& other) noexcept {
 }
 
 void RedactedString::wipe() noexcept {
-  if (data_ != nullptr) OPENSSL_cleanse(data_.get(), size_);
+  if (data_ != nullptr) detail::wipe(data_.get(), size_);
   data_.reset();
   size_ = 0;
 }

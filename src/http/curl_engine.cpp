@@ -15,7 +15,6 @@
 #include <asio/execution_context.hpp>
 #include <asio/query.hpp>
 
-#include <openssl/crypto.h>
 #include <spdlog/logger.h>
 #include <asio/error.hpp>
 #include <asio/posix/stream_descriptor.hpp>

@@ -1,12 +1,11 @@
 // One libcurl easy handle: a request configured and checked (`Transfer::configure`), the
 // response's headers and body as they come, and curl's results as awaken's codes.
+#include "core/wipe.hpp"
 #include "http/curl_engine.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
-
-#include <openssl/crypto.h>
 
 #include "core/url_text.hpp"
 
@@ -60,7 +59,7 @@ std::size_t write_callback(char* data, std::size_t size, std::size_t count, void
 // Header lines may carry secrets (authorization): wipe them before curl frees them.
 void free_header_list(curl_slist* list) {
   for (curl_slist* item = list; item != nullptr; item = item->next)
-    OPENSSL_cleanse(item->data, std::strlen(item->data));
+    awaken::detail::wipe(item->data, std::strlen(item->data));
   curl_slist_free_all(list);
 }
 
@@ -103,8 +102,8 @@ Transfer::Transfer() {
 Transfer::~Transfer() {
   if (easy_ != nullptr) curl_easy_cleanup(easy_);
   if (header_list_ != nullptr) free_header_list(header_list_);
-  OPENSSL_cleanse(body_.data(), body_.size());  // a form may carry a secret or an assertion
-  OPENSSL_cleanse(client_key_.data(), client_key_.size());
+  awaken::detail::wipe(body_);  // a form may carry a secret or an assertion
+  awaken::detail::wipe(client_key_);
 }
 
 bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& options, std::error_code& ec) {
@@ -127,7 +126,7 @@ bool Transfer::configure(const HttpRequest& request, const HttpClientOptions& op
     // "Name;" is curl's spelling of a header with an empty value ("Name:" would remove it).
     std::string line = h.value.empty() ? h.name + ";" : h.name + ": " + h.value;
     header_list_ = curl_slist_append(header_list_, line.c_str());
-    OPENSSL_cleanse(line.data(), line.size());
+    awaken::detail::wipe(line);
   }
   // No "Expect: 100-continue" round trip.
   header_list_ = curl_slist_append(header_list_, "Expect:");

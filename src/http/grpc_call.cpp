@@ -1,8 +1,8 @@
 // GrpcChannel's calls: one gRPC call on a connection, its readers, deadline and end, and the
 // registry that drops every call when the execution context shuts down (see grpc_transport.hpp).
+#include "core/wipe.hpp"
 #include "http/grpc_transport.hpp"
 
-#include <openssl/crypto.h>
 #include <asio/execution/context.hpp>
 #include <asio/post.hpp>
 #include <asio/query.hpp>
@@ -76,7 +76,7 @@ void GrpcCall::drop_for_shutdown() noexcept {
 
 void GrpcCall::release_request() noexcept {
   // A request may carry a token (ValidateJWTSVID): wiped once the session has its own copy.
-  OPENSSL_cleanse(request_.data(), request_.size());
+  awaken::detail::wipe(request_);
   std::string{}.swap(request_);
 }
 

@@ -6,7 +6,6 @@
 #include <cerrno>
 #include <charconv>
 
-#include <openssl/crypto.h>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/error.hpp>
 #include <asio/execution/context.hpp>

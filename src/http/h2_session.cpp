@@ -1,8 +1,8 @@
 // gRPC calls over one HTTP/2 connection on nghttp2's memory interface (see h2_session.hpp).
 #include "http/h2_session.hpp"
+#include "core/wipe.hpp"
 
 #include <nghttp2/nghttp2.h>
-#include <openssl/crypto.h>
 
 #include <algorithm>
 #include <cstring>
@@ -13,7 +13,7 @@ namespace awaken::http::detail {
 namespace {
 // A request may carry a token (ValidateJWTSVID): wiped once sent or abandoned.
 void wipe(std::string& request) noexcept {
-  OPENSSL_cleanse(request.data(), request.size());
+  awaken::detail::wipe(request);
   std::string{}.swap(request);
 }
 

@@ -3,9 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
-#include <openssl/crypto.h>
-
 #include "core/url_text.hpp"
+#include "core/wipe.hpp"
 #include "http/curl_engine.hpp"
 
 namespace awaken::http {
@@ -62,8 +61,8 @@ class BufferedTransfer final : public Transfer {
 // Wipes what a request may carry of secrets (an authorization header, a form with a client
 // secret or an assertion) once the transfer holds its own copies.
 void wipe(HttpRequest& request) noexcept {
-  OPENSSL_cleanse(request.body.data(), request.body.size());
-  for (auto& h : request.headers) OPENSSL_cleanse(h.value.data(), h.value.size());
+  awaken::detail::wipe(request.body);
+  for (auto& h : request.headers) awaken::detail::wipe(h.value);
 }
 
 // "POST https://host:port", with no user info, path or query: those may hold secrets.

@@ -7,7 +7,6 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <nlohmann/json.hpp>
@@ -18,7 +17,7 @@
 
 #include "core/bounded_json.hpp"
 #include "core/openssl_ptr.hpp"
-#include "core/wiped.hpp"
+#include "core/wipe.hpp"
 #include "jose/key_decoding.hpp"
 #include "jose/key_holder.hpp"
 
@@ -358,18 +357,7 @@ PrivateKey PrivateKey::from_jwk(const RedactedString& jwk_json) {
   if (jwk_json.size() > max_private_jwk_bytes) fail(jose_errc::input_too_large, ctx);
   nlohmann::json jwk = awaken::detail::parse_bounded_json(jwk_json.reveal());
   // The parsed members hold the secret as text: wipe them before the document is freed.
-  struct WipeStrings {
-    nlohmann::json& doc;
-    ~WipeStrings() {
-      if (!doc.is_object()) return;
-      for (auto& [name, value] : doc.items()) {
-        if (value.is_string()) {
-          auto& text = value.get_ref<std::string&>();
-          OPENSSL_cleanse(text.data(), text.size());
-        }
-      }
-    }
-  } wipe{jwk};
+  const awaken::detail::WipeOnExit wipe{jwk};
   if (jwk.is_discarded() || !jwk.is_object()) fail(jose_errc::malformed_json, ctx + ": not a JSON object");
   const auto kty = jwk.find("kty");
   if (kty == jwk.end() || !kty->is_string()) bad_private("member 'kty' missing or not a string");

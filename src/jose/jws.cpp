@@ -21,6 +21,7 @@
 
 #include "core/bounded_json.hpp"
 #include "core/openssl_ptr.hpp"
+#include "core/wipe.hpp"
 #include "jose/key_holder.hpp"
 
 namespace awaken::jose {
@@ -241,7 +242,7 @@ struct RandomPool {
   RandomPool() = default;
   RandomPool(const RandomPool&) = delete;
   RandomPool& operator=(const RandomPool&) = delete;
-  ~RandomPool() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  ~RandomPool() { awaken::detail::wipe(bytes.data(), bytes.size()); }
 };
 
 // `n` is at most 64 (random_base64url's bound), well within the pool.
@@ -256,7 +257,7 @@ void pooled_random(unsigned char* out, std::size_t n) {
   }
   if (pool.generation != generation || pool.bytes.size() - pool.used < n) {
     if (RAND_bytes(pool.bytes.data(), static_cast<int>(pool.bytes.size())) != 1) {
-      OPENSSL_cleanse(pool.bytes.data(), pool.bytes.size());
+      awaken::detail::wipe(pool.bytes.data(), pool.bytes.size());
       pool.used = pool.bytes.size();
       fail(jose_errc::signing_failed, "random_base64url");
     }
@@ -264,7 +265,7 @@ void pooled_random(unsigned char* out, std::size_t n) {
     pool.generation = generation;
   }
   std::memcpy(out, pool.bytes.data() + pool.used, n);
-  OPENSSL_cleanse(pool.bytes.data() + pool.used, n);
+  awaken::detail::wipe(pool.bytes.data() + pool.used, n);
   pool.used += n;
 }
 
@@ -275,7 +276,7 @@ std::string random_base64url(std::size_t bytes) {
   if (bytes == 0 || bytes > buffer.size()) fail(jose_errc::signing_failed, "random_base64url");
   pooled_random(buffer.data(), bytes);
   std::string out = base64url_encode(std::string_view{reinterpret_cast<const char*>(buffer.data()), bytes});
-  OPENSSL_cleanse(buffer.data(), bytes);
+  awaken::detail::wipe(buffer.data(), bytes);
   return out;
 }
 

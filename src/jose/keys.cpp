@@ -19,7 +19,7 @@
 
 #include "core/bounded_json.hpp"
 #include "core/openssl_ptr.hpp"
-#include "core/wiped.hpp"
+#include "core/wipe.hpp"
 #include "jose/key_decoding.hpp"
 #include "jose/key_holder.hpp"
 

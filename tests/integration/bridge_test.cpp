@@ -117,9 +117,7 @@ TEST_CASE("A JWT-SVID is refreshed in the soft window, across a rotation of the 
   run(io, source.shutdown());
 }
 
-TEST_CASE("OAuth client credentials with a JWT-SVID as the client assertion", "[bridge]") {
-  Bridge b;
-  auto& [peer, party, io, source, broker] = b;
+TEST_CASE_METHOD(Bridge, "OAuth client credentials with a JWT-SVID as the client assertion", "[bridge]") {
   awaken::SpiffeClientCredentials config;
   config.token_endpoint = party.url("/spiffe/token");
   config.client_id = "spiffe-workload";
@@ -152,9 +150,7 @@ TEST_CASE("OAuth client credentials with a JWT-SVID as the client assertion", "[
   run(io, source.shutdown());
 }
 
-TEST_CASE("RFC 8693 token exchange with a JWT-SVID as the subject token", "[bridge]") {
-  Bridge b;
-  auto& [peer, party, io, source, broker] = b;
+TEST_CASE_METHOD(Bridge, "RFC 8693 token exchange with a JWT-SVID as the subject token", "[bridge]") {
   awaken::SpiffeTokenExchange config;
   config.token_endpoint = party.url("/spiffe/exchange");
   config.audience = "https://api.example.com";

@@ -2,6 +2,7 @@
 // callback, a callback with diagnostics bound, use_future (the io_context on another thread),
 // co_await with awaken's default token, as_tuple and redirect_error. Each style must reach the
 // same outcome, a value or the same error code, against the real Workload API peer.
+#include <array>
 #include <future>
 #include <optional>
 #include <string>
@@ -65,6 +66,25 @@ Outcome outcome_of_future(F&& get) {
   }
 }
 
+// The three coroutine styles, one after the other in one coroutine: awaken's default token (which
+// throws awaken::Error), as_tuple and redirect_error.
+template <class Op>
+asio::awaitable<std::array<Outcome, 3>> coroutine_styles(Op& op) {
+  std::array<Outcome, 3> seen;
+  try {
+    co_await op(awaken::use_awaitable);
+    seen[0] = {{}, true};
+  } catch (const awaken::Error& e) {
+    seen[0] = {e.code(), false};
+  }
+  auto result = co_await op(asio::experimental::as_tuple(asio::use_awaitable));
+  seen[1] = {std::get<0>(result), !std::get<0>(result)};
+  std::error_code ec;
+  co_await op(asio::redirect_error(asio::use_awaitable, ec));
+  seen[2] = {ec, !ec};
+  co_return seen;
+}
+
 // Runs `op(token)` (an operation completing with `void(std::error_code, T...)`) once per style and
 // returns what each saw, in the order: callback, callback with diagnostics, use_future, co_await,
 // as_tuple, redirect_error. Diagnostics of a failure reach the bound object.
@@ -94,30 +114,19 @@ std::vector<Outcome> every_style(Loop& loop, Op op) {
     wait(f);
     seen.push_back(outcome_of_future([&] { f.get(); }));
   }
-  // The coroutine styles, each run by co_spawn on the loop.
-  const auto in_coroutine = [&](auto body) {
-    auto f = asio::co_spawn(loop.io, std::move(body), asio::use_future);
+  {  // the coroutine styles, spawned on the loop
+    std::promise<std::array<Outcome, 3>> p;
+    auto f = p.get_future();
+    asio::co_spawn(loop.io, coroutine_styles(op), [&p](std::exception_ptr e, std::array<Outcome, 3> r) {
+      if (e) {
+        p.set_exception(e);
+      } else {
+        p.set_value(r);
+      }
+    });
     wait(f);
-    seen.push_back(f.get());
-  };
-  in_coroutine([&]() -> asio::awaitable<Outcome> {  // awaken's default token: throws awaken::Error
-    try {
-      co_await op(awaken::use_awaitable);
-      co_return Outcome{{}, true};
-    } catch (const awaken::Error& e) {
-      co_return Outcome{e.code(), false};
-    }
-  });
-  in_coroutine([&]() -> asio::awaitable<Outcome> {
-    auto result = co_await op(asio::experimental::as_tuple(asio::use_awaitable));
-    const std::error_code ec = std::get<0>(result);
-    co_return Outcome{ec, !ec};
-  });
-  in_coroutine([&]() -> asio::awaitable<Outcome> {
-    std::error_code ec;
-    co_await op(asio::redirect_error(asio::use_awaitable, ec));
-    co_return Outcome{ec, !ec};
-  });
+    for (const Outcome& o : f.get()) seen.push_back(o);
+  }
   return seen;
 }
 

@@ -20,7 +20,7 @@
 #include <awaken/diagnostics.hpp>
 #include <awaken/error.hpp>
 
-#include "credentials/token_endpoint.hpp"
+#include "credentials/minters/token_request.hpp"
 #include "support/json_edit.hpp"
 #include "support/minting.hpp"
 #include "support/names.hpp"

@@ -62,9 +62,7 @@ struct Metered {
 
 }  // namespace
 
-TEST_CASE("A JwtSource syncs, serves its bundles without blocking and validates SVIDs", "[source]") {
-  Metered m;
-  auto& [peer, io, metrics, source] = m;
+TEST_CASE_METHOD(Metered, "A JwtSource syncs, serves its bundles without blocking and validates SVIDs", "[source]") {
   CHECK(source.sequence() == 1);
   CHECK(source.is_healthy());
   CHECK(source.bundle_set()->size() == 2);
@@ -107,9 +105,7 @@ TEST_CASE("A rotation reaches changed(), and the new key validates a new token",
   run(io, source.shutdown());
 }
 
-TEST_CASE("Re-delivered bundles are silent; stream ends and resets reconnect", "[source]") {
-  Metered m;
-  auto& [peer, io, metrics, source] = m;
+TEST_CASE_METHOD(Metered, "Re-delivered bundles are silent; stream ends and resets reconnect", "[source]") {
   const auto before = source.bundle_set();
 
   peer.wait_for_streams(1);
@@ -136,9 +132,7 @@ TEST_CASE("Re-delivered bundles are silent; stream ends and resets reconnect", "
   run(io, source.shutdown());
 }
 
-TEST_CASE("Malformed and oversized updates are rejected and the last good set is kept", "[source]") {
-  Metered m;
-  auto& [peer, io, metrics, source] = m;
+TEST_CASE_METHOD(Metered, "Malformed and oversized updates are rejected and the last good set is kept", "[source]") {
   const auto good = source.bundle_set();
   peer.wait_for_streams(1);
 
@@ -162,10 +156,9 @@ TEST_CASE("Malformed and oversized updates are rejected and the last good set is
   run(io, source.shutdown());
 }
 
-TEST_CASE("A killed peer restarted on the same socket: last good set kept, reconnect within the backoff bound",
-          "[source]") {
-  Metered m;
-  auto& [peer, io, metrics, source] = m;
+TEST_CASE_METHOD(Metered,
+                 "A killed peer restarted on the same socket: last good set kept, reconnect within the backoff bound",
+                 "[source]") {
   const auto before = source.bundle_set();
   peer.wait_for_streams(1);
 

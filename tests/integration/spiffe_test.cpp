@@ -140,7 +140,7 @@ TEST_CASE("Trust domains parse from names and from SPIFFE IDs", "[spiffe][id]") 
   };
   for (const auto& [in, code] : invalid) {
     INFO(in);
-    CHECK(code_of([&] { TrustDomain::parse(in); }) == code);
+    CHECK(code_of([&in = in] { TrustDomain::parse(in); }) == code);
     std::error_code ec;
     CHECK_FALSE(TrustDomain::parse(in, ec).has_value());
     CHECK(ec == code);
@@ -286,7 +286,7 @@ TEST_CASE("JWT-SVIDs signed by jose with every algorithm validate", "[spiffe][sv
     const auto svid = JwtSvid::parse_and_validate(t, set, {"svc-a"});
     CHECK(svid.spiffe_id().str() == "spiffe://example.org/workload");
     CHECK(svid.audience() == std::vector<std::string>{"svc-a"});
-    CHECK(svid.key_id() == [&] {
+    CHECK(svid.key_id() == [&alg = alg] {
       std::string kid = alg + "-kid";
       for (char& c : kid) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       return kid;
@@ -488,7 +488,7 @@ TEST_CASE("parse_insecure reads Workload API tokens without checking signature o
   };
   for (const auto& [name, c] : still_refused) {
     INFO(name);
-    CHECK(code_of([&] { JwtSvid::parse_insecure(broken[name].get<std::string>()); }) == c);
+    CHECK(code_of([&, &name = name] { JwtSvid::parse_insecure(broken[name].get<std::string>()); }) == c);
   }
   const auto hinted =
       JwtSvid::parse_insecure(vectors().info()["valid"]["RS256"].get<std::string>()).with_hint("internal");

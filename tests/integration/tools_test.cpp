@@ -247,8 +247,9 @@ TEST_CASE("awaken-token: AWS credentials from a JWT-SVID, redacted, or as creden
 TEST_CASE("The header-injection example retries once after invalidating a rejected token", "[tools]") {
   awaken::test::PeerProcess server{"token_server.mjs", {}};
   const std::string base = "http://127.0.0.1:" + std::to_string(server.info()["port"].get<int>());
-  const auto ran = tool("authorized_call", {"--token-endpoint", base + "/token", "--resource", base + "/api/resource",
-                                            "--revoke", base + "/api/revoke-all"});
+  const auto ran = run_program(std::string{AWAKEN_EXAMPLES_DIR} + "/authorized_call",
+                               {"--token-endpoint", base + "/token", "--resource", base + "/api/resource", "--revoke",
+                                base + "/api/revoke-all"});
   CHECK(ran.status == 0);
   CHECK_THAT(ran.out, Contains("first call: HTTP 200, mints so far 1") &&
                           Contains("second call: HTTP 200, mints so far 1") &&

@@ -9,7 +9,7 @@
 #include <awaken/error.hpp>
 #include <awaken/spiffe/workload_api.hpp>
 
-#include "spiffe/workload_proto.hpp"
+#include "spiffe/workload/workload_proto.hpp"
 #include "support/errors.hpp"
 #include "support/names.hpp"
 #include "support/workload_peer.hpp"

@@ -13,7 +13,7 @@
 #include <awaken/clock.hpp>
 #include <awaken/error.hpp>
 
-#include "credentials/broker_core.hpp"
+#include "credentials/broker/broker_core.hpp"
 #include "support/names.hpp"
 #include "unit/recording_completion.hpp"
 

@@ -8,7 +8,7 @@
 #include <awaken/error.hpp>
 #include <awaken/jose/base64url.hpp>
 
-#include "credentials/federation_parsers.hpp"
+#include "credentials/federation/federation_parsers.hpp"
 #include "support/names.hpp"
 
 using namespace awaken::detail;

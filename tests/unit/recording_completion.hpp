@@ -11,7 +11,7 @@
 
 #include <awaken/completion.hpp>
 
-#include "credentials/broker_core.hpp"
+#include "credentials/broker/broker_core.hpp"
 
 namespace awaken::test {
 

@@ -8,7 +8,7 @@
 #include <awaken/clock.hpp>
 #include <awaken/error.hpp>
 
-#include "spiffe/stream_supervisor.hpp"
+#include "spiffe/source/stream_supervisor.hpp"
 #include "support/names.hpp"
 
 namespace {

@@ -21,7 +21,7 @@
 #include <awaken/spiffe/experimental/wit_svid.hpp>
 #include <awaken/spiffe/experimental/wpt.hpp>
 
-#include "credentials/token_endpoint.hpp"
+#include "credentials/minters/token_request.hpp"
 #include "support/errors.hpp"
 
 using namespace awaken::spiffe::experimental;

@@ -9,7 +9,7 @@
 #include <awaken/spiffe/x509_svid.hpp>
 #include <nlohmann/json.hpp>
 
-#include "spiffe/workload_proto.hpp"
+#include "spiffe/workload/workload_proto.hpp"
 #include "support/certs.hpp"
 
 using awaken::Error;

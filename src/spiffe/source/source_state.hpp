@@ -1,0 +1,434 @@
+// What every Workload API source shares, whatever it publishes (JWT bundle sets now, X.509
+// material next): publication by swap with per-thread reader views, update and stop waiters,
+// and the deadline helper. The driver of the stream is spiffe/stream_driver.hpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include <spdlog/logger.h>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <awaken/completion.hpp>
+#include <awaken/error.hpp>
+#include <awaken/spiffe/source.hpp>
+#include <awaken/spiffe/workload_api.hpp>
+
+#include "spiffe/source/stream_supervisor.hpp"
+
+namespace awaken::spiffe::detail {
+
+using UpdateCompletion = awaken::Completion<std::error_code, std::uint64_t>;
+using StopCompletion = awaken::Completion<std::error_code>;
+
+inline std::atomic<std::uint64_t> next_source_id{1};
+
+template <class Set>
+struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
+  SourceState(const asio::any_io_executor& executor, std::string source_name)
+      : name(std::move(source_name)), strand(asio::make_strand(executor)), timer(strand) {}
+
+  // Configuration, fixed before the supervisor starts.
+  const std::string name;  // "JwtSource", for logs and errors
+  std::function<WorkloadApiClient()> factory;
+  std::chrono::milliseconds min_backoff{200};
+  std::chrono::milliseconds max_backoff{10'000};
+  std::chrono::milliseconds shutdown_timeout{30'000};
+  ResourceLimits limits;
+  std::shared_ptr<MetricsRecorder> metrics;
+  std::shared_ptr<spdlog::logger> log;
+  JitterSource* jitter = nullptr;
+  const Clock* clock = nullptr;  // SVID expiry is judged by it
+  bool x509 = false;             // the stream carries X.509 material (for the metrics of rejected updates)
+  std::string endpoint_text;     // where the Workload API is, for logs
+  const std::uint64_t id = next_source_id.fetch_add(1, std::memory_order_relaxed);
+
+  // What readers see. `current` changes under `current_mutex`, then `version` is bumped; a
+  // reader whose thread view holds the latest version touches neither.
+  std::mutex current_mutex;
+  std::shared_ptr<const Set> current = std::make_shared<const Set>();
+  std::atomic<std::uint64_t> version{0};
+  std::atomic<std::uint64_t> sequence{0};
+  std::atomic<bool> closed{false};
+  std::atomic<bool> running{false};
+
+  // Waiters and the end of the supervisor.
+  std::mutex mutex;
+  struct UpdateWaiter {
+    std::uint64_t after = 0;  // wakes once the sequence passes this
+    std::unique_ptr<UpdateCompletion> completion;
+  };
+  std::map<std::uint64_t, UpdateWaiter> update_waiters;  // by id
+  std::uint64_t next_waiter = 0;
+  std::map<std::uint64_t, std::unique_ptr<StopCompletion>> stop_waiters;
+  bool stopped = false;
+  std::error_code fatal;  // why the initial sync gave up, when it did
+  std::string fatal_text;
+  std::string last_failure;          // the latest failure, for the initial-sync timeout's text
+  std::string last_failure_context;  // the same without its code's message, for a fatal one's
+
+  // The supervisor's own, touched on `strand` only.
+  asio::strand<asio::any_io_executor> strand;
+  asio::steady_timer timer;
+  std::function<void()> cancel_stream;
+  bool stopping = false;
+
+  std::shared_ptr<const Set> load_current() {
+    std::lock_guard lk(current_mutex);
+    return current;
+  }
+
+  void record(const StreamAction& a) {
+    if (!metrics) return;
+    for (std::size_t i = 0; i < a.count; ++i) metrics->record_error(a.metrics[i]);
+    if (a.reconnect) metrics->record_reconnect();
+  }
+
+  void note_failure(const std::string& text, const std::string& context) {
+    std::lock_guard lk(mutex);
+    last_failure = text;
+    last_failure_context = context;
+  }
+
+  // Publishes `set` and wakes the waiters it is news for.
+  void publish(Set set) {
+    auto shared = std::make_shared<const Set>(std::move(set));
+    {
+      std::lock_guard lk(current_mutex);
+      current = std::move(shared);
+    }
+    version.fetch_add(1, std::memory_order_release);
+    const std::uint64_t seq = sequence.fetch_add(1, std::memory_order_acq_rel) + 1;
+    std::vector<std::unique_ptr<UpdateCompletion>> ready;
+    {
+      std::lock_guard lk(mutex);
+      for (auto it = update_waiters.begin(); it != update_waiters.end();) {
+        if (it->second.after < seq) {
+          ready.push_back(std::move(it->second.completion));
+          it = update_waiters.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (metrics) metrics->record_update();
+    for (auto& c : ready) c->complete({}, seq);
+  }
+
+  // Fails every update waiter with `ec` (the source closed, or the initial sync failed).
+  void fail_waiters(std::error_code ec) {
+    std::map<std::uint64_t, UpdateWaiter> all;
+    {
+      std::lock_guard lk(mutex);
+      all.swap(update_waiters);
+    }
+    for (auto& [id, w] : all) {
+      w.completion->set_diagnostics(Diagnostics{name + ": waiting for an update", {}});
+      w.completion->complete(ec, 0);
+    }
+  }
+
+  // Marks the source closed; the version bump sends every reader to its slow path, which is
+  // where `closed` is checked. Returns whether this call closed it.
+  bool close() {
+    if (closed.exchange(true)) return false;
+    version.fetch_add(1, std::memory_order_release);
+    return true;
+  }
+
+  // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
+  // to stop (on its strand). Never waits.
+  void request_stop() {
+    if (!close()) return;
+    fail_waiters(make_error_code(spiffe_errc::source_closed));
+    asio::post(strand, [self = this->shared_from_this()] {
+      self->stopping = true;
+      self->timer.cancel();
+      if (self->cancel_stream) self->cancel_stream();
+    });
+  }
+
+  // The supervisor has returned: asked to, after a fatal initial failure, or (`failed`) by an
+  // exception it could not handle. Nothing will publish any more, so the source closes.
+  void finish(bool failed) {
+    running.store(false);
+    std::map<std::uint64_t, std::unique_ptr<StopCompletion>> waiting;
+    std::error_code fatal_code;
+    {
+      std::lock_guard lk(mutex);
+      stopped = true;
+      waiting.swap(stop_waiters);
+      if (failed && !fatal) {
+        fatal = make_error_code(spiffe_errc::source_closed);
+        fatal_text = "the supervisor failed";
+      }
+      fatal_code = fatal;
+    }
+    if (fatal_code) {
+      close();
+      fail_waiters(fatal_code);
+    }
+    for (auto& [id, w] : waiting) w->complete({});
+  }
+};
+
+template <class W>
+auto* completion_of(W& waiter) {
+  if constexpr (requires { waiter.completion; })
+    return &waiter.completion;
+  else
+    return &waiter;
+}
+
+// Lets a cancellation through `slot` take waiter `id` out of `map` (guarded by `s->mutex`) and
+// complete it with operation_aborted (and `rest...`).
+template <class State, class Map, class... Rest>
+void on_cancel(const std::shared_ptr<State>& s, Map State::*map, std::uint64_t id, asio::cancellation_slot slot,
+               Rest... rest) {
+  if (!slot.is_connected()) return;
+  slot.assign([weak = std::weak_ptr<State>(s), map, id, rest...](asio::cancellation_type type) {
+    if (type == asio::cancellation_type::none) return;
+    auto state = weak.lock();
+    if (!state) return;
+    std::unique_lock lock(state->mutex);
+    auto& waiters = (*state).*map;
+    auto it = waiters.find(id);
+    if (it == waiters.end()) return;  // already answered
+    auto mine = std::move(*completion_of(it->second));
+    waiters.erase(it);
+    lock.unlock();
+    mine->complete(make_error_code(asio::error::operation_aborted), rest...);
+  });
+}
+
+// Completes `c` once the sequence passes `after` (at once if it has), or with the reason the
+// source can publish no more.
+template <class Set>
+void start_changed(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t after,
+                   std::unique_ptr<UpdateCompletion> c) {
+  std::unique_lock lk(s->mutex);
+  const std::uint64_t seq = s->sequence.load(std::memory_order_acquire);
+  if (s->fatal || s->closed.load()) {
+    const std::error_code ec = s->fatal ? s->fatal : make_error_code(spiffe_errc::source_closed);
+    lk.unlock();
+    c->set_diagnostics(Diagnostics{s->name + ": waiting for an update", {}});
+    c->complete(ec, 0);
+    return;
+  }
+  if (seq > after) {
+    lk.unlock();
+    c->complete({}, seq);
+    return;
+  }
+  const std::uint64_t id = s->next_waiter++;
+  on_cancel(s, &SourceState<Set>::update_waiters, id, c->cancellation_slot(), std::uint64_t{0});
+  s->update_waiters.emplace(id, typename SourceState<Set>::UpdateWaiter{after, std::move(c)});
+}
+
+// Remembers the sequence a successful wait returns, then completes the caller.
+class SeenCompletion final : public ForwardingCompletion<UpdateCompletion, std::error_code, std::uint64_t> {
+ public:
+  SeenCompletion(std::uint64_t& seen, std::unique_ptr<UpdateCompletion> c)
+      : ForwardingCompletion(std::move(c)), seen_(seen) {}
+  void complete(std::error_code ec, std::uint64_t seq) override {
+    if (!ec) seen_ = seq;
+    inner_->complete(ec, seq);
+  }
+  void invoke(std::error_code ec, std::uint64_t seq) override {
+    if (!ec) seen_ = seq;
+    inner_->invoke(ec, seq);
+  }
+
+ private:
+  std::uint64_t& seen_;
+};
+
+template <class Set, class CompletionToken>
+auto async_changed(std::shared_ptr<SourceState<Set>> s, std::uint64_t after, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(std::error_code, std::uint64_t)>(
+      [s = std::move(s), after](auto handler) {
+        auto fallback = s->strand.get_inner_executor();
+        start_changed(s, after, awaken::make_completion<std::error_code, std::uint64_t>(std::move(handler), fallback));
+      },
+      token);
+}
+
+template <class Set, class CompletionToken>
+auto async_stopped(std::shared_ptr<SourceState<Set>> s, CompletionToken&& token) {
+  return asio::async_initiate<CompletionToken, void(std::error_code)>(
+      [s = std::move(s)](auto handler) {
+        auto c = awaken::make_completion<std::error_code>(std::move(handler), s->strand.get_inner_executor());
+        std::unique_lock lk(s->mutex);
+        if (s->stopped) {
+          lk.unlock();
+          c->complete({});
+          return;
+        }
+        const std::uint64_t id = s->next_waiter++;
+        on_cancel(s, &SourceState<Set>::stop_waiters, id, c->cancellation_slot());
+        s->stop_waiters.emplace(id, std::move(c));
+      },
+      token);
+}
+
+// What a source's handles share: the state, and the stop of the supervisor when the last
+// handle goes.
+template <class Set>
+struct SourceCore {
+  explicit SourceCore(std::shared_ptr<SourceState<Set>> s) noexcept : state(std::move(s)) {}
+  ~SourceCore() { state->request_stop(); }
+  SourceCore(const SourceCore&) = delete;
+  SourceCore& operator=(const SourceCore&) = delete;
+  std::shared_ptr<SourceState<Set>> state;
+};
+
+// `changed()` of a source's updates object: completes once the sequence passes `seen`, and
+// remembers the sequence it returns.
+template <class Set>
+void start_changed_seen(const std::shared_ptr<SourceState<Set>>& s, std::uint64_t& seen,
+                        std::unique_ptr<UpdateCompletion> completion) {
+  start_changed(s, seen, std::make_unique<SeenCompletion>(seen, std::move(completion)));
+}
+
+// Runs `start(token)` with a deadline: a timer on the awaiting coroutine's executor that
+// cancels the operation when it fires. Returns the operation's results and whether the deadline
+// cut it short. The timer's handler shares the signal, so it may run after this frame is gone.
+template <class... Results, class Start>
+asio::awaitable<std::pair<bool, std::tuple<std::error_code, Results...>>> with_deadline(
+    std::optional<std::chrono::milliseconds> deadline, Start start) {
+  struct Shared {
+    asio::cancellation_signal signal;
+    bool fired = false;
+  };
+  auto shared = std::make_shared<Shared>();
+  const auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer{executor};
+  if (deadline) {
+    // Longer than a steady_timer can count is forever.
+    const auto longest = std::chrono::duration_cast<std::chrono::milliseconds>(asio::steady_timer::duration::max()) / 2;
+    timer.expires_after(std::min(*deadline, longest));
+    timer.async_wait([shared](std::error_code ec) {
+      if (ec) return;
+      shared->fired = true;
+      shared->signal.emit(asio::cancellation_type::terminal);
+    });
+  }
+  auto token = asio::bind_cancellation_slot(shared->signal.slot(), asio::experimental::as_tuple(asio::use_awaitable));
+  auto result = co_await start(std::move(token));
+  timer.cancel();
+  // Cut short only if the operation itself ended because of the deadline.
+  const bool expired = shared->fired && std::get<0>(result) == asio::error::operation_aborted;
+  co_return std::pair{expired, std::move(result)};
+}
+
+// The reader's per-thread view of a source's current set, behind a holder of this thread's own
+// so that the reference counts a lookup touches are never shared with another thread. The holder
+// takes whole cache lines: two threads' holders allocated side by side would share one.
+template <class Set>
+struct alignas(64) Holder {
+  std::shared_ptr<const Set> set;
+};
+
+template <class Set>
+struct ReaderSlot {
+  std::uint64_t source = 0;
+  std::uint64_t version = 0;
+  std::shared_ptr<const Set> set;
+};
+
+// A function's own: GCC 12 never destroys a thread_local variable template's instances.
+template <class Set>
+ReaderSlot<Set>& reader_slot() noexcept {
+  thread_local ReaderSlot<Set> slot;
+  return slot;
+}
+
+[[noreturn]] inline void closed_error(const std::string& name) { throw_error(spiffe_errc::source_closed, name); }
+
+// The thread's view of the current set; throws `source_closed` once the source is closed.
+template <class Set>
+[[gnu::always_inline]] inline const std::shared_ptr<const Set>& thread_view(SourceState<Set>& s) {
+  const std::uint64_t v = s.version.load(std::memory_order_acquire);
+  ReaderSlot<Set>& slot = reader_slot<Set>();
+  if (slot.source != s.id || slot.version != v) [[unlikely]] {
+    if (s.closed.load(std::memory_order_acquire)) closed_error(s.name);
+    auto holder = std::make_shared<Holder<Set>>(Holder<Set>{s.load_current()});
+    slot.set = std::shared_ptr<const Set>(holder, holder->set.get());
+    slot.version = v;
+    slot.source = s.id;
+  }
+  return slot.set;
+}
+
+// A source's shutdown: asks the supervisor to stop and waits for it, at most `timeout` (the
+// source's own bound when none is given).
+template <class Set>
+asio::awaitable<void> stop_source(std::shared_ptr<SourceState<Set>> state,
+                                  std::optional<std::chrono::milliseconds> timeout) {
+  const auto bound = timeout.value_or(state->shutdown_timeout);
+  state->request_stop();
+  const auto stopped = [&](auto token) { return async_stopped(state, std::move(token)); };
+  auto [expired, result] = co_await with_deadline(bound, stopped);
+  if (expired)
+    throw_error(spiffe_errc::shutdown_timeout,
+                state->name + ": the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
+  if (auto ec = std::get<0>(result)) throw_error(ec, state->name + ": shutdown");
+}
+
+// How a source's readers see its snapshot (`SourceUpdates::wait_for`): the snapshot itself
+// unless a source says otherwise.
+template <class Snapshot>
+struct published {
+  static const Snapshot& view(const Snapshot& snapshot) noexcept { return snapshot; }
+};
+
+}  // namespace awaken::spiffe::detail
+
+namespace awaken::spiffe {
+
+// SourceUpdates, instantiated by each source for its snapshot.
+template <class Snapshot, class View>
+std::uint64_t SourceUpdates<Snapshot, View>::last() const noexcept {
+  return state_->sequence.load(std::memory_order_acquire);
+}
+
+template <class Snapshot, class View>
+asio::any_io_executor SourceUpdates<Snapshot, View>::fallback_executor() const noexcept {
+  return state_->strand.get_inner_executor();
+}
+
+template <class Snapshot, class View>
+void SourceUpdates<Snapshot, View>::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> c) {
+  detail::start_changed_seen(state_, seen_, std::move(c));
+}
+
+template <class Snapshot, class View>
+asio::awaitable<std::shared_ptr<const View>> SourceUpdates<Snapshot, View>::run_wait_for(
+    std::function<bool(const View&)> predicate) {
+  for (;;) {
+    if (state_->closed.load()) detail::closed_error(state_->name);
+    seen_ = state_->sequence.load(std::memory_order_acquire);
+    auto snapshot = state_->load_current();
+    const View& view = detail::published<Snapshot>::view(*snapshot);
+    if (predicate(view)) co_return std::shared_ptr<const View>(snapshot, &view);
+    co_await changed();
+  }
+}
+
+}  // namespace awaken::spiffe
