@@ -63,18 +63,15 @@ class CredentialMaterial {
   /// Any minter. Throws `Error{credential_errc::invalid_material}` when `minter` is null.
   static CredentialMaterial from_minter(std::shared_ptr<const Minter> minter);
 
-  /// Any built-in material from a JSON object whose `kind` picks it:
+  /// Any built-in material from a JSON object whose `kind` picks it: `bearer`,
+  /// `google_service_account`, `oauth_client_credentials`, `gce_metadata`, and the federated
+  /// `jwt_bearer_grant`, `google_external_account`, `azure_workload_identity` and
+  /// `aws_web_identity` with a token file or URL. The SPIFFE-backed kinds (`jwt_svid`,
+  /// `spiffe_client_credentials`, `spiffe_token_exchange`, and a federated kind whose identity
+  /// token is a `jwt_svid`) need `material_from_config` and its sources; here they are refused,
+  /// naming the source they lack. The README's configuration section lists each kind's fields.
   ///
-  /// | kind | fields |
-  /// |------|--------|
-  /// | `bearer` | `token`*, `lifetime_seconds` |
-  /// | `google_service_account` | `key`* (the key file's object or text), `allowed_token_uris` |
-  /// | `oauth_client_credentials` | `token_endpoint`, `client_id`, `authentication` (`client_secret_basic`,
-  /// `client_secret_post` or `private_key_jwt`), `client_secret`*, `private_key`*, `signing_algorithm` (`RS256`...),
-  /// `key_id`, `assertion_lifetime_seconds`, `resource`, `audience`, `dpop` (true: DPoP-bound tokens) | |
-  /// `gce_metadata` | `base_url`, `account` |
-  ///
-  /// A secret field marked * may instead be given as `<field>_file` (a path whose contents,
+  /// A secret field (marked * in that table) may instead be given as `<field>_file` (a path whose contents,
   /// up to 1 MiB, are the value; one trailing newline is dropped) or `<field>_env` (the name of
   /// an environment variable), exactly one of the three. Unknown fields are refused, so a typo
   /// does not silently drop a setting.

@@ -1,4 +1,5 @@
-// CredentialMaterial::from_config: every built-in material from one JSON object.
+// The configuration of the built-in kinds that need no SPIFFE source: bearer,
+// google_service_account, oauth_client_credentials and gce_metadata.
 #include <awaken/credentials/gce_metadata.hpp>
 #include <awaken/credentials/google_service_account.hpp>
 #include <awaken/credentials/material.hpp>
@@ -9,15 +10,11 @@
 #include <nlohmann/json.hpp>
 
 #include "credentials/config/config_fields.hpp"
-#include "credentials/federation/federation_detail.hpp"
+#include "credentials/config/kinds.hpp"
 
-namespace awaken {
-namespace {
+namespace awaken::detail {
 
-using detail::bad;
-using detail::Fields;
-
-CredentialMaterial bearer(const nlohmann::json& config) {
+CredentialMaterial bearer_config(const nlohmann::json& config, const SpiffeSources&) {
   const Fields f{config, "bearer", {"token", "token_file", "token_env", "lifetime_seconds"}};
   auto token = f.secret("token", true);
   if (auto lifetime = f.seconds("lifetime_seconds"))
@@ -25,7 +22,7 @@ CredentialMaterial bearer(const nlohmann::json& config) {
   return CredentialMaterial::static_bearer(std::move(token));
 }
 
-CredentialMaterial google(const nlohmann::json& config) {
+CredentialMaterial google_service_account_config(const nlohmann::json& config, const SpiffeSources&) {
   const Fields f{config, "google_service_account", {"key", "key_file", "key_env", "allowed_token_uris"}};
   GoogleServiceAccountOptions options;
   if (const auto* uris = f.find("allowed_token_uris")) {
@@ -39,7 +36,7 @@ CredentialMaterial google(const nlohmann::json& config) {
   return google_service_account(GoogleServiceAccount::from_json(f.secret("key", true, true)), std::move(options));
 }
 
-CredentialMaterial client_credentials(const nlohmann::json& config) {
+CredentialMaterial oauth_client_credentials_config(const nlohmann::json& config, const SpiffeSources&) {
   const Fields f{config,
                  "oauth_client_credentials",
                  {"token_endpoint", "client_id", "authentication", "client_secret", "client_secret_file",
@@ -75,7 +72,7 @@ CredentialMaterial client_credentials(const nlohmann::json& config) {
   return oauth_client_credentials(std::move(c));
 }
 
-CredentialMaterial metadata(const nlohmann::json& config) {
+CredentialMaterial gce_metadata_config(const nlohmann::json& config, const SpiffeSources&) {
   const Fields f{config, "gce_metadata", {"base_url", "account"}};
   GceMetadataOptions options;
   options.base_url = f.text("base_url", options.base_url);
@@ -83,24 +80,4 @@ CredentialMaterial metadata(const nlohmann::json& config) {
   return gce_metadata(std::move(options));
 }
 
-}  // namespace
-
-CredentialMaterial CredentialMaterial::from_config(const nlohmann::json& config) {
-  if (!config.is_object()) throw_error(credential_errc::invalid_material, "credential config: not a JSON object");
-  auto kind = config.find("kind");
-  if (kind == config.end()) bad("kind", "is missing");
-  if (!kind->is_string()) bad("kind", "is not a string");
-  const auto& name = kind->get_ref<const std::string&>();
-  if (name == "bearer") return bearer(config);
-  if (name == "google_service_account") return google(config);
-  if (name == "oauth_client_credentials") return client_credentials(config);
-  if (name == "gce_metadata") return metadata(config);
-  // Federated kinds without a SPIFFE source; the SPIFFE ones say which source they lack.
-  if (detail::is_federated_kind(name)) return material_from_config(config, SpiffeSources{});
-  bad("kind", "'" + bounded_excerpt(name, 64) +
-                  "' is not one of bearer, google_service_account, oauth_client_credentials, gce_metadata, "
-                  "jwt_bearer_grant, google_external_account, azure_workload_identity, aws_web_identity (or a "
-                  "SPIFFE-backed kind: jwt_svid, spiffe_client_credentials, spiffe_token_exchange)");
-}
-
-}  // namespace awaken
+}  // namespace awaken::detail

@@ -27,7 +27,4 @@ void need_source(const spiffe::JwtSource& source, std::string_view what);
 /// texts name it.
 CredentialMaterial make_federated_oauth(FederatedOAuth config, const char* kind_label);
 
-/// Whether `kind` is one that `material_from_config` builds (SPIFFE-backed or federated).
-bool is_federated_kind(std::string_view kind) noexcept;
-
 }  // namespace awaken::detail

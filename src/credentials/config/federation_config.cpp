@@ -10,6 +10,7 @@
 
 #include "core/bounded_json.hpp"
 #include "credentials/config/config_fields.hpp"
+#include "credentials/config/kinds.hpp"
 #include "credentials/federation/federation_detail.hpp"
 
 namespace awaken {
@@ -18,10 +19,6 @@ namespace {
 using detail::bad;
 using detail::Fields;
 using json = nlohmann::json;
-
-constexpr std::string_view spiffe_kinds[] = {"jwt_svid", "spiffe_client_credentials", "spiffe_token_exchange"};
-constexpr std::string_view federated_kinds[] = {"jwt_bearer_grant", "google_external_account",
-                                                "azure_workload_identity", "aws_web_identity"};
 
 std::optional<spiffe::SpiffeId> spiffe_id_text(std::string_view field, const std::string& text) {
   if (text.empty()) return std::nullopt;
@@ -96,7 +93,16 @@ std::vector<std::string> string_list(const Fields& f, std::string_view field) {
   return out;
 }
 
-CredentialMaterial client_credentials(const json& config, const SpiffeSources& sources) {
+}  // namespace
+
+namespace detail {
+
+CredentialMaterial jwt_svid_config(const json& config, const SpiffeSources& sources) {
+  const Fields f{config, "jwt_svid", {"spiffe_id"}};
+  return jwt_svid_material(need_jwt(sources, "jwt_svid"), spiffe_id_text("spiffe_id", f.text("spiffe_id")));
+}
+
+CredentialMaterial spiffe_client_credentials_config(const json& config, const SpiffeSources& sources) {
   const Fields f{config,
                  "spiffe_client_credentials",
                  {"token_endpoint", "client_id", "assertion_audience", "spiffe_id", "client_assertion_type",
@@ -125,7 +131,7 @@ CredentialMaterial client_credentials(const json& config, const SpiffeSources& s
   return detail::make_federated_oauth(std::move(o), "spiffe_client_credentials");
 }
 
-CredentialMaterial token_exchange(const json& config, const SpiffeSources& sources) {
+CredentialMaterial spiffe_token_exchange_config(const json& config, const SpiffeSources& sources) {
   const Fields f{
       config,
       "spiffe_token_exchange",
@@ -138,7 +144,7 @@ CredentialMaterial token_exchange(const json& config, const SpiffeSources& sourc
   return detail::make_federated_oauth(std::move(o), "spiffe_token_exchange");
 }
 
-CredentialMaterial jwt_bearer(const json& config, const SpiffeSources& sources) {
+CredentialMaterial jwt_bearer_grant_config(const json& config, const SpiffeSources& sources) {
   const Fields f{config,
                  "jwt_bearer_grant",
                  {"token_endpoint", "client_id", "token_file", "jwt_svid", "resource", "audience", "dpop"}};
@@ -147,7 +153,7 @@ CredentialMaterial jwt_bearer(const json& config, const SpiffeSources& sources) 
   return detail::make_federated_oauth(std::move(o), "jwt_bearer_grant");
 }
 
-CredentialMaterial google(const json& config, const SpiffeSources& sources) {
+CredentialMaterial google_external_account_config(const json& config, const SpiffeSources& sources) {
   const Fields f{config,
                  "google_external_account",
                  {"credentials", "credentials_file", "allowed_urls", "allowed_universe_domains"}};
@@ -166,7 +172,7 @@ CredentialMaterial google(const json& config, const SpiffeSources& sources) {
   return google_external_account(GoogleExternalAccount::from_json(text.reveal(), sources), options);
 }
 
-CredentialMaterial azure(const json& config, const SpiffeSources& sources) {
+CredentialMaterial azure_workload_identity_config(const json& config, const SpiffeSources& sources) {
   const Fields f{
       config, "azure_workload_identity", {"client_id", "tenant_id", "authority_host", "token_file", "jwt_svid"}};
   AzureWorkloadIdentity c;
@@ -179,7 +185,7 @@ CredentialMaterial azure(const json& config, const SpiffeSources& sources) {
   return azure_workload_identity(std::move(c));
 }
 
-CredentialMaterial aws(const json& config, const SpiffeSources& sources) {
+CredentialMaterial aws_web_identity_config(const json& config, const SpiffeSources& sources) {
   const Fields f{
       config,
       "aws_web_identity",
@@ -195,9 +201,9 @@ CredentialMaterial aws(const json& config, const SpiffeSources& sources) {
   return aws_web_identity(std::move(c));
 }
 
-bool one_of(std::string_view kind, std::span<const std::string_view> kinds) {
-  return std::find(kinds.begin(), kinds.end(), kind) != kinds.end();
-}
+}  // namespace detail
+
+namespace {
 
 // Whether `value` holds a `jwt_svid` member anywhere at the first two levels.
 bool mentions_jwt_svid(const json& value) {
@@ -288,9 +294,10 @@ bool is_spiffe_config(const nlohmann::json& config) {
   if (!config.is_object()) return false;
   auto kind = config.find("kind");
   if (kind == config.end() || !kind->is_string()) return false;
-  const auto& k = kind->get_ref<const std::string&>();
-  if (one_of(k, spiffe_kinds)) return true;
-  return one_of(k, federated_kinds) && mentions_jwt_svid(config);
+  const detail::MaterialKind* k = detail::find_material_kind(kind->get_ref<const std::string&>());
+  if (k == nullptr) return false;
+  return k->spiffe == detail::SpiffeUse::always ||
+         (k->spiffe == detail::SpiffeUse::when_configured && mentions_jwt_svid(config));
 }
 
 bool needs_x509_source(const nlohmann::json& config) {
@@ -298,34 +305,6 @@ bool needs_x509_source(const nlohmann::json& config) {
   auto auth = config.find("authentication");
   return auth != config.end() && auth->is_string() &&
          (*auth == "tls_client_auth" || *auth == "self_signed_tls_client_auth");
-}
-
-CredentialMaterial material_from_config(const nlohmann::json& config, const SpiffeSources& sources) {
-  if (!config.is_object()) throw_error(credential_errc::invalid_material, "credential config: not a JSON object");
-  auto it = config.find("kind");
-  if (it == config.end() || !it->is_string()) return CredentialMaterial::from_config(config);
-  const std::string& kind = it->get_ref<const std::string&>();
-  if (kind == "jwt_svid") {
-    const Fields f{config, kind, {"spiffe_id"}};
-    return jwt_svid_material(need_jwt(sources, "jwt_svid"), spiffe_id_text("spiffe_id", f.text("spiffe_id")));
-  }
-  if (kind == "spiffe_client_credentials") return client_credentials(config, sources);
-  if (kind == "spiffe_token_exchange") return token_exchange(config, sources);
-  if (kind == "jwt_bearer_grant") return jwt_bearer(config, sources);
-  if (kind == "google_external_account") return google(config, sources);
-  if (kind == "azure_workload_identity") return azure(config, sources);
-  if (kind == "aws_web_identity") return aws(config, sources);
-  return CredentialMaterial::from_config(config);
-}
-
-CredentialMaterial material_from_config(const nlohmann::json& config, const spiffe::JwtSource& source) {
-  SpiffeSources sources;
-  sources.jwt = source;
-  return material_from_config(config, sources);
-}
-
-bool detail::is_federated_kind(std::string_view kind) noexcept {
-  return one_of(kind, federated_kinds) || one_of(kind, spiffe_kinds);
 }
 
 }  // namespace awaken
