@@ -54,11 +54,9 @@ struct Diagnostics {
 /// The exception for a code and its diagnostics: "<context>: <code message> (<server words>)".
 inline Error to_error(std::error_code ec, const Diagnostics& d) { return Error(ec, d.context, d.details); }
 
-/// The diagnostics of an exception thrown inside awaken: its details and `what()` as context
-/// when it is an `awaken::Error`; only the code's own words otherwise (a foreign exception may
-/// quote a response body).
-Diagnostics diagnostics_of(const std::system_error& e);
-/// The code and diagnostics an exception stands for: a `std::system_error`'s code; anything
+/// The code and diagnostics an exception stands for: an `awaken::Error`'s code, context and
+/// details; another `std::system_error`'s code alone (a foreign exception may quote a response
+/// body); anything
 /// else is `std::errc::not_enough_memory` for `std::bad_alloc` and `std::errc::state_not_recoverable`
 /// otherwise (with the exception's type in the context, never its text).
 std::pair<std::error_code, Diagnostics> classify_exception(const std::exception_ptr& e) noexcept;

@@ -311,17 +311,14 @@ Error::Error(std::error_code ec, std::string_view context, ErrorDetails details)
     : std::system_error(ec),
       state_(std::make_shared<const State>(State{details, std::string{context}, describe(ec, context, details)})) {}
 
-Diagnostics diagnostics_of(const std::system_error& e) {
-  if (const auto* ae = dynamic_cast<const Error*>(&e)) return Diagnostics{ae->context(), ae->details()};
-  return Diagnostics{};
-}
-
 std::pair<std::error_code, Diagnostics> classify_exception(const std::exception_ptr& e) noexcept {
   try {
     try {
       std::rethrow_exception(e);
-    } catch (const std::system_error& se) {
-      return {se.code(), diagnostics_of(se)};
+    } catch (const Error& ae) {
+      return {ae.code(), Diagnostics{ae.context(), ae.details()}};
+    } catch (const std::system_error& se) {  // a foreign one may quote a response body: its code only
+      return {se.code(), Diagnostics{}};
     } catch (const std::bad_alloc&) {
       return {std::make_error_code(std::errc::not_enough_memory), Diagnostics{}};
     } catch (const std::exception& other) {

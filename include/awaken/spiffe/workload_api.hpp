@@ -110,8 +110,9 @@ struct AgentValidation {
   nlohmann::json claims;
 };
 
-/// Whether `e` is the agent's "no identity issued" (`permission_denied` with that text).
-bool is_no_identity_issued(const std::system_error& e) noexcept;
+/// Whether a failure is the agent's "no identity issued" (`permission_denied` with that text).
+bool is_no_identity_issued(std::error_code ec, const Diagnostics& diagnostics) noexcept;
+bool is_no_identity_issued(const Error& e) noexcept;
 
 /// The Workload API's server streams, and what each message of one decodes to.
 enum class StreamKind {

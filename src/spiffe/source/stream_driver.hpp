@@ -29,17 +29,29 @@
 
 namespace awaken::spiffe::detail {
 
-// What an awaken::Error says it was doing (its text without the code's message); any other
-// exception's text.
-inline std::string context_of(const std::system_error& e) {
-  if (const auto* err = dynamic_cast<const Error*>(&e)) return err->context();
-  return e.what();
+// One read of a stream as its supervisor takes it: the next update (nullopt at a clean end), or
+// a failure's code with what is known of it. Nothing is thrown: a bad message is an event.
+template <class Set>
+struct StreamRead {
+  std::error_code ec;
+  Diagnostics diagnostics;
+  std::optional<Set> set;
+};
+
+template <StreamKind Kind>
+asio::awaitable<StreamRead<typename WorkloadStream<Kind>::value_type>> read_update(WorkloadStream<Kind>& stream) {
+  StreamRead<typename WorkloadStream<Kind>::value_type> read;
+  auto token = bind_diagnostics(read.diagnostics, asio::experimental::as_tuple(asio::use_awaitable));
+  auto [ec, set] = co_await stream.next(std::move(token));
+  read.ec = ec;
+  read.set = std::move(set);
+  co_return read;
 }
 
 // Keeps one stream open for as long as the source lives, by the supervisor's rules. `open`
-// starts the stream on a client: a `Stream` whose `next()` returns the next set (nullopt at a
-// clean end) and throws for a failed call (a `spiffe_errc` for one bad message, after which
-// the stream goes on), and whose `cancel()` resets it.
+// starts the stream on a client: a `Stream` that `read_update` reads (a failed call, or a
+// `spiffe_errc` for one bad message after which the stream goes on), and whose `cancel()`
+// resets it.
 template <class Set, class Open>
 asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, std::string what) {
   SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter, s->x509};
@@ -79,10 +91,13 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
           };
           action = core.connected();
           continue;
+        } catch (const Error& e) {  // the factory is the user's: its failures arrive as exceptions
+          event = {StreamEvent::Kind::connect_failed, e.code()};
+          text = e.what();
+          context = e.context();
         } catch (const std::system_error& e) {
           event = {StreamEvent::Kind::connect_failed, e.code()};
           text = e.what();
-          context = context_of(e);
         } catch (const std::exception& e) {
           event = {StreamEvent::Kind::connect_failed, make_error_code(grpc_status::internal)};
           text = e.what();
@@ -93,23 +108,22 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         s->log->warn("awaken: {}: cannot make a Workload API client: {}", s->name, text);
         break;
       case Act::publish: s->publish(std::move(*set)); [[fallthrough]];
-      case Act::read_next:
-        try {
-          set = co_await stream->next();
+      case Act::read_next: {
+        StreamRead<Set> read = co_await read_update(*stream);
+        if (!read.ec) {
+          set = std::move(read.set);
           event =
               set ? StreamEvent{StreamEvent::Kind::update_applied, {}, !core.synced() || !(*s->load_current() == *set)}
                   : StreamEvent{StreamEvent::Kind::stream_ended};
           if (!set) text = "the Workload API ended the " + what + " stream";
-        } catch (const std::system_error& e) {
-          text = e.what();
-          context = context_of(e);
+        } else {
+          text = to_error(read.ec, read.diagnostics).what();
+          context = read.diagnostics.context;
           // A `spiffe_errc` is one bad message: the stream goes on. `not_offered` is the call's.
-          event = e.code().category() == spiffe_category() && e.code() != spiffe_errc::not_offered
-                      ? StreamEvent{StreamEvent::Kind::message_rejected, e.code()}
-                      : StreamEvent{StreamEvent::Kind::stream_failed, e.code(), false, is_no_identity_issued(e)};
-        } catch (const std::exception& e) {  // out of memory, say: this stream is done, not the source
-          event = {StreamEvent::Kind::stream_failed, make_error_code(grpc_status::internal)};
-          text = e.what();
+          event = read.ec.category() == spiffe_category() && read.ec != spiffe_errc::not_offered
+                      ? StreamEvent{StreamEvent::Kind::message_rejected, read.ec}
+                      : StreamEvent{StreamEvent::Kind::stream_failed, read.ec, false,
+                                    is_no_identity_issued(read.ec, read.diagnostics)};
         }
         if (s->stopping) co_return;
         if (event.kind == StreamEvent::Kind::message_rejected)
@@ -117,6 +131,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         else if (event.kind != StreamEvent::Kind::update_applied)
           s->log->debug("awaken: {}: {} stream ended or failed: {}", s->name, what, text);
         break;
+      }
     }
     if (event.kind != StreamEvent::Kind::update_applied) s->note_failure(text, context.empty() ? text : context);
     action = core.on(event);
@@ -135,22 +150,32 @@ struct PickedStream {
   const Clock* clock;
   const char* source;  // "X509Source", for the refusals' text
 
-  asio::awaitable<std::optional<Snapshot>> next() {
-    auto update = co_await stream.next();
-    if (!update) co_return std::nullopt;
-    const auto& svids = Snapshot::svids_of(*update);
+  asio::awaitable<StreamRead<Snapshot>> read() {
+    auto update = co_await read_update(stream);
+    if (update.ec || !update.set) co_return StreamRead<Snapshot>{update.ec, std::move(update.diagnostics), {}};
+    const auto& svids = Snapshot::svids_of(*update.set);
     std::optional<std::size_t> picked = std::size_t{0};
     if (picker) picked = picker(svids);
     if (!picked || *picked >= svids.size())
-      throw_error(spiffe_errc::no_svid, std::string{source} + ": no SVID of the update fits the picker");
+      co_return refused(spiffe_errc::no_svid, std::string{source} + ": no SVID of the update fits the picker");
     const auto& svid = svids[*picked];
     if (svid.expiry() <= clock->system_now())
-      throw_error(spiffe_errc::svid_expired, std::string{source} + ": the SVID of " + svid.spiffe_id().str() +
-                                                 " expired at " + utc_text(svid.expiry()));
-    co_return Snapshot{std::move(*update), *picked};
+      co_return refused(spiffe_errc::svid_expired, std::string{source} + ": the SVID of " + svid.spiffe_id().str() +
+                                                       " expired at " + utc_text(svid.expiry()));
+    co_return StreamRead<Snapshot>{{}, {}, Snapshot{std::move(*update.set), *picked}};
   }
   void cancel() noexcept { stream.cancel(); }
+
+ private:
+  static StreamRead<Snapshot> refused(spiffe_errc code, std::string context) {
+    return {make_error_code(code), Diagnostics{std::move(context), {}}, {}};
+  }
 };
+
+template <class Stream, class Snapshot, class Picker>
+asio::awaitable<StreamRead<Snapshot>> read_update(PickedStream<Stream, Snapshot, Picker>& stream) {
+  return stream.read();
+}
 
 // The executor a source runs on: the one given, else the awaiting coroutine's, which must not
 // be Asio's system executor (a handler without an executor of its own).

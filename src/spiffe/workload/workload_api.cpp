@@ -118,12 +118,17 @@ http::GrpcTarget WorkloadEndpoint::grpc_target() const {
   return is_unix() ? http::GrpcTarget::unix_socket(unix_path_) : http::GrpcTarget::tcp(host_, port_);
 }
 
-bool is_no_identity_issued(const std::system_error& e) noexcept {
-  if (e.code() != grpc_status::permission_denied) return false;
-  if (const auto* err = dynamic_cast<const Error*>(&e))
-    return err->details().server_message.find("no identity issued") != std::string::npos;
-  return false;
+namespace {
+bool says_no_identity_issued(std::error_code ec, const ErrorDetails& details) noexcept {
+  return ec == grpc_status::permission_denied && details.server_message.find("no identity issued") != std::string::npos;
 }
+}  // namespace
+
+bool is_no_identity_issued(std::error_code ec, const Diagnostics& diagnostics) noexcept {
+  return says_no_identity_issued(ec, diagnostics.details);
+}
+
+bool is_no_identity_issued(const Error& e) noexcept { return says_no_identity_issued(e.code(), e.details()); }
 
 namespace {
 // How each stream's messages decode: the decoder, whether the message holds private keys (and is
