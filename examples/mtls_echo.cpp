@@ -473,12 +473,7 @@ asio::awaitable<int> run_client(Args a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (awaken::tools::wants_help(argc, argv)) {
-    std::cout << usage;
-    return 0;
-  }
-  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
-  return awaken::tools::run_tool<Refused>("mtls_echo", "", [&]() -> asio::awaitable<int> {
+  return awaken::tools::tool_main<Refused>(argc, argv, "mtls_echo", usage, [&]() -> asio::awaitable<int> {
     Args a = parse(argc, argv);
     return a.command == "server" ? run_server(std::move(a)) : run_client(std::move(a));
   });

@@ -14,6 +14,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <openssl/evp.h>
@@ -480,258 +482,278 @@ asio::awaitable<void> watch(const Source& source, Updates updates, std::optional
   co_await source.shutdown();
 }
 
-asio::awaitable<int> run(Args a) {
+asio::awaitable<int> fetch_jwt(const Args& a) {
   const auto executor = co_await asio::this_coro::executor;
-  if (a.command == "fetch-jwt") {
-    if (a.audiences.empty()) throw UsageError{"fetch-jwt needs --audience"};
-    std::optional<spiffe::SpiffeId> id;
-    if (a.spiffe_id) id = spiffe::SpiffeId::parse(*a.spiffe_id);
+  if (a.audiences.empty()) throw UsageError{"fetch-jwt needs --audience"};
+  std::optional<spiffe::SpiffeId> id;
+  if (a.spiffe_id) id = spiffe::SpiffeId::parse(*a.spiffe_id);
+  const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+  const spiffe::JwtSvid svid = co_await client.fetch_jwt_svid(a.audiences, id);
+  if (a.json) {
+    std::cout << nlohmann::json{{"spiffe_id", svid.spiffe_id().str()},
+                                {"audience", svid.audience()},
+                                {"expiry", awaken::utc_text(svid.expiry())},
+                                {"hint", svid.hint()},
+                                {"token", svid.token().reveal()}}
+                     .dump()
+              << std::endl;
+  } else {
+    std::cout << svid.token().reveal() << std::endl;
+  }
+  co_return 0;
+}
+
+asio::awaitable<int> validate_jwt(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  if (a.audiences.size() != 1) throw UsageError{"validate needs one --audience"};
+  const std::string token = read_token(a);
+  if (a.agent) {
     const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    const spiffe::JwtSvid svid = co_await client.fetch_jwt_svid(a.audiences, id);
-    if (a.json) {
-      std::cout << nlohmann::json{{"spiffe_id", svid.spiffe_id().str()},
-                                  {"audience", svid.audience()},
-                                  {"expiry", awaken::utc_text(svid.expiry())},
-                                  {"hint", svid.hint()},
-                                  {"token", svid.token().reveal()}}
-                       .dump()
-                << std::endl;
-    } else {
-      std::cout << svid.token().reveal() << std::endl;
-    }
-    co_return 0;
-  }
-  if (a.command == "validate") {
-    if (a.audiences.size() != 1) throw UsageError{"validate needs one --audience"};
-    const std::string token = read_token(a);
-    if (a.agent) {
-      const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-      spiffe::AgentValidation verdict;
-      try {
-        verdict = co_await client.validate_jwt_svid(a.audiences[0], token);
-      } catch (const awaken::Error& e) {
-        if (e.code() != awaken::grpc_status::invalid_argument) throw;
-        throw invalid_token(e.details().server_message.empty() ? e.what() : e.details().server_message);
-      }
-      if (a.json)
-        std::cout << nlohmann::json{{"spiffe_id", verdict.spiffe_id.str()}, {"claims", verdict.claims}}.dump()
-                  << std::endl;
-      else
-        std::cout << "valid (agent): " << verdict.spiffe_id << "\n" << verdict.claims.dump(2) << std::endl;
-      co_return 0;
-    }
-    const spiffe::JwtSource source = co_await source_for(a);
-    std::optional<spiffe::JwtSvid> svid;
-    std::string refusal;
+    spiffe::AgentValidation verdict;
     try {
-      svid = spiffe::JwtSvid::parse_and_validate(token, source, std::vector<std::string>{a.audiences[0]});
+      verdict = co_await client.validate_jwt_svid(a.audiences[0], token);
     } catch (const awaken::Error& e) {
-      refusal = e.what();
-    }
-    co_await source.shutdown();
-    if (!svid) throw invalid_token(refusal);
-    if (a.json)
-      std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
-                                  {"audience", svid->audience()},
-                                  {"expiry", awaken::utc_text(svid->expiry())},
-                                  {"kid", svid->key_id()}}
-                       .dump()
-                << std::endl;
-    else
-      std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires "
-                << awaken::utc_text(svid->expiry()) << std::endl;
-    co_return 0;
-  }
-  if (a.command == "fetch-x509") {
-    if (!a.positional.empty()) throw UsageError{"fetch-x509 takes no arguments"};
-    std::error_code ec;
-    if (a.write_dir && !std::filesystem::is_directory(*a.write_dir, ec))
-      throw UsageError{"--write: " + *a.write_dir + " is not a directory"};
-    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    const spiffe::X509Context context = co_await client.fetch_x509_context();
-    std::vector<std::string> written;
-    if (a.write_dir) written = write_context(context, *a.write_dir);
-    print_x509_context(context, written, a.json, a.write_dir.has_value());
-    co_return 0;
-  }
-  if (a.command == "validate-x509") {
-    if (a.positional.size() != 1) throw UsageError{"validate-x509 needs exactly one CHAIN.pem"};
-    // PEM of the longest chain accepted, with room for text around the blocks.
-    const std::string chain_pem =
-        read_input_file(a.positional[0], 2 * spiffe::max_x509_chain_length * spiffe::Certificate::max_der_bytes);
-    spiffe::X509BundleSet bundles;
-    if (!a.bundles.empty()) {
-      bundles = bundles_from_files(a.bundles);
-    } else {
-      const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-      bundles = co_await client.fetch_x509_bundles();
-    }
-    std::optional<spiffe::VerifiedX509Svid> verified;
-    std::optional<awaken::Error> refusal;
-    std::size_t chain_length = 0;
-    try {
-      const auto chain = spiffe::Certificate::parse_pem(chain_pem, spiffe::max_x509_chain_length);
-      chain_length = chain.size();
-      verified = spiffe::verify_x509_svid(chain, bundles);
-    } catch (const awaken::Error& e) {
-      refusal = e;
-    }
-    if (refusal) {
-      if (a.json)
-        std::cout << nlohmann::json{{"valid", false},
-                                    {"error", refusal->code().message()},
-                                    {"code", code_name(refusal->code())},
-                                    {"detail", refusal->what()}}
-                         .dump()
-                  << std::endl;
-      throw Refused{std::string{"invalid X.509-SVID: "} + refusal->what()};
+      if (e.code() != awaken::grpc_status::invalid_argument) throw;
+      throw invalid_token(e.details().server_message.empty() ? e.what() : e.details().server_message);
     }
     if (a.json)
-      std::cout << nlohmann::json{{"valid", true},
-                                  {"spiffe_id", verified->spiffe_id.str()},
-                                  {"chain_length", chain_length},
-                                  {"anchor", verified->chain.empty() ? "" : verified->chain.back().subject()}}
+      std::cout << nlohmann::json{{"spiffe_id", verdict.spiffe_id.str()}, {"claims", verdict.claims}}.dump()
+                << std::endl;
+    else
+      std::cout << "valid (agent): " << verdict.spiffe_id << "\n" << verdict.claims.dump(2) << std::endl;
+    co_return 0;
+  }
+  const spiffe::JwtSource source = co_await source_for(a);
+  std::optional<spiffe::JwtSvid> svid;
+  std::string refusal;
+  try {
+    svid = spiffe::JwtSvid::parse_and_validate(token, source, std::vector<std::string>{a.audiences[0]});
+  } catch (const awaken::Error& e) {
+    refusal = e.what();
+  }
+  co_await source.shutdown();
+  if (!svid) throw invalid_token(refusal);
+  if (a.json)
+    std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
+                                {"audience", svid->audience()},
+                                {"expiry", awaken::utc_text(svid->expiry())},
+                                {"kid", svid->key_id()}}
+                     .dump()
+              << std::endl;
+  else
+    std::cout << "valid: " << svid->spiffe_id() << ", kid " << svid->key_id() << ", expires "
+              << awaken::utc_text(svid->expiry()) << std::endl;
+  co_return 0;
+}
+
+asio::awaitable<int> fetch_x509(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  if (!a.positional.empty()) throw UsageError{"fetch-x509 takes no arguments"};
+  std::error_code ec;
+  if (a.write_dir && !std::filesystem::is_directory(*a.write_dir, ec))
+    throw UsageError{"--write: " + *a.write_dir + " is not a directory"};
+  const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+  const spiffe::X509Context context = co_await client.fetch_x509_context();
+  std::vector<std::string> written;
+  if (a.write_dir) written = write_context(context, *a.write_dir);
+  print_x509_context(context, written, a.json, a.write_dir.has_value());
+  co_return 0;
+}
+
+asio::awaitable<int> validate_x509(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  if (a.positional.size() != 1) throw UsageError{"validate-x509 needs exactly one CHAIN.pem"};
+  // PEM of the longest chain accepted, with room for text around the blocks.
+  const std::string chain_pem =
+      read_input_file(a.positional[0], 2 * spiffe::max_x509_chain_length * spiffe::Certificate::max_der_bytes);
+  spiffe::X509BundleSet bundles;
+  if (!a.bundles.empty()) {
+    bundles = bundles_from_files(a.bundles);
+  } else {
+    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+    bundles = co_await client.fetch_x509_bundles();
+  }
+  std::optional<spiffe::VerifiedX509Svid> verified;
+  std::optional<awaken::Error> refusal;
+  std::size_t chain_length = 0;
+  try {
+    const auto chain = spiffe::Certificate::parse_pem(chain_pem, spiffe::max_x509_chain_length);
+    chain_length = chain.size();
+    verified = spiffe::verify_x509_svid(chain, bundles);
+  } catch (const awaken::Error& e) {
+    refusal = e;
+  }
+  if (refusal) {
+    if (a.json)
+      std::cout << nlohmann::json{{"valid", false},
+                                  {"error", refusal->code().message()},
+                                  {"code", code_name(refusal->code())},
+                                  {"detail", refusal->what()}}
                        .dump()
                 << std::endl;
-    else
-      std::cout << "valid: " << verified->spiffe_id << ", chain of " << chain_length << ", anchored at "
-                << (verified->chain.empty() ? "?" : verified->chain.back().subject()) << std::endl;
-    co_return 0;
+    throw Refused{std::string{"invalid X.509-SVID: "} + refusal->what()};
   }
-  if (a.command == "fetch-wit") {
-    if (!a.positional.empty()) throw UsageError{"fetch-wit takes no arguments"};
-    std::optional<spiffe::SpiffeId> id;
-    if (a.spiffe_id) id = spiffe::SpiffeId::parse(*a.spiffe_id);
-    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    const std::vector<wit::WitSvid> svids = co_await client.fetch_wit_svids(id);
-    const spiffe::JwtBundleSet bundles = co_await client.fetch_wit_bundles();
-    if (a.json) {
-      nlohmann::json list = nlohmann::json::array();
-      for (const auto& s : svids)
-        list.push_back({{"spiffe_id", s.spiffe_id().str()},
-                        {"hint", s.hint()},
-                        {"expiry", awaken::utc_text(s.expiry())},
-                        {"kid", s.key_id()},
-                        {"key_alg", awaken::jose::to_string(s.confirmation_algorithm())},
-                        {"token", s.token().reveal()}});
-      std::cout << nlohmann::json{{"svids", list}, {"bundles", bundles_json(bundles)}}.dump() << std::endl;
-    } else {
-      for (std::size_t i = 0; i < svids.size(); ++i)
-        std::cout << "wit " << i << "  " << svids[i].spiffe_id() << "  hint=" << svids[i].hint()
-                  << "  expires=" << awaken::utc_text(svids[i].expiry()) << "  kid=" << svids[i].key_id()
-                  << "  key_alg=" << awaken::jose::to_string(svids[i].confirmation_algorithm()) << "\n";
-      print_bundles(bundles, false);
-    }
-    co_return 0;
+  if (a.json)
+    std::cout << nlohmann::json{{"valid", true},
+                                {"spiffe_id", verified->spiffe_id.str()},
+                                {"chain_length", chain_length},
+                                {"anchor", verified->chain.empty() ? "" : verified->chain.back().subject()}}
+                     .dump()
+              << std::endl;
+  else
+    std::cout << "valid: " << verified->spiffe_id << ", chain of " << chain_length << ", anchored at "
+              << (verified->chain.empty() ? "?" : verified->chain.back().subject()) << std::endl;
+  co_return 0;
+}
+
+asio::awaitable<int> fetch_wit(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  if (!a.positional.empty()) throw UsageError{"fetch-wit takes no arguments"};
+  std::optional<spiffe::SpiffeId> id;
+  if (a.spiffe_id) id = spiffe::SpiffeId::parse(*a.spiffe_id);
+  const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+  const std::vector<wit::WitSvid> svids = co_await client.fetch_wit_svids(id);
+  const spiffe::JwtBundleSet bundles = co_await client.fetch_wit_bundles();
+  if (a.json) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& s : svids)
+      list.push_back({{"spiffe_id", s.spiffe_id().str()},
+                      {"hint", s.hint()},
+                      {"expiry", awaken::utc_text(s.expiry())},
+                      {"kid", s.key_id()},
+                      {"key_alg", awaken::jose::to_string(s.confirmation_algorithm())},
+                      {"token", s.token().reveal()}});
+    std::cout << nlohmann::json{{"svids", list}, {"bundles", bundles_json(bundles)}}.dump() << std::endl;
+  } else {
+    for (std::size_t i = 0; i < svids.size(); ++i)
+      std::cout << "wit " << i << "  " << svids[i].spiffe_id() << "  hint=" << svids[i].hint()
+                << "  expires=" << awaken::utc_text(svids[i].expiry()) << "  kid=" << svids[i].key_id()
+                << "  key_alg=" << awaken::jose::to_string(svids[i].confirmation_algorithm()) << "\n";
+    print_bundles(bundles, false);
   }
-  if (a.command == "validate-wit") {
-    const std::string token = read_token(a);
-    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    spiffe::JwtBundleSet fetched = co_await client.fetch_wit_bundles();
-    const auto bundles = std::make_shared<const spiffe::JwtBundleSet>(std::move(fetched));
-    std::optional<wit::WitSvid> svid;
-    std::string refusal;
-    try {
-      auto validated = wit::WitSvid::parse_and_validate(token, *bundles);
-      if (!a.proof) svid = std::move(validated);
-      if (a.proof) {
-        const std::string_view url = *a.url;
-        const auto scheme = url.find("://");
-        const auto path_at =
-            scheme == std::string_view::npos ? std::string_view::npos : url.find_first_of("/?#", scheme + 3);
-        wit::WptVerifierOptions options;
-        options.origins = {std::string{url.substr(0, path_at)}};
-        const wit::WptVerifier verifier{bundles, options};
-        const std::string_view wits[] = {token};
-        const std::string_view wpts[] = {*a.proof};
-        const std::string_view path =
-            path_at == std::string_view::npos || url[path_at] != '/' ? "/" : url.substr(path_at);
-        svid = verifier.verify({wits, wpts, path, a.access_token.value_or("")}).wit;
-      }
-    } catch (const awaken::Error& e) {
-      refusal = e.what();
+  co_return 0;
+}
+
+asio::awaitable<int> validate_wit(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  const std::string token = read_token(a);
+  const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+  spiffe::JwtBundleSet fetched = co_await client.fetch_wit_bundles();
+  const auto bundles = std::make_shared<const spiffe::JwtBundleSet>(std::move(fetched));
+  std::optional<wit::WitSvid> svid;
+  std::string refusal;
+  try {
+    auto validated = wit::WitSvid::parse_and_validate(token, *bundles);
+    if (!a.proof) svid = std::move(validated);
+    if (a.proof) {
+      const std::string_view url = *a.url;
+      const auto scheme = url.find("://");
+      const auto path_at =
+          scheme == std::string_view::npos ? std::string_view::npos : url.find_first_of("/?#", scheme + 3);
+      wit::WptVerifierOptions options;
+      options.origins = {std::string{url.substr(0, path_at)}};
+      const wit::WptVerifier verifier{bundles, options};
+      const std::string_view wits[] = {token};
+      const std::string_view wpts[] = {*a.proof};
+      const std::string_view path =
+          path_at == std::string_view::npos || url[path_at] != '/' ? "/" : url.substr(path_at);
+      svid = verifier.verify({wits, wpts, path, a.access_token.value_or("")}).wit;
     }
-    if (!svid) throw Refused{std::string{a.proof ? "invalid WIT-SVID or proof: " : "invalid WIT-SVID: "} + refusal};
-    // The standard never accepts a WIT-SVID without its proof: a token checked alone is not a
-    // verified request, and its exit status must not read as one.
-    const bool verified = a.proof.has_value();
+  } catch (const awaken::Error& e) {
+    refusal = e.what();
+  }
+  if (!svid) throw Refused{std::string{a.proof ? "invalid WIT-SVID or proof: " : "invalid WIT-SVID: "} + refusal};
+  // The standard never accepts a WIT-SVID without its proof: a token checked alone is not a
+  // verified request, and its exit status must not read as one.
+  const bool verified = a.proof.has_value();
+  if (a.json)
+    std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
+                                {"expiry", awaken::utc_text(svid->expiry())},
+                                {"kid", svid->key_id()},
+                                {"key_alg", awaken::jose::to_string(svid->confirmation_algorithm())},
+                                {"wit_svid_valid", true},
+                                {"proof_checked", verified},
+                                {"verified", verified}}
+                     .dump()
+              << std::endl;
+  else if (verified)
+    std::cout << "verified: WIT-SVID and its proof valid: " << svid->spiffe_id() << ", kid " << svid->key_id()
+              << ", expires " << awaken::utc_text(svid->expiry()) << std::endl;
+  else
+    std::cout << "not verified: the WIT-SVID is valid (" << svid->spiffe_id() << ", kid " << svid->key_id()
+              << ", expires " << awaken::utc_text(svid->expiry())
+              << ") but no proof of possession was checked (give --proof and --url)" << std::endl;
+  co_return verified ? 0 : 4;
+}
+
+asio::awaitable<int> list_bundles(const Args& a) {
+  const auto executor = co_await asio::this_coro::executor;
+  const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
+  const spiffe::JwtBundleSet set = co_await client.fetch_jwt_bundles();
+  std::optional<spiffe::X509BundleSet> x509;
+  try {
+    x509 = co_await client.fetch_x509_bundles();
+  } catch (const awaken::Error& e) {
+    if (e.code() != awaken::grpc_status::unimplemented) throw;  // an agent without X.509: JWT only
+  }
+  if (a.json) {
+    nlohmann::json out = bundles_json(set);
+    if (x509) out["x509"] = x509_bundles_json(*x509);
+    std::cout << out.dump() << std::endl;
+  } else {
+    print_bundles(set, false);
+    if (x509) print_x509_bundles(*x509);
+  }
+  co_return 0;
+}
+
+asio::awaitable<int> watch_x509(const Args& a) {
+  auto builder = spiffe::X509Source::builder();
+  builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{a.timeout_seconds});
+  const spiffe::X509Source source = co_await builder.build();
+  auto updates = source.updates();
+  print_x509_update(updates.last(), source, a.json);
+  co_await watch(source, std::move(updates), a.count,
+                 [&](std::uint64_t seq) { print_x509_update(seq, source, a.json); });
+  co_return 0;
+}
+
+asio::awaitable<int> watch_jwt(const Args& a) {
+  const spiffe::JwtSource source = co_await source_for(a);
+  auto updates = source.updates();
+  auto current = source.bundle_set();
+  if (a.json)
+    std::cout << nlohmann::json{{"sequence", updates.last()}, {"bundles", bundles_json(*current)}}.dump() << std::endl;
+  else
+    std::cout << "sequence " << updates.last() << ": " << changes(spiffe::JwtBundleSet{}, *current) << std::endl;
+  co_await watch(source, std::move(updates), a.count, [&](std::uint64_t seq) {
+    auto next = source.bundle_set();
     if (a.json)
-      std::cout << nlohmann::json{{"spiffe_id", svid->spiffe_id().str()},
-                                  {"expiry", awaken::utc_text(svid->expiry())},
-                                  {"kid", svid->key_id()},
-                                  {"key_alg", awaken::jose::to_string(svid->confirmation_algorithm())},
-                                  {"wit_svid_valid", true},
-                                  {"proof_checked", verified},
-                                  {"verified", verified}}
-                       .dump()
-                << std::endl;
-    else if (verified)
-      std::cout << "verified: WIT-SVID and its proof valid: " << svid->spiffe_id() << ", kid " << svid->key_id()
-                << ", expires " << awaken::utc_text(svid->expiry()) << std::endl;
+      std::cout << nlohmann::json{{"sequence", seq}, {"changes", changes(*current, *next)}}.dump() << std::endl;
     else
-      std::cout << "not verified: the WIT-SVID is valid (" << svid->spiffe_id() << ", kid " << svid->key_id()
-                << ", expires " << awaken::utc_text(svid->expiry())
-                << ") but no proof of possession was checked (give --proof and --url)" << std::endl;
-    co_return verified ? 0 : 4;
-  }
-  if (a.command == "bundles") {
-    const spiffe::WorkloadApiClient client{executor, endpoint_of(a)};
-    const spiffe::JwtBundleSet set = co_await client.fetch_jwt_bundles();
-    std::optional<spiffe::X509BundleSet> x509;
-    try {
-      x509 = co_await client.fetch_x509_bundles();
-    } catch (const awaken::Error& e) {
-      if (e.code() != awaken::grpc_status::unimplemented) throw;  // an agent without X.509: JWT only
-    }
-    if (a.json) {
-      nlohmann::json out = bundles_json(set);
-      if (x509) out["x509"] = x509_bundles_json(*x509);
-      std::cout << out.dump() << std::endl;
-    } else {
-      print_bundles(set, false);
-      if (x509) print_x509_bundles(*x509);
-    }
-    co_return 0;
-  }
-  if (a.command == "watch" && a.x509) {
-    auto builder = spiffe::X509Source::builder();
-    builder.endpoint(endpoint_of(a)).initial_sync_timeout(std::chrono::seconds{a.timeout_seconds});
-    const spiffe::X509Source source = co_await builder.build();
-    auto updates = source.updates();
-    print_x509_update(updates.last(), source, a.json);
-    co_await watch(source, std::move(updates), a.count,
-                   [&](std::uint64_t seq) { print_x509_update(seq, source, a.json); });
-    co_return 0;
-  }
-  if (a.command == "watch") {
-    const spiffe::JwtSource source = co_await source_for(a);
-    auto updates = source.updates();
-    auto current = source.bundle_set();
-    if (a.json)
-      std::cout << nlohmann::json{{"sequence", updates.last()}, {"bundles", bundles_json(*current)}}.dump()
-                << std::endl;
-    else
-      std::cout << "sequence " << updates.last() << ": " << changes(spiffe::JwtBundleSet{}, *current) << std::endl;
-    co_await watch(source, std::move(updates), a.count, [&](std::uint64_t seq) {
-      auto next = source.bundle_set();
-      if (a.json)
-        std::cout << nlohmann::json{{"sequence", seq}, {"changes", changes(*current, *next)}}.dump() << std::endl;
-      else
-        std::cout << "sequence " << seq << ": " << changes(*current, *next) << std::endl;
-      current = std::move(next);
-    });
-    co_return 0;
-  }
+      std::cout << "sequence " << seq << ": " << changes(*current, *next) << std::endl;
+    current = std::move(next);
+  });
+  co_return 0;
+}
+
+// The commands, by name; `watch --x509` follows the X.509 context instead of the JWT bundles.
+using Command = asio::awaitable<int> (*)(const Args&);
+constexpr std::pair<std::string_view, Command> commands[] = {
+    {"fetch-jwt", fetch_jwt},         {"validate", validate_jwt}, {"fetch-x509", fetch_x509},
+    {"validate-x509", validate_x509}, {"fetch-wit", fetch_wit},   {"validate-wit", validate_wit},
+    {"bundles", list_bundles},        {"watch", watch_jwt},
+};
+
+asio::awaitable<int> run(Args a) {
+  if (a.command == "watch" && a.x509) co_return co_await watch_x509(a);
+  for (const auto& [name, command] : commands)
+    if (a.command == name) co_return co_await command(a);
   throw UsageError{"unknown command '" + a.command + "' (try --help)"};
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (awaken::tools::wants_help(argc, argv)) {
-    std::cout << usage;
-    return 0;
-  }
-  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
-  return awaken::tools::run_tool<Refused>("awaken-spiffe", "", [&] { return run(parse(argc, argv)); });
+  return awaken::tools::tool_main<Refused>(argc, argv, "awaken-spiffe", usage, [&] { return run(parse(argc, argv)); });
 }

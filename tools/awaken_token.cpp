@@ -238,14 +238,9 @@ asio::awaitable<int> run(Args a, Config config) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (awaken::tools::wants_help(argc, argv)) {
-    std::cout << usage;
-    return 0;
-  }
-  awaken::tools::configure_logging(awaken::tools::take_flag(argc, argv, "--verbose"));
   // No refusal exit code here: a failed mint is 3 like any other failure.
   struct NoRefusal : std::exception {};
-  return awaken::tools::run_tool<NoRefusal>("awaken-token", "", [&] {
+  return awaken::tools::tool_main<NoRefusal>(argc, argv, "awaken-token", usage, [&] {
     const Args args = parse(argc, argv);
     return run(args, read_config(args));
   });

@@ -94,9 +94,9 @@ inline void run_to_end(asio::io_context& io, asio::awaitable<void> aw) {
 }
 
 /// Runs `make()`'s coroutine to its end on a fresh io_context and returns its exit code:
-/// `UsageError` gives 2, `Refusal` 1 (with `refusal_prefix`), any other exception 3.
+/// `UsageError` gives 2, `Refusal` 1, any other exception 3.
 template <class Refusal, class Make>
-int run_tool(const char* name, const char* refusal_prefix, Make make) {
+int run_tool(const char* name, Make make) {
   try {
     asio::io_context io;
     int status = 0;
@@ -112,12 +112,25 @@ int run_tool(const char* name, const char* refusal_prefix, Make make) {
     std::cerr << name << ": " << e.what() << "\n";
     return 2;
   } catch (const Refusal& e) {
-    std::cerr << name << ": " << refusal_prefix << e.what() << "\n";
+    std::cerr << name << ": " << e.what() << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << name << ": " << e.what() << "\n";
     return 3;
   }
+}
+
+/// A tool's whole `main`: `--help` (or `-h`) prints `usage` and exits 0; `--verbose` turns on
+/// debug logging and leaves argv; then `run_tool<Refusal>(name, make)`, whose `make` parses
+/// what is left of argv.
+template <class Refusal, class Make>
+int tool_main(int& argc, char** argv, const char* name, const char* usage, Make make) {
+  if (wants_help(argc, argv)) {
+    std::cout << usage;
+    return 0;
+  }
+  configure_logging(take_flag(argc, argv, "--verbose"));
+  return run_tool<Refusal>(name, std::move(make));
 }
 
 }  // namespace awaken::tools

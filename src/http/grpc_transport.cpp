@@ -118,8 +118,8 @@ void H2Connection::on_connected(std::error_code ec) {
   queued_.clear();
   for (auto& weak : queued)
     if (auto call = weak.lock()) start_call(call);
-  pump();
-  settle();
+  flush_session();
+  follow_calls();
 }
 
 void H2Connection::start_call(const std::shared_ptr<GrpcCall>& call) {
@@ -144,8 +144,8 @@ void H2Connection::submit(const std::shared_ptr<GrpcCall>& call) {
     case State::closed: call->on_finished(unavailable(failure_)); return;
     case State::open:
       start_call(call);
-      pump();
-      settle();
+      flush_session();
+      follow_calls();
       return;
   }
 }
@@ -159,15 +159,15 @@ void H2Connection::drop(const GrpcCall& call) {
     });
   } else if (calls_.erase(call.stream()) > 0 && state_ == State::open) {
     session_.cancel(call.stream());
-    pump();
+    flush_session();
   }
-  settle();
+  follow_calls();
 }
 
 void H2Connection::taken(std::int32_t stream) {
   if (state_ != State::open) return;
   session_.taken(stream);
-  pump();
+  flush_session();
 }
 
 bool H2Connection::accepting() {
@@ -191,7 +191,7 @@ bool H2Connection::accepting() {
 
 void H2Connection::detach() {
   detached_ = true;
-  settle();
+  follow_calls();
 }
 
 std::string H2Connection::closed_text() const {
@@ -212,8 +212,8 @@ void H2Connection::read() {
 void H2Connection::on_read(std::error_code ec, std::size_t n) {
   reading_ = false;
   if (state_ == State::closed) return;
-  if (ec == asio::error::operation_aborted) {  // idle (see settle); calls may have come since
-    settle();
+  if (ec == asio::error::operation_aborted) {  // idle (see follow_calls); calls may have come since
+    follow_calls();
     return;
   }
   if (ec) {
@@ -221,25 +221,25 @@ void H2Connection::on_read(std::error_code ec, std::size_t n) {
     return;
   }
   receive(n);
-  settle();
+  follow_calls();
 }
 
 void H2Connection::receive(std::size_t n) {
   keepalive_.heard();
-  (void)session_.receive({in_.get(), n}, events_);  // a broken session is failed by pump()
-  pump();
+  (void)session_.receive({in_.get(), n}, events_);  // a broken session is failed by flush_session()
+  flush_session();
 }
 
-void H2Connection::pump() {
-  if (pumping_) {
-    repump_ = true;
+void H2Connection::flush_session() {
+  if (flushing_) {
+    reflush_ = true;
     return;
   }
   auto self = shared_from_this();
-  pumping_ = true;
+  flushing_ = true;
   bool broken = false;
   do {
-    repump_ = false;
+    reflush_ = false;
     if (state_ != State::closed) {
       out_ += session_.take_output();
       session_.take_events(events_);
@@ -248,8 +248,8 @@ void H2Connection::pump() {
     std::vector<H2Event> events = std::move(events_);
     events_.clear();
     dispatch(events);
-  } while (repump_ || !events_.empty());
-  pumping_ = false;
+  } while (reflush_ || !events_.empty());
+  flushing_ = false;
   if (broken && state_ != State::closed) {
     fail(server_name_ + " broke the HTTP/2 protocol");
     return;
@@ -301,7 +301,7 @@ void H2Connection::fail(const std::string& why) {
   for (auto& weak : std::exchange(queued_, {}))
     if (auto call = weak.lock()) call->on_finished(unavailable(why));
   close();
-  pump();
+  flush_session();
 }
 
 void H2Connection::close() {
@@ -315,7 +315,7 @@ void H2Connection::close() {
   socket_.close(ignored);
 }
 
-void H2Connection::settle() {
+void H2Connection::follow_calls() {
   if (state_ == State::connecting) return;
   if (state_ == State::closed) return;
   if (!idle()) {
@@ -352,7 +352,7 @@ void H2Connection::keepalive_tick() {
       return;
     case KeepalivePolicy::Act::ping:
       session_.ping();
-      pump();
+      flush_session();
       break;
     case KeepalivePolicy::Act::wait: break;
   }

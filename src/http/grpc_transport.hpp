@@ -141,14 +141,14 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   // Feeds `n` bytes of in_ to the session.
   void receive(std::size_t n);
   // Moves the session's output to the socket and its events to the calls, until both are quiet.
-  void pump();
+  void flush_session();
   void dispatch(std::vector<H2Event>& events);
   void write();
   // Ends the connection and every call on it with `unavailable` and `why`.
   void fail(const std::string& why);
   void close();
   // Reads and pings while calls are open; nothing (or closes, once detached) when idle.
-  void settle();
+  void follow_calls();
   void arm_keepalive(std::chrono::milliseconds after);
   void keepalive_tick();
   bool idle() const noexcept { return calls_.empty() && queued_.empty(); }
@@ -175,7 +175,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::unique_ptr<char[]> in_;
   bool reading_ = false, writing_in_flight_ = false;
   bool detached_ = false, exhausted_ = false;
-  bool pumping_ = false, repump_ = false;
+  bool flushing_ = false, reflush_ = false;
   bool keepalive_armed_ = false;
   std::string failure_;  // why the connection ended, for calls that come too late
 };

@@ -79,11 +79,11 @@ TEST_CASE("Token windows: a fraction out of range is clamped", "[unit][broker]")
 TEST_CASE("Hand-out verdicts at each side of the deadlines", "[unit][broker]") {
   const awaken::detail::SteadyTime t0{};
   const Deadlines d{t0 + 100s, t0 + 50s};
-  CHECK(judge(d, t0) == HandOut::give);
-  CHECK(judge(d, t0 + 49s) == HandOut::give);
-  CHECK(judge(d, t0 + 50s) == HandOut::refresh);
-  CHECK(judge(d, t0 + 99s) == HandOut::refresh);
-  CHECK(judge(d, t0 + 100s) == HandOut::refuse);
+  CHECK(hand_out_at(d, t0) == HandOut::give);
+  CHECK(hand_out_at(d, t0 + 49s) == HandOut::give);
+  CHECK(hand_out_at(d, t0 + 50s) == HandOut::refresh);
+  CHECK(hand_out_at(d, t0 + 99s) == HandOut::refresh);
+  CHECK(hand_out_at(d, t0 + 100s) == HandOut::refuse);
 }
 
 TEST_CASE("Lookups: fail without material, start, join, then hit", "[unit][broker]") {

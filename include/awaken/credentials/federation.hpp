@@ -58,13 +58,13 @@ class IdentityTokenSource {
 
   /// "file", "url" or "jwt_svid".
   std::string_view kind_label() const noexcept;
-  explicit operator bool() const noexcept { return impl_ != nullptr; }
+  explicit operator bool() const noexcept { return fetcher_ != nullptr; }
 
-  class Impl;
+  class Fetcher;
 
  private:
-  explicit IdentityTokenSource(std::shared_ptr<const Impl> impl) noexcept : impl_(std::move(impl)) {}
-  std::shared_ptr<const Impl> impl_;
+  explicit IdentityTokenSource(std::shared_ptr<const Fetcher> fetcher) noexcept : fetcher_(std::move(fetcher)) {}
+  std::shared_ptr<const Fetcher> fetcher_;
 };
 
 /// The OAuth 2.0 grant a `FederatedOAuth` material asks for.

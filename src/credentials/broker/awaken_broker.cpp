@@ -104,7 +104,7 @@ class BrokerState : public std::enable_shared_from_this<BrokerState> {
 
   // Hands `e` out if its windows allow, starting a background refresh when they ask for one.
   std::optional<IssuedToken> hand_out(const std::shared_ptr<Entry>& e, SteadyTime now) noexcept {
-    const HandOut h = judge(e->deadlines, now);
+    const HandOut h = hand_out_at(e->deadlines, now);
     if (h == HandOut::refuse) return std::nullopt;
     if (h == HandOut::refresh && e->claim_refresh(now)) {
       try {
@@ -178,7 +178,7 @@ class IssueCompletion final
 
 // One flight: mint (with retries) from the current material until a mint completes under the
 // generation it started from, then publish the outcome.
-asio::awaitable<void> fly(std::shared_ptr<BrokerState> st, std::shared_ptr<Flight> f) {
+asio::awaitable<void> mint_flight(std::shared_ptr<BrokerState> st, std::shared_ptr<Flight> f) {
   const CacheKey& key = f->key;
   for (;;) {
     BrokerCore::MintStart plan;
@@ -249,7 +249,7 @@ void abort_flight(BrokerState& st, const std::shared_ptr<Flight>& f, const std::
 asio::awaitable<void> run_flight(std::shared_ptr<BrokerState> st, std::shared_ptr<RunFlight> f) {
   std::exception_ptr unexpected;
   try {
-    co_await fly(st, f);
+    co_await mint_flight(st, f);
   } catch (...) {
     unexpected = std::current_exception();
   }

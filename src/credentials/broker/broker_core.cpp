@@ -154,7 +154,7 @@ BrokerCore::Lookup BrokerCore::lookup(KeyView key, SteadyTime now) {
     return {Kind::fail, failure(credential_errc::not_configured, provider_context(key.provider)), {}, {}};
   if (auto it = cache_.find(key); it != cache_.end()) {
     const auto& e = it->second;
-    const HandOut h = judge(e->deadlines, now);
+    const HandOut h = hand_out_at(e->deadlines, now);
     if (h != HandOut::refuse) {
       std::shared_ptr<Flight> refresh;
       if (h == HandOut::refresh && e->claim_refresh(now)) {

@@ -84,7 +84,7 @@ enum class HandOut {
   give,     ///< hand it out
   refresh,  ///< hand it out, and refresh it in the background
 };
-inline HandOut judge(const Deadlines& d, SteadyTime now) noexcept {
+inline HandOut hand_out_at(const Deadlines& d, SteadyTime now) noexcept {
   if (now >= d.hard) return HandOut::refuse;
   return now >= d.soft ? HandOut::refresh : HandOut::give;
 }

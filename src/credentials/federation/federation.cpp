@@ -20,9 +20,9 @@
 
 namespace awaken {
 
-class IdentityTokenSource::Impl {
+class IdentityTokenSource::Fetcher {
  public:
-  virtual ~Impl() = default;
+  virtual ~Fetcher() = default;
   virtual std::string_view kind() const noexcept = 0;
   virtual asio::awaitable<RedactedString> fetch(const MintContext& ctx) const = 0;
 };
@@ -32,7 +32,7 @@ namespace {
 using detail::provider_context;
 
 // A file another system rotates: read again when what `fstat` says about it changes.
-class FileToken final : public IdentityTokenSource::Impl {
+class FileToken final : public IdentityTokenSource::Fetcher {
  public:
   FileToken(std::string path, TokenFormat format, std::string field)
       : path_(std::move(path)), format_(format), field_(std::move(field)) {}
@@ -115,7 +115,7 @@ class FileToken final : public IdentityTokenSource::Impl {
   mutable std::optional<std::int64_t> expiry_;
 };
 
-class UrlToken final : public IdentityTokenSource::Impl {
+class UrlToken final : public IdentityTokenSource::Fetcher {
  public:
   UrlToken(std::string url, std::vector<http::Header> headers, TokenFormat format, std::string field)
       : origin_(detail::check_endpoint(url, "identity token url", true)),
@@ -152,7 +152,7 @@ class UrlToken final : public IdentityTokenSource::Impl {
   std::string field_;
 };
 
-class SvidToken final : public IdentityTokenSource::Impl {
+class SvidToken final : public IdentityTokenSource::Fetcher {
  public:
   SvidToken(spiffe::JwtSource source, std::string audience, std::optional<spiffe::SpiffeId> id)
       : source_(std::move(source)), audience_(std::move(audience)), id_(std::move(id)) {
@@ -299,10 +299,10 @@ IdentityTokenSource IdentityTokenSource::jwt_svid(spiffe::JwtSource source, std:
 }
 
 asio::awaitable<RedactedString> IdentityTokenSource::fetch(const MintContext& context) const {
-  return impl_->fetch(context);
+  return fetcher_->fetch(context);
 }
 
-std::string_view IdentityTokenSource::kind_label() const noexcept { return impl_ ? impl_->kind() : "none"; }
+std::string_view IdentityTokenSource::kind_label() const noexcept { return fetcher_ ? fetcher_->kind() : "none"; }
 
 CredentialMaterial federated_oauth(FederatedOAuth config) {
   return detail::make_federated_oauth(std::move(config), "federated_oauth");

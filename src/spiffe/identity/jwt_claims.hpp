@@ -16,6 +16,8 @@
 #include <awaken/jose/jws.hpp>
 #include <awaken/spiffe/bundle.hpp>
 
+#include "core/bounded_json.hpp"
+
 namespace awaken::spiffe::detail {
 
 // The latest NumericDate accepted, 2255-03-14: system_clock counts nanoseconds in 64 bits and
@@ -83,6 +85,24 @@ inline void verify_with_authority(const jose::CompactJws& jws, const SpiffeId& i
   std::error_code ec;
   if (!jws.verify(authority->key(), ec))
     fail(jose_errc::invalid_signature, "kid '" + bounded_excerpt(kid, 64) + "' of " + id.trust_domain().name());
+}
+
+/// The claims of `jws`: a JSON object with a string `sub`. `malformed_token` when the payload is
+/// empty; `invalid_claims` when it begins with a byte-order mark or is not an object (or nests
+/// deeper than 32); `invalid_subject` without a string `sub`. Texts begin with `what`.
+inline nlohmann::json claims_of(const jose::CompactJws& jws, const char* what) {
+  auto fail = [what](std::error_code code, const char* context) {
+    throw_error(code, std::string{what} + ": " + context);
+  };
+  if (jws.payload().empty()) fail(spiffe_errc::malformed_token, "the payload is empty");
+  if (awaken::detail::starts_with_bom(jws.payload()))
+    fail(spiffe_errc::invalid_claims, "the claims begin with a byte-order mark");
+  auto claims = awaken::detail::parse_bounded_json(jws.payload());
+  if (!claims.is_object())
+    fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");
+  const auto sub = claims.find("sub");
+  if (sub == claims.end() || !sub->is_string()) fail(spiffe_errc::invalid_subject, "sub is missing or not a string");
+  return claims;
 }
 
 }  // namespace awaken::spiffe::detail

@@ -104,14 +104,8 @@ struct JwtSvidParser {
     }
     if (validate && kid.empty()) fail(spiffe_errc::missing_key_id);
 
-    if (jws.payload().empty()) fail(spiffe_errc::malformed_token, "the payload is empty");
-    if (awaken::detail::starts_with_bom(jws.payload()))
-      fail(spiffe_errc::invalid_claims, "the claims begin with a byte-order mark");
-    auto claims = awaken::detail::parse_bounded_json(jws.payload());
-    if (!claims.is_object())
-      fail(spiffe_errc::invalid_claims, "the claims are not a JSON object (or nest deeper than 32)");
+    auto claims = detail::claims_of(jws, "JWT-SVID");
     auto sub = claims.find("sub");
-    if (sub == claims.end() || !sub->is_string()) fail(spiffe_errc::invalid_subject, "sub is missing or not a string");
     std::error_code ec;
     auto id = SpiffeId::parse(sub->get_ref<const std::string&>(), ec);
     if (!id)

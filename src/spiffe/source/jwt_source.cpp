@@ -1,4 +1,4 @@
-// JwtSource: a FetchJWTBundles stream under the one supervisor (spiffe/source_state.hpp),
+// JwtSource: a FetchJWTBundles stream under the one supervisor (spiffe/source/stream_driver.hpp),
 // readers, update waiters, fetch_jwt_svid and shutdown.
 #include <awaken/spiffe/jwt_source.hpp>
 

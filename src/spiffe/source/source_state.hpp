@@ -1,6 +1,6 @@
-// What every Workload API source shares, whatever it publishes (JWT bundle sets now, X.509
-// material next): publication by swap with per-thread reader views, update and stop waiters,
-// and the deadline helper. The driver of the stream is spiffe/stream_driver.hpp.
+// What every Workload API source shares, whatever it publishes (JWT bundle sets, the X.509
+// context, WIT-SVIDs): publication by swap with per-thread reader views, update and stop waiters,
+// and the deadline helper. The driver of the stream is spiffe/source/stream_driver.hpp.
 #pragma once
 
 #include <atomic>
@@ -341,7 +341,7 @@ asio::awaitable<std::pair<bool, std::tuple<std::error_code, Results...>>> with_d
 // so that the reference counts a lookup touches are never shared with another thread. The holder
 // takes whole cache lines: two threads' holders allocated side by side would share one.
 template <class Set>
-struct alignas(64) Holder {
+struct alignas(64) ThreadLocalSnapshot {
   std::shared_ptr<const Set> set;
 };
 
@@ -368,7 +368,7 @@ template <class Set>
   ReaderSlot<Set>& slot = reader_slot<Set>();
   if (slot.source != s.id || slot.version != v) [[unlikely]] {
     if (s.closed.load(std::memory_order_acquire)) closed_error(s.name);
-    auto holder = std::make_shared<Holder<Set>>(Holder<Set>{s.load_current()});
+    auto holder = std::make_shared<ThreadLocalSnapshot<Set>>(ThreadLocalSnapshot<Set>{s.load_current()});
     slot.set = std::shared_ptr<const Set>(holder, holder->set.get());
     slot.version = v;
     slot.source = s.id;

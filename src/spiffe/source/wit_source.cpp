@@ -1,5 +1,5 @@
 // WitSource: a FetchWITSVID stream and a FetchWITBundles stream, each under the one supervisor
-// (spiffe/stream_driver.hpp), on one Workload API client; the picker and readers.
+// (spiffe/source/stream_driver.hpp), on one Workload API client; the picker and readers.
 #include <awaken/spiffe/experimental/wit_source.hpp>
 
 #include <spdlog/logger.h>

@@ -1,4 +1,4 @@
-// X509Source: a FetchX509SVID stream under the one supervisor (spiffe/stream_driver.hpp), the
+// X509Source: a FetchX509SVID stream under the one supervisor (spiffe/source/stream_driver.hpp), the
 // picker, and readers.
 #include <awaken/spiffe/x509_source.hpp>
 
