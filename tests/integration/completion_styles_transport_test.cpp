@@ -8,14 +8,8 @@
 #include <catch2/catch.hpp>
 
 #include "support/every_style.hpp"
-#include "support/workload_peer.hpp"
 
-namespace spiffe = awaken::spiffe;
-using awaken::test::WorkloadPeer;
-using awaken::test::styles::check_all;
-using awaken::test::styles::every_style;
-using awaken::test::styles::Loop;
-using awaken::test::styles::success;
+using namespace awaken::test::styles;
 
 TEST_CASE("gRPC, HTTP and the broker complete alike with every completion style", "[styles][workload]") {
   WorkloadPeer peer;

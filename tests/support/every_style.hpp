@@ -26,7 +26,12 @@
 #include <awaken/diagnostics.hpp>
 #include <awaken/error.hpp>
 
+#include "support/workload_peer.hpp"
+
 namespace awaken::test::styles {
+
+namespace spiffe = awaken::spiffe;
+using awaken::test::WorkloadPeer;
 
 // An io_context running on a thread of its own, as use_future needs.
 struct Loop {
