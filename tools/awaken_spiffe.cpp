@@ -458,7 +458,7 @@ std::string read_token(const Args& a) {
 
 // Locals are initialised in statements of their own, never inside a co_await expression: GCC 12
 // mishandles temporaries there.
-// `a` by value: the coroutine outlives the caller's Args.
+
 // Calls `print` with each update's sequence until `count` updates were printed or SIGINT /
 // SIGTERM shuts `source` down; then shuts it down.
 template <class Source, class Updates, class Print>
@@ -738,6 +738,7 @@ asio::awaitable<int> watch_jwt(const Args& a) {
 }
 
 // The commands, by name; `watch --x509` follows the X.509 context instead of the JWT bundles.
+// Each takes the arguments by reference: `run` owns them and awaits the command.
 using Command = asio::awaitable<int> (*)(const Args&);
 constexpr std::pair<std::string_view, Command> commands[] = {
     {"fetch-jwt", fetch_jwt},         {"validate", validate_jwt}, {"fetch-x509", fetch_x509},

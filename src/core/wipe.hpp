@@ -24,11 +24,10 @@ void wipe(nlohmann::json& document) noexcept;
 struct Wiped {
   std::string text;
   Wiped() = default;
-  explicit Wiped(std::string t) noexcept : text(std::move(t)) {}
-  Wiped(Wiped&& other) noexcept : text(std::move(other.text)) {
-    // A short string is copied, not moved, out of its inline buffer: clear what stays there.
-    wipe(other.text.data(), other.text.capacity());
-  }
+  explicit Wiped(std::string t) noexcept : text(std::move(t)) { wipe(t.data(), t.capacity()); }
+  // A short string is copied, not moved, out of its inline buffer: a move clears what stays
+  // there.
+  Wiped(Wiped&& other) noexcept : text(std::move(other.text)) { wipe(other.text.data(), other.text.capacity()); }
   Wiped(const Wiped&) = delete;
   Wiped& operator=(const Wiped&) = delete;
   Wiped& operator=(Wiped&&) = delete;

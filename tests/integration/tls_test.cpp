@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <atomic>
 #include <fstream>
+#include <optional>
+#include <span>
+#include <stdexcept>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -220,6 +223,34 @@ TEST_CASE("X509Source keeps the last good context through bad and oversized upda
   auto picky = quick(peer, metrics).svid_picker(awaken::spiffe::pick_by_hint("absent")).initial_sync_timeout(300ms);
   CHECK(code_of([&] { (void)run(io, picky.build(io.get_executor())); }) == spiffe_errc::initial_sync_timeout);
   CHECK(metrics->count(MetricsErrorKind::no_suitable_svid) >= 1);
+  run(io, source.shutdown());
+}
+
+TEST_CASE("A picker that throws costs its update, not the source", "[x509source]") {
+  WorkloadPeer peer;
+  asio::io_context io;
+  auto metrics = std::make_shared<CountingMetrics>();
+  std::atomic<bool> throwing{false};
+  std::atomic<int> thrown{0};
+  auto builder = quick(peer, metrics).svid_picker([&](std::span<const awaken::spiffe::X509Svid>) {
+    if (throwing.load()) {
+      ++thrown;
+      throw std::runtime_error("the user's picker failed");
+    }
+    return std::optional<std::size_t>{0};
+  });
+  auto source = run(io, builder.build(io.get_executor()));
+  CHECK(source.sequence() == 1);
+  throwing = true;
+  peer.control("/x509/rotate");
+  CHECK(run_until(io, [&] { return thrown.load() >= 1 && metrics->reconnects >= 1; }));
+  CHECK(source.sequence() == 1);  // the update was lost, the last good set kept
+  CHECK_NOTHROW(source.svid());   // and the source is still open
+  throwing = false;
+  peer.control("/x509/rotate");
+  CHECK(run_until(
+      io, [&] { return source.sequence() >= 2; }, 15s));
+  CHECK(source.is_healthy());
   run(io, source.shutdown());
 }
 

@@ -30,7 +30,8 @@
 namespace awaken::spiffe::detail {
 
 // One read of a stream as its supervisor takes it: the next update (nullopt at a clean end), or
-// a failure's code with what is known of it. Nothing is thrown: a bad message is an event.
+// a failure's code with what is known of it. Nothing is thrown: a bad message, a failed call or
+// a picker that throws is an event.
 template <class Set>
 struct StreamRead {
   std::error_code ec;
@@ -153,20 +154,30 @@ struct PickedStream {
   asio::awaitable<StreamRead<Snapshot>> read() {
     auto update = co_await read_update(stream);
     if (update.ec || !update.set) co_return StreamRead<Snapshot>{update.ec, std::move(update.diagnostics), {}};
-    const auto& svids = Snapshot::svids_of(*update.set);
-    std::optional<std::size_t> picked = std::size_t{0};
-    if (picker) picked = picker(svids);
-    if (!picked || *picked >= svids.size())
-      co_return refused(spiffe_errc::no_svid, std::string{source} + ": no SVID of the update fits the picker");
-    const auto& svid = svids[*picked];
-    if (svid.expiry() <= clock->system_now())
-      co_return refused(spiffe_errc::svid_expired, std::string{source} + ": the SVID of " + svid.spiffe_id().str() +
-                                                       " expired at " + utc_text(svid.expiry()));
-    co_return StreamRead<Snapshot>{{}, {}, Snapshot{std::move(*update.set), *picked}};
+    co_return pick(std::move(*update.set));
   }
   void cancel() noexcept { stream.cancel(); }
 
  private:
+  // The picker is the user's and may throw, and so may memory: such a failure is this update's
+  // (the stream reconnects), never the source's end.
+  StreamRead<Snapshot> pick(typename Stream::value_type update) const noexcept {
+    try {
+      const auto& svids = Snapshot::svids_of(update);
+      std::optional<std::size_t> picked = std::size_t{0};
+      if (picker) picked = picker(svids);
+      if (!picked || *picked >= svids.size())
+        return refused(spiffe_errc::no_svid, std::string{source} + ": no SVID of the update fits the picker");
+      const auto& svid = svids[*picked];
+      if (svid.expiry() <= clock->system_now())
+        return refused(spiffe_errc::svid_expired, std::string{source} + ": the SVID of " + svid.spiffe_id().str() +
+                                                      " expired at " + utc_text(svid.expiry()));
+      return {{}, {}, Snapshot{std::move(update), *picked}};
+    } catch (...) {
+      auto [ec, diagnostics] = classify_exception(std::current_exception());
+      return {ec, std::move(diagnostics), {}};
+    }
+  }
   static StreamRead<Snapshot> refused(spiffe_errc code, std::string context) {
     return {make_error_code(code), Diagnostics{std::move(context), {}}, {}};
   }
