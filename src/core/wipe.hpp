@@ -24,7 +24,8 @@ void wipe(nlohmann::json& document) noexcept;
 struct Wiped {
   std::string text;
   Wiped() = default;
-  explicit Wiped(std::string t) noexcept : text(std::move(t)) { wipe(t.data(), t.capacity()); }
+  // A copy, then the argument wiped whole: a move would leave a short string's bytes behind.
+  explicit Wiped(std::string t) : text(t) { wipe(t.data(), t.capacity()); }
   // A short string is copied, not moved, out of its inline buffer: a move clears what stays
   // there.
   Wiped(Wiped&& other) noexcept : text(std::move(other.text)) { wipe(other.text.data(), other.text.capacity()); }
