@@ -93,10 +93,17 @@ inline void run_to_end(asio::io_context& io, asio::awaitable<void> aw) {
   if (failure) std::rethrow_exception(failure);
 }
 
-/// Runs `make()`'s coroutine to its end on a fresh io_context and returns its exit code:
+/// A tool's whole `main`: `--help` (or `-h`) prints `usage` and exits 0; `--verbose` turns on
+/// debug logging and is taken out of argv; then `make()` (which parses what is left of argv)
+/// runs its coroutine to the end on a fresh io_context. The exit code is the coroutine's;
 /// `UsageError` gives 2, `Refusal` 1, any other exception 3.
 template <class Refusal, class Make>
-int run_tool(const char* name, Make make) {
+int tool_main(int& argc, char** argv, const char* name, const char* usage, Make make) {
+  if (wants_help(argc, argv)) {
+    std::cout << usage;
+    return 0;
+  }
+  configure_logging(take_flag(argc, argv, "--verbose"));
   try {
     asio::io_context io;
     int status = 0;
@@ -118,19 +125,6 @@ int run_tool(const char* name, Make make) {
     std::cerr << name << ": " << e.what() << "\n";
     return 3;
   }
-}
-
-/// A tool's whole `main`: `--help` (or `-h`) prints `usage` and exits 0; `--verbose` turns on
-/// debug logging and leaves argv; then `run_tool<Refusal>(name, make)`, whose `make` parses
-/// what is left of argv.
-template <class Refusal, class Make>
-int tool_main(int& argc, char** argv, const char* name, const char* usage, Make make) {
-  if (wants_help(argc, argv)) {
-    std::cout << usage;
-    return 0;
-  }
-  configure_logging(take_flag(argc, argv, "--verbose"));
-  return run_tool<Refusal>(name, std::move(make));
 }
 
 }  // namespace awaken::tools
