@@ -455,15 +455,6 @@ TEST_CASE("A client factory's clients live as long as their streams; a throwing 
   run(io, source.shutdown());
 }
 
-TEST_CASE("build with a handler that has no executor of its own is refused", "[source]") {
-  WorkloadPeer peer;
-  std::promise<std::error_code> outcome;  // completed on a thread of Asio's system pool
-  auto code = outcome.get_future();
-  quick(peer).build([&](std::error_code ec, JwtSource) { outcome.set_value(ec); });
-  REQUIRE(code.wait_for(5s) == std::future_status::ready);
-  CHECK(code.get() == std::errc::invalid_argument);
-}
-
 TEST_CASE("A source's streams and its fetch_jwt_svid calls share one connection", "[source]") {
   WorkloadPeer peer{true};  // over TCP, where the agent tells connections apart
   asio::io_context io;

@@ -1,6 +1,7 @@
-// What every Workload API source shares: the failures it counts, the metrics hooks, and the
-// settings its builder takes (`SourceBuilder`, the base of `JwtSourceBuilder` and
-// `X509SourceBuilder`).
+// The one Workload API source, `basic_source<Profile>`, and its builder: what every source
+// shares (the supervisors, the initial sync, publication, updates, health, metrics, shutdown),
+// written once. Each profile (jwt_source.hpp, x509_source.hpp, experimental/wit_source.hpp)
+// names what it publishes and the readers it adds.
 #pragma once
 
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/awaitable.hpp>
+#include <asio/execution/executor.hpp>
+#include <asio/system_executor.hpp>
 
 #include <awaken/clock.hpp>
 #include <awaken/completion.hpp>
@@ -94,20 +97,26 @@ inline IdPicker pick_by_id(SpiffeId id) { return IdPicker{std::move(id)}; }
 
 namespace detail {
 template <class Snapshot>
-struct SourceState;  // shared by a source's handles, its update waiters and its supervisor
+struct SourceState;  // shared by a source's handles, its update waiters and its supervisors
+template <class Snapshot>
+struct SourceCore;  // the handles' share: its end stops the supervisors
 }  // namespace detail
-class JwtSource;
-class X509Source;
+template <class Profile>
+class basic_source;
+template <class Profile>
+class basic_source_builder;
 
-/// The sequence numbers of a source's published sets, and waiting for the next one. Each object
-/// remembers the last sequence it returned (at first, the one current when it was made), so
-/// `changed` waits for something this object has not seen yet. Slow readers skip sets. `View` is
-/// what the source publishes, as its readers see it (`JwtBundleSet`, `X509Context`).
+/// The sequence numbers of a source's published snapshots, and waiting for the next one. Each
+/// object remembers the last sequence it returned (at first, the one current when it was made),
+/// so `changed` waits for something this object has not seen yet. Slow readers skip snapshots.
+/// `wait_for` sees the profile's view of each (`JwtBundleSet`, `X509Context`, `WitContext`).
 ///
 /// Thread safety: one wait at a time per object; copies wait independently.
-template <class Snapshot, class View>
+template <class Profile>
 class SourceUpdates {
  public:
+  using view_type = typename Profile::view_type;
+
   /// The source's current sequence: 1 after the initial sync, +1 per content change.
   std::uint64_t last() const noexcept;
   /// Waits until the sequence passes the last one this object saw, and completes with it:
@@ -123,56 +132,26 @@ class SourceUpdates {
         },
         token);
   }
-  /// Completes with the first published set, the current one included, for which `predicate`
-  /// holds: `void(std::error_code, std::shared_ptr<const View>)`, failing as `changed`. This
-  /// object must outlive the operation.
+  /// Completes with the first published view, the current one included, for which `predicate`
+  /// holds: `void(std::error_code, std::shared_ptr<const view_type>)`, failing as `changed`.
+  /// This object must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
-  auto wait_for(std::function<bool(const View&)> predicate, CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::shared_ptr<const View>>(
+  auto wait_for(std::function<bool(const view_type&)> predicate, CompletionToken&& token = {}) {
+    return awaken::detail::async_spawn<std::shared_ptr<const view_type>>(
         fallback_executor(), [this, p = std::move(predicate)]() mutable { return run_wait_for(std::move(p)); },
         std::forward<CompletionToken>(token));
   }
 
  private:
-  friend class JwtSource;
-  friend class X509Source;
-  SourceUpdates(std::shared_ptr<detail::SourceState<Snapshot>> state, std::uint64_t seen) noexcept
+  using snapshot_type = typename Profile::snapshot_type;
+  friend class basic_source<Profile>;
+  SourceUpdates(std::shared_ptr<detail::SourceState<snapshot_type>> state, std::uint64_t seen) noexcept
       : state_(std::move(state)), seen_(seen) {}
   asio::any_io_executor fallback_executor() const noexcept;
   void start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> completion);
-  asio::awaitable<std::shared_ptr<const View>> run_wait_for(std::function<bool(const View&)> predicate);
-  std::shared_ptr<detail::SourceState<Snapshot>> state_;
+  asio::awaitable<std::shared_ptr<const view_type>> run_wait_for(std::function<bool(const view_type&)> predicate);
+  std::shared_ptr<detail::SourceState<snapshot_type>> state_;
   std::uint64_t seen_;
-};
-
-/// What every source handle offers alike, written once: its bounded, idempotent shutdown.
-/// `Source` is the handle (`JwtSource`, `X509Source`, `experimental::WitSource`).
-template <class Source>
-class SourceShutdown {
- public:
-  /// Stops the source's supervisors and waits until they have stopped, at most the builder's
-  /// shutdown timeout (30 s by default): `spiffe_errc::shutdown_timeout` past it. Idempotent:
-  /// later calls wait for the same stop. Waiters of `changed` fail with `source_closed`.
-  /// Completes with `void(std::error_code)`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
-      CompletionToken&& token = {}) const {
-    return start(std::nullopt, std::forward<CompletionToken>(token));
-  }
-  /// As above, waiting at most `timeout`.
-  template <class CompletionToken = awaken::use_awaitable_t>
-  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
-    return start(timeout, std::forward<CompletionToken>(token));
-  }
-
- private:
-  template <class CompletionToken>
-  auto start(std::optional<std::chrono::milliseconds> timeout, CompletionToken&& token) const {
-    const Source& self = static_cast<const Source&>(*this);
-    return awaken::detail::async_spawn<void>(
-        self.fallback_executor(), [self, timeout]() mutable { return Source::run_shutdown(std::move(self), timeout); },
-        std::forward<CompletionToken>(token));
-  }
 };
 
 namespace detail {
@@ -197,80 +176,229 @@ struct SourceSettings {
 };
 }  // namespace detail
 
-/// The settings every source builder takes. `Derived` is the builder.
-template <class Derived>
-class SourceBuilder {
+/// A Workload API source: what its profile publishes (`JwtSource`: the JWT bundles;
+/// `X509Source`: the X.509-SVIDs and bundles; `experimental::WitSource`: the WIT-SVIDs and WIT
+/// bundles), kept current by a supervisor per Workload API stream the profile opens, and read
+/// without blocking. The profile names the published snapshot, the view `updates()` gives, the
+/// streams, and the readers (`bundle_set`, `svid`, ...) that `Profile::readers` adds.
+///
+/// Every source, whatever its profile:
+/// - `build` completes once each stream's first good update is published (the initial sync;
+///   started together, within one timeout); `invalid_argument`, `unimplemented` and
+///   `not_offered` fail at once, since retrying cannot help;
+/// - a stream that ends, fails or is reset is reopened after a jittered exponential backoff,
+///   reset by a good update (at least 1 s after "no identity issued");
+/// - an update is checked against the resource limits and the profile's rules (an X.509 or WIT
+///   update is refused with `no_svid` when no SVID fits the picker, `svid_expired` when the
+///   picked one has expired by the builder's clock); anything refused keeps the last good
+///   snapshot;
+/// - a snapshot whose content changed is published by an atomic swap, and `sequence()` counts
+///   them (1 after the initial sync);
+/// - a stream that gives up after the initial sync (an agent that withdraws an optional
+///   profile) closes the source: what the agent no longer offers must not be used;
+/// - `shutdown` is bounded and idempotent, and closes readers and waiters.
+///
+/// A cheap handle: copies share one source. Destroying the last handle stops the supervisors
+/// without waiting for them. An empty (default-constructed or moved-from) handle behaves as a
+/// closed source.
+///
+/// Thread safety: every member may be called from any thread at once. Readers take no lock,
+/// never wait for a supervisor and allocate nothing once their thread has seen the current
+/// snapshot (a thread keeps one view: reading two sources in turn on one thread allocates). A
+/// thread's view keeps the snapshot it last read, private keys included, until that thread
+/// reads again.
+template <class Profile>
+class basic_source final : public Profile::readers {
  public:
+  using profile_type = Profile;
+  using snapshot_type = typename Profile::snapshot_type;
+  using view_type = typename Profile::view_type;
+  using builder_type = basic_source_builder<Profile>;
+  using updates_type = SourceUpdates<Profile>;
+
+  basic_source() = default;
+  basic_source(const basic_source&) = default;
+  basic_source& operator=(const basic_source&) = default;
+  basic_source(basic_source&& other) noexcept
+      : core_(std::move(other.core_)), state_(std::exchange(other.state_, nullptr)) {}
+  basic_source& operator=(basic_source&& other) noexcept {
+    core_ = std::move(other.core_);
+    state_ = std::exchange(other.state_, nullptr);
+    return *this;
+  }
+  ~basic_source() override = default;
+
+  static builder_type builder() { return builder_type{}; }
+
+  /// Open, every supervisor running, and the profile's own test of the current snapshot (an
+  /// SVID that has not expired by the builder's clock, at least one authority).
+  bool is_healthy() const noexcept;
+  /// The current sequence: 1 after the initial sync, +1 per published change (0 when empty).
+  std::uint64_t sequence() const noexcept;
+  /// A waiter on later snapshots. Throws `source_closed` on an empty handle.
+  updates_type updates() const;
+
+  /// Stops the source's supervisors and waits until they have stopped, at most the builder's
+  /// shutdown timeout (30 s by default): `spiffe_errc::shutdown_timeout` past it. Idempotent:
+  /// later calls wait for the same stop. Waiters of `changed` fail with `source_closed`.
+  /// Completes with `void(std::error_code)`.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!std::is_convertible_v<CompletionToken, std::chrono::milliseconds>) auto shutdown(
+      CompletionToken&& token = {}) const {
+    return start_shutdown(std::nullopt, std::forward<CompletionToken>(token));
+  }
+  /// As above, waiting at most `timeout` for all of the source's supervisors together.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto shutdown(std::chrono::milliseconds timeout, CompletionToken&& token = {}) const {
+    return start_shutdown(timeout, std::forward<CompletionToken>(token));
+  }
+
+ private:
+  friend typename Profile::readers;
+  friend builder_type;
+  basic_source(std::shared_ptr<detail::SourceCore<snapshot_type>> core,
+               detail::SourceState<snapshot_type>* state) noexcept
+      : core_(std::move(core)), state_(state) {}
+
+  // The calling thread's view of the current snapshot; throws `source_closed` once closed.
+  const std::shared_ptr<const snapshot_type>& snapshot() const;
+  // The state alone, for operations that must not keep the supervisors running.
+  std::shared_ptr<detail::SourceState<snapshot_type>> state_handle() const noexcept;
+  asio::any_io_executor fallback_executor() const noexcept;
+  template <class CompletionToken>
+  auto start_shutdown(std::optional<std::chrono::milliseconds> timeout, CompletionToken&& token) const {
+    return awaken::detail::async_spawn<void>(
+        fallback_executor(), [self = *this, timeout]() mutable { return run_shutdown(std::move(self), timeout); },
+        std::forward<CompletionToken>(token));
+  }
+  // The coroutines take the handle by value: it lives in their frames.
+  static asio::awaitable<void> run_shutdown(basic_source self, std::optional<std::chrono::milliseconds> timeout);
+  static asio::awaitable<basic_source> run_build(detail::SourceSettings settings, typename Profile::options options,
+                                                 std::optional<asio::any_io_executor> executor);
+
+  std::shared_ptr<detail::SourceCore<snapshot_type>> core_;
+  detail::SourceState<snapshot_type>* state_ = nullptr;  // core_'s, read without going through core_ on the hot path
+};
+
+/// Configures and builds a `basic_source<Profile>`. `svid_picker` is there for the profiles that
+/// serve SVIDs, `spiffe_id` for those whose streams ask for one identity.
+template <class Profile>
+class basic_source_builder {
+ public:
+  using source_type = basic_source<Profile>;
+
   /// The Workload API endpoint; by default `SPIFFE_ENDPOINT_SOCKET`, read when `build` is
   /// called (on the calling thread).
-  Derived& endpoint(WorkloadEndpoint endpoint) {
+  basic_source_builder& endpoint(WorkloadEndpoint endpoint) {
     settings_.endpoint = std::move(endpoint);
     settings_.factory = nullptr;
-    return self();
+    return *this;
   }
-  Derived& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
+  basic_source_builder& endpoint(std::string_view uri) { return endpoint(WorkloadEndpoint::parse(uri)); }
   /// How the source makes its clients, called for each stream it opens and each one-shot call;
   /// replaces `endpoint` (whose default is one client, so one connection, for the source's
   /// life). A throwing factory counts as `client_creation` and is retried with backoff.
-  Derived& client_factory(std::function<WorkloadApiClient()> factory) {
+  basic_source_builder& client_factory(std::function<WorkloadApiClient()> factory) {
     settings_.factory = std::move(factory);
     settings_.endpoint.reset();
-    return self();
+    return *this;
   }
   /// Reconnect backoff: from `min` doubling to `max`, each wait jittered down by up to 10%.
   /// Defaults 200 ms and 10 s; swapped when `min > max`; `min` at least 1 ms.
-  Derived& reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max) {
+  basic_source_builder& reconnect_backoff(std::chrono::milliseconds min, std::chrono::milliseconds max) {
     if (min > max) std::swap(min, max);
     settings_.min_backoff = std::max(min, std::chrono::milliseconds{1});
     settings_.max_backoff = std::max(max, settings_.min_backoff);
-    return self();
+    return *this;
   }
   std::chrono::milliseconds min_backoff() const noexcept { return settings_.min_backoff; }
   std::chrono::milliseconds max_backoff() const noexcept { return settings_.max_backoff; }
   /// Bounds on updates (see `ResourceLimits`); an update over them is rejected and the last
-  /// good set kept.
-  Derived& resource_limits(ResourceLimits limits) {
+  /// good snapshot kept.
+  basic_source_builder& resource_limits(ResourceLimits limits) {
     settings_.limits = limits;
-    return self();
+    return *this;
   }
-  /// How long `build` waits for the first good update; unbounded by default.
-  Derived& initial_sync_timeout(std::chrono::milliseconds timeout) {
+  /// How long `build` waits for the first good update of every stream; unbounded by default.
+  basic_source_builder& initial_sync_timeout(std::chrono::milliseconds timeout) {
     settings_.initial_sync_timeout = timeout;
-    return self();
+    return *this;
   }
   /// The bound of `shutdown()`; 30 s by default.
-  Derived& shutdown_timeout(std::chrono::milliseconds timeout) {
+  basic_source_builder& shutdown_timeout(std::chrono::milliseconds timeout) {
     settings_.shutdown_timeout = timeout;
-    return self();
+    return *this;
   }
-  Derived& metrics(std::shared_ptr<MetricsRecorder> recorder) {
+  basic_source_builder& metrics(std::shared_ptr<MetricsRecorder> recorder) {
     settings_.metrics = std::move(recorder);
-    return self();
+    return *this;
   }
   /// The logger for reconnects and rejected updates; `awaken::logger()` by default.
-  Derived& logger(std::shared_ptr<spdlog::logger> logger) {
+  basic_source_builder& logger(std::shared_ptr<spdlog::logger> logger) {
     settings_.logger = std::move(logger);
-    return self();
+    return *this;
   }
   /// The jitter of the reconnect waits (tests); `default_jitter()` by default. Must outlive the
   /// source.
-  Derived& jitter(JitterSource& jitter) {
+  basic_source_builder& jitter(JitterSource& jitter) {
     settings_.jitter = &jitter;
-    return self();
+    return *this;
   }
   /// The clock an SVID's expiry is judged by: an update whose picked SVID has expired is
   /// rejected, and `is_healthy` is false once the held one has. `system_clock()` by default;
   /// for tests. Must outlive the source.
-  Derived& clock(const Clock& clock) {
+  basic_source_builder& clock(const Clock& clock) {
     settings_.clock = &clock;
-    return self();
+    return *this;
+  }
+  /// Which SVID the source serves (`svid()`): the index of the chosen one among an update's
+  /// SVIDs, or nullopt when none fits (the update is then refused with `no_svid`); the first of
+  /// each update by default. `pick_by_hint` and `pick_by_id` make pickers.
+  template <class Picker>
+  requires requires(typename Profile::options o, Picker p) { o.picker = std::move(p); }
+  basic_source_builder& svid_picker(Picker picker) {
+    options_.picker = std::move(picker);
+    return *this;
+  }
+  /// Asks the agent for this identity's SVIDs only; every identity of the workload by default.
+  basic_source_builder& spiffe_id(SpiffeId id) requires requires(typename Profile::options o) { o.spiffe_id; }
+  {
+    options_.spiffe_id = std::move(id);
+    return *this;
   }
 
- protected:
-  detail::SourceSettings settings_;
+  /// Starts the source on `executor` and completes once every stream's first good update is
+  /// published: `void(std::error_code, source_type)`. Fails with `initial_sync_timeout` (the
+  /// last failure in the diagnostics); `invalid_argument` or `unimplemented` (`grpc_status`),
+  /// or `not_offered` for an optional profile the agent lacks, at once; `endpoint_not_configured`
+  /// or `invalid_endpoint` for a missing or bad endpoint. On failure the supervisors are
+  /// stopped. The builder is copied.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  auto build(asio::any_io_executor executor, CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<source_type>(
+        executor,
+        [s = settings_.resolved(), o = options_, executor]() mutable {
+          return source_type::run_build(std::move(s), std::move(o), executor);
+        },
+        std::forward<CompletionToken>(token));
+  }
+  /// As above, on the handler's associated executor (the awaiting coroutine's, for
+  /// awaitables). A handler without one fails with `std::errc::invalid_argument`: a source
+  /// needs an executor of yours, not Asio's system pool.
+  template <class CompletionToken = awaken::use_awaitable_t>
+  requires(!asio::execution::is_executor<std::decay_t<CompletionToken>>::value) auto build(
+      CompletionToken&& token = {}) const {
+    return awaken::detail::async_spawn<source_type, true>(
+        asio::system_executor{},
+        [s = settings_.resolved(), o = options_]() mutable {
+          return source_type::run_build(std::move(s), std::move(o), std::nullopt);
+        },
+        std::forward<CompletionToken>(token));
+  }
 
  private:
-  Derived& self() noexcept { return static_cast<Derived&>(*this); }
+  detail::SourceSettings settings_;
+  typename Profile::options options_;
 };
 
 }  // namespace awaken::spiffe

@@ -14,6 +14,7 @@
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include <spdlog/logger.h>
 #include <asio/bind_cancellation_slot.hpp>
@@ -39,12 +40,23 @@ using StopCompletion = awaken::Completion<std::error_code>;
 
 inline std::atomic<std::uint64_t> next_source_id{1};
 
+// What a source's handles, its update waiters and its supervisors share: the published
+// snapshot, the waiters, and one slot per Workload API stream (a lane) the profile opens.
 template <class Set>
 struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
-  SourceState(const asio::any_io_executor& executor, std::string source_name)
-      : name(std::move(source_name)), strand(asio::make_strand(executor)), timer(strand) {}
+  // One stream's own, touched on `strand` only.
+  struct Lane {
+    explicit Lane(const asio::strand<asio::any_io_executor>& strand) : timer(strand) {}
+    asio::steady_timer timer;
+    std::function<void()> cancel_stream;
+  };
 
-  // Configuration, fixed before the supervisor starts.
+  SourceState(const asio::any_io_executor& executor, std::string source_name, std::size_t lane_count)
+      : name(std::move(source_name)), strand(asio::make_strand(executor)), live(lane_count) {
+    for (std::size_t i = 0; i < lane_count; ++i) lanes.push_back(std::make_unique<Lane>(strand));
+  }
+
+  // Configuration, fixed before the supervisors start.
   const std::string name;  // "JwtSource", for logs and errors
   std::function<WorkloadApiClient()> factory;
   std::chrono::milliseconds min_backoff{200};
@@ -55,7 +67,6 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::shared_ptr<spdlog::logger> log;
   JitterSource* jitter = nullptr;
   const Clock* clock = nullptr;  // SVID expiry is judged by it
-  bool x509 = false;             // the stream carries X.509 material (for the metrics of rejected updates)
   std::string endpoint_text;     // where the Workload API is, for logs
   const std::uint64_t id = next_source_id.fetch_add(1, std::memory_order_relaxed);
 
@@ -66,9 +77,9 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::atomic<std::uint64_t> version{0};
   std::atomic<std::uint64_t> sequence{0};
   std::atomic<bool> closed{false};
-  std::atomic<bool> running{false};
+  std::atomic<bool> running{true};  // false once any supervisor has returned
 
-  // Waiters and the end of the supervisor.
+  // Waiters and the end of the supervisors.
   std::mutex mutex;
   struct UpdateWaiter {
     std::uint64_t after = 0;  // wakes once the sequence passes this
@@ -78,16 +89,19 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::uint64_t next_waiter = 0;
   std::map<std::uint64_t, std::unique_ptr<StopCompletion>> stop_waiters;
   bool stopped = false;
-  std::error_code fatal;  // why the initial sync gave up, when it did
+  std::error_code fatal;  // why a supervisor gave up, when one did
   std::string fatal_text;
   std::string last_failure;          // the latest failure, for the initial-sync timeout's text
   std::string last_failure_context;  // the same without its code's message, for a fatal one's
 
-  // The supervisor's own, touched on `strand` only.
+  // The supervisors' own, touched on `strand` only.
   asio::strand<asio::any_io_executor> strand;
-  asio::steady_timer timer;
-  std::function<void()> cancel_stream;
+  std::vector<std::unique_ptr<Lane>> lanes;
+  std::size_t live;  // supervisors that have not returned (under `mutex`)
   bool stopping = false;
+  // The snapshot the lanes' updates build: published once every lane has delivered one.
+  std::shared_ptr<const Set> latest = std::make_shared<const Set>();
+  std::size_t delivered = 0;  // a bit per lane
 
   std::shared_ptr<const Set> load_current() {
     std::lock_guard lk(current_mutex);
@@ -106,12 +120,20 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
     last_failure_context = context;
   }
 
-  // Publishes `set` and wakes the waiters it is news for.
-  void publish(Set set) {
-    auto shared = std::make_shared<const Set>(std::move(set));
+  // Lane `lane`'s update, folded into the latest snapshot by `fold(latest)`; published once
+  // every lane has delivered one. On `strand`.
+  template <class Fold>
+  void deliver(std::size_t lane, Fold&& fold) {
+    latest = std::make_shared<const Set>(std::forward<Fold>(fold)(*latest));
+    delivered |= std::size_t{1} << lane;
+    if (delivered == (std::size_t{1} << lanes.size()) - 1) publish(latest);
+  }
+
+  // Publishes `snapshot` and wakes the waiters it is news for.
+  void publish(std::shared_ptr<const Set> snapshot) {
     {
       std::lock_guard lk(current_mutex);
-      current = std::move(shared);
+      current = std::move(snapshot);
     }
     version.fetch_add(1, std::memory_order_release);
     const std::uint64_t seq = sequence.fetch_add(1, std::memory_order_acq_rel) + 1;
@@ -131,7 +153,7 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
     for (auto& c : ready) c->complete({}, seq);
   }
 
-  // Fails every update waiter with `ec` (the source closed, or the initial sync failed).
+  // Fails every update waiter with `ec` (the source closed, or a supervisor gave up).
   void fail_waiters(std::error_code ec) {
     std::map<std::uint64_t, UpdateWaiter> all;
     {
@@ -152,38 +174,41 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
     return true;
   }
 
-  // Closes the source: readers fail from now on, waiters at once, and the supervisor is told
-  // to stop (on its strand). Never waits.
-  void request_stop() {
+  // Closes the source with `why`: readers fail from now on, waiters at once, and every
+  // supervisor is told to stop (on the strand). Never waits. Only the first call does anything.
+  void close_and_stop(std::error_code why) {
     if (!close()) return;
-    fail_waiters(make_error_code(spiffe_errc::source_closed));
+    fail_waiters(why);
     asio::post(strand, [self = this->shared_from_this()] {
       self->stopping = true;
-      self->timer.cancel();
-      if (self->cancel_stream) self->cancel_stream();
+      for (auto& lane : self->lanes) {
+        lane->timer.cancel();
+        if (lane->cancel_stream) lane->cancel_stream();
+      }
     });
   }
+  void request_stop() { close_and_stop(make_error_code(spiffe_errc::source_closed)); }
 
-  // The supervisor has returned: asked to, after a fatal initial failure, or (`failed`) by an
-  // exception it could not handle. Nothing will publish any more, so the source closes.
+  // A supervisor has returned: asked to, after it gave up, or (`failed`) by an exception it
+  // could not handle. The source is one: nothing will publish whole snapshots any more, so it
+  // closes and the other supervisors stop. The stop waiters complete when the last returns.
   void finish(bool failed) {
     running.store(false);
     std::map<std::uint64_t, std::unique_ptr<StopCompletion>> waiting;
     std::error_code fatal_code;
     {
       std::lock_guard lk(mutex);
-      stopped = true;
-      waiting.swap(stop_waiters);
       if (failed && !fatal) {
         fatal = make_error_code(spiffe_errc::source_closed);
         fatal_text = "the supervisor failed";
       }
       fatal_code = fatal;
+      if (--live == 0) {
+        stopped = true;
+        waiting.swap(stop_waiters);
+      }
     }
-    if (fatal_code) {
-      close();
-      fail_waiters(fatal_code);
-    }
+    close_and_stop(fatal_code ? fatal_code : make_error_code(spiffe_errc::source_closed));
     for (auto& [id, w] : waiting) w->complete({});
   }
 };
@@ -287,7 +312,7 @@ auto async_stopped(std::shared_ptr<SourceState<Set>> s, CompletionToken&& token)
       token);
 }
 
-// What a source's handles share: the state, and the stop of the supervisor when the last
+// What a source's handles share: the state, and the stop of the supervisors when the last
 // handle goes.
 template <class Set>
 struct SourceCore {
@@ -376,8 +401,8 @@ template <class Set>
   return slot.set;
 }
 
-// A source's shutdown: asks the supervisor to stop and waits for it, at most `timeout` (the
-// source's own bound when none is given).
+// A source's shutdown: asks its supervisors to stop and waits for them all, at most `timeout`
+// (the source's own bound when none is given).
 template <class Set>
 asio::awaitable<void> stop_source(std::shared_ptr<SourceState<Set>> state,
                                   std::optional<std::chrono::milliseconds> timeout) {
@@ -387,48 +412,8 @@ asio::awaitable<void> stop_source(std::shared_ptr<SourceState<Set>> state,
   auto [expired, result] = co_await with_deadline(bound, stopped);
   if (expired)
     throw_error(spiffe_errc::shutdown_timeout,
-                state->name + ": the supervisor did not stop within " + std::to_string(bound.count()) + " ms");
+                state->name + ": the supervisors did not stop within " + std::to_string(bound.count()) + " ms");
   if (auto ec = std::get<0>(result)) throw_error(ec, state->name + ": shutdown");
 }
 
-// How a source's readers see its snapshot (`SourceUpdates::wait_for`): the snapshot itself
-// unless a source says otherwise.
-template <class Snapshot>
-struct published {
-  static const Snapshot& view(const Snapshot& snapshot) noexcept { return snapshot; }
-};
-
 }  // namespace awaken::spiffe::detail
-
-namespace awaken::spiffe {
-
-// SourceUpdates, instantiated by each source for its snapshot.
-template <class Snapshot, class View>
-std::uint64_t SourceUpdates<Snapshot, View>::last() const noexcept {
-  return state_->sequence.load(std::memory_order_acquire);
-}
-
-template <class Snapshot, class View>
-asio::any_io_executor SourceUpdates<Snapshot, View>::fallback_executor() const noexcept {
-  return state_->strand.get_inner_executor();
-}
-
-template <class Snapshot, class View>
-void SourceUpdates<Snapshot, View>::start_changed(std::unique_ptr<Completion<std::error_code, std::uint64_t>> c) {
-  detail::start_changed_seen(state_, seen_, std::move(c));
-}
-
-template <class Snapshot, class View>
-asio::awaitable<std::shared_ptr<const View>> SourceUpdates<Snapshot, View>::run_wait_for(
-    std::function<bool(const View&)> predicate) {
-  for (;;) {
-    if (state_->closed.load()) detail::closed_error(state_->name);
-    seen_ = state_->sequence.load(std::memory_order_acquire);
-    auto snapshot = state_->load_current();
-    const View& view = detail::published<Snapshot>::view(*snapshot);
-    if (predicate(view)) co_return std::shared_ptr<const View>(snapshot, &view);
-    co_await changed();
-  }
-}
-
-}  // namespace awaken::spiffe

@@ -49,22 +49,41 @@ asio::awaitable<StreamRead<typename WorkloadStream<Kind>::value_type>> read_upda
   co_return read;
 }
 
-// Keeps one stream open for as long as the source lives, by the supervisor's rules. `open`
-// starts the stream on a client: a `Stream` that `read_update` reads (a failed call, or a
-// `spiffe_errc` for one bad message after which the stream goes on), and whose `cancel()`
-// resets it.
-template <class Set, class Open>
-asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, std::string what) {
-  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter, s->x509};
+// How a lane's updates make the source's snapshot. `Replace`: the update is the snapshot.
+template <class Set>
+struct Replace {
+  static bool same(const Set& latest, const Set& update) { return latest == update; }
+  static Set merge(const Set& /*latest*/, Set&& update) { return std::move(update); }
+};
+
+template <class Read>
+struct update_of;
+template <class Part>
+struct update_of<asio::awaitable<StreamRead<Part>>> {
+  using type = Part;
+};
+
+// Keeps lane `lane` of a source open for as long as the source lives, by the supervisor's
+// rules. `open` starts the stream on a client: a `Stream` that `read_update` reads (a failed
+// call, or a `spiffe_errc` for one bad message after which the stream goes on), and whose
+// `cancel()` resets it. `fold` tells whether an update changes the latest snapshot and merges it
+// in. `x509`: the stream carries X.509 material (for the metrics of rejected updates).
+template <class Set, class Open, class Fold = Replace<Set>>
+asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, std::size_t lane, Open open, std::string what,
+                                bool x509, Fold fold = {}) {
+  using Stream = decltype(open(std::declval<WorkloadApiClient&>()));
+  using Part = typename update_of<decltype(read_update(std::declval<Stream&>()))>::type;
+  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter, x509};
   using Act = StreamAction::Kind;
+  auto& slot = *s->lanes[lane];
   StreamAction action = core.start();
   std::optional<WorkloadApiClient> client;  // lives as long as its stream: it owns the transport
-  std::optional<decltype(open(std::declval<WorkloadApiClient&>()))> stream;
-  std::optional<Set> set;
+  std::optional<Stream> stream;
+  std::optional<Part> part;
   struct Forget {  // the stream dies with this frame: nobody may cancel it after
-    SourceState<Set>& s;
-    ~Forget() { s.cancel_stream = nullptr; }
-  } forget{*s};
+    typename SourceState<Set>::Lane& slot;
+    ~Forget() { slot.cancel_stream = nullptr; }
+  } forget{slot};
   while (!s->stopping) {
     StreamEvent event{StreamEvent::Kind::stream_ended};
     std::string text;
@@ -77,8 +96,8 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         co_return;
       }
       case Act::wait:
-        s->timer.expires_after(action.delay);
-        co_await s->timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        slot.timer.expires_after(action.delay);
+        co_await slot.timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
         if (s->stopping) co_return;
         [[fallthrough]];
       case Act::connect:
@@ -87,7 +106,7 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         try {
           client.emplace(s->factory());
           stream.emplace(open(*client));
-          s->cancel_stream = [&stream] {
+          slot.cancel_stream = [&stream] {
             if (stream) stream->cancel();
           };
           action = core.connected();
@@ -108,15 +127,17 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, Open open, 
         }
         s->log->warn("awaken: {}: cannot make a Workload API client: {}", s->name, text);
         break;
-      case Act::publish: s->publish(std::move(*set)); [[fallthrough]];
+      case Act::publish:
+        s->deliver(lane, [&](const Set& latest) { return fold.merge(latest, std::move(*part)); });
+        [[fallthrough]];
       case Act::read_next: {
-        StreamRead<Set> read = co_await read_update(*stream);
+        StreamRead<Part> read = co_await read_update(*stream);
         if (!read.ec) {
-          set = std::move(read.set);
+          part = std::move(read.set);
           event =
-              set ? StreamEvent{StreamEvent::Kind::update_applied, {}, !core.synced() || !(*s->load_current() == *set)}
-                  : StreamEvent{StreamEvent::Kind::stream_ended};
-          if (!set) text = "the Workload API ended the " + what + " stream";
+              part ? StreamEvent{StreamEvent::Kind::update_applied, {}, !core.synced() || !fold.same(*s->latest, *part)}
+                   : StreamEvent{StreamEvent::Kind::stream_ended};
+          if (!part) text = "the Workload API ended the " + what + " stream";
         } else {
           text = to_error(read.ec, read.diagnostics).what();
           context = read.diagnostics.context;
@@ -195,15 +216,16 @@ inline asio::awaitable<asio::any_io_executor> source_executor(std::optional<asio
   const asio::any_io_executor executor = given ? *given : co_await asio::this_coro::executor;
   if (executor.target_type() == typeid(asio::system_executor))  // Asio 1.22's target<T>() does not check T
     throw_error(std::make_error_code(std::errc::invalid_argument),
-                std::string{what} + "::build: the handler has no executor; pass one to build");
+                std::string{what} + ": build: the handler has no executor; pass one to build");
   co_return executor;
 }
 
 // A source's state, configured from its builder's settings.
 template <class Set>
 std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settings,
-                                                    const asio::any_io_executor& executor, std::string name) {
-  auto s = std::make_shared<SourceState<Set>>(executor, std::move(name));
+                                                    const asio::any_io_executor& executor, std::string name,
+                                                    std::size_t lanes) {
+  auto s = std::make_shared<SourceState<Set>>(executor, std::move(name), lanes);
   s->min_backoff = settings.min_backoff;
   s->max_backoff = settings.max_backoff;
   s->shutdown_timeout = settings.shutdown_timeout;
@@ -238,27 +260,28 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
   return s;
 }
 
-// Starts the supervisor of `s` with `open`; `await_first_set` then waits for its first set.
-template <class Set, class Open>
-void spawn_supervisor(const std::shared_ptr<SourceState<Set>>& s, Open open, std::string what) {
-  s->running.store(true);
-  asio::co_spawn(s->strand, supervise(s, std::move(open), std::move(what)), [s](std::exception_ptr e) {
-    if (e) {
-      try {
-        std::rethrow_exception(e);
-      } catch (const std::exception& ex) {
-        s->log->error("awaken: {}: the supervisor failed: {}", s->name, ex.what());
-      } catch (...) {
-        s->log->error("awaken: {}: the supervisor failed", s->name);
-      }
-    }
-    s->finish(e != nullptr);
-  });
+// Starts the supervisor of lane `lane` of `s` (see `supervise`).
+template <class Set, class Open, class Fold = Replace<Set>>
+void spawn_supervisor(const std::shared_ptr<SourceState<Set>>& s, std::size_t lane, Open open, std::string what,
+                      bool x509, Fold fold = {}) {
+  asio::co_spawn(s->strand, supervise(s, lane, std::move(open), std::move(what), x509, std::move(fold)),
+                 [s](std::exception_ptr e) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& ex) {
+                       s->log->error("awaken: {}: the supervisor failed: {}", s->name, ex.what());
+                     } catch (...) {
+                       s->log->error("awaken: {}: the supervisor failed", s->name);
+                     }
+                   }
+                   s->finish(e != nullptr);
+                 });
 }
 
-// Waits for the first good set of a started supervisor, until the settings' initial-sync
-// timeout counted from `started` (a source of several streams starts them all, then waits for
-// each against the one deadline). On failure the source is stopped and the reason thrown.
+// Waits for the first snapshot of a source whose supervisors have started (every lane's first
+// good update), until the settings' initial-sync timeout counted from `started`. On failure the
+// source is stopped and the reason thrown.
 template <class Set>
 asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings,
                                       std::chrono::steady_clock::time_point started) {
@@ -315,17 +338,6 @@ asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const
                                                        std::to_string(sync_timeout->count()) + " ms" +
                                                        (why.empty() ? std::string{} : "; last failure: " + why));
   throw_error(ec, s->name + ": initial sync");
-}
-
-// Starts the supervisor of `s` with `open` and waits for its first good set, within the
-// settings' initial-sync timeout. On failure the source is stopped and the reason thrown.
-template <class Set, class Open>
-asio::awaitable<void> start_source(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings, Open open,
-                                   std::string what) {
-  const auto started = std::chrono::steady_clock::now();
-  // Copies rather than moves: clang-tidy 14 misreads a move in a coroutine's body.
-  spawn_supervisor(s, std::move(open), what);
-  co_await await_first_set(s, settings, started);
 }
 
 }  // namespace awaken::spiffe::detail

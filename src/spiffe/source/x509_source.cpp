@@ -1,13 +1,12 @@
-// X509Source: a FetchX509SVID stream under the one supervisor (spiffe/source/stream_driver.hpp), the
-// picker, and readers.
+// X509Source: the X.509 profile of the one source (one FetchX509SVID stream, its SVID picked),
+// and its readers.
 #include <awaken/spiffe/x509_source.hpp>
 
 #include <spdlog/logger.h>
 
 #include <awaken/error.hpp>
 
-#include "spiffe/source/source_state.hpp"
-#include "spiffe/source/stream_driver.hpp"
+#include "spiffe/source/basic_source.hpp"
 
 namespace awaken::spiffe {
 namespace detail {
@@ -22,99 +21,58 @@ struct X509Snapshot {
 };
 
 template <>
-struct published<X509Snapshot> {
+struct ProfileRules<X509Profile> {
+  static constexpr const char* name = "X509Source";
+  static constexpr std::size_t lanes = 1;
   static const X509Context& view(const X509Snapshot& snapshot) noexcept { return snapshot.context; }
+  static bool healthy(const X509Snapshot& snapshot, const Clock& clock) noexcept {
+    const X509Svid* svid = snapshot.svid();
+    return svid != nullptr && svid->expires_at() > clock.system_now() && snapshot.context.bundles.authority_count() > 0;
+  }
+  static void spawn(const std::shared_ptr<SourceState<X509Snapshot>>& s, const SourceSettings& settings,
+                    X509Profile::options options) {
+    const auto open = [limits = settings.limits, picker = std::move(options.picker),
+                       clock = s->clock](WorkloadApiClient& client) {
+      return PickedStream<X509ContextStream, X509Snapshot, X509SvidPicker>{client.watch_x509_context(limits), picker,
+                                                                           clock, name};
+    };
+    spawn_supervisor(s, 0, open, "X.509 context", true);
+  }
 };
 
 }  // namespace detail
 
-struct X509Source::Core : detail::SourceCore<detail::X509Snapshot> {
-  using SourceCore::SourceCore;
-};
-
 namespace {
-[[noreturn]] void closed_error() { detail::closed_error("X509Source"); }
+const X509Source& source_of(const X509SourceReaders& readers) noexcept {
+  return static_cast<const X509Source&>(readers);
+}
 }  // namespace
 
-X509SourceBuilder X509Source::builder() { return X509SourceBuilder{}; }
-
-std::shared_ptr<const X509Svid> X509Source::svid() const {
-  if (state_ == nullptr) [[unlikely]]
-    closed_error();
-  const auto& snapshot = detail::thread_view(*state_);
+std::shared_ptr<const X509Svid> X509SourceReaders::svid() const {
+  const auto& snapshot = source_of(*this).snapshot();
   const X509Svid* svid = snapshot->svid();
   if (svid == nullptr) [[unlikely]]
     throw_error(spiffe_errc::no_svid, "X509Source");
   return std::shared_ptr<const X509Svid>(snapshot, svid);
 }
 
-std::shared_ptr<const X509Context> X509Source::x509_context() const {
-  if (state_ == nullptr) closed_error();
-  const auto& snapshot = detail::thread_view(*state_);
+std::shared_ptr<const X509Context> X509SourceReaders::x509_context() const {
+  const auto& snapshot = source_of(*this).snapshot();
   return std::shared_ptr<const X509Context>(snapshot, &snapshot->context);
 }
 
-std::shared_ptr<const X509BundleSet> X509Source::bundle_set() const {
-  if (state_ == nullptr) closed_error();
-  const auto& snapshot = detail::thread_view(*state_);
+std::shared_ptr<const X509BundleSet> X509SourceReaders::bundle_set() const {
+  const auto& snapshot = source_of(*this).snapshot();
   return std::shared_ptr<const X509BundleSet>(snapshot, &snapshot->context.bundles);
 }
 
-std::shared_ptr<const X509Bundle> X509Source::x509_bundle_for_trust_domain(const TrustDomain& td) const {
-  if (state_ == nullptr) [[unlikely]]
-    closed_error();
-  const auto& snapshot = detail::thread_view(*state_);
+std::shared_ptr<const X509Bundle> X509SourceReaders::x509_bundle_for_trust_domain(const TrustDomain& td) const {
+  const auto& snapshot = source_of(*this).snapshot();
   const X509Bundle* bundle = snapshot->context.bundles.find(td.name());
   return bundle == nullptr ? nullptr : std::shared_ptr<const X509Bundle>(snapshot, bundle);
 }
 
-bool X509Source::is_healthy() const noexcept {
-  if (!core_) return false;
-  auto& s = *core_->state;
-  if (s.closed.load() || !s.running.load()) return false;
-  try {
-    const auto& snapshot = detail::thread_view(s);
-    const X509Svid* svid = snapshot->svid();
-    return svid != nullptr && svid->expires_at() > s.clock->system_now() &&
-           snapshot->context.bundles.authority_count() > 0;
-  } catch (...) {
-    return false;
-  }
-}
-
-std::uint64_t X509Source::sequence() const noexcept {
-  return core_ ? core_->state->sequence.load(std::memory_order_acquire) : 0;
-}
-
-X509SourceUpdates X509Source::updates() const {
-  if (!core_) closed_error();
-  return X509SourceUpdates{core_->state, sequence()};
-}
-
-template class SourceUpdates<detail::X509Snapshot, X509Context>;
-
-asio::any_io_executor X509Source::fallback_executor() const noexcept {
-  if (!core_) return asio::system_executor{};
-  return core_->state->strand.get_inner_executor();
-}
-
-asio::awaitable<void> X509Source::run_shutdown(X509Source self, std::optional<std::chrono::milliseconds> timeout) {
-  if (self.core_) co_await detail::stop_source(self.core_->state, timeout);
-}
-
-asio::awaitable<X509Source> X509SourceBuilder::run_build(detail::SourceSettings settings, X509SvidPicker picker,
-                                                         std::optional<asio::any_io_executor> on) {
-  const auto executor = co_await detail::source_executor(on, "X509SourceBuilder");
-  auto s = detail::make_source_state<detail::X509Snapshot>(settings, executor, "X509Source");
-  s->x509 = true;
-  X509Source source{std::make_shared<X509Source::Core>(s), s.get()};  // its end stops the supervisor
-  const auto open = [limits = settings.limits, picker = std::move(picker),
-                     clock = s->clock](WorkloadApiClient& client) {
-    return detail::PickedStream<X509ContextStream, detail::X509Snapshot, X509SvidPicker>{
-        client.watch_x509_context(limits), picker, clock, "X509Source"};
-  };
-  co_await detail::start_source(s, settings, open, "X.509 context");
-  co_return source;
-}
+template class basic_source<X509Profile>;
+template class SourceUpdates<X509Profile>;
 
 }  // namespace awaken::spiffe
