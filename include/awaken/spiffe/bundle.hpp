@@ -14,6 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <awaken/jose/keys.hpp>
+#include <awaken/spiffe/bundle_set.hpp>
 #include <awaken/spiffe/spiffe_id.hpp>
 
 namespace awaken::spiffe {
@@ -111,34 +112,15 @@ class BundleSource {
   virtual std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const = 0;
 };
 
-/// An immutable set of bundles, at most one per trust domain.
-///
-/// Thread safety: immutable after construction; share it freely (for example through an
-/// atomic `shared_ptr` swap).
-class JwtBundleSet final : public BundleSource {
+/// The JWT bundles of several trust domains (for JWT-SVIDs and WIT-SVIDs): a `BundleSet`.
+class JwtBundleSet final : public BundleSet<JwtBundle, BundleSource> {
  public:
-  JwtBundleSet() = default;
-  /// Throws `Error{spiffe_errc::invalid_bundle}` when two bundles share a trust domain or a
-  /// bundle is null.
-  explicit JwtBundleSet(std::vector<std::shared_ptr<const JwtBundle>> bundles);
-  explicit JwtBundleSet(std::vector<JwtBundle> bundles);
-
-  /// The bundle of the trust domain named `td` (canonical, lowercase), or null; no allocation.
-  const JwtBundle* find(std::string_view td) const noexcept;
-  std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override;
-
-  /// The bundles, ordered by trust domain.
-  std::span<const std::shared_ptr<const JwtBundle>> bundles() const noexcept { return bundles_; }
-  std::size_t size() const noexcept { return bundles_.size(); }
-  bool empty() const noexcept { return bundles_.empty(); }
-  /// The number of authorities across all bundles.
-  std::size_t authority_count() const noexcept;
-
-  /// Same bundles, by content.
-  friend bool operator==(const JwtBundleSet&, const JwtBundleSet&) noexcept;
-
- private:
-  std::vector<std::shared_ptr<const JwtBundle>> bundles_;  // sorted by trust domain
+  using BundleSet::BundleSet;
+  std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override {
+    return shared_bundle(td);
+  }
 };
+
+extern template class BundleSet<JwtBundle, BundleSource>;
 
 }  // namespace awaken::spiffe

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include <awaken/spiffe/bundle_set.hpp>
 #include <awaken/spiffe/spiffe_id.hpp>
 
 struct x509_st;        // OpenSSL's X509
@@ -122,32 +123,15 @@ class X509BundleSource {
   virtual std::shared_ptr<const X509Bundle> x509_bundle_for_trust_domain(const TrustDomain& td) const = 0;
 };
 
-/// An immutable set of X.509 bundles, at most one per trust domain.
-///
-/// Thread safety: immutable after construction; share it freely.
-class X509BundleSet final : public X509BundleSource {
+/// The X.509 bundles of several trust domains: a `BundleSet`.
+class X509BundleSet final : public BundleSet<X509Bundle, X509BundleSource> {
  public:
-  X509BundleSet() = default;
-  /// Throws `Error{spiffe_errc::invalid_bundle}` when two bundles share a trust domain or a
-  /// bundle is null.
-  explicit X509BundleSet(std::vector<std::shared_ptr<const X509Bundle>> bundles);
-  explicit X509BundleSet(std::vector<X509Bundle> bundles);
-
-  /// The bundle of the trust domain named `td`, or null; no allocation.
-  const X509Bundle* find(std::string_view td) const noexcept;
-  std::shared_ptr<const X509Bundle> x509_bundle_for_trust_domain(const TrustDomain& td) const override;
-
-  /// The bundles, ordered by trust domain.
-  std::span<const std::shared_ptr<const X509Bundle>> bundles() const noexcept { return bundles_; }
-  std::size_t size() const noexcept { return bundles_.size(); }
-  bool empty() const noexcept { return bundles_.empty(); }
-  /// The number of authorities across all bundles.
-  std::size_t authority_count() const noexcept;
-
-  friend bool operator==(const X509BundleSet& a, const X509BundleSet& b) noexcept;
-
- private:
-  std::vector<std::shared_ptr<const X509Bundle>> bundles_;  // sorted by trust domain
+  using BundleSet::BundleSet;
+  std::shared_ptr<const X509Bundle> x509_bundle_for_trust_domain(const TrustDomain& td) const override {
+    return shared_bundle(td);
+  }
 };
+
+extern template class BundleSet<X509Bundle, X509BundleSource>;
 
 }  // namespace awaken::spiffe

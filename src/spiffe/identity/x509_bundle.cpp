@@ -282,47 +282,4 @@ bool operator==(const X509Bundle& a, const X509Bundle& b) noexcept {
   return std::all_of(a.authorities_.begin(), a.authorities_.end(), [&](const Certificate& c) { return b.contains(c); });
 }
 
-X509BundleSet::X509BundleSet(std::vector<std::shared_ptr<const X509Bundle>> bundles) : bundles_(std::move(bundles)) {
-  for (const auto& b : bundles_)
-    if (b == nullptr) throw_error(spiffe_errc::invalid_bundle, "X.509 bundle set: a bundle is null");
-  std::sort(bundles_.begin(), bundles_.end(),
-            [](const auto& a, const auto& b) { return a->trust_domain() < b->trust_domain(); });
-  auto dup = std::adjacent_find(bundles_.begin(), bundles_.end(),
-                                [](const auto& a, const auto& b) { return a->trust_domain() == b->trust_domain(); });
-  if (dup != bundles_.end())
-    throw_error(spiffe_errc::invalid_bundle, "X.509 bundle set: two bundles for " + (*dup)->trust_domain().name());
-}
-
-X509BundleSet::X509BundleSet(std::vector<X509Bundle> bundles)
-    : X509BundleSet([&] {
-        std::vector<std::shared_ptr<const X509Bundle>> shared;
-        shared.reserve(bundles.size());
-        for (auto& b : bundles) shared.push_back(std::make_shared<const X509Bundle>(std::move(b)));
-        return shared;
-      }()) {}
-
-const X509Bundle* X509BundleSet::find(std::string_view td) const noexcept {
-  auto it = std::lower_bound(bundles_.begin(), bundles_.end(), td, [](const auto& b, std::string_view name) {
-    return std::string_view{b->trust_domain().name()} < name;
-  });
-  return it != bundles_.end() && (*it)->trust_domain().name() == td ? it->get() : nullptr;
-}
-
-std::shared_ptr<const X509Bundle> X509BundleSet::x509_bundle_for_trust_domain(const TrustDomain& td) const {
-  auto it = std::lower_bound(bundles_.begin(), bundles_.end(), td,
-                             [](const auto& b, const TrustDomain& t) { return b->trust_domain() < t; });
-  return it != bundles_.end() && (*it)->trust_domain() == td ? *it : nullptr;
-}
-
-std::size_t X509BundleSet::authority_count() const noexcept {
-  std::size_t n = 0;
-  for (const auto& b : bundles_) n += b->authorities().size();
-  return n;
-}
-
-bool operator==(const X509BundleSet& a, const X509BundleSet& b) noexcept {
-  return std::equal(a.bundles_.begin(), a.bundles_.end(), b.bundles_.begin(), b.bundles_.end(),
-                    [](const auto& x, const auto& y) { return x == y || *x == *y; });
-}
-
 }  // namespace awaken::spiffe
