@@ -13,10 +13,6 @@
 #include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::mint_failure;
-using awaken::test::quick_retries;
-using awaken::test::WorkloadPeer;
-
 namespace {
 
 JwtSource source_on(asio::io_context& io, const WorkloadPeer& peer) {

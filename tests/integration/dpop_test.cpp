@@ -22,12 +22,6 @@
 #include "support/source_support.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::mint_failure;
-using awaken::test::PeerProcess;
-using awaken::test::quick_retries;
-using awaken::test::WorkloadPeer;
-using json = nlohmann::json;
-
 namespace {
 
 awaken::http::HttpResponse http_call(const std::string& method, const std::string& url,

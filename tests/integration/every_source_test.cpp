@@ -19,10 +19,6 @@
 #include "support/workload_peer.hpp"
 
 using awaken::spiffe::MetricsErrorKind;
-using awaken::test::code_of;
-using awaken::test::CountingMetrics;
-using awaken::test::run_until;
-using awaken::test::WorkloadPeer;
 
 namespace {
 

@@ -33,12 +33,6 @@
 
 using awaken::FederatedOAuth;
 using awaken::IdentityTokenSource;
-using awaken::test::mint_failure;
-using awaken::test::PeerProcess;
-using awaken::test::quick_retries;
-using awaken::test::TempDir;
-using awaken::test::WorkloadPeer;
-using json = nlohmann::json;
 
 namespace {
 

@@ -51,8 +51,6 @@ struct GrpcPeer {
 
 std::string knobs(const nlohmann::json& j) { return j.dump(); }
 
-using awaken::test::open_fds;
-
 // Reads a whole stream; returns the messages and the error that ended it (empty when OK).
 struct Drained {
   std::vector<std::string> messages;

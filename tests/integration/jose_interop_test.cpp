@@ -18,8 +18,7 @@
 #include "support/peer.hpp"
 
 using awaken::RedactedString;
-using awaken::test::code_of;
-using awaken::test::tampered_variants;
+using namespace awaken::test;
 using namespace awaken::jose;
 using nlohmann::json;
 

@@ -22,9 +22,6 @@
 #include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::PeerProcess;
-using awaken::test::quick_retries;
-
 namespace {
 
 // awaken's logger, at trace level, into a string for the test's lifetime.

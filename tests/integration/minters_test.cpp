@@ -25,9 +25,6 @@
 #include "support/minting.hpp"
 #include "support/names.hpp"
 
-using awaken::test::mint_failure;
-using awaken::test::quick_retries;
-
 namespace {
 
 struct TokenPeer {

@@ -23,8 +23,6 @@
 #include "support/names.hpp"
 
 using awaken::jose::Algorithm;
-using awaken::test::mint_failure;
-using awaken::test::quick_retries;
 
 namespace {
 

@@ -23,10 +23,6 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();  // exported by lib
 #include "support/workload_peer.hpp"
 
 using awaken::spiffe::MetricsErrorKind;
-using awaken::test::code_of;
-using awaken::test::CountingMetrics;
-using awaken::test::run_until;
-using awaken::test::WorkloadPeer;
 
 namespace {
 
@@ -39,8 +35,6 @@ awaken::spiffe::JwtSourceBuilder quick(const WorkloadPeer& peer,
 }
 
 const TrustDomain example = TrustDomain::parse("example.org");
-
-using awaken::test::open_fds;
 
 // Bytes of heap in use: live allocations only, so that AddressSanitizer's quarantine of freed
 // blocks does not count as growth.

@@ -16,10 +16,7 @@
 #include "support/names.hpp"
 #include "support/peer.hpp"
 
-using awaken::spiffe::JwtBundle;
-using awaken::spiffe::JwtBundleSet;
-using awaken::spiffe::JwtSvidOptions;
-using awaken::test::code_of;
+using namespace awaken::spiffe;
 
 namespace {
 

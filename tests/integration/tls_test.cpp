@@ -33,20 +33,7 @@
 #include "support/workload_peer.hpp"
 
 using asio::ip::tcp;
-using awaken::spiffe::authorize_any;
-using awaken::spiffe::authorize_id;
-using awaken::spiffe::authorize_member_of;
-using awaken::spiffe::Authorizer;
-using awaken::spiffe::MetricsErrorKind;
-using awaken::spiffe::StaticX509Source;
-using awaken::spiffe::TlsSources;
-using awaken::spiffe::X509BundleSet;
-using awaken::spiffe::X509Source;
-using awaken::spiffe::X509Svid;
-using awaken::test::code_of;
-using awaken::test::CountingMetrics;
-using awaken::test::run_until;
-using awaken::test::WorkloadPeer;
+using namespace awaken::spiffe;
 using SslStream = asio::ssl::stream<tcp::socket>;
 
 namespace {

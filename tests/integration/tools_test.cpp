@@ -19,8 +19,6 @@
 #include "support/names.hpp"
 #include "support/workload_peer.hpp"
 
-using awaken::test::WorkloadPeer;
-
 namespace {
 
 struct Ran {

@@ -18,8 +18,6 @@
 
 using namespace awaken::spiffe::experimental;
 using awaken::spiffe::WorkloadApiClient;
-using awaken::test::run_until;
-using awaken::test::WorkloadPeer;
 
 namespace {
 

@@ -16,8 +16,6 @@
 
 using awaken::spiffe::WorkloadApiClient;
 using awaken::spiffe::WorkloadEndpoint;
-using awaken::test::code_of;
-using awaken::test::WorkloadPeer;
 
 namespace {
 

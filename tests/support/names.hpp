@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <awaken/credentials/awaken_broker.hpp>
 #include <awaken/credentials/oauth_client_credentials.hpp>
@@ -30,3 +31,5 @@ using awaken::spiffe::SpiffeId;
 using awaken::spiffe::TrustDomain;
 using awaken::test::run;
 using Catch::Matchers::Contains;
+using json = nlohmann::json;
+using namespace awaken::test;  // NOLINT(google-build-using-namespace): the tests' own support

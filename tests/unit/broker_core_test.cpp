@@ -21,8 +21,6 @@ namespace {
 
 using awaken::Token;
 using namespace awaken::detail;
-using awaken::test::Recorder;
-using awaken::test::recording;
 using Kind = BrokerCore::Lookup::Kind;
 using End = BrokerCore::MintEnd::Kind;
 

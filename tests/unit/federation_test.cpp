@@ -13,7 +13,6 @@
 
 using namespace awaken::detail;
 using awaken::TokenFormat;
-using json = nlohmann::json;
 
 namespace {
 

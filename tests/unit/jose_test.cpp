@@ -44,13 +44,6 @@ struct StringMaker<std::error_code> {
 
 namespace {
 
-using awaken::test::code_of;
-using awaken::test::decoded_segment;
-using awaken::test::flip_bit;
-using awaken::test::join;
-using awaken::test::split;
-using awaken::test::tampered_variants;
-using awaken::test::with_segment;
 using namespace awaken::jose;
 using awaken::jose_errc;
 using nlohmann::json;

@@ -31,10 +31,8 @@ using awaken::spiffe_errc;
 using awaken::jose::Algorithm;
 using awaken::jose::PrivateKey;
 using awaken::jose::PublicKey;
-using awaken::spiffe::JwtBundle;
-using awaken::spiffe::JwtBundleSet;
-using awaken::spiffe::TrustDomain;
-using awaken::test::code_of;
+using namespace awaken::spiffe;
+using namespace awaken::test;
 using json = nlohmann::json;
 
 namespace {

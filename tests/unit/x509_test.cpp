@@ -14,18 +14,8 @@
 
 using awaken::Error;
 using awaken::spiffe_errc;
-using awaken::spiffe::Certificate;
-using awaken::spiffe::SpiffeId;
-using awaken::spiffe::TrustDomain;
-using awaken::spiffe::X509Bundle;
-using awaken::spiffe::X509BundleSet;
-using awaken::spiffe::X509Svid;
-using awaken::test::CertSpec;
-using awaken::test::issue;
-using awaken::test::Issued;
-using awaken::test::KeyKind;
-using awaken::test::leaf_spec;
-using awaken::test::TestAuthority;
+using namespace awaken::spiffe;
+using namespace awaken::test;
 
 namespace {
 
