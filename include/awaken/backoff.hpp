@@ -47,12 +47,23 @@ struct BackoffPolicy {
   std::chrono::milliseconds delay(unsigned failures, JitterSource& jitter_source) const noexcept;
 };
 
-/// Where `with_backoff` takes its randomness and how it waits. Defaults: `default_jitter()` and
-/// an `asio::steady_timer` on the coroutine's executor. Tests pass a `sleep` that records the
-/// delays and returns at once.
-struct BackoffEnvironment {
-  JitterSource* jitter = nullptr;
+/// The time, the randomness and the waits of awaken's time rules (retries, reconnects, expiry,
+/// the initial sync), injected one way everywhere: `BrokerOptions::timing`, a source builder's
+/// `timing`, `with_backoff`. Tests pass a `ManualClock`, a `FixedJitter` and a `sleep` that
+/// records its delays and returns at once. Each member left empty is the real one. The clock and
+/// the jitter source must outlive the work that uses them.
+struct Timing {
+  const Clock* clock = nullptr;    ///< `system_clock()` when null
+  JitterSource* jitter = nullptr;  ///< `default_jitter()` when null
+  /// How to wait; a `steady_timer` on the awaiting coroutine's executor when empty. A sleep must
+  /// end early, with `operation_aborted`, when its coroutine's cancellation is emitted (a
+  /// source's shutdown relies on it).
   std::function<asio::awaitable<void>(std::chrono::milliseconds)> sleep;
+
+  const Clock& clock_or_real() const noexcept { return clock != nullptr ? *clock : system_clock(); }
+  JitterSource& jitter_or_real() const noexcept { return jitter != nullptr ? *jitter : default_jitter(); }
+  /// Waits `d` as this timing says.
+  asio::awaitable<void> wait(std::chrono::milliseconds d) const;
 };
 
 namespace detail {
@@ -62,12 +73,6 @@ template <class T, class E>
 struct awaitable_value<asio::awaitable<T, E>> {
   using type = T;
 };
-
-inline asio::awaitable<void> timer_sleep(std::chrono::milliseconds d) {
-  asio::steady_timer timer{co_await asio::this_coro::executor};
-  timer.expires_after(d);
-  co_await timer.async_wait(asio::use_awaitable);
-}
 
 // The server's retry hint carried by an awaken::Error, if any.
 inline std::optional<std::chrono::milliseconds> retry_hint(const std::system_error& e) noexcept {
@@ -91,11 +96,11 @@ inline std::optional<std::chrono::milliseconds> retry_hint(const std::system_err
 /// Per-operation cancellation: the wait honours the coroutine's cancellation state; a cancelled
 /// wait throws `asio::error::operation_aborted` and no further attempt is made.
 template <class Op, class IsRetryable, class OnRetry>
-auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op, BackoffEnvironment env = {})
+auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op, Timing timing = {})
     -> asio::awaitable<typename detail::awaitable_value<std::invoke_result_t<Op&>>::type> {
   using T = typename detail::awaitable_value<std::invoke_result_t<Op&>>::type;
   const unsigned max_attempts = policy.max_attempts == 0 ? 1 : policy.max_attempts;
-  JitterSource& jitter = env.jitter != nullptr ? *env.jitter : default_jitter();
+  JitterSource& jitter = timing.jitter_or_real();
   for (unsigned attempt = 1;; ++attempt) {
     auto cs = co_await asio::this_coro::cancellation_state;
     if (cs.cancelled() != asio::cancellation_type::none) throw std::system_error(asio::error::operation_aborted);
@@ -116,10 +121,7 @@ auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_ret
       }
       on_retry(attempt, e, wait);
     }
-    if (env.sleep)
-      co_await env.sleep(wait);
-    else
-      co_await detail::timer_sleep(wait);
+    co_await timing.wait(wait);
   }
 }
 

@@ -111,4 +111,14 @@ std::chrono::milliseconds BackoffPolicy::delay(unsigned failures, JitterSource& 
   return std::chrono::milliseconds{static_cast<std::int64_t>(static_cast<double>(base.count()) * (1.0 - j * u))};
 }
 
+asio::awaitable<void> Timing::wait(std::chrono::milliseconds d) const {
+  if (sleep) {
+    co_await sleep(d);
+    co_return;
+  }
+  asio::steady_timer timer{co_await asio::this_coro::executor};
+  timer.expires_after(d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
 }  // namespace awaken

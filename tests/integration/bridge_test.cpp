@@ -93,7 +93,7 @@ TEST_CASE("A JWT-SVID is refreshed in the soft window, across a rotation of the 
   const JwtSource source = source_on(io, peer);
   awaken::test::SteadyOnlyClock clock;
   BrokerOptions options = quick_retries();
-  options.clock = &clock;
+  options.timing.clock = &clock;
   AwakenBroker broker{io.get_executor(), options};
   broker.register_material("svid", awaken::jwt_svid_material(source));
   const IssuedToken first = run(io, broker.token_for("svid", "svc-a"));

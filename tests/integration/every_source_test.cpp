@@ -1,8 +1,10 @@
 // One suite, run against every source profile (JwtSource, X509Source, WitSource) on the
 // Workload API peer: the members every `basic_source` has must mean the same for each.
+#include <algorithm>
 #include <future>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
@@ -29,6 +31,7 @@ struct JwtPeer {
   static constexpr const char* method = "FetchJWTBundles";
   static constexpr const char* rotate = "/rotate";
   static constexpr const char* malformed = "/push?mode=malformed";
+  static constexpr int lanes = 1;  // streams the source keeps open
   static int streams(const nlohmann::json& stats) { return stats["streams"].get<int>(); }
 };
 struct X509Peer {
@@ -36,6 +39,7 @@ struct X509Peer {
   static constexpr const char* method = "FetchX509SVID";
   static constexpr const char* rotate = "/x509/rotate";
   static constexpr const char* malformed = "/x509/push?mode=malformed";
+  static constexpr int lanes = 1;
   static int streams(const nlohmann::json& stats) { return stats["x509_streams"].get<int>(); }
 };
 struct WitPeer {
@@ -43,6 +47,7 @@ struct WitPeer {
   static constexpr const char* method = "FetchWITSVID";
   static constexpr const char* rotate = "/wit/renew";  // new SVIDs only: one of its two streams
   static constexpr const char* malformed = "/wit/push?mode=malformed";
+  static constexpr int lanes = 2;
   static int streams(const nlohmann::json& stats) {
     return stats["wit_streams"].get<int>() + stats["wit_bundle_streams"].get<int>();
   }
@@ -197,4 +202,35 @@ TEMPLATE_TEST_CASE("Every source's shutdown is bounded and idempotent, and close
   io.restart();
   io.run_for(500ms);
   CHECK(io.stopped());
+}
+
+TEMPLATE_TEST_CASE("Every source's reconnect waits follow its backoff, through the injected timing",
+                   "[source][profiles]", JwtPeer, X509Peer, WitPeer) {
+  WorkloadPeer peer;
+  asio::io_context io;
+  awaken::FixedJitter no_jitter{0.0};
+  std::vector<std::chrono::milliseconds> waits;  // recorded, never waited out
+  awaken::Timing timing{nullptr, &no_jitter, [&waits](std::chrono::milliseconds d) -> asio::awaitable<void> {
+                          waits.push_back(d);
+                          co_return;
+                        }};
+  const auto metrics = std::make_shared<CountingMetrics>();
+  auto b = quick<TestType>(peer, metrics);
+  b.reconnect_backoff(10ms, 40ms).timing(timing);
+  const auto source = run(io, b.build(io.get_executor()));
+  CHECK(waits.empty());
+  // Three failed calls after a reset: 10, 20, 40 and 40 ms, doubling to the bound (and 10 ms
+  // for each other stream the reset ended).
+  peer.control(std::string{"/fail?code=14&count=3&message=busy&method="} + TestType::method);
+  peer.control("/reset");
+  REQUIRE(run_until(io, [&] {
+    return metrics->reconnects >= 3 + TestType::lanes && open_streams<TestType>(peer) == TestType::lanes;
+  }));
+  const auto count = [&](std::chrono::milliseconds d) { return std::count(waits.begin(), waits.end(), d); };
+  CHECK(count(10ms) >= 1);
+  CHECK(count(20ms) == 1);
+  CHECK(count(40ms) == 2);
+  CHECK(*std::max_element(waits.begin(), waits.end()) == 40ms);
+  CHECK(source.is_healthy());
+  run(io, source.shutdown());
 }

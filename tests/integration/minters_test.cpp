@@ -115,7 +115,7 @@ TEST_CASE("Transient token endpoint failures are retried and honour Retry-After"
   // The server asks for 1 s; the policy alone would wait 5 ms, then 10 ms.
   std::vector<std::chrono::milliseconds> waits;
   BrokerOptions recorded = quick_retries();
-  recorded.retry_sleep = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
+  recorded.timing.sleep = [&](std::chrono::milliseconds d) -> asio::awaitable<void> {
     waits.push_back(d);
     co_return;
   };
@@ -255,7 +255,7 @@ TEST_CASE("A Google service account mints with an assertion the token endpoint v
   asio::io_context io;
   awaken::test::SteadyOnlyClock clock;  // the peer checks the assertion against real time
   BrokerOptions options = quick_retries();
-  options.clock = &clock;
+  options.timing.clock = &clock;
   AwakenBroker broker{io.get_executor(), options};
   broker.register_material("vertex", google(peer));
   const std::string scope = "https://www.googleapis.com/auth/cloud-platform";

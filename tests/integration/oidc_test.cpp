@@ -169,7 +169,7 @@ TEST_CASE("A token from oidc-provider is cached, then refreshed once the clock e
   asio::io_context io;
   awaken::test::SteadyOnlyClock clock;  // the provider checks assertions against real time
   BrokerOptions options = quick_retries();
-  options.clock = &clock;
+  options.timing.clock = &clock;
   AwakenBroker broker{io.get_executor(), options};
   broker.register_material("es", awaken::oauth_client_credentials(key_client(peer, Algorithm::es256)));
   const auto first = run(io, broker.token_for("es", "api:read"));
@@ -192,7 +192,7 @@ TEST_CASE("A private_key_jwt assertion carries the claims of RFC 7523 and a fres
   asio::io_context io;
   awaken::ManualClock clock{std::chrono::system_clock::time_point{std::chrono::seconds{1'800'000'000}}};
   BrokerOptions options = quick_retries(1);
-  options.clock = &clock;
+  options.timing.clock = &clock;
   AwakenBroker broker{io.get_executor(), options};
   OAuthClientCredentials c;
   c.token_endpoint = base + "/token";

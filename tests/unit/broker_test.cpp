@@ -104,7 +104,7 @@ class ScriptedMinter final : public awaken::Minter {
 
 // Broker options on `clock`.
 BrokerOptions clocked(awaken::ManualClock& clock, BrokerOptions options = {}) {
-  options.clock = &clock;
+  options.timing.clock = &clock;
   return options;
 }
 
@@ -560,7 +560,7 @@ TEST_CASE("A failed background refresh keeps the token until the hard window", "
   asio::io_context io;
   awaken::ManualClock clock;
   BrokerOptions options = fast_retries();
-  options.clock = &clock;
+  options.timing.clock = &clock;
   options.retry.max_attempts = 1;
   AwakenBroker broker{io.get_executor(), options};
   auto minter = scripted(broker, "t", 3600s);
@@ -882,7 +882,7 @@ TEST_CASE("A token shorter than the hard window plus a little is minted anew eac
   asio::io_context io;
   awaken::ManualClock clock;
   BrokerOptions options;
-  options.clock = &clock;
+  options.timing.clock = &clock;
   auto minter = std::make_shared<ScriptedMinter>("short", 70s);  // usable for 10 s only
   AwakenBroker broker{io.get_executor(), options};
   broker.register_material("p", CredentialMaterial::from_minter(minter));

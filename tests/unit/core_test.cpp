@@ -199,8 +199,8 @@ struct Harness {
   awaken::FixedJitter jitter{0.0};
   int calls = 0;
 
-  awaken::BackoffEnvironment env() {
-    return {&jitter, [this](std::chrono::milliseconds d) -> asio::awaitable<void> {
+  awaken::Timing env() {
+    return {nullptr, &jitter, [this](std::chrono::milliseconds d) -> asio::awaitable<void> {
               sleeps.push_back(d);
               co_return;
             }};

@@ -40,14 +40,11 @@ struct BrokerOptions {
   /// An HTTP client to share (its connection pool, CA and proxy settings); when empty the
   /// broker makes one with default options on first need.
   std::optional<http::HttpClient> http;
-  /// Time source. `system_clock()` when null. Must outlive the broker's work: mints cancelled
-  /// by the broker's destruction may still read it until they have ended on the executor.
-  const Clock* clock = nullptr;
-  /// Retry jitter. `default_jitter()` when null. Same lifetime rule as `clock`.
-  JitterSource* jitter = nullptr;
-  /// How a retry waits; a timer on the mint's executor when empty. Tests record the delays here
-  /// instead of waiting them out.
-  std::function<asio::awaitable<void>(std::chrono::milliseconds)> retry_sleep;
+  /// The clock the cache's windows and tokens' expiry are judged by, the retries' jitter, and
+  /// how a retry waits (see `Timing`; each the real one when empty). The clock and the jitter
+  /// source must outlive the broker's work: mints cancelled by the broker's destruction may
+  /// still read them until they have ended on the executor.
+  Timing timing;
 };
 
 /// Counters of an `AwakenBroker`, for metrics and tests. Cache hits are not counted: counting

@@ -22,6 +22,7 @@
 #include <asio/execution/executor.hpp>
 #include <asio/system_executor.hpp>
 
+#include <awaken/backoff.hpp>
 #include <awaken/clock.hpp>
 #include <awaken/completion.hpp>
 #include <awaken/detail/spawn_operation.hpp>
@@ -166,8 +167,7 @@ struct SourceSettings {
   std::chrono::milliseconds shutdown_timeout{30'000};
   std::shared_ptr<MetricsRecorder> metrics;
   std::shared_ptr<spdlog::logger> logger;
-  JitterSource* jitter = nullptr;
-  const Clock* clock = nullptr;
+  Timing timing;
   Error endpoint_error{std::error_code{}, {}};  // why the environment gave no endpoint
 
   // A copy with the endpoint read from the environment now, on the calling thread, so that no
@@ -338,17 +338,12 @@ class basic_source_builder {
     settings_.logger = std::move(logger);
     return *this;
   }
-  /// The jitter of the reconnect waits (tests); `default_jitter()` by default. Must outlive the
-  /// source.
-  basic_source_builder& jitter(JitterSource& jitter) {
-    settings_.jitter = &jitter;
-    return *this;
-  }
-  /// The clock an SVID's expiry is judged by: an update whose picked SVID has expired is
-  /// rejected, and `is_healthy` is false once the held one has. `system_clock()` by default;
-  /// for tests. Must outlive the source.
-  basic_source_builder& clock(const Clock& clock) {
-    settings_.clock = &clock;
+  /// The time rules' clock, jitter and waits (see `Timing`), for tests; the real ones by
+  /// default. The clock judges SVID expiry (an update whose picked SVID has expired is rejected,
+  /// and `is_healthy` is false once the held one has) and the initial sync's bound; the jitter
+  /// and the sleep make the reconnect waits.
+  basic_source_builder& timing(Timing timing) {
+    settings_.timing = std::move(timing);
     return *this;
   }
   /// Which SVID the source serves (`svid()`): the index of the chosen one among an update's

@@ -72,7 +72,7 @@ class BrokerState : public std::enable_shared_from_this<BrokerState> {
   BrokerState(asio::any_io_executor ex, BrokerOptions opts)
       : id(next_broker_id.fetch_add(1, std::memory_order_relaxed)),
         executor(std::move(ex)),
-        clock(opts.clock != nullptr ? *opts.clock : system_clock()),
+        clock(opts.timing.clock_or_real()),
         core(TokenWindows::of(opts), opts.refresh_retry_interval,
              [ex = executor](CacheKey key, bool background) {
                return std::make_shared<RunFlight>(std::move(key), background, ex);
@@ -209,7 +209,7 @@ asio::awaitable<void> mint_flight(std::shared_ptr<BrokerState> st, std::shared_p
             st->core.count_attempt();
             return checked_mint(minter, key.scope, ctx);
           },
-          BackoffEnvironment{st->options.jitter, st->options.retry_sleep}));
+          st->options.timing));
     } catch (...) {
       std::tie(error, diagnostics) = classify_exception(std::current_exception());
     }

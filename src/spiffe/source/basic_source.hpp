@@ -45,7 +45,7 @@ bool basic_source<Profile>::is_healthy() const noexcept {
   auto& s = *state_;
   if (s.closed.load() || !s.running.load()) return false;
   try {
-    return detail::ProfileRules<Profile>::healthy(*detail::thread_view(s), *s.clock);
+    return detail::ProfileRules<Profile>::healthy(*detail::thread_view(s), s.timing.clock_or_real());
   } catch (...) {  // the thread's view could not be allocated
     return false;
   }
@@ -90,7 +90,7 @@ asio::awaitable<basic_source<Profile>> basic_source<Profile>::run_build(detail::
   basic_source source{std::make_shared<detail::SourceCore<snapshot_type>>(s),
                       s.get()};  // its end stops the supervisors
   // Every stream starts at once; the initial sync waits for all of them within one bound.
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = s->timing.clock_or_real().steady_now();
   Rules::spawn(s, settings, std::move(options));
   co_await detail::await_first_set(s, settings, started);
   co_return source;

@@ -46,14 +46,13 @@ template <class Set>
 struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   // One stream's own, touched on `strand` only.
   struct Lane {
-    explicit Lane(const asio::strand<asio::any_io_executor>& strand) : timer(strand) {}
-    asio::steady_timer timer;
+    asio::cancellation_signal stop_wait;  // ends a reconnect wait
     std::function<void()> cancel_stream;
   };
 
   SourceState(const asio::any_io_executor& executor, std::string source_name, std::size_t lane_count)
       : name(std::move(source_name)), strand(asio::make_strand(executor)), live(lane_count) {
-    for (std::size_t i = 0; i < lane_count; ++i) lanes.push_back(std::make_unique<Lane>(strand));
+    for (std::size_t i = 0; i < lane_count; ++i) lanes.push_back(std::make_unique<Lane>());
   }
 
   // Configuration, fixed before the supervisors start.
@@ -65,9 +64,8 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   ResourceLimits limits;
   std::shared_ptr<MetricsRecorder> metrics;
   std::shared_ptr<spdlog::logger> log;
-  JitterSource* jitter = nullptr;
-  const Clock* clock = nullptr;  // SVID expiry is judged by it
-  std::string endpoint_text;     // where the Workload API is, for logs
+  Timing timing;              // its clock judges SVID expiry
+  std::string endpoint_text;  // where the Workload API is, for logs
   const std::uint64_t id = next_source_id.fetch_add(1, std::memory_order_relaxed);
 
   // What readers see. `current` changes under `current_mutex`, then `version` is bumped; a
@@ -182,7 +180,7 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
     asio::post(strand, [self = this->shared_from_this()] {
       self->stopping = true;
       for (auto& lane : self->lanes) {
-        lane->timer.cancel();
+        lane->stop_wait.emit(asio::cancellation_type::terminal);
         if (lane->cancel_stream) lane->cancel_stream();
       }
     });

@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/system_executor.hpp>
@@ -73,7 +74,8 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, std::size_t
                                 bool x509, Fold fold = {}) {
   using Stream = decltype(open(std::declval<WorkloadApiClient&>()));
   using Part = typename update_of<decltype(read_update(std::declval<Stream&>()))>::type;
-  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), *s->jitter, x509};
+  SupervisorCore core{SupervisorCore::reconnect_policy(s->min_backoff, s->max_backoff), s->timing.jitter_or_real(),
+                      x509};
   using Act = StreamAction::Kind;
   auto& slot = *s->lanes[lane];
   StreamAction action = core.start();
@@ -96,8 +98,10 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, std::size_t
         co_return;
       }
       case Act::wait:
-        slot.timer.expires_after(action.delay);
-        co_await slot.timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        // On the strand, as a child whose cancellation the stop emits.
+        co_await asio::co_spawn(
+            s->strand, s->timing.wait(action.delay),
+            asio::bind_cancellation_slot(slot.stop_wait.slot(), asio::experimental::as_tuple(asio::use_awaitable)));
         if (s->stopping) co_return;
         [[fallthrough]];
       case Act::connect:
@@ -232,8 +236,7 @@ std::shared_ptr<SourceState<Set>> make_source_state(const SourceSettings& settin
   s->limits = settings.limits;
   s->metrics = settings.metrics;
   s->log = settings.logger ? settings.logger : awaken::logger();
-  s->jitter = settings.jitter != nullptr ? settings.jitter : &default_jitter();
-  s->clock = settings.clock != nullptr ? settings.clock : &system_clock();
+  s->timing = settings.timing;
   s->endpoint_text = settings.factory    ? std::string{"the client factory's endpoint"}
                      : settings.endpoint ? settings.endpoint->uri()
                                          : std::string{"no endpoint (SPIFFE_ENDPOINT_SOCKET unset)"};
@@ -280,14 +283,15 @@ void spawn_supervisor(const std::shared_ptr<SourceState<Set>>& s, std::size_t la
 }
 
 // Waits for the first snapshot of a source whose supervisors have started (every lane's first
-// good update), until the settings' initial-sync timeout counted from `started`. On failure the
-// source is stopped and the reason thrown.
+// good update), until the settings' initial-sync timeout counted from `started` by the source's
+// clock. On failure the source is stopped and the reason thrown.
 template <class Set>
 asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings,
                                       std::chrono::steady_clock::time_point started) {
   // Waits for the first set; while it has not come, says so on the supervisor's schedule
   // (`first_sync_warning`, `next_sync_warning`) with the endpoint and the last failure.
   const auto sync_timeout = settings.initial_sync_timeout;
+  const Clock& clock = s->timing.clock_or_real();
   const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
   std::chrono::milliseconds warn_after = first_sync_warning;
   bool expired = false;
@@ -296,8 +300,7 @@ asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const
     std::chrono::milliseconds wait = warn_after;
     bool last_wait = false;
     if (sync_timeout) {
-      const auto elapsed =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - started);
       const auto left = std::max(*sync_timeout - elapsed, std::chrono::milliseconds{0});
       if (left <= wait) {
         wait = left;
@@ -316,7 +319,7 @@ asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const
       std::lock_guard lk(s->mutex);
       last = s->last_failure;
     }
-    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(clock.steady_now() - started);
     s->log->warn("awaken: {}: no update yet from the Workload API at {} after {} s; last failure: {}", s->name,
                  s->endpoint_text, waited.count(), last.empty() ? "none" : last);
     warn_after = next_sync_warning(warn_after);

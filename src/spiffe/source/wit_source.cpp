@@ -70,7 +70,8 @@ struct ProfileRules<WitProfile> {
   static void spawn(const std::shared_ptr<SourceState<WitSnapshot>>& s, const SourceSettings& settings,
                     WitProfile::options options) {
     const auto open_svids = [limits = settings.limits, id = std::move(options.spiffe_id),
-                             picker = std::move(options.picker), clock = s->clock](WorkloadApiClient& client) {
+                             picker = std::move(options.picker),
+                             clock = &s->timing.clock_or_real()](WorkloadApiClient& client) {
       return PickedStream<WitSvidStream, WitPick, WitSvidPicker>{client.watch_wit_svids(id, limits), picker, clock,
                                                                  name};
     };

@@ -32,7 +32,7 @@ struct ProfileRules<X509Profile> {
   static void spawn(const std::shared_ptr<SourceState<X509Snapshot>>& s, const SourceSettings& settings,
                     X509Profile::options options) {
     const auto open = [limits = settings.limits, picker = std::move(options.picker),
-                       clock = s->clock](WorkloadApiClient& client) {
+                       clock = &s->timing.clock_or_real()](WorkloadApiClient& client) {
       return PickedStream<X509ContextStream, X509Snapshot, X509SvidPicker>{client.watch_x509_context(limits), picker,
                                                                            clock, name};
     };
