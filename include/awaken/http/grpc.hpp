@@ -103,6 +103,11 @@ class GrpcStream {
         token);
   }
 
+  /// `read` with an erased completion (for operations that stand in front of a read).
+  void start_read(std::unique_ptr<awaken::Completion<std::error_code, std::optional<std::string>>> completion) {
+    detail::start_grpc_read(call_, std::move(completion));
+  }
+
   /// Resets the stream (RST_STREAM CANCEL); a pending read completes with `operation_aborted`.
   void cancel() noexcept;
 

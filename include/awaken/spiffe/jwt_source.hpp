@@ -44,9 +44,6 @@ class JwtSourceReaders : public BundleSource {
 
  protected:
   JwtSourceReaders() = default;
-  JwtSourceReaders(const JwtSourceReaders&) = default;
-  JwtSourceReaders& operator=(const JwtSourceReaders&) = default;
-  ~JwtSourceReaders() override = default;
 
  private:
   // A fetch holds the source's state only: it does not keep the supervisor running.

@@ -181,8 +181,12 @@ class WorkloadStream {
   /// again. The stream must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto next(CompletionToken&& token = {}) {
-    return awaken::detail::async_spawn<std::optional<value_type>>(
-        stream_.get_executor(), [this] { return run_next(); }, std::forward<CompletionToken>(token));
+    return asio::async_initiate<CompletionToken, void(std::error_code, std::optional<value_type>)>(
+        [this](auto handler) {
+          start_next(
+              make_completion<std::error_code, std::optional<value_type>>(std::move(handler), stream_.get_executor()));
+        },
+        token);
   }
   /// Resets the stream; a pending `next` fails with `operation_aborted`.
   void cancel() noexcept { stream_.cancel(); }
@@ -191,7 +195,8 @@ class WorkloadStream {
   friend class WorkloadApiClient;
   WorkloadStream(http::GrpcStream stream, ResourceLimits limits) noexcept
       : stream_(std::move(stream)), limits_(limits) {}
-  asio::awaitable<std::optional<value_type>> run_next();
+  // Reads the next message and decodes it as it arrives: no coroutine, nothing thrown.
+  void start_next(std::unique_ptr<Completion<std::error_code, std::optional<value_type>>> completion);
   http::GrpcStream stream_;
   ResourceLimits limits_;
 };

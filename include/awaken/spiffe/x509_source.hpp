@@ -41,9 +41,6 @@ class X509SourceReaders : public X509BundleSource, public X509SvidSource {
 
  protected:
   X509SourceReaders() = default;
-  X509SourceReaders(const X509SourceReaders&) = default;
-  X509SourceReaders& operator=(const X509SourceReaders&) = default;
-  ~X509SourceReaders() override = default;
 };
 
 /// The X.509 profile: one `FetchX509SVID` stream; publishes the `X509Context` with the SVID

@@ -16,7 +16,8 @@ namespace awaken::detail {
 
 /// Builds one kind's material from its configuration object (whose `kind` names it); `sources`
 /// serves the kinds that draw on a SPIFFE source, and one that lacks its source says so.
-using MaterialBuilder = CredentialMaterial (*)(const nlohmann::json& config, const SpiffeSources& sources);
+using MaterialBuilderFn = CredentialMaterial(const nlohmann::json& config, const SpiffeSources& sources);
+using MaterialBuilder = MaterialBuilderFn*;
 
 /// Whether a kind draws on a JwtSource: never, only when its identity token is a `jwt_svid`
 /// object, or always.
@@ -35,19 +36,11 @@ const MaterialKind* find_material_kind(std::string_view name) noexcept;
 /// the bad field.
 CredentialMaterial material_of_config(const nlohmann::json& config, const SpiffeSources& sources);
 
-// The builders, each beside the options it reads.
+// The builders (`MaterialBuilderFn`), each beside the options it reads.
 // config.cpp:
-CredentialMaterial bearer_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial google_service_account_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial oauth_client_credentials_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial gce_metadata_config(const nlohmann::json& config, const SpiffeSources& sources);
+MaterialBuilderFn bearer_config, google_service_account_config, oauth_client_credentials_config, gce_metadata_config;
 // federation_config.cpp:
-CredentialMaterial jwt_svid_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial spiffe_client_credentials_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial spiffe_token_exchange_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial jwt_bearer_grant_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial google_external_account_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial azure_workload_identity_config(const nlohmann::json& config, const SpiffeSources& sources);
-CredentialMaterial aws_web_identity_config(const nlohmann::json& config, const SpiffeSources& sources);
+MaterialBuilderFn jwt_svid_config, spiffe_client_credentials_config, spiffe_token_exchange_config,
+    jwt_bearer_grant_config, google_external_account_config, azure_workload_identity_config, aws_web_identity_config;
 
 }  // namespace awaken::detail

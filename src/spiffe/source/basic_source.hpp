@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include <asio/awaitable.hpp>
@@ -27,6 +28,23 @@ namespace awaken::spiffe::detail {
 
 template <class Profile>
 struct ProfileRules;
+
+// The SVID a snapshot's picker chose, sharing the snapshot; `no_svid` when it holds none.
+template <class Snapshot>
+auto picked_svid(const std::shared_ptr<const Snapshot>& snapshot, const char* source) {
+  const auto* svid = snapshot->svid();
+  if (svid == nullptr) [[unlikely]]
+    throw_error(spiffe_errc::no_svid, source);
+  return std::shared_ptr<std::remove_pointer_t<decltype(svid)>>(snapshot, svid);
+}
+
+// The bundle of `td` in `set`, a part of `snapshot`, sharing it; null when there is none.
+template <class Snapshot, class Set>
+std::shared_ptr<const typename Set::bundle_type> bundle_in(const std::shared_ptr<const Snapshot>& snapshot,
+                                                           const Set& set, const TrustDomain& td) {
+  const auto* bundle = set.find(td.name());
+  return bundle == nullptr ? nullptr : std::shared_ptr<const typename Set::bundle_type>(snapshot, bundle);
+}
 
 }  // namespace awaken::spiffe::detail
 

@@ -36,8 +36,7 @@ std::shared_ptr<const JwtBundleSet> JwtSourceReaders::bundle_set() const { retur
 
 std::shared_ptr<const JwtBundle> JwtSourceReaders::bundle_for_trust_domain(const TrustDomain& td) const {
   const auto& set = source_of(*this).snapshot();
-  const JwtBundle* bundle = set->find(td.name());
-  return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(set, bundle);
+  return detail::bundle_in(set, *set, td);
 }
 
 std::shared_ptr<detail::SourceState<JwtBundleSet>> JwtSourceReaders::fetch_state() const noexcept {

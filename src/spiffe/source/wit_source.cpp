@@ -91,11 +91,7 @@ const WitSource& source_of(const WitSourceReaders& readers) noexcept { return st
 }  // namespace
 
 std::shared_ptr<const WitSvid> WitSourceReaders::svid() const {
-  const auto& snapshot = source_of(*this).snapshot();
-  const WitSvid* svid = snapshot->svid();
-  if (svid == nullptr) [[unlikely]]
-    throw_error(spiffe_errc::no_svid, "WitSource");
-  return std::shared_ptr<const WitSvid>(snapshot, svid);
+  return spiffe::detail::picked_svid(source_of(*this).snapshot(), "WitSource");
 }
 
 std::shared_ptr<const std::vector<WitSvid>> WitSourceReaders::svids() const {
@@ -115,8 +111,7 @@ std::shared_ptr<const JwtBundleSet> WitSourceReaders::bundle_set() const {
 
 std::shared_ptr<const JwtBundle> WitSourceReaders::bundle_for_trust_domain(const TrustDomain& td) const {
   const auto& snapshot = source_of(*this).snapshot();
-  const JwtBundle* bundle = snapshot->context.bundles.find(td.name());
-  return bundle == nullptr ? nullptr : std::shared_ptr<const JwtBundle>(snapshot, bundle);
+  return spiffe::detail::bundle_in(snapshot, snapshot->context.bundles, td);
 }
 
 }  // namespace experimental

@@ -49,11 +49,7 @@ const X509Source& source_of(const X509SourceReaders& readers) noexcept {
 }  // namespace
 
 std::shared_ptr<const X509Svid> X509SourceReaders::svid() const {
-  const auto& snapshot = source_of(*this).snapshot();
-  const X509Svid* svid = snapshot->svid();
-  if (svid == nullptr) [[unlikely]]
-    throw_error(spiffe_errc::no_svid, "X509Source");
-  return std::shared_ptr<const X509Svid>(snapshot, svid);
+  return detail::picked_svid(source_of(*this).snapshot(), "X509Source");
 }
 
 std::shared_ptr<const X509Context> X509SourceReaders::x509_context() const {
@@ -68,8 +64,7 @@ std::shared_ptr<const X509BundleSet> X509SourceReaders::bundle_set() const {
 
 std::shared_ptr<const X509Bundle> X509SourceReaders::x509_bundle_for_trust_domain(const TrustDomain& td) const {
   const auto& snapshot = source_of(*this).snapshot();
-  const X509Bundle* bundle = snapshot->context.bundles.find(td.name());
-  return bundle == nullptr ? nullptr : std::shared_ptr<const X509Bundle>(snapshot, bundle);
+  return detail::bundle_in(snapshot, snapshot->context.bundles, td);
 }
 
 template class basic_source<X509Profile>;

@@ -53,17 +53,6 @@ http::GrpcChannelOptions channel_options(const WorkloadApiOptions& o) {
   return c;
 }
 
-// `Unimplemented` (and `FailedPrecondition`, which some agents answer) to a WIT call: the agent
-// does not offer the profile.
-[[noreturn]] void rethrow_wit_failure(const Error& e, std::string_view call) {
-  if (e.code() == grpc_status::unimplemented || e.code() == grpc_status::failed_precondition)
-    throw_error(
-        spiffe_errc::not_offered,
-        "Workload API " + std::string{call} + ": the agent does not offer WIT-SVIDs (" + e.code().message() + ")",
-        e.details());
-  throw;
-}
-
 }  // namespace
 
 WorkloadEndpoint WorkloadEndpoint::parse(std::string_view uri) {
@@ -131,6 +120,20 @@ bool is_no_identity_issued(std::error_code ec, const Diagnostics& diagnostics) n
 bool is_no_identity_issued(const Error& e) noexcept { return says_no_identity_issued(e.code(), e.details()); }
 
 namespace {
+// Runs a message decoder at the boundary of the stream: its failure becomes a code and
+// diagnostics (the decoders are the parsers of identity documents, which report by `Error`).
+template <class Value, class Decode>
+std::error_code decode_into(Decode decode, std::optional<Value>& out, Diagnostics& diagnostics) noexcept {
+  try {
+    out.emplace(decode());
+    return {};
+  } catch (...) {
+    auto [ec, d] = classify_exception(std::current_exception());
+    diagnostics = std::move(d);
+    return ec;
+  }
+}
+
 // How each stream's messages decode: the decoder, whether the message holds private keys (and is
 // wiped once decoded), and for the optional WIT profile the method its refusal names.
 template <StreamKind Kind>
@@ -139,56 +142,112 @@ template <>
 struct StreamDecoding<StreamKind::jwt_bundles> {
   static constexpr bool secret = false;
   static constexpr const char* wit_method = nullptr;
-  static JwtBundleSet decode(const std::string& m, const ResourceLimits& l) { return to_bundle_set(m, l); }
+  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<JwtBundleSet>& out,
+                                Diagnostics& d) noexcept {
+    return decode_into([&] { return to_bundle_set(m, l); }, out, d);
+  }
 };
 template <>
 struct StreamDecoding<StreamKind::x509_context> {
   static constexpr bool secret = true;
   static constexpr const char* wit_method = nullptr;
-  static X509Context decode(const std::string& m, const ResourceLimits& l) { return to_x509_context(m, l); }
+  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<X509Context>& out,
+                                Diagnostics& d) noexcept {
+    return decode_into([&] { return to_x509_context(m, l); }, out, d);
+  }
 };
 template <>
 struct StreamDecoding<StreamKind::x509_bundles> {
   static constexpr bool secret = false;
   static constexpr const char* wit_method = nullptr;
-  static X509BundleSet decode(const std::string& m, const ResourceLimits& l) { return to_x509_bundle_set(m, l); }
+  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<X509BundleSet>& out,
+                                Diagnostics& d) noexcept {
+    return decode_into([&] { return to_x509_bundle_set(m, l); }, out, d);
+  }
 };
 template <>
 struct StreamDecoding<StreamKind::wit_svids> {
   static constexpr bool secret = true;
   static constexpr const char* wit_method = "FetchWITSVID";
-  static std::vector<experimental::WitSvid> decode(const std::string& m, const ResourceLimits& l) {
-    return to_wit_svids(m, l);
+  static std::error_code decode(const std::string& m, const ResourceLimits& l,
+                                std::optional<std::vector<experimental::WitSvid>>& out, Diagnostics& d) noexcept {
+    return decode_into([&] { return to_wit_svids(m, l); }, out, d);
   }
 };
 template <>
 struct StreamDecoding<StreamKind::wit_bundles> {
   static constexpr bool secret = false;
   static constexpr const char* wit_method = "FetchWITBundles";
-  static JwtBundleSet decode(const std::string& m, const ResourceLimits& l) { return to_wit_bundle_set(m, l); }
+  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<JwtBundleSet>& out,
+                                Diagnostics& d) noexcept {
+    return decode_into([&] { return to_wit_bundle_set(m, l); }, out, d);
+  }
 };
 }  // namespace
 
+namespace {
+
+// A stream read that decodes its message before it completes the caller: a failed call comes
+// through with its code (for the WIT profile, `Unimplemented` and `FailedPrecondition`, which
+// some agents answer, as `not_offered`: the agent does not offer it), a message
+// that cannot be used as its decoder's code, and then the stream goes on.
 template <StreamKind Kind>
-asio::awaitable<std::optional<typename WorkloadStream<Kind>::value_type>> WorkloadStream<Kind>::run_next() {
+class DecodingCompletion final
+    : public ForwardingCompletion<Completion<std::error_code, std::optional<typename WorkloadStream<Kind>::value_type>>,
+                                  std::error_code, std::optional<std::string>> {
+ public:
+  using Value = typename WorkloadStream<Kind>::value_type;
+  using Inner = Completion<std::error_code, std::optional<Value>>;
+  DecodingCompletion(std::unique_ptr<Inner> inner, ResourceLimits limits) noexcept
+      : DecodingCompletion::ForwardingCompletion(std::move(inner)), limits_(limits) {}
+
+  void complete(std::error_code ec, std::optional<std::string> message) override {
+    auto value = decode(ec, std::move(message));
+    this->inner_->complete(ec, std::move(value));
+  }
+  void invoke(std::error_code ec, std::optional<std::string> message) override {
+    auto value = decode(ec, std::move(message));
+    this->inner_->invoke(ec, std::move(value));
+  }
+
+ private:
   using Decoding = StreamDecoding<Kind>;
-  std::optional<std::string> message;
-  if constexpr (Decoding::wit_method != nullptr) {
-    try {
-      message = co_await stream_.read();
-    } catch (const Error& e) {
-      rethrow_wit_failure(e, Decoding::wit_method);
+
+  std::optional<Value> decode(std::error_code& ec, std::optional<std::string> message) noexcept {
+    if (ec) {
+      if constexpr (Decoding::wit_method != nullptr) {
+        if (ec == grpc_status::unimplemented || ec == grpc_status::failed_precondition) {
+          Diagnostics d;
+          if (const Diagnostics* read = this->diagnostics()) d.details = read->details;
+          d.context = "Workload API " + std::string{Decoding::wit_method} + ": the agent does not offer WIT-SVIDs (" +
+                      ec.message() + ")";
+          this->set_diagnostics(d);
+          ec = make_error_code(spiffe_errc::not_offered);
+        }
+      }
+      return std::nullopt;
     }
-  } else {
-    message = co_await stream_.read();
+    if (!message) return std::nullopt;
+    std::optional<Value> value;
+    Diagnostics d;
+    if constexpr (Decoding::secret) {
+      const WipeOnExit wipe{*message};
+      ec = Decoding::decode(*message, limits_, value, d);
+    } else {
+      ec = Decoding::decode(*message, limits_, value, d);
+    }
+    if (ec) this->set_diagnostics(d);
+    return value;
   }
-  if (!message) co_return std::nullopt;
-  if constexpr (Decoding::secret) {
-    const WipeOnExit wipe{*message};
-    co_return Decoding::decode(*message, limits_);
-  } else {
-    co_return Decoding::decode(*message, limits_);
-  }
+
+  ResourceLimits limits_;
+};
+
+}  // namespace
+
+template <StreamKind Kind>
+void WorkloadStream<Kind>::start_next(std::unique_ptr<Completion<std::error_code, std::optional<value_type>>> c) {
+  stream_.start_read(std::make_unique<DecodingCompletion<Kind>>(std::move(c), limits_));
 }
 
 template class WorkloadStream<StreamKind::jwt_bundles>;

@@ -53,9 +53,6 @@ class WitSourceReaders : public BundleSource {
 
  protected:
   WitSourceReaders() = default;
-  WitSourceReaders(const WitSourceReaders&) = default;
-  WitSourceReaders& operator=(const WitSourceReaders&) = default;
-  ~WitSourceReaders() override = default;
 };
 
 /// The WIT profile: a `FetchWITSVID` and a `FetchWITBundles` stream on one connection; publishes
