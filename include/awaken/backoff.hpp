@@ -45,6 +45,14 @@ struct BackoffPolicy {
   std::chrono::milliseconds base_delay(unsigned failures) const noexcept;
   /// The delay after `failures` failures with jitter drawn from `jitter_source`.
   std::chrono::milliseconds delay(unsigned failures, JitterSource& jitter_source) const noexcept;
+
+  /// The rule, without I/O: after attempt `attempt` (from 1) failed, how long to wait before
+  /// the next one, or nullopt to give up: when the failure is not `retryable`, the attempts
+  /// are spent, or the server's retry `hint` is over `max_retry_after`. A hint lengthens the
+  /// wait to at least itself.
+  std::optional<std::chrono::milliseconds> retry_wait(unsigned attempt, bool retryable,
+                                                      std::optional<std::chrono::milliseconds> hint,
+                                                      JitterSource& jitter_source) const noexcept;
 };
 
 /// The time, the randomness and the waits of awaken's time rules (retries, reconnects, expiry,
@@ -99,7 +107,6 @@ template <class Op, class IsRetryable, class OnRetry>
 auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_retry, Op op, Timing timing = {})
     -> asio::awaitable<typename detail::awaitable_value<std::invoke_result_t<Op&>>::type> {
   using T = typename detail::awaitable_value<std::invoke_result_t<Op&>>::type;
-  const unsigned max_attempts = policy.max_attempts == 0 ? 1 : policy.max_attempts;
   JitterSource& jitter = timing.jitter_or_real();
   for (unsigned attempt = 1;; ++attempt) {
     auto cs = co_await asio::this_coro::cancellation_state;
@@ -113,12 +120,10 @@ auto with_backoff(BackoffPolicy policy, IsRetryable is_retryable, OnRetry on_ret
         co_return co_await op();
       }
     } catch (const std::system_error& e) {
-      if (e.code() == asio::error::operation_aborted || !is_retryable(e.code()) || attempt >= max_attempts) throw;
-      wait = policy.delay(attempt, jitter);
-      if (auto hint = detail::retry_hint(e)) {
-        if (*hint > policy.max_retry_after) throw;
-        wait = std::max(wait, *hint);
-      }
+      if (e.code() == asio::error::operation_aborted) throw;
+      const auto next = policy.retry_wait(attempt, is_retryable(e.code()), detail::retry_hint(e), jitter);
+      if (!next) throw;
+      wait = *next;
       on_retry(attempt, e, wait);
     }
     co_await timing.wait(wait);

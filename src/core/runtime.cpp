@@ -111,6 +111,18 @@ std::chrono::milliseconds BackoffPolicy::delay(unsigned failures, JitterSource& 
   return std::chrono::milliseconds{static_cast<std::int64_t>(static_cast<double>(base.count()) * (1.0 - j * u))};
 }
 
+std::optional<std::chrono::milliseconds> BackoffPolicy::retry_wait(unsigned attempt, bool retryable,
+                                                                   std::optional<std::chrono::milliseconds> hint,
+                                                                   JitterSource& jitter_source) const noexcept {
+  if (!retryable || attempt >= std::max(max_attempts, 1u)) return std::nullopt;
+  auto wait = delay(attempt, jitter_source);
+  if (hint) {
+    if (*hint > max_retry_after) return std::nullopt;
+    wait = std::max(wait, *hint);
+  }
+  return wait;
+}
+
 asio::awaitable<void> Timing::wait(std::chrono::milliseconds d) const {
   if (sleep) {
     co_await sleep(d);

@@ -189,6 +189,26 @@ TEST_CASE("backoff delays grow, cap and take jitter off", "[core][backoff]") {
   CHECK(BackoffPolicy::disabled().max_attempts == 1);
 }
 
+TEST_CASE("The retry rule, without I/O: retryable failures within the attempts, hints up to a limit",
+          "[core][backoff]") {
+  BackoffPolicy p;
+  p.max_attempts = 3;
+  p.initial_delay = 100ms;
+  p.max_delay = 1s;
+  p.max_retry_after = 5s;
+  awaken::FixedJitter none{0.0};
+  CHECK(p.retry_wait(1, true, std::nullopt, none) == 100ms);
+  CHECK(p.retry_wait(2, true, std::nullopt, none) == 200ms);
+  CHECK(p.retry_wait(3, true, std::nullopt, none) == std::nullopt);   // the attempts are spent
+  CHECK(p.retry_wait(1, false, std::nullopt, none) == std::nullopt);  // not retryable
+  CHECK(p.retry_wait(1, true, 2s, none) == 2s);                       // a hint lengthens the wait
+  CHECK(p.retry_wait(2, true, 10ms, none) == 200ms);                  // but never shortens it
+  CHECK(p.retry_wait(1, true, 6s, none) == std::nullopt);             // a hint over the limit ends it
+  BackoffPolicy once;
+  once.max_attempts = 0;  // means 1
+  CHECK(once.retry_wait(1, true, std::nullopt, none) == std::nullopt);
+}
+
 namespace {
 
 // Runs with_backoff with a sleep that records instead of waiting.

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <mutex>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -48,21 +47,30 @@ struct RunFlight final : Flight {
   bool running = true;               // on the strand only: the coroutine has not ended
 };
 
-// What a failure may say in a log: awaken's own texts (bounded, secret-free by contract), else
-// only the code or the type, since a foreign exception may quote a response body.
-std::string loggable(const std::exception& e) {
-  if (dynamic_cast<const Error*>(&e) != nullptr) return e.what();
-  if (const auto* se = dynamic_cast<const std::system_error*>(&e))
-    return std::string{se->code().category().name()} + ":" + std::to_string(se->code().value());
-  return std::string{"an exception of type "} + typeid(e).name();
-}
+// One attempt of a mint: a token, or why not.
+struct MintAttempt {
+  std::optional<Token> token;
+  std::error_code error;
+  Diagnostics diagnostics;
+};
 
-asio::awaitable<Token> checked_mint(const Minter& minter, std::string_view scope, const MintContext& ctx) {
-  Token t = co_await minter.mint(scope, ctx);
-  if (t.bearer().empty() || t.steady_expires_at() <= ctx.clock.steady_now())
-    throw_error(credential_errc::transient_upstream,
-                provider_context(ctx.provider_id) + ": the minter returned an empty or expired token");
-  co_return t;
+// Calls the user's minter. Its failures arrive as exceptions (a `Minter` is a coroutine of the
+// user's), caught here, at that boundary, once; a token that is empty or already expired is a
+// transient failure of the upstream.
+asio::awaitable<MintAttempt> attempt_mint(const Minter& minter, std::string_view scope, const MintContext& ctx) {
+  MintAttempt a;
+  try {
+    a.token.emplace(co_await minter.mint(scope, ctx));
+  } catch (...) {
+    std::tie(a.error, a.diagnostics) = classify_exception(std::current_exception());
+    co_return a;
+  }
+  if (a.token->bearer().empty() || a.token->steady_expires_at() <= ctx.clock.steady_now()) {
+    a.token.reset();
+    a.error = make_error_code(credential_errc::transient_upstream);
+    a.diagnostics.context = provider_context(ctx.provider_id) + ": the minter returned an empty or expired token";
+  }
+  co_return a;
 }
 
 }  // namespace
@@ -193,31 +201,33 @@ asio::awaitable<void> mint_flight(std::shared_ptr<BrokerState> st, std::shared_p
       co_return;
     }
 
-    std::optional<Token> token;
-    std::error_code error;
-    Diagnostics diagnostics;
-    try {
-      const MintContext ctx{key.provider, *http, st->clock};
-      const Minter& minter = plan.material->minter();
-      token.emplace(co_await with_backoff(
-          st->options.retry, [](std::error_code ec) { return (ec == condition::transient); },
-          [&](unsigned attempt, const std::system_error& e, std::chrono::milliseconds delay) {
-            logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}",
-                            provider_context(key.provider), attempt, delay.count(), loggable(e));
-          },
-          [&] {
-            st->core.count_attempt();
-            return checked_mint(minter, key.scope, ctx);
-          },
-          st->options.timing));
-    } catch (...) {
-      std::tie(error, diagnostics) = classify_exception(std::current_exception());
+    // The attempts, under the retry policy's rule (`BackoffPolicy::retry_wait`): only a
+    // transient failure is tried again.
+    const MintContext ctx{key.provider, *http, st->clock};
+    const Minter& minter = plan.material->minter();
+    MintAttempt a;
+    for (unsigned attempt = 1;; ++attempt) {
+      st->core.count_attempt();
+      a = co_await attempt_mint(minter, key.scope, ctx);
+      if (!a.error) break;
+      const bool transient = a.error == condition::transient && a.error != asio::error::operation_aborted;
+      const auto wait = st->options.retry.retry_wait(attempt, transient, a.diagnostics.details.retry_after,
+                                                     st->options.timing.jitter_or_real());
+      if (!wait) break;
+      logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}", provider_context(key.provider),
+                      attempt, wait->count(), to_error(a.error, a.diagnostics).what());
+      try {
+        co_await st->options.timing.wait(*wait);
+      } catch (...) {  // cancelled, or a sleep of the user's that failed
+        std::tie(a.error, a.diagnostics) = classify_exception(std::current_exception());
+        break;
+      }
     }
 
     BrokerCore::MintEnd end;
     {
       std::lock_guard lk(st->mutex);
-      end = st->core.finish_mint(f, plan.generation, std::move(token), error, std::move(diagnostics),
+      end = st->core.finish_mint(f, plan.generation, std::move(a.token), a.error, std::move(a.diagnostics),
                                  st->clock.steady_now());
     }
     using Kind = BrokerCore::MintEnd::Kind;
