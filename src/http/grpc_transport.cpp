@@ -56,7 +56,7 @@ void H2Connection::open() {
   auto self = shared_from_this();
   timer_.expires_after(connect_timeout_);
   timer_.async_wait([self](std::error_code ec) {
-    if (ec || self->state_ != State::connecting) return;
+    if (ec || self->life_.state() != State::connecting) return;
     self->fail(self->where() + ": no connection within " + millis(self->connect_timeout_));
   });
   if (!target_.unix_path.empty()) {
@@ -80,7 +80,7 @@ void H2Connection::open() {
   }
   resolver_.emplace(strand_);
   resolver_->async_resolve(host, port, [self](std::error_code e, const asio::ip::tcp::resolver::results_type& found) {
-    if (self->state_ != State::connecting) return;
+    if (self->life_.state() != State::connecting) return;
     if (e || found.empty()) {
       self->fail(self->where() + ": cannot resolve the host (" + (e ? e.message() : std::string{"no address"}) + ")");
       return;
@@ -93,7 +93,7 @@ void H2Connection::open() {
 void H2Connection::connect_next(std::size_t i) {
   socket_.async_connect(candidates_[i], [self = shared_from_this(), i](std::error_code ec) {
     if (ec && ec != asio::error::operation_aborted && i + 1 < self->candidates_.size() &&
-        self->state_ == State::connecting) {
+        self->life_.state() == State::connecting) {
       std::error_code ignored;
       self->socket_.close(ignored);
       self->connect_next(i + 1);  // the next address the name resolved to
@@ -104,14 +104,14 @@ void H2Connection::connect_next(std::size_t i) {
 }
 
 void H2Connection::on_connected(std::error_code ec) {
-  if (state_ != State::connecting) return;  // failed meanwhile (the connect timeout)
+  if (life_.state() != State::connecting) return;  // failed meanwhile (the connect timeout)
   if (ec) {
     fail(connect_failure(ec));
     return;
   }
   std::error_code ignored;
   timer_.cancel();
-  state_ = State::open;
+  life_.connected();
   if (target_.unix_path.empty()) socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   socket_.non_blocking(true, ignored);  // for the idle probe's reads
   auto queued = std::move(queued_);
@@ -127,7 +127,7 @@ void H2Connection::start_call(const std::shared_ptr<GrpcCall>& call) {
   try {
     stream = session_.start(call->head(), call->request());
   } catch (const std::exception&) {  // stream ids exhausted: this connection takes no more calls
-    exhausted_ = true;
+    life_.exhaust();
     call->on_finished(unavailable("the connection to " + server_name_ + " can start no more calls"));
     return;
   }
@@ -139,7 +139,7 @@ void H2Connection::start_call(const std::shared_ptr<GrpcCall>& call) {
 void H2Connection::submit(const std::shared_ptr<GrpcCall>& call) {
   auto self = shared_from_this();
   call->on_queued(self);
-  switch (state_) {
+  switch (life_.state()) {
     case State::connecting: queued_.push_back(call); return;
     case State::closed: call->on_finished(unavailable(failure_)); return;
     case State::open:
@@ -157,7 +157,7 @@ void H2Connection::drop(const GrpcCall& call) {
       auto c = w.lock();
       return !c || c.get() == &call;
     });
-  } else if (calls_.erase(call.stream()) > 0 && state_ == State::open) {
+  } else if (calls_.erase(call.stream()) > 0 && life_.state() == State::open) {
     session_.cancel(call.stream());
     flush_session();
   }
@@ -165,32 +165,30 @@ void H2Connection::drop(const GrpcCall& call) {
 }
 
 void H2Connection::taken(std::int32_t stream) {
-  if (state_ != State::open) return;
+  if (life_.state() != State::open) return;
   session_.taken(stream);
   flush_session();
 }
 
-bool H2Connection::accepting() {
-  if (state_ == State::closed || detached_ || exhausted_ || !session_.usable()) return false;
-  if (state_ == State::open && !reading_) {
-    // Idle, so nothing has been read lately: did the server close or say GOAWAY meanwhile?
-    for (;;) {
-      std::error_code ec;
-      const std::size_t n = socket_.read_some(asio::buffer(in_.get(), read_chunk), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-      if (ec) {
-        fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
-        return false;
-      }
-      receive(n);
-      if (state_ == State::closed) return false;
+void H2Connection::probe() {
+  if (!life_.needs_probe()) return;
+  // Idle, so nothing has been read lately: did the server close or say GOAWAY meanwhile?
+  while (life_.state() == State::open) {
+    std::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(in_.get(), read_chunk), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return;
+    if (ec) {
+      fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
+      return;
     }
+    receive(n);
   }
-  return state_ != State::closed && session_.usable();
 }
 
+bool H2Connection::accepting() const { return life_.accepting(session_.usable()); }
+
 void H2Connection::detach() {
-  detached_ = true;
+  life_.detach();
   follow_calls();
 }
 
@@ -199,9 +197,7 @@ std::string H2Connection::closed_text() const {
   return text.empty() ? server_name_ + " closed the connection" : text;
 }
 
-void H2Connection::read() {
-  if (reading_ || state_ != State::open) return;
-  reading_ = true;
+void H2Connection::start_read() {
   socket_.async_read_some(
       asio::buffer(in_.get(), read_chunk),
       asio::bind_cancellation_slot(read_cancel_.slot(), [self = shared_from_this()](std::error_code ec, std::size_t n) {
@@ -210,17 +206,14 @@ void H2Connection::read() {
 }
 
 void H2Connection::on_read(std::error_code ec, std::size_t n) {
-  reading_ = false;
-  if (state_ == State::closed) return;
-  if (ec == asio::error::operation_aborted) {  // idle (see follow_calls); calls may have come since
-    follow_calls();
-    return;
+  switch (life_.read_done(ec == asio::error::operation_aborted, bool(ec))) {
+    case H2Lifecycle::AfterRead::ignore: return;
+    case H2Lifecycle::AfterRead::follow: break;  // went idle; calls may have come since
+    case H2Lifecycle::AfterRead::fail:
+      fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
+      return;
+    case H2Lifecycle::AfterRead::receive: receive(n); break;
   }
-  if (ec) {
-    fail(ec == asio::error::eof ? closed_text() : server_name_ + ": connection lost (" + ec.message() + ")");
-    return;
-  }
-  receive(n);
   follow_calls();
 }
 
@@ -240,7 +233,7 @@ void H2Connection::flush_session() {
   bool broken = false;
   do {
     reflush_ = false;
-    if (state_ != State::closed) {
+    if (life_.state() != State::closed) {
       out_ += session_.take_output();
       session_.take_events(events_);
       broken = session_.broken();
@@ -250,7 +243,7 @@ void H2Connection::flush_session() {
     dispatch(events);
   } while (reflush_ || !events_.empty());
   flushing_ = false;
-  if (broken && state_ != State::closed) {
+  if (broken && life_.state() != State::closed) {
     fail(server_name_ + " broke the HTTP/2 protocol");
     return;
   }
@@ -265,7 +258,7 @@ void H2Connection::dispatch(std::vector<H2Event>& events) {
     if (e.kind == H2Event::Kind::message) {
       if (call)
         call->on_message(std::move(e.message));
-      else if (state_ != State::closed)
+      else if (life_.state() != State::closed)
         session_.taken(e.stream);  // nobody will read it
     } else {
       if (it != calls_.end()) calls_.erase(it);
@@ -275,14 +268,14 @@ void H2Connection::dispatch(std::vector<H2Event>& events) {
 }
 
 void H2Connection::write() {
-  if (writing_in_flight_ || state_ != State::open || out_.empty()) return;
+  if (writing_in_flight_ || life_.state() != State::open || out_.empty()) return;
   writing_ = std::move(out_);
   out_.clear();
   writing_in_flight_ = true;
   asio::async_write(socket_, asio::buffer(writing_), [self = shared_from_this()](std::error_code ec, std::size_t) {
     self->writing_in_flight_ = false;
     self->writing_.clear();
-    if (self->state_ == State::closed) return;
+    if (self->life_.state() == State::closed) return;
     if (ec) {
       self->fail(self->server_name_ + ": connection lost (" + ec.message() + ")");
       return;
@@ -292,20 +285,18 @@ void H2Connection::write() {
 }
 
 void H2Connection::fail(const std::string& why) {
-  if (state_ == State::closed) return;
+  if (!life_.close()) return;
   auto self = shared_from_this();
   failure_ = why;
-  state_ = State::closed;
   session_.fail_all(why);
   session_.take_events(events_);
   for (auto& weak : std::exchange(queued_, {}))
     if (auto call = weak.lock()) call->on_finished(unavailable(why));
-  close();
+  close_socket();
   flush_session();
 }
 
-void H2Connection::close() {
-  state_ = State::closed;
+void H2Connection::close_socket() {
   std::error_code ignored;
   if (!writing_in_flight_ && !out_.empty() && socket_.is_open())  // best effort: the GOAWAY saying why
     socket_.write_some(asio::buffer(out_), ignored);
@@ -316,26 +307,20 @@ void H2Connection::close() {
 }
 
 void H2Connection::follow_calls() {
-  if (state_ == State::connecting) return;
-  if (state_ == State::closed) return;
-  if (!idle()) {
-    read();
-    if (keepalive_.enabled() && !keepalive_armed_) arm_keepalive(keepalive_.interval());
-    return;
-  }
+  const auto steps = life_.follow(idle(), keepalive_.enabled());
+  if (steps.start_read) start_read();
+  if (steps.arm_keepalive) arm_keepalive(keepalive_.interval());
   // Idle: nothing pending, so no CPU and no reason for run() to wait; or closed when no one
   // will call again.
-  if (reading_) read_cancel_.emit(asio::cancellation_type::terminal);  // the read only, not a write
-  if (keepalive_armed_) {
+  if (steps.cancel_read) read_cancel_.emit(asio::cancellation_type::terminal);
+  if (steps.disarm_keepalive) {
     timer_.cancel();
-    keepalive_armed_ = false;
     keepalive_.reset();
   }
-  if (detached_) close();
+  if (steps.close) close_socket();
 }
 
 void H2Connection::arm_keepalive(std::chrono::milliseconds after) {
-  keepalive_armed_ = true;
   timer_.expires_after(after);
   timer_.async_wait([self = shared_from_this()](std::error_code ec) {
     if (!ec) self->keepalive_tick();
@@ -343,8 +328,7 @@ void H2Connection::arm_keepalive(std::chrono::milliseconds after) {
 }
 
 void H2Connection::keepalive_tick() {
-  keepalive_armed_ = false;
-  if (state_ != State::open || idle()) return;
+  if (!life_.keepalive_fired(idle())) return;
   const auto step = keepalive_.on_timer();
   switch (step.act) {
     case KeepalivePolicy::Act::give_up:
@@ -356,6 +340,7 @@ void H2Connection::keepalive_tick() {
       break;
     case KeepalivePolicy::Act::wait: break;
   }
+  life_.keepalive_rearmed();
   arm_keepalive(step.wait);
 }
 
@@ -380,6 +365,7 @@ void ChannelCore::start(std::shared_ptr<GrpcCall> call) {
   call->enrol(registry_);
   asio::post(strand_, [self = shared_from_this(), call = std::move(call)] {
     call->arm_deadline();
+    if (self->current_ && self->current_->accepting()) self->current_->probe();
     if (!self->current_ || !self->current_->accepting()) {
       if (self->current_) self->current_->detach();
       self->current_ = std::make_shared<H2Connection>(self->strand_, self->target_, self->options_);

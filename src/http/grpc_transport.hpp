@@ -28,6 +28,7 @@
 #include <awaken/completion.hpp>
 #include <awaken/http/grpc.hpp>
 
+#include "http/h2_lifecycle.hpp"
 #include "http/h2_session.hpp"
 
 namespace awaken::http::detail {
@@ -125,18 +126,21 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void drop(const GrpcCall& call);
   /// The reader took a message of `stream`: the peer may send more.
   void taken(std::int32_t stream);
-  /// Whether new calls may use this connection; an idle one is probed first.
-  bool accepting();
+  /// An idle open connection reads what its socket holds (a close, a GOAWAY), failing if it
+  /// is gone: call before `accepting`.
+  void probe();
+  /// Whether new calls may use this connection.
+  bool accepting() const;
   /// No new calls will come: the connection closes once its calls have ended.
   void detach();
 
  private:
-  enum class State { connecting, open, closed };
+  using State = H2Lifecycle::State;
 
   void connect_next(std::size_t i);
   void on_connected(std::error_code ec);
   void start_call(const std::shared_ptr<GrpcCall>& call);
-  void read();
+  void start_read();
   void on_read(std::error_code ec, std::size_t n);
   // Feeds `n` bytes of in_ to the session.
   void receive(std::size_t n);
@@ -146,7 +150,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   void write();
   // Ends the connection and every call on it with `unavailable` and `why`.
   void fail(const std::string& why);
-  void close();
+  void close_socket();
   // Reads and pings while calls are open; nothing (or closes, once detached) when idle.
   void follow_calls();
   void arm_keepalive(std::chrono::milliseconds after);
@@ -167,17 +171,15 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   asio::cancellation_signal read_cancel_;                             // cancels the read alone
   asio::steady_timer timer_;                                          // the connect timeout, then the keepalive
   H2GrpcSession session_;
-  State state_ = State::connecting;
+  H2Lifecycle life_;
   std::map<std::int32_t, std::weak_ptr<GrpcCall>> calls_;  // weak: a call's owner keeps it
   std::vector<std::weak_ptr<GrpcCall>> queued_;            // waiting for the connection
   std::vector<H2Event> events_;                            // raised and not yet dispatched
   std::string out_, writing_;
   std::unique_ptr<char[]> in_;
-  bool reading_ = false, writing_in_flight_ = false;
-  bool detached_ = false, exhausted_ = false;
-  bool flushing_ = false, reflush_ = false;
-  bool keepalive_armed_ = false;
-  std::string failure_;  // why the connection ended, for calls that come too late
+  bool writing_in_flight_ = false;
+  bool flushing_ = false, reflush_ = false;  // flush_session is running; run it once more
+  std::string failure_;                      // why the connection ended, for calls that come too late
 };
 
 /// What copies of one GrpcChannel share: the strand, the settings and the current connection.

@@ -12,6 +12,7 @@
 #include <awaken/error.hpp>
 
 #include "http/grpc_framing.hpp"
+#include "http/h2_lifecycle.hpp"
 #include "http/h2_session.hpp"
 
 using awaken::grpc_status;
@@ -385,4 +386,71 @@ TEST_CASE("keepalive: ping, wait for any answer, give up on silence; 30 s over T
 
   k.reset();  // the calls ended while a PING was out: a new round starts with a PING
   CHECK(k.on_timer().act == Act::ping);
+}
+
+TEST_CASE("a connection reads and pings only while calls are open, and closes once detached and idle", "[h2]") {
+  using awaken::http::detail::H2Lifecycle;
+  using State = H2Lifecycle::State;
+  using After = H2Lifecycle::AfterRead;
+  H2Lifecycle life;
+  // Connecting: nothing to follow, nothing to probe, but calls may queue on it.
+  CHECK(life.state() == State::connecting);
+  auto steps = life.follow(false, true);
+  CHECK_FALSE(steps.start_read);
+  CHECK_FALSE(life.needs_probe());
+  CHECK(life.accepting(true));
+  REQUIRE(life.connected());
+  CHECK_FALSE(life.connected());  // once
+
+  // A call opens: read and arm the keepalive, once each.
+  steps = life.follow(false, true);
+  CHECK(steps.start_read);
+  CHECK(steps.arm_keepalive);
+  CHECK_FALSE(life.needs_probe());  // reading: what comes is seen
+  steps = life.follow(false, true);
+  CHECK_FALSE(steps.start_read);
+  CHECK_FALSE(steps.arm_keepalive);
+  CHECK(life.read_done(false, false) == After::receive);
+  CHECK(life.follow(false, true).start_read);  // read on
+  CHECK(life.keepalive_fired(false));          // a tick with calls open matters
+  life.keepalive_rearmed();
+
+  // Idle: the read is cancelled, the keepalive disarmed, the socket kept.
+  steps = life.follow(true, true);
+  CHECK(steps.cancel_read);
+  CHECK(steps.disarm_keepalive);
+  CHECK_FALSE(steps.close);
+  CHECK(life.read_done(true, true) == After::follow);
+  CHECK(life.needs_probe());  // nothing reads it now: probe before a new call
+  CHECK_FALSE(life.follow(true, true).cancel_read);
+  CHECK_FALSE(life.keepalive_fired(true));  // a late tick while idle is ignored
+
+  // Without keepalive, nothing is armed.
+  CHECK_FALSE(life.follow(false, false).arm_keepalive);
+  CHECK(life.read_done(false, true) == After::fail);  // the server closed it
+  REQUIRE(life.close());
+  CHECK_FALSE(life.close());  // failing twice is one failure
+  CHECK_FALSE(life.accepting(true));
+  CHECK_FALSE(life.follow(false, true).start_read);
+
+  // Detached: no new calls; it closes when its last call ends.
+  H2Lifecycle d;
+  d.connected();
+  (void)d.follow(false, false);
+  d.detach();
+  CHECK_FALSE(d.accepting(true));
+  CHECK_FALSE(d.follow(false, false).close);  // a call still open
+  steps = d.follow(true, false);
+  CHECK(steps.cancel_read);
+  CHECK(steps.close);
+  CHECK(d.state() == State::closed);
+  CHECK(d.read_done(true, true) == After::ignore);
+
+  // Spent stream ids, or a session that can start no stream: no new calls.
+  H2Lifecycle e;
+  e.connected();
+  CHECK(e.accepting(true));
+  CHECK_FALSE(e.accepting(false));
+  e.exhaust();
+  CHECK_FALSE(e.accepting(true));
 }
