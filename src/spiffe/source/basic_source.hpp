@@ -38,6 +38,14 @@ auto picked_svid(const std::shared_ptr<const Snapshot>& snapshot, const char* so
   return std::shared_ptr<std::remove_pointer_t<decltype(svid)>>(snapshot, svid);
 }
 
+// The health of a snapshot that serves an SVID: one was picked, it has not expired by `clock`,
+// and the bundles hold an authority.
+template <class Snapshot>
+bool serves_live_svid(const Snapshot& snapshot, const Clock& clock) noexcept {
+  const auto* svid = snapshot.svid();
+  return svid != nullptr && svid->expiry() > clock.system_now() && snapshot.context.bundles.authority_count() > 0;
+}
+
 // The bundle of `td` in `set`, a part of `snapshot`, sharing it; null when there is none.
 template <class Snapshot, class Set>
 std::shared_ptr<const typename Set::bundle_type> bundle_in(const std::shared_ptr<const Snapshot>& snapshot,

@@ -62,10 +62,7 @@ struct ProfileRules<WitProfile> {
   static constexpr const char* name = "WitSource";
   static constexpr std::size_t lanes = 2;
   static const WitContext& view(const WitSnapshot& snapshot) noexcept { return snapshot.context; }
-  static bool healthy(const WitSnapshot& snapshot, const Clock& clock) noexcept {
-    const WitSvid* svid = snapshot.svid();
-    return svid != nullptr && svid->expiry() > clock.system_now() && snapshot.context.bundles.authority_count() > 0;
-  }
+  static bool healthy(const WitSnapshot& s, const Clock& clock) noexcept { return serves_live_svid(s, clock); }
   // Both streams on the source's one client: one connection.
   static void spawn(const std::shared_ptr<SourceState<WitSnapshot>>& s, const SourceSettings& settings,
                     WitProfile::options options) {

@@ -25,10 +25,7 @@ struct ProfileRules<X509Profile> {
   static constexpr const char* name = "X509Source";
   static constexpr std::size_t lanes = 1;
   static const X509Context& view(const X509Snapshot& snapshot) noexcept { return snapshot.context; }
-  static bool healthy(const X509Snapshot& snapshot, const Clock& clock) noexcept {
-    const X509Svid* svid = snapshot.svid();
-    return svid != nullptr && svid->expires_at() > clock.system_now() && snapshot.context.bundles.authority_count() > 0;
-  }
+  static bool healthy(const X509Snapshot& s, const Clock& clock) noexcept { return serves_live_svid(s, clock); }
   static void spawn(const std::shared_ptr<SourceState<X509Snapshot>>& s, const SourceSettings& settings,
                     X509Profile::options options) {
     const auto open = [limits = settings.limits, picker = std::move(options.picker),

@@ -136,53 +136,30 @@ std::error_code decode_into(Decode decode, std::optional<Value>& out, Diagnostic
 
 // How each stream's messages decode: the decoder, whether the message holds private keys (and is
 // wiped once decoded), and for the optional WIT profile the method its refusal names.
+constexpr char fetch_wit_svid[] = "FetchWITSVID";
+constexpr char fetch_wit_bundles[] = "FetchWITBundles";
+template <auto Decoder, bool Secret, const char* WitMethod = nullptr>
+struct Decoding {
+  static constexpr bool secret = Secret;
+  static constexpr const char* wit_method = WitMethod;
+  template <class Value>
+  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<Value>& out,
+                                Diagnostics& d) noexcept {
+    return decode_into([&] { return Decoder(m, l); }, out, d);
+  }
+};
 template <StreamKind Kind>
 struct StreamDecoding;
 template <>
-struct StreamDecoding<StreamKind::jwt_bundles> {
-  static constexpr bool secret = false;
-  static constexpr const char* wit_method = nullptr;
-  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<JwtBundleSet>& out,
-                                Diagnostics& d) noexcept {
-    return decode_into([&] { return to_bundle_set(m, l); }, out, d);
-  }
-};
+struct StreamDecoding<StreamKind::jwt_bundles> : Decoding<&to_bundle_set, false> {};
 template <>
-struct StreamDecoding<StreamKind::x509_context> {
-  static constexpr bool secret = true;
-  static constexpr const char* wit_method = nullptr;
-  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<X509Context>& out,
-                                Diagnostics& d) noexcept {
-    return decode_into([&] { return to_x509_context(m, l); }, out, d);
-  }
-};
+struct StreamDecoding<StreamKind::x509_context> : Decoding<&to_x509_context, true> {};
 template <>
-struct StreamDecoding<StreamKind::x509_bundles> {
-  static constexpr bool secret = false;
-  static constexpr const char* wit_method = nullptr;
-  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<X509BundleSet>& out,
-                                Diagnostics& d) noexcept {
-    return decode_into([&] { return to_x509_bundle_set(m, l); }, out, d);
-  }
-};
+struct StreamDecoding<StreamKind::x509_bundles> : Decoding<&to_x509_bundle_set, false> {};
 template <>
-struct StreamDecoding<StreamKind::wit_svids> {
-  static constexpr bool secret = true;
-  static constexpr const char* wit_method = "FetchWITSVID";
-  static std::error_code decode(const std::string& m, const ResourceLimits& l,
-                                std::optional<std::vector<experimental::WitSvid>>& out, Diagnostics& d) noexcept {
-    return decode_into([&] { return to_wit_svids(m, l); }, out, d);
-  }
-};
+struct StreamDecoding<StreamKind::wit_svids> : Decoding<&to_wit_svids, true, fetch_wit_svid> {};
 template <>
-struct StreamDecoding<StreamKind::wit_bundles> {
-  static constexpr bool secret = false;
-  static constexpr const char* wit_method = "FetchWITBundles";
-  static std::error_code decode(const std::string& m, const ResourceLimits& l, std::optional<JwtBundleSet>& out,
-                                Diagnostics& d) noexcept {
-    return decode_into([&] { return to_wit_bundle_set(m, l); }, out, d);
-  }
-};
+struct StreamDecoding<StreamKind::wit_bundles> : Decoding<&to_wit_bundle_set, false, fetch_wit_bundles> {};
 }  // namespace
 
 namespace {
