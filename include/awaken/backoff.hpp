@@ -11,7 +11,6 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 

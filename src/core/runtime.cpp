@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <asio/steady_timer.hpp>
 
 namespace awaken {
 namespace {

@@ -184,7 +184,9 @@ TEST_CASE("WitSource: an update whose picked WIT-SVID has expired is refused, th
   const auto metrics = std::make_shared<awaken::test::CountingMetrics>();
   awaken::ManualClock clock{std::chrono::system_clock::now()};
   auto b = quick_builder(peer);
-  b.metrics(metrics).timing({&clock});
+  awaken::Timing timing;
+  timing.clock = &clock;
+  b.metrics(metrics).timing(timing);
   const WitSource source = run(io, b.build(io.get_executor()));
   CHECK(source.is_healthy());
   const std::string accepted{source.svid()->token().reveal()};

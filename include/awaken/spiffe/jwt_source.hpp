@@ -27,10 +27,11 @@ class JwtSourceReaders : public BundleSource {
   /// The current bundle of `td`, or null. Throws `source_closed` after shutdown.
   std::shared_ptr<const JwtBundle> bundle_for_trust_domain(const TrustDomain& td) const override;
 
-  /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on a fresh
-  /// connection; a failure equal to `awaken::condition::workload_transient` is retried once on
-  /// another. Not cached: put a broker in front for that. Completes with
-  /// `void(std::error_code, JwtSvid)`; `source_closed` after shutdown.
+  /// A JWT-SVID for `audiences` (and `spiffe_id`, when given) from the Workload API, on the
+  /// source's client (its one connection, or a new client of the `client_factory`); a failure
+  /// equal to `awaken::condition::workload_transient` is retried once, on a new client. Not
+  /// cached: put a broker in front for that. Completes with `void(std::error_code, JwtSvid)`;
+  /// `source_closed` after shutdown.
   template <class CompletionToken = awaken::use_awaitable_t>
   auto fetch_jwt_svid(std::vector<std::string> audiences, std::optional<SpiffeId> spiffe_id = std::nullopt,
                       CompletionToken&& token = {}) const {

@@ -122,7 +122,8 @@ class SourceUpdates {
   std::uint64_t last() const noexcept;
   /// Waits until the sequence passes the last one this object saw, and completes with it:
   /// `void(std::error_code, std::uint64_t)`. Fails with `spiffe_errc::source_closed` once the
-  /// source is shut down (at once when it already is), `operation_aborted` when cancelled
+  /// source is shut down (at once when it already is), or with the code that ended it (such
+  /// as `not_offered`), `operation_aborted` when cancelled
   /// (per-operation cancellation, any type). Any completion token; `co_await updates.changed()`
   /// throws `awaken::Error`. This object must outlive the operation.
   template <class CompletionToken = awaken::use_awaitable_t>
@@ -340,8 +341,8 @@ class basic_source_builder {
   }
   /// The time rules' clock, jitter and waits (see `Timing`), for tests; the real ones by
   /// default. The clock judges SVID expiry (an update whose picked SVID has expired is rejected,
-  /// and `is_healthy` is false once the held one has) and the initial sync's bound; the jitter
-  /// and the sleep make the reconnect waits.
+  /// and `is_healthy` is false once the held one has); the jitter and the sleep make the
+  /// reconnect waits. The initial sync's bound and its warnings keep real time.
   basic_source_builder& timing(Timing timing) {
     settings_.timing = std::move(timing);
     return *this;

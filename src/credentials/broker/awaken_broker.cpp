@@ -206,22 +206,23 @@ asio::awaitable<void> mint_flight(std::shared_ptr<BrokerState> st, std::shared_p
     const MintContext ctx{key.provider, *http, st->clock};
     const Minter& minter = plan.material->minter();
     MintAttempt a;
-    for (unsigned attempt = 1;; ++attempt) {
-      st->core.count_attempt();
-      a = co_await attempt_mint(minter, key.scope, ctx);
-      if (!a.error) break;
-      const bool transient = a.error == condition::transient && a.error != asio::error::operation_aborted;
-      const auto wait = st->options.retry.retry_wait(attempt, transient, a.diagnostics.details.retry_after,
-                                                     st->options.timing.jitter_or_real());
-      if (!wait) break;
-      logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}", provider_context(key.provider),
-                      attempt, wait->count(), to_error(a.error, a.diagnostics).what());
-      try {
+    try {
+      for (unsigned attempt = 1;; ++attempt) {
+        st->core.count_attempt();
+        a = co_await attempt_mint(minter, key.scope, ctx);
+        if (!a.error) break;
+        const bool transient = a.error == condition::transient && a.error != asio::error::operation_aborted;
+        const auto wait = st->options.retry.retry_wait(attempt, transient, a.diagnostics.details.retry_after,
+                                                       st->options.timing.jitter_or_real());
+        if (!wait) break;
+        logger()->debug("awaken: mint for {} failed (attempt {}), retrying in {} ms: {}",
+                        provider_context(key.provider), attempt, wait->count(),
+                        to_error(a.error, a.diagnostics).what());
         co_await st->options.timing.wait(*wait);
-      } catch (...) {  // cancelled, or a sleep of the user's that failed
-        std::tie(a.error, a.diagnostics) = classify_exception(std::current_exception());
-        break;
       }
+    } catch (...) {  // the flight was cancelled, or a sleep of the user's failed
+      a.token.reset();
+      std::tie(a.error, a.diagnostics) = classify_exception(std::current_exception());
     }
 
     BrokerCore::MintEnd end;

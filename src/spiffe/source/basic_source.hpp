@@ -116,7 +116,7 @@ asio::awaitable<basic_source<Profile>> basic_source<Profile>::run_build(detail::
   basic_source source{std::make_shared<detail::SourceCore<snapshot_type>>(s),
                       s.get()};  // its end stops the supervisors
   // Every stream starts at once; the initial sync waits for all of them within one bound.
-  const auto started = s->timing.clock_or_real().steady_now();
+  const auto started = std::chrono::steady_clock::now();
   Rules::spawn(s, settings, std::move(options));
   co_await detail::await_first_set(s, settings, started);
   co_return source;

@@ -51,7 +51,7 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   };
 
   SourceState(const asio::any_io_executor& executor, std::string source_name, std::size_t lane_count)
-      : name(std::move(source_name)), strand(asio::make_strand(executor)), live(lane_count) {
+      : name(std::move(source_name)), live(lane_count), strand(asio::make_strand(executor)) {
     for (std::size_t i = 0; i < lane_count; ++i) lanes.push_back(std::make_unique<Lane>());
   }
 
@@ -87,6 +87,7 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   std::uint64_t next_waiter = 0;
   std::map<std::uint64_t, std::unique_ptr<StopCompletion>> stop_waiters;
   bool stopped = false;
+  std::size_t live;       // supervisors that have not returned
   std::error_code fatal;  // why a supervisor gave up, when one did
   std::string fatal_text;
   std::string last_failure;          // the latest failure, for the initial-sync timeout's text
@@ -95,7 +96,6 @@ struct SourceState : std::enable_shared_from_this<SourceState<Set>> {
   // The supervisors' own, touched on `strand` only.
   asio::strand<asio::any_io_executor> strand;
   std::vector<std::unique_ptr<Lane>> lanes;
-  std::size_t live;  // supervisors that have not returned (under `mutex`)
   bool stopping = false;
   // The snapshot the lanes' updates build: published once every lane has delivered one.
   std::shared_ptr<const Set> latest = std::make_shared<const Set>();

@@ -93,15 +93,23 @@ asio::awaitable<void> supervise(std::shared_ptr<SourceState<Set>> s, std::size_t
     switch (action.kind) {
       case Act::give_up: {
         std::lock_guard lk(s->mutex);
+        if (s->fatal) co_return;  // another lane gave up first: its reason stands
         s->fatal = action.error;
         s->fatal_text = s->last_failure_context;  // the error that ends the sync adds its code's message
         co_return;
       }
       case Act::wait:
         // On the strand, as a child whose cancellation the stop emits.
-        co_await asio::co_spawn(
-            s->strand, s->timing.wait(action.delay),
-            asio::bind_cancellation_slot(slot.stop_wait.slot(), asio::experimental::as_tuple(asio::use_awaitable)));
+        if (auto [failed] = co_await asio::co_spawn(
+                s->strand, s->timing.wait(action.delay),
+                asio::bind_cancellation_slot(slot.stop_wait.slot(), asio::experimental::as_tuple(asio::use_awaitable)));
+            failed && !s->stopping) {
+          // A sleep of the user's that failed: the real timer keeps the backoff.
+          s->log->warn("awaken: {}: the injected sleep failed; waiting on a timer", s->name);
+          co_await asio::co_spawn(
+              s->strand, Timing{}.wait(action.delay),
+              asio::bind_cancellation_slot(slot.stop_wait.slot(), asio::experimental::as_tuple(asio::use_awaitable)));
+        }
         if (s->stopping) co_return;
         [[fallthrough]];
       case Act::connect:
@@ -283,15 +291,14 @@ void spawn_supervisor(const std::shared_ptr<SourceState<Set>>& s, std::size_t la
 }
 
 // Waits for the first snapshot of a source whose supervisors have started (every lane's first
-// good update), until the settings' initial-sync timeout counted from `started` by the source's
-// clock. On failure the source is stopped and the reason thrown.
+// good update), until the settings' initial-sync timeout counted from `started` (real time: the
+// wait is a timer's). On failure the source is stopped and the reason thrown.
 template <class Set>
 asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const SourceSettings& settings,
                                       std::chrono::steady_clock::time_point started) {
   // Waits for the first set; while it has not come, says so on the supervisor's schedule
   // (`first_sync_warning`, `next_sync_warning`) with the endpoint and the last failure.
   const auto sync_timeout = settings.initial_sync_timeout;
-  const Clock& clock = s->timing.clock_or_real();
   const auto first_set = [&](auto token) { return async_changed(s, 0, std::move(token)); };
   std::chrono::milliseconds warn_after = first_sync_warning;
   bool expired = false;
@@ -300,7 +307,8 @@ asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const
     std::chrono::milliseconds wait = warn_after;
     bool last_wait = false;
     if (sync_timeout) {
-      const auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock.steady_now() - started);
+      const auto elapsed =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
       const auto left = std::max(*sync_timeout - elapsed, std::chrono::milliseconds{0});
       if (left <= wait) {
         wait = left;
@@ -319,7 +327,7 @@ asio::awaitable<void> await_first_set(std::shared_ptr<SourceState<Set>> s, const
       std::lock_guard lk(s->mutex);
       last = s->last_failure;
     }
-    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(clock.steady_now() - started);
+    const auto waited = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started);
     s->log->warn("awaken: {}: no update yet from the Workload API at {} after {} s; last failure: {}", s->name,
                  s->endpoint_text, waited.count(), last.empty() ? "none" : last);
     warn_after = next_sync_warning(warn_after);

@@ -12,6 +12,8 @@
 #include <map>
 #include <unordered_set>
 
+#include <asio/post.hpp>
+
 #include <awaken/jose/keys.hpp>
 
 #include "core/url_text.hpp"
@@ -175,48 +177,60 @@ class DecodingCompletion final
  public:
   using Value = typename WorkloadStream<Kind>::value_type;
   using Inner = Completion<std::error_code, std::optional<Value>>;
-  DecodingCompletion(std::unique_ptr<Inner> inner, ResourceLimits limits) noexcept
-      : DecodingCompletion::ForwardingCompletion(std::move(inner)), limits_(limits) {}
+  DecodingCompletion(std::unique_ptr<Inner> inner, asio::any_io_executor executor, ResourceLimits limits) noexcept
+      : DecodingCompletion::ForwardingCompletion(std::move(inner)), executor_(std::move(executor)), limits_(limits) {}
 
+  // Decodes on the stream's executor, off the connection's strand: a large update does not
+  // hold up the other calls on the connection. The caller is then completed on its own.
   void complete(std::error_code ec, std::optional<std::string> message) override {
-    auto value = decode(ec, std::move(message));
-    this->inner_->complete(ec, std::move(value));
+    asio::post(executor_, [inner = std::shared_ptr<Inner>(std::move(this->inner_)), ec, m = std::move(message),
+                           limits = limits_]() mutable {
+      auto value = decode(*inner, ec, std::move(m), limits);
+      inner->complete(ec, std::move(value));
+    });
   }
   void invoke(std::error_code ec, std::optional<std::string> message) override {
-    auto value = decode(ec, std::move(message));
+    auto value = decode(*this->inner_, ec, std::move(message), limits_);
     this->inner_->invoke(ec, std::move(value));
   }
 
  private:
   using Decoding = StreamDecoding<Kind>;
 
-  std::optional<Value> decode(std::error_code& ec, std::optional<std::string> message) noexcept {
-    if (ec) {
-      if constexpr (Decoding::wit_method != nullptr) {
-        if (ec == grpc_status::unimplemented || ec == grpc_status::failed_precondition) {
-          Diagnostics d;
-          if (const Diagnostics* read = this->diagnostics()) d.details = read->details;
-          d.context = "Workload API " + std::string{Decoding::wit_method} + ": the agent does not offer WIT-SVIDs (" +
-                      ec.message() + ")";
-          this->set_diagnostics(d);
-          ec = make_error_code(spiffe_errc::not_offered);
+  static std::optional<Value> decode(const Inner& inner, std::error_code& ec, std::optional<std::string> message,
+                                     const ResourceLimits& limits) noexcept {
+    try {
+      if (ec) {
+        if constexpr (Decoding::wit_method != nullptr) {
+          if (ec == grpc_status::unimplemented || ec == grpc_status::failed_precondition) {
+            Diagnostics d;
+            if (const Diagnostics* read = inner.diagnostics()) d.details = read->details;
+            d.context = "Workload API " + std::string{Decoding::wit_method} + ": the agent does not offer WIT-SVIDs (" +
+                        ec.message() + ")";
+            inner.set_diagnostics(d);
+            ec = make_error_code(spiffe_errc::not_offered);
+          }
         }
+        return std::nullopt;
       }
+      if (!message) return std::nullopt;
+      std::optional<Value> value;
+      Diagnostics d;
+      if constexpr (Decoding::secret) {
+        const WipeOnExit wipe{*message};
+        ec = Decoding::decode(*message, limits, value, d);
+      } else {
+        ec = Decoding::decode(*message, limits, value, d);
+      }
+      if (ec) inner.set_diagnostics(d);
+      return value;
+    } catch (...) {  // only without memory for a text: the code alone
+      ec = std::make_error_code(std::errc::not_enough_memory);
       return std::nullopt;
     }
-    if (!message) return std::nullopt;
-    std::optional<Value> value;
-    Diagnostics d;
-    if constexpr (Decoding::secret) {
-      const WipeOnExit wipe{*message};
-      ec = Decoding::decode(*message, limits_, value, d);
-    } else {
-      ec = Decoding::decode(*message, limits_, value, d);
-    }
-    if (ec) this->set_diagnostics(d);
-    return value;
   }
 
+  asio::any_io_executor executor_;
   ResourceLimits limits_;
 };
 
@@ -224,7 +238,7 @@ class DecodingCompletion final
 
 template <StreamKind Kind>
 void WorkloadStream<Kind>::start_next(std::unique_ptr<Completion<std::error_code, std::optional<value_type>>> c) {
-  stream_.start_read(std::make_unique<DecodingCompletion<Kind>>(std::move(c), limits_));
+  stream_.start_read(std::make_unique<DecodingCompletion<Kind>>(std::move(c), stream_.get_executor(), limits_));
 }
 
 template class WorkloadStream<StreamKind::jwt_bundles>;
