@@ -16,6 +16,7 @@ using experimental::WitProfile;
 using experimental::WitSvid;
 using experimental::WitSvidPicker;
 
+namespace {
 // Tokens are equal when they are the same token with the same hint (a token names its key: the
 // same token, the same key).
 bool same_svids(const std::vector<WitSvid>& a, const std::vector<WitSvid>& b) noexcept {
@@ -24,6 +25,7 @@ bool same_svids(const std::vector<WitSvid>& a, const std::vector<WitSvid>& b) no
     if (a[i].token().reveal() != b[i].token().reveal() || a[i].hint() != b[i].hint()) return false;
   return true;
 }
+}  // namespace
 
 // One SVID update with the SVID picked from it: what the FetchWITSVID lane delivers.
 struct WitPick {

@@ -166,6 +166,20 @@ struct StreamDecoding<StreamKind::wit_bundles> : Decoding<&to_wit_bundle_set, fa
 
 namespace {
 
+// A message on its way to its decoder, wiped if it is dropped undecoded (it may hold private
+// keys).
+struct PendingMessage {
+  std::optional<std::string> text;
+  explicit PendingMessage(std::optional<std::string> t) noexcept : text(std::move(t)) {}
+  PendingMessage(PendingMessage&&) noexcept = default;
+  PendingMessage(const PendingMessage&) = delete;
+  PendingMessage& operator=(const PendingMessage&) = delete;
+  PendingMessage& operator=(PendingMessage&&) = delete;
+  ~PendingMessage() {
+    if (text) awaken::detail::wipe(text->data(), text->capacity());
+  }
+};
+
 // A stream read that decodes its message before it completes the caller: a failed call comes
 // through with its code (for the WIT profile, `Unimplemented` and `FailedPrecondition`, which
 // some agents answer, as `not_offered`: the agent does not offer it), a message
@@ -183,9 +197,9 @@ class DecodingCompletion final
   // Decodes on the stream's executor, off the connection's strand: a large update does not
   // hold up the other calls on the connection. The caller is then completed on its own.
   void complete(std::error_code ec, std::optional<std::string> message) override {
-    asio::post(executor_, [inner = std::shared_ptr<Inner>(std::move(this->inner_)), ec, m = std::move(message),
-                           limits = limits_]() mutable {
-      auto value = decode(*inner, ec, std::move(m), limits);
+    asio::post(executor_, [inner = std::shared_ptr<Inner>(std::move(this->inner_)), ec,
+                           m = PendingMessage{std::move(message)}, limits = limits_]() mutable {
+      auto value = decode(*inner, ec, std::move(m.text), limits);
       inner->complete(ec, std::move(value));
     });
   }
